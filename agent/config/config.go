@@ -1,0 +1,161 @@
+// Package config loads, defaults and validates the agent's configuration file
+// (/etc/etcd-agent/config.yaml by default).
+//
+// Every field documents its zero value. Load rejects unknown keys, and every
+// validation failure names the field, the bad value and the fix, so a typo in
+// user data fails the first boot loudly instead of silently running defaults.
+// The agent exits with ExitCode on any *Error so that the systemd unit's
+// RestartPreventExitStatus stops a restart loop on a config mistake.
+package config
+
+import (
+	"time"
+)
+
+// DefaultPath is where the Butane config drops the agent's configuration.
+const DefaultPath = "/etc/etcd-agent/config.yaml"
+
+// ExitCode is the process exit code for every configuration error
+// (EX_CONFIG from sysexits.h). The systemd unit lists it in
+// RestartPreventExitStatus.
+const ExitCode = 78
+
+// Config is the whole agent configuration.
+type Config struct {
+	Cluster Cluster `yaml:"cluster"`
+	Node    Node    `yaml:"node"`
+	PKI     PKI     `yaml:"pki"`
+	Etcd    Etcd    `yaml:"etcd"`
+	Podman  Podman  `yaml:"podman"`
+	Agent   Agent   `yaml:"agent"`
+}
+
+// Cluster describes the cluster this node belongs to.
+type Cluster struct {
+	// Name labels the cluster in status and logs. Zero: "etcd".
+	Name string `yaml:"name"`
+	// Size is the desired number of voting members. Zero: 3.
+	// Even sizes are allowed but warned about: they add no fault tolerance.
+	Size int `yaml:"size"`
+	// Discovery says how founding members find each other. Exactly one
+	// source must be set.
+	Discovery Discovery `yaml:"discovery"`
+	// DeadMemberGrace is how long a member must be unreachable before the
+	// agent may remove it to make room for a replacement. Zero: 10m.
+	DeadMemberGrace Duration `yaml:"deadMemberGrace"`
+}
+
+// Discovery selects one discovery source.
+type Discovery struct {
+	// Endpoints and Token select etcd's v3 discovery protocol against a
+	// discovery etcd cluster (the default and recommended source).
+	Endpoints []string `yaml:"endpoints"`
+	Token     string   `yaml:"token"`
+	// URL selects the v2 discovery protocol (https://discovery.etcd.io/<token>
+	// or a self-hosted /v2/keys/_etcd/registry/<token>).
+	URL string `yaml:"url"`
+	// Static is a fixed founding peer list "name=https://ip:2380,...".
+	Static string `yaml:"static"`
+	// CACert, Cert and Key are the TLS files for reaching a v3 discovery
+	// cluster. Zero: the node's own CA and agent client certificate.
+	CACert string `yaml:"caCert"`
+	Cert   string `yaml:"cert"`
+	Key    string `yaml:"key"`
+}
+
+// Node describes this machine.
+type Node struct {
+	// Identity is "imds" (EC2 instance metadata, IMDSv2 only) or "static".
+	// Zero: "imds".
+	Identity string `yaml:"identity"`
+	// IP, Name and Hostname are the static identity. IP is required when
+	// Identity is "static"; Name zero: derived from IP ("etcd-10-0-1-5").
+	IP       string `yaml:"ip"`
+	Name     string `yaml:"name"`
+	Hostname string `yaml:"hostname"`
+	// IMDSEndpoint overrides the instance metadata endpoint (tests, proxies).
+	// Zero: the SDK default http://169.254.169.254.
+	IMDSEndpoint string `yaml:"imdsEndpoint"`
+	// DataDir holds the etcd member data. Zero: /var/lib/etcd-agent/data.
+	DataDir string `yaml:"dataDir"`
+}
+
+// PKI locates the shipped CA and the node's issued certificates.
+type PKI struct {
+	// CACert and CAKey are the shipped CA. Zero: /etc/etcd-agent/ca.{crt,key}.
+	// The key must not be readable by group or others.
+	CACert string `yaml:"caCert"`
+	CAKey  string `yaml:"caKey"`
+	// Dir receives the issued certificates. Zero: /var/lib/etcd-agent/pki.
+	Dir string `yaml:"dir"`
+	// Validity of issued leaf certificates. Zero: 365d.
+	Validity Duration `yaml:"validity"`
+	// RenewBefore reissues a certificate with less than this left. Zero: 30d.
+	RenewBefore Duration `yaml:"renewBefore"`
+}
+
+// Etcd configures the etcd member the agent runs.
+type Etcd struct {
+	// Runtime is "podman" (production) or "embedded" (in-process).
+	// Zero: "podman".
+	Runtime string `yaml:"runtime"`
+	// Image is the etcd container image. Zero: the official image at the
+	// etcd version this agent was built with.
+	Image string `yaml:"image"`
+	// ClientPort and PeerPort. Zero: 2379 and 2380.
+	ClientPort int `yaml:"clientPort"`
+	PeerPort   int `yaml:"peerPort"`
+	// QuotaBackendBytes is the backend size quota. Zero: 4 GiB.
+	QuotaBackendBytes Size `yaml:"quotaBackendBytes"`
+	// AutoCompactionRetention keeps this much revision history (periodic
+	// mode). Zero: 1h. etcd's own default is off, which fills the quota.
+	AutoCompactionRetention Duration `yaml:"autoCompactionRetention"`
+	// ExtraFlags are passed to etcd verbatim ("--flag=value"); flags the agent
+	// owns (names, URLs, TLS, cluster bootstrap) are refused.
+	ExtraFlags []string `yaml:"extraFlags"`
+}
+
+// Podman configures the container runtime.
+type Podman struct {
+	// Socket is the Podman API socket URI. Zero:
+	// unix://$XDG_RUNTIME_DIR/podman/podman.sock (the agent user's rootless socket).
+	Socket string `yaml:"socket"`
+	// ContainerName. Zero: "etcd".
+	ContainerName string `yaml:"containerName"`
+	// StopTimeout is how long etcd gets to stop before it is killed.
+	// Zero: 30s.
+	StopTimeout Duration `yaml:"stopTimeout"`
+}
+
+// Agent configures the agent process itself.
+type Agent struct {
+	// StatusFile is where the agent publishes its state for `status`.
+	// Zero: /run/etcd-agent/status.json.
+	StatusFile string `yaml:"statusFile"`
+	// LogLevel is debug, info, warn or error. Zero: info.
+	LogLevel string `yaml:"logLevel"`
+	// HealthInterval is the supervision loop period. Zero: 5s.
+	HealthInterval Duration `yaml:"healthInterval"`
+}
+
+// Defaults for zero values; see the field comments.
+const (
+	DefaultClusterName     = "etcd"
+	DefaultClusterSize     = 3
+	DefaultDeadMemberGrace = 10 * time.Minute
+	DefaultDataDir         = "/var/lib/etcd-agent/data"
+	DefaultPKIDir          = "/var/lib/etcd-agent/pki"
+	DefaultCACert          = "/etc/etcd-agent/ca.crt"
+	DefaultCAKey           = "/etc/etcd-agent/ca.key"
+	DefaultValidity        = 365 * 24 * time.Hour
+	DefaultRenewBefore     = 30 * 24 * time.Hour
+	DefaultClientPort      = 2379
+	DefaultPeerPort        = 2380
+	DefaultQuota           = 4 << 30
+	DefaultCompaction      = time.Hour
+	DefaultContainerName   = "etcd"
+	DefaultStopTimeout     = 30 * time.Second
+	DefaultStatusFile      = "/run/etcd-agent/status.json"
+	DefaultHealthInterval  = 5 * time.Second
+	DefaultImageRepo       = "gcr.io/etcd-development/etcd"
+)

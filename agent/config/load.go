@@ -1,0 +1,149 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Source says where the configuration comes from besides the file. Values
+// are applied in order: file, then Env, then Flags, then defaults for what is
+// still zero.
+type Source struct {
+	// Path of the YAML file. A missing file is an error unless AllowMissing.
+	Path         string
+	AllowMissing bool
+	// Env looks up environment variables (os.LookupEnv in main). Nil: none.
+	Env func(string) (string, bool)
+	// Flags holds command-line overrides keyed by the YAML path
+	// ("node.ip"); see Overridable for the keys.
+	Flags map[string]string
+	// DefaultImageTag is the etcd version the binary was built with.
+	DefaultImageTag string
+}
+
+// Load reads, overrides, defaults and validates the configuration.
+// Every failure is an *Error (exit with ExitCode).
+func Load(src Source) (*Config, []string, error) {
+	cfg := &Config{}
+	data, err := os.ReadFile(src.Path)
+	switch {
+	case err == nil:
+		if err := decode(src.Path, data, cfg); err != nil {
+			return nil, nil, err
+		}
+	case errors.Is(err, os.ErrNotExist) && src.AllowMissing:
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil, &Error{Problems: []Problem{{
+			Field: "--config", Value: src.Path, Problem: "file does not exist",
+			Fix: "create it (see the README's config reference) or pass --config PATH",
+		}}}
+	default:
+		return nil, nil, &Error{Problems: []Problem{{
+			Field: "--config", Value: src.Path, Problem: err.Error(),
+			Fix: "make the file readable by the agent's user",
+		}}}
+	}
+	if err := applyOverrides(cfg, src); err != nil {
+		return nil, nil, err
+	}
+	env := src.Env
+	if env == nil {
+		env = func(string) (string, bool) { return "", false }
+	}
+	cfg.applyDefaults(src.DefaultImageTag, env)
+	warnings, err := cfg.Validate()
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, warnings, nil
+}
+
+// Parse decodes YAML bytes strictly; exported for tests and `config check`.
+func decode(path string, data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return &Error{Problems: []Problem{{
+			Field: path, Problem: strings.TrimPrefix(err.Error(), "yaml: "),
+			Fix: "fix the YAML; unknown keys are errors (check spelling and nesting against the README's config reference)",
+		}}}
+	}
+	return nil
+}
+
+// override binds one key to the env variable and the setter it feeds.
+type override struct {
+	key string
+	env string
+	set func(*Config, string) error
+}
+
+func str(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = v; return nil }
+}
+
+// overrides are the settings operators expect to change without editing
+// the file: paths, addresses and sockets that differ per host or per test.
+var overrides = []override{
+	{"node.identity", "ETCD_AGENT_IDENTITY", str(func(c *Config) *string { return &c.Node.Identity })},
+	{"node.ip", "ETCD_AGENT_NODE_IP", str(func(c *Config) *string { return &c.Node.IP })},
+	{"node.name", "ETCD_AGENT_NODE_NAME", str(func(c *Config) *string { return &c.Node.Name })},
+	{"node.imdsEndpoint", "ETCD_AGENT_IMDS_ENDPOINT", str(func(c *Config) *string { return &c.Node.IMDSEndpoint })},
+	{"node.dataDir", "ETCD_AGENT_DATA_DIR", str(func(c *Config) *string { return &c.Node.DataDir })},
+	{"pki.dir", "ETCD_AGENT_PKI_DIR", str(func(c *Config) *string { return &c.PKI.Dir })},
+	{"etcd.runtime", "ETCD_AGENT_RUNTIME", str(func(c *Config) *string { return &c.Etcd.Runtime })},
+	{"etcd.image", "ETCD_AGENT_IMAGE", str(func(c *Config) *string { return &c.Etcd.Image })},
+	{"podman.socket", "ETCD_AGENT_PODMAN_SOCKET", str(func(c *Config) *string { return &c.Podman.Socket })},
+	{"agent.statusFile", "ETCD_AGENT_STATUS_FILE", str(func(c *Config) *string { return &c.Agent.StatusFile })},
+	{"agent.logLevel", "ETCD_AGENT_LOG_LEVEL", str(func(c *Config) *string { return &c.Agent.LogLevel })},
+	{"cluster.discovery.token", "ETCD_AGENT_DISCOVERY_TOKEN", str(func(c *Config) *string { return &c.Cluster.Discovery.Token })},
+}
+
+// Overridable lists the keys accepted in Source.Flags and their env
+// variables, for help text.
+func Overridable() [][2]string {
+	out := make([][2]string, len(overrides))
+	for i, o := range overrides {
+		out[i] = [2]string{o.key, o.env}
+	}
+	return out
+}
+
+func applyOverrides(cfg *Config, src Source) error {
+	known := map[string]bool{}
+	for _, o := range overrides {
+		known[o.key] = true
+		if src.Env != nil {
+			if v, ok := src.Env(o.env); ok && v != "" {
+				if err := o.set(cfg, v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	keys := make([]string, 0, len(src.Flags))
+	for k := range src.Flags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !known[k] {
+			return fmt.Errorf("config: internal error: flag override %q has no setter", k)
+		}
+		for _, o := range overrides {
+			if o.key == k {
+				if err := o.set(cfg, src.Flags[k]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
