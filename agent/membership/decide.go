@@ -1,0 +1,112 @@
+// Package membership decides how a node enters the cluster: restart in
+// place, bootstrap a new cluster, or join an existing one. Decisions are pure
+// functions over Facts, gathered elsewhere, so every path is testable as a
+// table without a network.
+package membership
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Path is how the node's etcd member is started.
+type Path string
+
+const (
+	// Restart: the data dir holds a member; start it with the same
+	// identity and never consult discovery again.
+	Restart Path = "restart"
+	// Bootstrap: no data, and this node is one of the founding members
+	// that discovery returned; start with initial-cluster-state=new.
+	Bootstrap Path = "bootstrap"
+	// Join: no data, and the cluster is already formed (discovery full
+	// without us); add self as a learner and start with state=existing.
+	Join Path = "join"
+)
+
+// Member is a founding member as discovery returned it.
+type Member struct {
+	Name    string
+	PeerURL string
+}
+
+// Facts are what the agent knows before choosing a path.
+type Facts struct {
+	// HasData: the data dir holds a member (member/wal exists).
+	HasData bool
+	// Self is this node.
+	Self Member
+	// Discovered is the founding member list; nil when discovery was not
+	// consulted (HasData) .
+	Discovered []Member
+	// SelfDiscovered: Self is among Discovered (false = registry full
+	// without us).
+	SelfDiscovered bool
+	// Token is the initial cluster token from discovery.
+	Token string
+}
+
+// Decision is the chosen path with what etcd needs for it and why.
+type Decision struct {
+	Path                Path
+	InitialCluster      string // for Bootstrap
+	InitialClusterState string // "new" for Bootstrap, "existing" for Join, "" for Restart
+	Token               string
+	Reason              string
+}
+
+// Decide picks the path. It is called twice on a fresh node: first with
+// only HasData (a Restart needs nothing else), then with discovery's answer.
+func Decide(f Facts) (Decision, error) {
+	if f.HasData {
+		return Decision{Path: Restart, Reason: "data dir holds a member: restarting it in place, discovery is not consulted"}, nil
+	}
+	if f.Discovered == nil {
+		return Decision{}, fmt.Errorf("decide membership: no data and no discovery result")
+	}
+	if !f.SelfDiscovered {
+		return Decision{Path: Join, InitialClusterState: "existing", Token: f.Token,
+			Reason: fmt.Sprintf("discovery is full with %d members without %s: joining the existing cluster", len(f.Discovered), f.Self.Name)}, nil
+	}
+	if err := checkNames(f.Discovered); err != nil {
+		return Decision{}, err
+	}
+	return Decision{
+		Path:                Bootstrap,
+		InitialCluster:      InitialCluster(f.Discovered),
+		InitialClusterState: "new",
+		Token:               f.Token,
+		Reason:              fmt.Sprintf("founding member %d of %d from discovery: bootstrapping a new cluster", indexOf(f.Discovered, f.Self)+1, len(f.Discovered)),
+	}, nil
+}
+
+// InitialCluster renders etcd's --initial-cluster value.
+func InitialCluster(ms []Member) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.Name + "=" + m.PeerURL
+	}
+	return strings.Join(parts, ",")
+}
+
+// checkNames refuses two founding members with one name: etcd would merge
+// them into one member with two peer URLs and never reach quorum.
+func checkNames(ms []Member) error {
+	seen := map[string]string{}
+	for _, m := range ms {
+		if prev, ok := seen[m.Name]; ok && prev != m.PeerURL {
+			return fmt.Errorf("decide membership: two nodes claim the name %q (%s and %s): give each node a unique node.name or IP", m.Name, prev, m.PeerURL)
+		}
+		seen[m.Name] = m.PeerURL
+	}
+	return nil
+}
+
+func indexOf(ms []Member, m Member) int {
+	for i, x := range ms {
+		if x == m {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,52 @@
+package membership
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDecide(t *testing.T) {
+	a := Member{"etcd-10-0-0-1", "https://10.0.0.1:2380"}
+	b := Member{"etcd-10-0-0-2", "https://10.0.0.2:2380"}
+	c := Member{"etcd-10-0-0-3", "https://10.0.0.3:2380"}
+	d := Member{"etcd-10-0-0-4", "https://10.0.0.4:2380"}
+	cases := []struct {
+		name      string
+		facts     Facts
+		wantPath  Path
+		wantIC    string
+		wantState string
+		wantErr   string
+	}{
+		{name: "data present restarts without discovery", facts: Facts{HasData: true, Self: a}, wantPath: Restart},
+		{name: "data present ignores a discovery answer", facts: Facts{HasData: true, Self: d, Discovered: []Member{a, b, c}}, wantPath: Restart},
+		{name: "founding member bootstraps", facts: Facts{Self: b, Discovered: []Member{a, b, c}, SelfDiscovered: true, Token: "t"},
+			wantPath: Bootstrap, wantState: "new",
+			wantIC: "etcd-10-0-0-1=https://10.0.0.1:2380,etcd-10-0-0-2=https://10.0.0.2:2380,etcd-10-0-0-3=https://10.0.0.3:2380"},
+		{name: "registry full joins", facts: Facts{Self: d, Discovered: []Member{a, b, c}, Token: "t"}, wantPath: Join, wantState: "existing"},
+		{name: "no data and no discovery is a bug", facts: Facts{Self: a}, wantErr: "no discovery result"},
+		{name: "two nodes one name", facts: Facts{Self: a, SelfDiscovered: true,
+			Discovered: []Member{a, {a.Name, "https://10.0.0.9:2380"}, c}}, wantErr: `two nodes claim the name "etcd-10-0-0-1"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d, err := Decide(tc.facts)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Path != tc.wantPath || d.InitialCluster != tc.wantIC || d.InitialClusterState != tc.wantState {
+				t.Errorf("got %+v", d)
+			}
+			if d.Reason == "" {
+				t.Error("decision has no reason")
+			}
+		})
+	}
+}
