@@ -80,11 +80,15 @@ func Decide(f Facts) (Decision, error) {
 	}, nil
 }
 
-// InitialCluster renders etcd's --initial-cluster value.
+// InitialCluster renders etcd's --initial-cluster value. A member
+// registered by a plain etcd with several peer URLs carries them
+// comma-separated; each becomes its own name=URL element, as etcd expects.
 func InitialCluster(ms []Member) string {
-	parts := make([]string, len(ms))
-	for i, m := range ms {
-		parts[i] = m.Name + "=" + m.PeerURL
+	var parts []string
+	for _, m := range ms {
+		for _, u := range strings.Split(m.PeerURL, ",") {
+			parts = append(parts, m.Name+"="+u)
+		}
 	}
 	return strings.Join(parts, ",")
 }
