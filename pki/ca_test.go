@@ -195,8 +195,8 @@ func TestLoadCAErrors(t *testing.T) {
 		},
 		{
 			name: "not a CA",
-			setup: func(t *testing.T, c, k string) (string, string, time.Time) {
-				c, k = writeSelfSigned(t, t.TempDir(), false)
+			setup: func(t *testing.T, _, _ string) (string, string, time.Time) {
+				c, k := writeSelfSigned(t, t.TempDir(), false)
 				return c, k, t0
 			},
 			want: []string{"is not a CA"},
