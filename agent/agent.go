@@ -1,0 +1,380 @@
+// Package agent runs one node's lifecycle: identity, certificates,
+// membership, etcd runtime, readiness, supervision. The stages run in the
+// order listed in (*Agent).stages; each is safe to rerun, so a crashed or
+// restarted agent simply starts from the top and finds its earlier work done
+// (certificates reused, the discovery registration found again, the running
+// container adopted).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/runtime"
+	"github.com/etcd-agent/etcd-agent/discovery"
+	"github.com/etcd-agent/etcd-agent/pki"
+)
+
+// Notifier is what the agent tells its supervisor (systemd's sd_notify).
+type Notifier interface {
+	Ready(status string) error
+	Status(status string) error
+	Watchdog() error
+	Stopping(status string) error
+}
+
+// Options are the agent's dependencies. Config, Identity and Runtime are
+// required; the rest have defaults.
+type Options struct {
+	Config   *config.Config
+	Identity identity.Source
+	Runtime  runtime.Runtime
+	// Discovery overrides the source built from Config (tests).
+	Discovery discovery.Source
+	Notifier  Notifier
+	Logger    *slog.Logger
+	Version   string
+	// WatchdogInterval is how often to send WATCHDOG=1; 0 disables.
+	WatchdogInterval time.Duration
+	// StopEtcdOnExit stops the etcd member when the agent exits. Embedded
+	// etcd always stops with the process; a container is left running by
+	// default so agent restarts and upgrades adopt it without a blip.
+	StopEtcdOnExit bool
+	// Now is the clock. Zero: time.Now.
+	Now func() time.Time
+}
+
+// Agent is one node's agent. Create it with New and call Run once.
+type Agent struct {
+	opts Options
+	cfg  *config.Config
+	log  *slog.Logger
+	rec  *report.Recorder
+	now  func() time.Time
+
+	// Filled in by the stages, in order.
+	id       identity.Identity
+	ca       *pki.CA
+	certs    pki.NodeCerts
+	decision membership.Decision
+	spec     etcdconf.Spec
+	client   *clientv3.Client
+	ready    chan struct{}
+}
+
+// New checks the options and returns an agent ready to Run.
+func New(opts Options) (*Agent, error) {
+	if opts.Config == nil || opts.Identity == nil || opts.Runtime == nil {
+		return nil, errors.New("agent: Config, Identity and Runtime are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Notifier == nil {
+		opts.Notifier = nopNotifier{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
+	a.rec = report.NewRecorder(opts.Now)
+	a.rec.Update(func(r *report.NodeReport) {
+		r.PID = os.Getpid()
+		r.Version = opts.Version
+		r.CertDir = opts.Config.PKI.Dir
+	})
+	return a, nil
+}
+
+// Ready is closed once the local member is healthy, a voter and caught up.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Report returns the agent's current published state.
+func (a *Agent) Report() report.NodeReport { return a.rec.Snapshot() }
+
+type stage struct {
+	name  string
+	phase report.Phase
+	run   func(ctx context.Context) error
+}
+
+// stages is the node lifecycle, top to bottom.
+func (a *Agent) stages() []stage {
+	return []stage{
+		{"identity", report.PhaseIdentity, a.resolveIdentity},
+		{"certificates", report.PhaseCertificates, a.ensureCertificates},
+		{"membership", report.PhaseDiscovery, a.decideMembership},
+		{"etcd", report.PhaseStartingEtcd, a.startEtcd},
+		{"ready", report.PhaseStartingEtcd, a.waitReady},
+	}
+}
+
+// Run executes the stages and then supervises until ctx is cancelled.
+// It returns nil on a clean shutdown.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	if err := os.MkdirAll(filepath.Dir(a.cfg.Agent.StatusFile), 0o755); err != nil {
+		return fmt.Errorf("create status dir: %w", err)
+	}
+	defer func() { a.shutdown(err) }()
+	stopPetting := a.petDuringStartup(ctx)
+	defer stopPetting()
+	for _, s := range a.stages() {
+		a.setPhase(s.phase, s.name)
+		if err := s.run(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	stopPetting()
+	return a.supervise(ctx)
+}
+
+func (a *Agent) resolveIdentity(ctx context.Context) error {
+	a.setPhase(report.PhaseIdentity, "reading node identity from "+a.cfg.Node.Identity)
+	id, err := a.opts.Identity.Identity(ctx)
+	if err != nil {
+		return err
+	}
+	a.id = id
+	a.rec.Update(func(r *report.NodeReport) {
+		r.Name, r.PrivateIP, r.Hostname = id.Name, id.PrivateIP.String(), id.Hostname
+		r.InstanceID, r.AvailabilityZone = id.InstanceID, id.AvailabilityZone
+		if id.PublicIP.IsValid() {
+			r.PublicIP = id.PublicIP.String()
+		}
+	})
+	a.log.Info("node identity", "name", id.Name, "ip", id.PrivateIP, "source", id.Source,
+		"instance", id.InstanceID, "az", id.AvailabilityZone)
+	return nil
+}
+
+func (a *Agent) ensureCertificates(ctx context.Context) error {
+	a.setPhase(report.PhaseCertificates, "issuing certificates from "+a.cfg.PKI.CACert)
+	ca, err := pki.LoadCA(a.cfg.PKI.CACert, a.cfg.PKI.CAKey, a.now())
+	if err != nil {
+		return err
+	}
+	a.ca = ca
+	return a.refreshCertificates()
+}
+
+// refreshCertificates reissues what is due; etcd loads certificate files on
+// each new connection, so a renewal needs no restart.
+func (a *Agent) refreshCertificates() error {
+	certs, err := a.ca.EnsureNodeCerts(pki.NodeRequest{
+		Dir: a.cfg.PKI.Dir, NodeIP: a.id.PrivateIP, Hostname: a.id.Hostname,
+		Validity: a.cfg.PKI.Validity.D(), RenewBefore: a.cfg.PKI.RenewBefore.D(), Now: a.now(),
+	})
+	if err != nil {
+		return err
+	}
+	a.certs = certs
+	var published []report.Cert
+	for _, c := range certs.Certs {
+		if c.Action != pki.ActionReused || c.Reason != "" {
+			a.log.Info("certificate", "role", c.Role, "action", c.Action, "reason", c.Reason, "expires", c.NotAfter)
+		}
+		published = append(published, report.Cert{Role: c.Role, NotAfter: c.NotAfter})
+	}
+	a.rec.Update(func(r *report.NodeReport) { r.Certs = published })
+	return nil
+}
+
+func (a *Agent) self() membership.Member {
+	return membership.Member{Name: a.id.Name, PeerURL: a.specBase().PeerURL()}
+}
+
+func (a *Agent) decideMembership(ctx context.Context) error {
+	facts := membership.Facts{Self: a.self()}
+	hasData, err := memberDataPresent(a.cfg.Node.DataDir)
+	if err != nil {
+		return err
+	}
+	facts.HasData = hasData
+	if !hasData {
+		res, err := a.discover(ctx)
+		if err != nil {
+			return err
+		}
+		facts.Token, facts.SelfDiscovered = res.Token, res.Self
+		for _, m := range res.Members {
+			facts.Discovered = append(facts.Discovered, membership.Member{Name: m.Name, PeerURL: m.PeerURL})
+		}
+	}
+	d, err := membership.Decide(facts)
+	if err != nil {
+		return err
+	}
+	a.decision = d
+	a.rec.AddDecision(string(d.Path), d.Reason)
+	a.log.Info("membership decision", "path", d.Path, "reason", d.Reason)
+	if d.Path == membership.Join {
+		return a.join(ctx)
+	}
+	return nil
+}
+
+func (a *Agent) discover(ctx context.Context) (discovery.Result, error) {
+	src := a.opts.Discovery
+	if src == nil {
+		var err error
+		if src, err = newDiscovery(a.cfg, a.log); err != nil {
+			return discovery.Result{}, err
+		}
+	}
+	a.setPhase(report.PhaseDiscovery, "registering in discovery")
+	self := a.self()
+	return src.Bootstrap(ctx, discovery.Member{Name: self.Name, PeerURL: self.PeerURL}, func(p discovery.Progress) {
+		msg := fmt.Sprintf("waiting for %d more members in discovery (%d/%d registered)", p.Waiting(), p.Registered, p.Size)
+		if p.Problem != "" {
+			msg = p.Problem
+		}
+		a.setPhase(report.PhaseDiscovery, msg)
+	})
+}
+
+// join is the path for a node that finds the cluster already formed.
+// Learner join and promotion are the self-healing membership work; until
+// then the node waits here with a status that says so.
+func (a *Agent) join(ctx context.Context) error {
+	a.setPhase(report.PhaseJoining, "discovery is full: this node is standby (joining a formed cluster as a learner is not implemented yet)")
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// specBase is the etcd configuration that does not depend on membership.
+func (a *Agent) specBase() etcdconf.Spec {
+	return etcdconf.Spec{
+		Name:                    a.id.Name,
+		DataDir:                 a.cfg.Node.DataDir,
+		NodeIP:                  a.id.PrivateIP,
+		ClientPort:              a.cfg.Etcd.ClientPort,
+		PeerPort:                a.cfg.Etcd.PeerPort,
+		CertDir:                 a.cfg.PKI.Dir,
+		QuotaBackendBytes:       int64(a.cfg.Etcd.QuotaBackendBytes),
+		AutoCompactionMode:      "periodic",
+		AutoCompactionRetention: a.cfg.Etcd.AutoCompactionRetention.D().String(),
+		ExtraFlags:              a.cfg.Etcd.ExtraFlags,
+	}
+}
+
+func (a *Agent) startEtcd(ctx context.Context) error {
+	spec := a.specBase()
+	spec.InitialCluster = a.decision.InitialCluster
+	spec.InitialClusterState = a.decision.InitialClusterState
+	spec.InitialClusterToken = a.decision.Token
+	if err := spec.Validate(); err != nil {
+		return &config.Error{Problems: []config.Problem{{Field: "etcd", Problem: err.Error(), Fix: "correct etcd.extraFlags or the ports"}}}
+	}
+	a.spec = spec
+	a.setPhase(report.PhaseStartingEtcd, "starting etcd ("+a.opts.Runtime.Name()+")")
+	if err := os.MkdirAll(spec.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	action, err := a.opts.Runtime.Ensure(ctx, spec)
+	if err != nil {
+		return err
+	}
+	a.log.Info("etcd runtime", "runtime", a.opts.Runtime.Name(), "action", action)
+	a.rec.Update(func(r *report.NodeReport) { r.ClientURL, r.PeerURL = spec.ClientURL(), spec.PeerURL() })
+	go func() {
+		err := runtime.Supervise(ctx, a.opts.Runtime, spec, runtime.SuperviseOptions{Logger: a.log, OnEvent: a.runtimeEvent})
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("etcd supervision ended", "err", err)
+		}
+	}()
+	tlsCfg, err := pki.ClientTLS(a.cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
+	if err != nil {
+		return err
+	}
+	a.client, err = clientv3.New(clientv3.Config{
+		Endpoints:   []string{spec.ClientURL()},
+		TLS:         tlsCfg,
+		DialTimeout: 5 * time.Second,
+		Logger:      zapDiscard(),
+	})
+	if err != nil {
+		return fmt.Errorf("create etcd client: %w", err)
+	}
+	return nil
+}
+
+func (a *Agent) runtimeEvent(ev runtime.Event) {
+	a.log.Warn("etcd runtime event", "event", ev.String())
+	a.rec.AddDecision("runtime", ev.String())
+}
+
+func (a *Agent) setPhase(p report.Phase, msg string) {
+	a.rec.SetPhase(p, msg)
+	if err := a.opts.Notifier.Status(msg); err != nil {
+		a.log.Debug("sd_notify status", "err", err)
+	}
+	a.flush()
+}
+
+func (a *Agent) flush() {
+	if err := a.rec.Flush(a.cfg.Agent.StatusFile); err != nil {
+		a.log.Warn("publish status", "file", a.cfg.Agent.StatusFile, "err", err)
+	}
+}
+
+func (a *Agent) shutdown(runErr error) {
+	msg := "stopping"
+	if runErr != nil {
+		msg = "stopping after error: " + runErr.Error()
+		a.rec.SetError(runErr.Error())
+	}
+	_ = a.opts.Notifier.Stopping(msg)
+	a.rec.SetPhase(report.PhaseStopping, msg)
+	a.flush()
+	if a.client != nil {
+		_ = a.client.Close()
+	}
+	if a.opts.StopEtcdOnExit || a.opts.Runtime.Name() == "embedded" {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Podman.StopTimeout.D()+10*time.Second)
+		defer cancel()
+		if err := a.opts.Runtime.Stop(ctx); err != nil {
+			a.log.Warn("stop etcd", "err", err)
+		}
+	}
+	a.rec.SetPhase(report.PhaseStopped, msg)
+	a.flush()
+}
+
+// memberDataPresent reports whether dataDir holds an etcd member (a WAL).
+func memberDataPresent(dataDir string) (bool, error) {
+	entries, err := os.ReadDir(filepath.Join(dataDir, "member", "wal"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("inspect data dir: %w", err)
+	}
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) == ".wal" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Ready(string) error    { return nil }
+func (nopNotifier) Status(string) error   { return nil }
+func (nopNotifier) Watchdog() error       { return nil }
+func (nopNotifier) Stopping(string) error { return nil }

@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+
+	"github.com/etcd-agent/etcd-agent/agent/report"
+)
+
+// probeTimeout bounds one health probe; a member that cannot answer within
+// it is not healthy.
+const probeTimeout = 5 * time.Second
+
+// health is one observation of the local member.
+type health struct {
+	ready     bool
+	phase     report.Phase
+	message   string
+	endpoints []string
+}
+
+// probe asks the local member, over TLS with the agent's client cert, whether
+// it is healthy, a voter and caught up. A linearizable read succeeding on the
+// local member proves it has applied everything the leader had committed when
+// the read started, which is what "caught up" must mean for READY.
+func (a *Agent) probe(ctx context.Context) health {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	degraded := func(format string, args ...any) health {
+		return health{phase: report.PhaseDegraded, message: fmt.Sprintf(format, args...)}
+	}
+	members, err := a.client.MemberList(ctx)
+	if err != nil {
+		return degraded("degraded: member list failed: %v", shortErr(err))
+	}
+	var endpoints []string
+	var self *etcdserverpb.Member
+	voters := 0
+	for _, m := range members.Members {
+		endpoints = append(endpoints, m.ClientURLs...)
+		if !m.IsLearner {
+			voters++
+		}
+		if m.Name == a.spec.Name {
+			self = m
+		}
+	}
+	st, err := a.client.Status(ctx, a.spec.ClientURL())
+	if err != nil {
+		return degraded("degraded: local member status failed: %v", shortErr(err))
+	}
+	if self == nil {
+		h := degraded("local member %s not in the member list (%d members)", a.spec.Name, len(members.Members))
+		h.endpoints = endpoints
+		return h
+	}
+	if self.IsLearner {
+		return health{phase: report.PhaseLearner, endpoints: endpoints,
+			message: fmt.Sprintf("learner, catching up (raft index %d)", st.RaftIndex)}
+	}
+	if st.Leader == 0 {
+		h := degraded("degraded: no leader (quorum lost?), %d members", len(members.Members))
+		h.endpoints = endpoints
+		return h
+	}
+	if _, err := a.client.Get(ctx, "health"); err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		h := degraded("degraded: linearizable read failed: %v", shortErr(err))
+		h.endpoints = endpoints
+		return h
+	}
+	if len(st.Errors) > 0 {
+		h := degraded("degraded: %v", st.Errors)
+		h.endpoints = endpoints
+		return h
+	}
+	leader := fmt.Sprintf("%x", st.Leader)
+	for _, m := range members.Members {
+		if m.ID == st.Leader {
+			leader = m.Name
+		}
+	}
+	return health{ready: true, phase: report.PhaseHealthy, endpoints: endpoints,
+		message: fmt.Sprintf("healthy, leader %s, %d/%d voters", leader, voters, a.cfg.Cluster.Size)}
+}
+
+// shortErr keeps status lines to one readable line.
+func shortErr(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no answer within %s", probeTimeout)
+	}
+	s := err.Error()
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+func zapDiscard() *zap.Logger { return zap.NewNop() }

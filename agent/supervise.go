@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/report"
+)
+
+// readyPoll is how often the ready stage re-probes while etcd comes up.
+const readyPoll = time.Second
+
+// certCheckInterval is how often the supervision loop re-checks certificate
+// expiry (renewal happens RenewBefore ahead, so hourly is plenty).
+const certCheckInterval = time.Hour
+
+// waitReady blocks until the local member is healthy, a voter and caught
+// up, then sends READY=1. Until then STATUS= says what it is waiting for.
+func (a *Agent) waitReady(ctx context.Context) error {
+	t := time.NewTicker(readyPoll)
+	defer t.Stop()
+	for {
+		h := a.probe(ctx)
+		a.observe(h)
+		if h.ready {
+			if err := a.opts.Notifier.Ready(h.message); err != nil {
+				a.log.Warn("sd_notify ready", "err", err)
+			}
+			a.log.Info("ready", "status", h.message)
+			close(a.ready)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// supervise is the control loop: health, STATUS=, WATCHDOG=1, certificate
+// renewal. WATCHDOG=1 is sent from this loop only, so a wedged loop lets
+// systemd's watchdog restart the agent (which adopts the running etcd).
+func (a *Agent) supervise(ctx context.Context) error {
+	health := time.NewTicker(a.cfg.Agent.HealthInterval.D())
+	defer health.Stop()
+	certs := time.NewTicker(certCheckInterval)
+	defer certs.Stop()
+	var watchdog <-chan time.Time
+	if a.opts.WatchdogInterval > 0 {
+		t := time.NewTicker(a.opts.WatchdogInterval)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-watchdog:
+			if err := a.opts.Notifier.Watchdog(); err != nil {
+				a.log.Debug("sd_notify watchdog", "err", err)
+			}
+		case <-health.C:
+			a.observe(a.probe(ctx))
+		case <-certs.C:
+			if err := a.refreshCertificates(); err != nil {
+				a.rec.SetError("certificate renewal: " + err.Error())
+				a.log.Error("certificate renewal failed", "err", err)
+			}
+		}
+	}
+}
+
+// observe publishes one health observation.
+func (a *Agent) observe(h health) {
+	a.rec.Update(func(r *report.NodeReport) {
+		r.Ready = h.ready
+		if len(h.endpoints) > 0 {
+			r.Endpoints = h.endpoints
+		}
+	})
+	a.setPhase(h.phase, h.message)
+}
+
+// petDuringStartup sends WATCHDOG=1 while the start-up stages run: they can
+// legitimately wait for a long time (other nodes in discovery), each with its
+// own deadlines and retries. The returned func stops it; from then on only
+// the supervision loop pets the watchdog.
+func (a *Agent) petDuringStartup(ctx context.Context) (stop func()) {
+	if a.opts.WatchdogInterval <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(a.opts.WatchdogInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = a.opts.Notifier.Watchdog()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/discovery"
+	"github.com/etcd-agent/etcd-agent/pki"
+)
+
+// newDiscovery builds the configured discovery source. It runs after the
+// certificates stage because a v3 discovery cluster is reached, by default,
+// with the node's own CA and agent client certificate.
+func newDiscovery(cfg *config.Config, logger *slog.Logger) (discovery.Source, error) {
+	d := cfg.Cluster.Discovery
+	switch {
+	case d.Token != "":
+		tlsCfg, err := discoveryTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &discovery.V3{Endpoints: d.Endpoints, Token: d.Token, TLS: tlsCfg, DialTimeout: 5 * time.Second, Logger: logger}, nil
+	case d.URL != "":
+		return &discovery.V2{URL: d.URL, HTTPClient: &http.Client{Timeout: 30 * time.Second}, Logger: logger}, nil
+	case d.Static != "":
+		members, err := discovery.ParseStatic(d.Static)
+		if err != nil {
+			return nil, &config.Error{Problems: []config.Problem{{Field: "cluster.discovery.static", Value: d.Static, Problem: err.Error(), Fix: "write it like etcd-10-0-1-5=https://10.0.1.5:2380,..."}}}
+		}
+		return &discovery.Static{Members: members, Token: cfg.Cluster.Name}, nil
+	}
+	return nil, fmt.Errorf("no discovery source configured")
+}
+
+// discoveryTLS is the client TLS for a v3 discovery cluster: the configured
+// files, or the node's CA bundle and agent client certificate.
+func discoveryTLS(cfg *config.Config) (*tls.Config, error) {
+	d := cfg.Cluster.Discovery
+	tlsCfg, err := pki.ClientTLS(cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("discovery TLS: %w", err)
+	}
+	if d.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(d.Cert, d.Key)
+		if err != nil {
+			return nil, fmt.Errorf("discovery TLS: load cluster.discovery.cert/key: %w", err)
+		}
+		tlsCfg.Certificates = []tls.Certificate{pair}
+	}
+	if d.CACert != "" {
+		pem, err := os.ReadFile(d.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("discovery TLS: read cluster.discovery.caCert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("discovery TLS: cluster.discovery.caCert %s holds no PEM certificate", d.CACert)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	return tlsCfg, nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+
+	"github.com/etcd-agent/etcd-agent/agent"
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/systemd"
+)
+
+func runCommand() *command {
+	const usage = "etcd-agent run [--config PATH] [--node-ip IP] [--data-dir DIR] [--log-level LEVEL]"
+	const summary = "Run this node's agent: identity, certificates, discovery or join, etcd, readiness\n" +
+		"(sd_notify READY=1 only when the local member is a healthy, caught-up voter), supervision.\n" +
+		"Runs until SIGTERM. Configuration errors exit with code 78 (systemd does not restart on it).\n\n" +
+		"Environment overrides (below flags, above the file):\n" + envHelp()
+	return &command{name: "run", usage: usage, summary: "run the node agent (the systemd service)",
+		run: func(ctx context.Context, e env, args []string) error {
+			fs := newFlagSet(e, "run", usage, summary)
+			cf := addConfigFlags(fs)
+			if err := parseFlags(fs, args, 0); err != nil {
+				return err
+			}
+			cfg, warnings, err := cf.load(e)
+			if err != nil {
+				return err
+			}
+			logger := newLogger(e, cfg.Agent.LogLevel)
+			for _, w := range warnings {
+				logger.Warn("configuration", "warning", w)
+			}
+			return runAgent(ctx, e, cfg, logger)
+		}}
+}
+
+func runAgent(ctx context.Context, e env, cfg *config.Config, logger *slog.Logger) error {
+	notifySocket, _ := e.lookupEnv("NOTIFY_SOCKET")
+	wdUSec, _ := e.lookupEnv("WATCHDOG_USEC")
+	wdPID, _ := e.lookupEnv("WATCHDOG_PID")
+	rt, err := agent.NewRuntime(cfg, logger)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Options{
+		Config:           cfg,
+		Identity:         identitySource(cfg, logger),
+		Runtime:          rt,
+		Notifier:         systemd.NewNotifier(notifySocket, logger),
+		Logger:           logger,
+		Version:          version,
+		WatchdogInterval: systemd.WatchdogInterval(wdUSec, wdPID, os.Getpid()),
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func identitySource(cfg *config.Config, logger *slog.Logger) identity.Source {
+	if cfg.Node.Identity == "static" {
+		ip, _ := netip.ParseAddr(cfg.Node.IP) // validated by config
+		return identity.Static{IP: ip, Name: cfg.Node.Name, Hostname: cfg.Node.Hostname}
+	}
+	return identity.IMDS{Endpoint: cfg.Node.IMDSEndpoint, Logger: logger}
+}
+
+// configFlags are the flags every config-reading command shares.
+type configFlags struct {
+	path      *string
+	overrides map[string]*string
+}
+
+var configFlagNames = []struct{ flag, key, help string }{
+	{"node-ip", "node.ip", "this node's private IP (implies nothing about node.identity)"},
+	{"node-name", "node.name", "etcd member name (default: derived from the IP)"},
+	{"data-dir", "node.dataDir", "etcd data directory"},
+	{"pki-dir", "pki.dir", "directory of the issued certificates"},
+	{"runtime", "etcd.runtime", "podman or embedded"},
+	{"podman-socket", "podman.socket", "Podman API socket URI"},
+	{"status-file", "agent.statusFile", "where the agent publishes its state"},
+	{"log-level", "agent.logLevel", "debug, info, warn or error"},
+}
+
+func addConfigFlags(fs interface {
+	String(name, value, usage string) *string
+}) *configFlags {
+	cf := &configFlags{overrides: map[string]*string{}}
+	cf.path = fs.String("config", config.DefaultPath, "configuration file (env ETCD_AGENT_CONFIG)")
+	for _, f := range configFlagNames {
+		cf.overrides[f.key] = fs.String(f.flag, "", f.help)
+	}
+	return cf
+}
+
+func (cf *configFlags) load(e env) (*config.Config, []string, error) {
+	path := *cf.path
+	if v, ok := e.lookupEnv("ETCD_AGENT_CONFIG"); ok && v != "" && path == config.DefaultPath {
+		path = v
+	}
+	flags := map[string]string{}
+	for k, v := range cf.overrides {
+		if *v != "" {
+			flags[k] = *v
+		}
+	}
+	return config.Load(config.Source{Path: path, Env: e.lookupEnv, Flags: flags, DefaultImageTag: defaultEtcdVersion})
+}
+
+func envHelp() string {
+	s := ""
+	for _, o := range config.Overridable() {
+		s += fmt.Sprintf("  %-28s %s\n", o[1], o[0])
+	}
+	return s
+}
+
+func newLogger(e env, level string) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
