@@ -27,6 +27,7 @@ func load(t *testing.T, yaml string, env map[string]string, flags map[string]str
 		Env:             func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		Flags:           flags,
 		DefaultImageTag: "v3.7.3",
+		UID:             1234,
 	})
 }
 
@@ -57,6 +58,16 @@ func TestDefaults(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
+	}
+}
+
+func TestPodmanSocketWithoutXDGRuntimeDir(t *testing.T) {
+	cfg, _, err := load(t, minimal, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Podman.Socket != "unix:///run/user/1234/podman/podman.sock" {
+		t.Errorf("podman.socket = %q, want the agent user's rootless socket", cfg.Podman.Socket)
 	}
 }
 
@@ -117,7 +128,6 @@ func TestBadFields(t *testing.T) {
 		{"small quota", minimal + base + "  quotaBackendBytes: 1MiB\n", "etcd.quotaBackendBytes", "1048576"},
 		{"bad size syntax", minimal + base + "  quotaBackendBytes: lots\n", "not a size", "lots"},
 		{"extra flag without dashes", minimal + base + "  extraFlags: [snapshot-count=5]\n", "etcd.extraFlags[0]", "snapshot-count=5"},
-		{"podman without socket", minimal + "etcd:\n  runtime: podman\n", "podman.socket", ""},
 		{"podman bad socket", minimal + "etcd:\n  runtime: podman\npodman:\n  socket: tcp://x\n", "podman.socket", "tcp://x"},
 		{"bad log level", minimal + base + "agent:\n  logLevel: loud\n", "agent.logLevel", "loud"},
 		{"discovery cert without key", minimal + "    cert: /c\n" + base, "cluster.discovery.cert", "/c"},

@@ -26,6 +26,9 @@ type Source struct {
 	Flags map[string]string
 	// DefaultImageTag is the etcd version the binary was built with.
 	DefaultImageTag string
+	// UID is the agent's user id, for the rootless Podman socket default
+	// when XDG_RUNTIME_DIR is unset.
+	UID int
 }
 
 // Load reads, overrides, defaults and validates the configuration.
@@ -57,7 +60,7 @@ func Load(src Source) (*Config, []string, error) {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
-	cfg.applyDefaults(src.DefaultImageTag, env)
+	cfg.applyDefaults(src.DefaultImageTag, src.UID, env)
 	warnings, err := cfg.Validate()
 	if err != nil {
 		return nil, nil, err

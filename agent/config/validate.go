@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-func (c *Config) applyDefaults(imageTag string, env func(string) (string, bool)) {
+func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (string, bool)) {
 	setStr := func(p *string, v string) {
 		if *p == "" {
 			*p = v
@@ -49,9 +49,13 @@ func (c *Config) applyDefaults(imageTag string, env func(string) (string, bool))
 	}
 	setDur(&c.Etcd.AutoCompactionRetention, DefaultCompaction)
 	if c.Podman.Socket == "" {
-		if dir, ok := env("XDG_RUNTIME_DIR"); ok && dir != "" {
-			c.Podman.Socket = "unix://" + filepath.Join(dir, "podman", "podman.sock")
+		// The agent user's rootless socket. systemd's %U is the manager's
+		// uid, not User='s, so the unit may not set XDG_RUNTIME_DIR.
+		dir, ok := env("XDG_RUNTIME_DIR")
+		if !ok || dir == "" {
+			dir = fmt.Sprintf("/run/user/%d", uid)
 		}
+		c.Podman.Socket = "unix://" + filepath.Join(dir, "podman", "podman.sock")
 	}
 	setStr(&c.Podman.ContainerName, DefaultContainerName)
 	setDur(&c.Podman.StopTimeout, DefaultStopTimeout)
@@ -122,9 +126,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 
 	switch c.Etcd.Runtime {
 	case "podman":
-		if c.Podman.Socket == "" {
-			bad("podman.socket", "", "is empty and XDG_RUNTIME_DIR is not set", "set podman.socket to unix:///run/user/UID/podman/podman.sock")
-		} else if !strings.HasPrefix(c.Podman.Socket, "unix://") && !strings.HasPrefix(c.Podman.Socket, "/") {
+		if !strings.HasPrefix(c.Podman.Socket, "unix://") && !strings.HasPrefix(c.Podman.Socket, "/") {
 			bad("podman.socket", c.Podman.Socket, "must be a unix:// URI or an absolute socket path", "e.g. unix:///run/user/1000/podman/podman.sock")
 		}
 		if c.Etcd.Image == "" {
