@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.defaultEtcdVersion=$(ETCD_VERSION)
 BIN := bin
 
-.PHONY: build test test-short test-integration lint tools etcd-binaries image local clean
+.PHONY: build test test-short lint tools etcd-binaries etcd-v2 image podman-setup local clean
 
 build: ## static, stripped agent binary with its version stamped
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-agent ./cmd/etcd-agent
@@ -20,6 +20,15 @@ tools: ## test tools: IMDS simulator, staticcheck (pinned in tools/go.mod)
 etcd-binaries: ## etcd and etcdctl at the module's pinned version
 	go build -trimpath -ldflags '-s -w' -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 	go build -trimpath -ldflags '-s -w' -o $(BIN)/etcdctl go.etcd.io/etcd/etcdctl/v3
+
+etcd-v2: ## etcd v3.5 with the v2 keys API, only for the v2 discovery tests (built outside go.mod)
+	@test -x $(BIN)/etcd-v2 || .ci/etcd-v2.sh $(BIN)/etcd-v2
+
+image: etcd-binaries ## the etcd container image, laid out like gcr.io/etcd-development/etcd, tagged with the pinned version
+	image/build.sh $(BIN)
+
+podman-setup: image ## root: Podman services (rootful + rootless user etcdtest) for the Podman tests; prints the env to export
+	.ci/podman-setup.sh
 
 test-short: tools ## fast tier: pure tables and single-process tests
 	go test -short -count=1 ./...
