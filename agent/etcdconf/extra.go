@@ -1,0 +1,176 @@
+package etcdconf
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// ownedFlags are etcd flags the agent sets itself; an ExtraFlags entry for one
+// of them is rejected with the reason shown.
+var ownedFlags = map[string]string{
+	"name":                      "the member name is Spec.Name",
+	"data-dir":                  "the data dir is Spec.DataDir",
+	"wal-dir":                   "the WAL lives in the data dir the runtime mounts",
+	"config-file":               "the agent builds the whole configuration",
+	"force-new-cluster":         "the agent decides membership; a forced new cluster discards peers",
+	"unsafe-no-fsync":           "acknowledged writes must survive a crash",
+	"client-cert-auth":          "client certificate auth is always on",
+	"peer-client-cert-auth":     "peer certificate auth is always on",
+	"trusted-ca-file":           "TLS files come from Spec.CertDir",
+	"auto-tls":                  "TLS uses the agent's certificates",
+	"peer-auto-tls":             "TLS uses the agent's certificates",
+	"logger":                    "the runtime collects etcd's log from stderr",
+	"log-outputs":               "the runtime collects etcd's log from stderr",
+	"quota-backend-bytes":       "set QuotaBackendBytes instead",
+	"auto-compaction-mode":      "set AutoCompactionMode instead",
+	"auto-compaction-retention": "set AutoCompactionRetention instead",
+	"snapshot-count":            "set SnapshotCount instead",
+	"heartbeat-interval":        "set HeartbeatMs instead",
+	"election-timeout":          "set ElectionMs instead",
+	"raft-read-timeout":         "process-wide in the embedded runtime",
+	"raft-write-timeout":        "process-wide in the embedded runtime",
+	"version":                   "not a server setting",
+	"help":                      "not a server setting",
+}
+
+// ownedPrefixes and ownedParts cover families of flags the agent owns.
+var (
+	ownedPrefixes = map[string]string{
+		"listen-":    "listeners are derived from Spec.NodeIP and the ports",
+		"advertise-": "advertised URLs are derived from Spec.NodeIP and the ports",
+		"initial-":   "bootstrap settings come from the agent's membership decision",
+		"discovery":  "the agent runs discovery itself",
+	}
+	ownedParts = map[string]string{
+		"cert": "TLS files come from Spec.CertDir",
+		"key":  "TLS files come from Spec.CertDir",
+		"crl":  "TLS files come from Spec.CertDir",
+	}
+)
+
+// extraFlag is one parsed ExtraFlags entry.
+type extraFlag struct {
+	name, value string
+	hasValue    bool
+}
+
+// parseExtraFlag splits "--name=value" (or "--name" for a boolean).
+func parseExtraFlag(raw string) (extraFlag, error) {
+	body, ok := strings.CutPrefix(raw, "--")
+	if !ok || body == "" || strings.HasPrefix(body, "-") {
+		return extraFlag{}, fmt.Errorf("extra flag %q: want --flag=value", raw)
+	}
+	name, value, hasValue := strings.Cut(body, "=")
+	if name == "" || strings.ContainsAny(name, " \t") {
+		return extraFlag{}, fmt.Errorf("extra flag %q: want --flag=value", raw)
+	}
+	return extraFlag{name: name, value: value, hasValue: hasValue}, nil
+}
+
+// ownedReason tells why the agent owns flag name, or "" when it does not.
+func ownedReason(name string) string {
+	if r, ok := ownedFlags[name]; ok {
+		return r
+	}
+	for p, r := range ownedPrefixes {
+		if strings.HasPrefix(name, p) {
+			return r
+		}
+	}
+	for p, r := range ownedParts {
+		if strings.Contains(name, p) {
+			return r
+		}
+	}
+	return ""
+}
+
+// checkExtraFlag rejects malformed, owned, unknown and badly typed flags. The
+// flag must map onto an embed.Config setting so that both runtimes can apply it.
+func checkExtraFlag(raw string) error {
+	f, err := parseExtraFlag(raw)
+	if err != nil {
+		return err
+	}
+	if r := ownedReason(f.name); r != "" {
+		return fmt.Errorf("extra flag --%s is set by etcd-agent and cannot be overridden (%s)", f.name, r)
+	}
+	var cfg embed.Config
+	if err := applyExtraFlag(&cfg, f); err != nil {
+		return err
+	}
+	return nil
+}
+
+// applyExtraFlag sets the embed.Config field whose JSON name is the flag name.
+// etcd names its config-file keys after its flags, so this gives the flag the
+// same meaning in-process as on the command line.
+func applyExtraFlag(cfg *embed.Config, f extraFlag) error {
+	v, ok := configField(reflect.ValueOf(cfg).Elem(), f.name)
+	if !ok {
+		return fmt.Errorf("extra flag --%s is not an etcd server setting both runtimes support", f.name)
+	}
+	bad := func(err error) error {
+		return fmt.Errorf("extra flag --%s=%s: %w", f.name, f.value, err)
+	}
+	if !f.hasValue && v.Kind() != reflect.Bool {
+		return fmt.Errorf("extra flag --%s needs a value (--%s=VALUE)", f.name, f.name)
+	}
+	switch {
+	case v.Type() == reflect.TypeFor[time.Duration]():
+		d, err := time.ParseDuration(f.value)
+		if err != nil {
+			return bad(err)
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(f.value)
+	case v.Kind() == reflect.Bool:
+		b := true
+		if f.hasValue {
+			var err error
+			if b, err = strconv.ParseBool(f.value); err != nil {
+				return bad(err)
+			}
+		}
+		v.SetBool(b)
+	case v.CanInt():
+		n, err := strconv.ParseInt(f.value, 0, v.Type().Bits())
+		if err != nil {
+			return bad(err)
+		}
+		v.SetInt(n)
+	case v.CanUint():
+		n, err := strconv.ParseUint(f.value, 0, v.Type().Bits())
+		if err != nil {
+			return bad(err)
+		}
+		v.SetUint(n)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var parts []string
+		if f.value != "" {
+			parts = strings.Split(f.value, ",")
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("extra flag --%s is not an etcd server setting both runtimes support", f.name)
+	}
+	return nil
+}
+
+// configField finds the top-level embed.Config field tagged json:"name".
+func configField(cfg reflect.Value, name string) (reflect.Value, bool) {
+	t := cfg.Type()
+	for i := range t.NumField() {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if tag == name && t.Field(i).IsExported() {
+			return cfg.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
