@@ -41,5 +41,8 @@ lint:
 	go vet ./...
 	$(BIN)/staticcheck ./... 
 
+local: build ## a 3-node TLS cluster on 127.0.0.11-13 with embedded etcd, until Ctrl-C
+	$(BIN)/etcd-agent local up --nodes 3
+
 clean:
 	rm -rf $(BIN)

@@ -108,7 +108,7 @@ func (cf *configFlags) load(e env) (*config.Config, []string, error) {
 			flags[k] = *v
 		}
 	}
-	return config.Load(config.Source{Path: path, Env: e.lookupEnv, Flags: flags, DefaultImageTag: defaultEtcdVersion})
+	return config.Load(config.Source{Path: path, Env: e.lookupEnv, Flags: flags, DefaultImageTag: defaultEtcdVersion, UID: os.Getuid()})
 }
 
 func envHelp() string {
