@@ -1,0 +1,29 @@
+package podman
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containers/podman/v5/pkg/bindings/images"
+)
+
+// ensureImage makes the image present locally, pulling it when missing.
+func (r *Runtime) ensureImage(ctx, conn context.Context) error {
+	img := r.opts.Image
+	cctx, cancel := callTimeout(ctx, conn, apiTimeout)
+	ok, err := images.Exists(cctx, img, nil)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("check image %s: %w", img, err)
+	}
+	if ok {
+		return nil
+	}
+	r.log.Info("pulling etcd image", "image", img, "timeout", r.opts.PullTimeout)
+	pctx, cancel := callTimeout(ctx, conn, r.opts.PullTimeout)
+	defer cancel()
+	if _, err := images.Pull(pctx, img, new(images.PullOptions).WithQuiet(true)); err != nil {
+		return fmt.Errorf("image %s not present and pull failed: %w; build it with `make image` or set etcd.image", img, err)
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+// Package runtime runs the local etcd member and keeps it running. A Runtime
+// is one way to run etcd (a Podman container, or etcd embedded in the agent
+// process); Supervise restarts it with backoff when it exits and reports crash
+// loops. Both runtimes take the member's configuration from an etcdconf.Spec.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+)
+
+// Action is what Ensure did to get the member running.
+type Action string
+
+// Actions reported by Ensure.
+const (
+	// ActionAdopted: an instance with the same spec hash was already running and
+	// was kept as is (same container, no restart).
+	ActionAdopted Action = "adopted"
+	// ActionStarted: no instance was running; one was started.
+	ActionStarted Action = "started"
+	// ActionReplaced: an instance with a different spec hash was stopped and a
+	// new one started.
+	ActionReplaced Action = "replaced"
+)
+
+// ErrNotRunning is returned by Wait when there is no instance to wait for.
+var ErrNotRunning = errors.New("etcd is not running")
+
+// ExitInfo says why the etcd instance stopped.
+type ExitInfo struct {
+	// ExitCode is the process exit code; -1 when not known (embedded etcd).
+	ExitCode int
+	// Err is the error etcd or the runtime reported, if any.
+	Err error
+	// OOMKilled is true when the kernel killed etcd for memory.
+	OOMKilled bool
+	// At is when the exit was observed.
+	At time.Time
+}
+
+// String renders the exit reason for logs and status lines.
+func (e ExitInfo) String() string {
+	s := "exited"
+	if e.ExitCode >= 0 {
+		s = fmt.Sprintf("exited with code %d", e.ExitCode)
+	}
+	if e.OOMKilled {
+		s += " (out of memory)"
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Runtime runs one etcd member.
+type Runtime interface {
+	// Ensure makes the member run with spec: it adopts a running instance whose
+	// spec hash matches (no restart), replaces one with a different hash, and
+	// starts one if none runs. It returns once etcd is started, not once it is
+	// healthy: readiness is the caller's concern.
+	Ensure(ctx context.Context, spec etcdconf.Spec) (Action, error)
+	// Wait blocks until the running instance exits or ctx is done, and says
+	// why it exited. Without an instance it returns ErrNotRunning.
+	Wait(ctx context.Context) (ExitInfo, error)
+	// Running reports whether the member's instance is running.
+	Running(ctx context.Context) (bool, error)
+	// Stop stops the instance gracefully, killing it after the runtime's stop
+	// timeout. Stopping a stopped member is not an error.
+	Stop(ctx context.Context) error
+	// Name is "podman" or "embedded".
+	Name() string
+}
