@@ -123,8 +123,9 @@ rootless_sock=$rundir/podman/podman.sock
 mkdir -p /run/podman
 start_service rootful "$rootful_sock" podman system service --time=0 "unix://$rootful_sock"
 as_user mkdir -p "$rundir/podman"
-# Migrate a stale rootless storage configuration (e.g. after the runtime changed).
-as_user podman system migrate >/dev/null 2>&1 || true
+# After a containers.conf change, let rootless Podman pick up the new runtime
+# (migrate stops the user's containers, so only then).
+if ((conf_changed)); then as_user podman system migrate >/dev/null 2>&1 || true; fi
 start_service rootless "$rootless_sock" \
   runuser -u "$user" -- env -i HOME="$(getent passwd "$user" | cut -d: -f6)" \
   USER="$user" LOGNAME="$user" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
