@@ -1,0 +1,75 @@
+package butane
+
+import (
+	"path"
+
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/systemd"
+)
+
+// Paths on the node.
+const (
+	AgentBinaryPath = systemd.DefaultBinaryPath
+	AgentConfigPath = config.DefaultPath
+	CACertPath      = config.DefaultCACert
+	CAKeyPath       = config.DefaultCAKey
+	// StateDir is the agent's state (data, issued certificates); the unit's
+	// StateDirectory= chowns it to the user as well, with mode 0755.
+	StateDir = "/var/lib/etcd-agent"
+	// podmanSocketUnit is the unit Fedora CoreOS ships for the user manager.
+	podmanSocketUnit = "/usr/lib/systemd/user/podman.socket"
+)
+
+// nodeParts is everything the node config is made of, rendered or read.
+type nodeParts struct {
+	spec        Spec
+	in          inputs
+	agentConfig []byte
+	unit        []byte
+}
+
+// nodeConfig lays out the full node Butane config: nothing but what the
+// agent needs, SELinux untouched.
+func nodeConfig(p nodeParts) buConfig {
+	user := p.spec.User
+	home := path.Join("/home", user)
+	userUnits := path.Join(home, ".config/systemd/user")
+	return buConfig{
+		Variant: p.spec.Variant,
+		Version: p.spec.Version,
+		Passwd: &buPasswd{Users: []buUser{{
+			// No groups: no sudo, no wheel. The user runs rootless Podman.
+			Name:              user,
+			SSHAuthorizedKeys: p.in.sshKeys,
+		}}},
+		Storage: &buStorage{
+			// The user's systemd directories must be the user's, or its
+			// manager cannot use them; Ignition would create missing parents
+			// as root.
+			Directories: []buNode{
+				owned(path.Join(home, ".config"), 0o755, user),
+				owned(path.Join(home, ".config/systemd"), 0o755, user),
+				owned(userUnits, 0o755, user),
+				owned(path.Join(userUnits, "sockets.target.wants"), 0o755, user),
+				owned(StateDir, 0o755, user),
+			},
+			Files: []buFile{
+				// Linger starts the user's manager (and so podman.socket) at
+				// boot, without a login.
+				{buNode: buNode{Path: path.Join("/var/lib/systemd/linger", user), Mode: 0o644}},
+				{buNode: buNode{Path: AgentBinaryPath, Mode: 0o755}, Contents: &buResource{
+					Source:       p.spec.Agent.URL,
+					Verification: &buVerification{Hash: "sha512-" + p.spec.Agent.SHA512},
+				}},
+				{buNode: buNode{Path: AgentConfigPath, Mode: 0o644}, Contents: &buResource{Inline: string(p.agentConfig)}},
+				{buNode: buNode{Path: CACertPath, Mode: 0o644}, Contents: &buResource{Inline: string(p.in.caCert)}},
+				{buNode: owned(CAKeyPath, 0o600, user), Contents: &buResource{Inline: string(p.in.caKey)}},
+			},
+			Links: []buLink{{
+				buNode: owned(path.Join(userUnits, "sockets.target.wants/podman.socket"), 0, user),
+				Target: podmanSocketUnit,
+			}},
+		},
+		Systemd: &buSystemd{Units: []buUnit{{Name: systemd.UnitName, Enabled: true, Contents: string(p.unit)}}},
+	}
+}

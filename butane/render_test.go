@@ -1,0 +1,232 @@
+package butane
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcd-agent/etcd-agent/agent/config"
+)
+
+func TestOverLimitFallsBackToPointer(t *testing.T) {
+	spec := freshCASpec(t)
+	spec.CA.AllowKeyInUserData = true // only size can force the pointer
+	for i := 1; len(spec.SSH.AuthorizedKeys) < 160; i++ {
+		spec.SSH.AuthorizedKeys = append(spec.SSH.AuthorizedKeys, testSSHKey(t, i))
+	}
+
+	spec.Pointer.URL = ""
+	_, err := Render(spec, Options{DefaultImageTag: "v3.7.3"})
+	var cerr *config.Error
+	if !errors.As(err, &cerr) || !strings.Contains(err.Error(), "pointer.url") || !strings.Contains(err.Error(), "16384") {
+		t.Fatalf("over the limit without pointer.url: err = %v, want a config error naming pointer.url and the limit", err)
+	}
+
+	spec.Pointer.URL = "s3://bucket/etcd/full.ign"
+	res, err := Render(spec, Options{DefaultImageTag: "v3.7.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Ignition) <= UserDataLimit {
+		t.Fatalf("full config is %d bytes; the test needs it over %d", len(res.Ignition), UserDataLimit)
+	}
+	if !res.Pointer || len(res.UserData) > UserDataLimit {
+		t.Fatalf("Pointer = %v, user data %d bytes", res.Pointer, len(res.UserData))
+	}
+	sum := sha512.Sum512(res.Uploads[0].Contents)
+	wantHash := "sha512-" + hex.EncodeToString(sum[:])
+	if !bytes.Equal(res.Uploads[0].Contents, res.Ignition) || !bytes.Contains(res.UserData, []byte(wantHash)) {
+		t.Errorf("user data does not pin the uploaded config's sha512 %s", wantHash)
+	}
+	if rpt, err := ignitionVersions[DefaultVersion].parse(res.UserData); err != nil || len(rpt.Entries) != 0 {
+		t.Errorf("pointer config invalid: %v %v", err, rpt)
+	}
+	checkPointer(t, spec, res)
+}
+
+func TestCAKeyNeverInUserDataByDefault(t *testing.T) {
+	spec := freshCASpec(t)
+	key, err := os.ReadFile(filepath.Join(spec.baseDir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Pointer.URL = ""
+	_, err = Render(spec, Options{DefaultImageTag: "v3.7.3"})
+	if err == nil || !strings.Contains(err.Error(), "pointer.url") || !strings.Contains(err.Error(), "IMDS") {
+		t.Fatalf("err = %v, want pointer.url required because of IMDS", err)
+	}
+
+	spec.Pointer.URL = "https://config.example.com/full.ign"
+	res, err := Render(spec, Options{DefaultImageTag: "v3.7.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := parseIgnition(t, res.Ignition)
+	if got := fileContents(t, findFile(t, full, CAKeyPath)); !bytes.Equal(got, key) {
+		t.Error("the full config does not carry the CA key")
+	}
+	if bytes.Contains(res.UserData, []byte("ca.key")) || len(parseIgnition(t, res.UserData).Storage.Files) != 0 {
+		t.Error("user data carries files")
+	}
+
+	spec.Pointer.URL = ""
+	spec.CA.AllowKeyInUserData = true
+	res, err = Render(spec, Options{DefaultImageTag: "v3.7.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pointer || !bytes.Equal(res.UserData, res.Ignition) || len(res.Notes) == 0 || !strings.Contains(res.Notes[0], "CA key") {
+		t.Errorf("allowKeyInUserData: Pointer=%v notes=%q", res.Pointer, res.Notes)
+	}
+}
+
+func TestRenderIsDeterministic(t *testing.T) {
+	spec := freshCASpec(t)
+	a, err := Render(spec, Options{DefaultImageTag: "v3.7.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Render(spec, Options{DefaultImageTag: "v3.7.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Butane, b.Butane) || !bytes.Equal(a.Ignition, b.Ignition) || !bytes.Equal(a.UserData, b.UserData) {
+		t.Error("two renders of the same spec differ")
+	}
+}
+
+func TestBadSpecs(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(t *testing.T, s *Spec)
+		field  string // the Problem's field
+		want   string // in the problem or fix
+	}{
+		{"missing sha512", func(_ *testing.T, s *Spec) { s.Agent.SHA512 = "" }, "agent.sha512", "sha512sum"},
+		{"short sha512", func(_ *testing.T, s *Spec) { s.Agent.SHA512 = "abcd" }, "agent.sha512", "has 4 characters"},
+		{"sha256 given", func(_ *testing.T, s *Spec) { s.Agent.SHA512 = strings.Repeat("a", 64) }, "agent.sha512", "has 64 characters"},
+		{"non-hex sha512", func(_ *testing.T, s *Spec) { s.Agent.SHA512 = strings.Repeat("z", 128) }, "agent.sha512", "not hexadecimal"},
+		{"missing agent url", func(_ *testing.T, s *Spec) { s.Agent.URL = "" }, "agent.url", "is required"},
+		{"http agent url", func(_ *testing.T, s *Spec) { s.Agent.URL = "http://example.com/etcd-agent" }, "agent.url", `scheme "http"`},
+		{"s3 url without key", func(_ *testing.T, s *Spec) { s.Agent.URL = "s3://bucket" }, "agent.url", "bucket and a key"},
+		{"bad pointer url", func(_ *testing.T, s *Spec) { s.Pointer.URL = "ftp://x/y" }, "pointer.url", "only https and s3"},
+		{"even size", func(_ *testing.T, s *Spec) { s.Cluster.Size = 4 }, "cluster.size", "use 3 or 5"},
+		{"huge size", func(_ *testing.T, s *Spec) { s.Cluster.Size = 11 }, "cluster.size", "more than 9"},
+		{"missing discovery", func(_ *testing.T, s *Spec) { s.Discovery = SpecDiscovery{} }, "discovery", "no discovery source"},
+		{"two discovery sources", func(_ *testing.T, s *Spec) { s.Discovery.URL = "https://d.example.com/abc" }, "discovery", "more than one"},
+		{"token without endpoints", func(_ *testing.T, s *Spec) { s.Discovery.Endpoints = nil }, "discovery.endpoints", "is empty"},
+		{"bad static", func(_ *testing.T, s *Spec) { s.Discovery = SpecDiscovery{Static: "a-10.0.0.1"} }, "discovery.static", "name=https"},
+		{"bad extra flag", func(_ *testing.T, s *Spec) { s.Etcd.ExtraFlags = []string{"snapshot-count=5"} }, "etcd.extraFlags[0]", "--flag=value"},
+		{"bad quota", func(_ *testing.T, s *Spec) { s.Etcd.QuotaBackendBytes = "lots" }, "etcd.quotaBackendBytes", "size"},
+		{"unreadable ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "missing.key" }, "ca.key", "missing.key"},
+		{"missing ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "" }, "ca.key", "is required"},
+		{"group-readable ca key", func(t *testing.T, s *Spec) {
+			if err := os.Chmod(filepath.Join(s.baseDir, "ca.key"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}, "ca.key", "chmod 600"},
+		{"key of another CA", func(t *testing.T, s *Spec) {
+			other := freshCASpec(t)
+			s.CA.Key = filepath.Join(other.baseDir, "ca.key")
+		}, "ca", "does not match"},
+		{"malformed ssh key", func(_ *testing.T, s *Spec) { s.SSH.AuthorizedKeys = []string{"ssh-ed25519 not-base64 me"} }, "ssh.authorizedKeys[0]", "not an SSH public key"},
+		{"private ssh key", func(_ *testing.T, s *Spec) {
+			s.SSH.AuthorizedKeys = []string{"-----BEGIN OPENSSH PRIVATE KEY-----"}
+		}, "ssh.authorizedKeys[0]", "private key"},
+		{"no ssh key", func(_ *testing.T, s *Spec) { s.SSH = SpecSSH{} }, "ssh.authorizedKeys", "nobody could log in"},
+		{"missing keys file", func(_ *testing.T, s *Spec) { s.SSH.AuthorizedKeysFile = "nope.pub" }, "ssh.authorizedKeysFile", "nope.pub"},
+		{"bad line in keys file", func(t *testing.T, s *Spec) {
+			data := "# admins\n" + testSSHKey(t, 7) + "\n\nnot a key\n"
+			if err := os.WriteFile(filepath.Join(s.baseDir, "keys.pub"), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s.SSH.AuthorizedKeysFile = "keys.pub"
+		}, "line 4", "not an SSH public key"},
+		{"root user", func(_ *testing.T, s *Spec) { s.User = "root" }, "user", "rootless"},
+		{"core user", func(_ *testing.T, s *Spec) { s.User = "core" }, "user", "sudo"},
+		{"bad user name", func(_ *testing.T, s *Spec) { s.User = "Etcd User" }, "user", "not a valid user name"},
+		{"unknown variant", func(_ *testing.T, s *Spec) { s.Variant = "flatcar" }, "variant", "fcos"},
+		{"unknown version", func(_ *testing.T, s *Spec) { s.Version = "1.4.0" }, "version", "1.6.0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := freshCASpec(t)
+			tc.mutate(t, &spec)
+			_, err := Render(spec, Options{DefaultImageTag: "v3.7.3"})
+			var cerr *config.Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("err = %v, want a *config.Error", err)
+			}
+			for _, p := range cerr.Problems {
+				if strings.Contains(p.Field, tc.field) && strings.Contains(p.String(), tc.want) {
+					return
+				}
+			}
+			t.Errorf("no problem on %s mentioning %q in:\n%v", tc.field, tc.want, err)
+		})
+	}
+}
+
+func TestParseSpecStrict(t *testing.T) {
+	for name, doc := range map[string]string{
+		"unknown top-level key": "clustr:\n  size: 3\n",
+		"unknown nested key":    "agent:\n  sha256: abc\n",
+		"discovery TLS files":   "discovery:\n  caCert: /x\n",
+		"empty":                 "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseSpec([]byte(doc), t.TempDir(), "cluster.yaml")
+			var cerr *config.Error
+			if !errors.As(err, &cerr) || cerr.Problems[0].Field != "cluster.yaml" {
+				t.Fatalf("err = %v, want a *config.Error on cluster.yaml", err)
+			}
+		})
+	}
+}
+
+func TestLoadSpecResolvesRelativePaths(t *testing.T) {
+	good := freshCASpec(t)
+	spec := "cluster: {name: t}\n" +
+		"discovery: {endpoints: [https://10.0.0.10:2379], token: abc}\n" +
+		"agent: {url: https://example.com/a, sha512: " + good.Agent.SHA512 + "}\n" +
+		"ca: {cert: ca.crt, key: ca.key}\n" +
+		"ssh: {authorizedKeysFile: keys.pub}\n" +
+		"pointer: {url: s3://b/k}\n"
+	path := filepath.Join(good.baseDir, "cluster.yaml")
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(good.baseDir, "keys.pub"), []byte(testSSHKey(t, 3)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadSpec(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // relative paths must not depend on the working directory
+	res, err := Render(s, Options{DefaultImageTag: "v3.7.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(res.Butane, []byte(testSSHKey(t, 3))) {
+		t.Error("the key from keys.pub is not in the config")
+	}
+}
+
+func TestSHA512AcceptsPrefixAndUpperCase(t *testing.T) {
+	spec := freshCASpec(t)
+	want := spec.Agent.SHA512
+	spec.Agent.SHA512 = " SHA512-" + strings.ToUpper(want) + "\n"
+	res, err := Render(spec, Options{DefaultImageTag: "v3.7.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(res.Ignition, []byte(`"hash":"sha512-`+want+`"`)) {
+		t.Error("the verification hash is not normalized to sha512-<lower-case hex>")
+	}
+}
