@@ -1,0 +1,102 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// backoff is a capped exponential backoff with jitter: attempt n waits a
+// random duration in [d/2, d) with d = min(Min*2^n, Max).
+type backoff struct {
+	Min, Max time.Duration
+	n        int
+}
+
+// Next returns how long to wait before the next attempt.
+func (b *backoff) Next() time.Duration {
+	d := b.Min
+	for i := 0; i < b.n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	b.n++
+	return d/2 + rand.N(d/2+1)
+}
+
+// Reset starts over after a success.
+func (b *backoff) Reset() { b.n = 0 }
+
+// permanentError marks an error that retrying cannot fix (bad token, bad
+// size, conflicting registrations).
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return permanentError{err: err} }
+
+// retrier runs network steps until they succeed, fail permanently or ctx
+// ends, telling the logger and the progress callback what it waits for.
+type retrier struct {
+	// What names the thing being waited on, e.g. "discovery at
+	// https://10.0.0.9:2379"; messages read "<What> unreachable".
+	What    string
+	Backoff backoff
+	Logger  *slog.Logger
+	// Report receives "<What> unreachable, retrying in 4s" before each wait.
+	Report func(problem string)
+}
+
+// Do calls op until it returns nil or a permanent error, or ctx ends.
+// Permanent errors are returned unwrapped of their marker.
+func (r *retrier) Do(ctx context.Context, step string, op func(ctx context.Context) error) error {
+	attempts := 0
+	for {
+		attempts++
+		err := op(ctx)
+		if err == nil {
+			r.Backoff.Reset()
+			return nil
+		}
+		var perm permanentError
+		if errors.As(err, &perm) {
+			return perm.err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %s unreachable, gave up after %d attempts: %w (last error: %v)", step, r.What, attempts, ctx.Err(), err)
+		}
+		wait := r.Backoff.Next()
+		problem := fmt.Sprintf("%s unreachable, retrying in %s", r.What, wait.Round(100*time.Millisecond))
+		r.Logger.Warn(problem, "step", step, "attempt", attempts, "err", err)
+		if r.Report != nil {
+			r.Report(problem)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: %s unreachable, gave up after %d attempts: %w (last error: %v)", step, r.What, attempts, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// withTimeout bounds one network request: d, or less if ctx ends sooner.
+func withTimeout(ctx context.Context, d, def time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		d = def
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// discard returns lg, or a logger that drops everything when lg is nil.
+func discard(lg *slog.Logger) *slog.Logger {
+	if lg == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return lg
+}
