@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -123,6 +123,7 @@ func runLocal(ctx context.Context, e env, o localOptions) error {
 
 	// 2. One agent per node, each from its own config file, as on a real node.
 	agents := make([]*agent.Agent, o.nodes)
+	var firstCfg *config.Config
 	errs := make(chan error, o.nodes)
 	ip := o.firstIP
 	for i := range o.nodes {
@@ -130,6 +131,9 @@ func runLocal(ctx context.Context, e env, o localOptions) error {
 		cfg, err := writeLocalConfig(o, nodeDir, ip, caCert, caKey, discURL, token)
 		if err != nil {
 			return err
+		}
+		if firstCfg == nil {
+			firstCfg = cfg
 		}
 		logFile, err := os.OpenFile(filepath.Join(nodeDir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -141,7 +145,7 @@ func runLocal(ctx context.Context, e env, o localOptions) error {
 		if err != nil {
 			return err
 		}
-		a, err := agent.New(agent.Options{Config: cfg, Identity: identitySource(cfg, logger), Runtime: rt,
+		a, err := agent.New(agent.Options{Config: cfg, Identity: agent.NewIdentity(cfg, logger), Runtime: rt,
 			Logger: logger, Version: version, StopEtcdOnExit: true})
 		if err != nil {
 			return err
@@ -177,7 +181,7 @@ func runLocal(ctx context.Context, e env, o localOptions) error {
 		}
 	}
 	fmt.Fprintf(e.stdout, "\nall %d nodes ready in %s\n\n", o.nodes, time.Since(start).Round(10*time.Millisecond))
-	if err := printLocalStatus(ctx, e.stdout, o, agents); err != nil {
+	if err := printLocalStatus(ctx, e.stdout, firstCfg); err != nil {
 		fmt.Fprintf(e.stderr, "status: %v\n", err)
 	}
 	fmt.Fprintf(e.stdout, "\nendpoints: %s\n", strings.Join(agents[0].Report().Endpoints, ","))
@@ -274,7 +278,12 @@ func writeLocalConfig(o localOptions, nodeDir string, ip netip.Addr, caCert, caK
 	return cfg, err
 }
 
-// printLocalStatus renders the same view `etcd-agent status` shows.
-func printLocalStatus(ctx context.Context, w io.Writer, o localOptions, agents []*agent.Agent) error {
-	return errors.New("status view not wired yet")
+// printLocalStatus renders the same view `etcd-agent status` shows, as the
+// operator of node1 would see it.
+func printLocalStatus(ctx context.Context, w io.Writer, cfg *config.Config) error {
+	v, err := gatherStatus(ctx, cfg, nil, 0)
+	if err != nil {
+		return err
+	}
+	return status.Render(w, v, "table")
 }

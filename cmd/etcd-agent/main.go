@@ -55,6 +55,7 @@ func commands() []*command {
 		localCommand(),
 		caCommand(),
 		discoveryCommand(),
+		butaneCommand(),
 		versionCommand(),
 	}
 }

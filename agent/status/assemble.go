@@ -1,0 +1,261 @@
+package status
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/etcd-agent/etcd-agent/agent/report"
+)
+
+// certWarnDays: a certificate with fewer days left is a problem. The agent
+// renews well before (pki.renewBefore, 30 days by default), so reaching it
+// means renewal is failing.
+const certWarnDays = 7
+
+// memberList is the member list and alarms, and who answered them.
+type memberList struct {
+	from      string
+	err       string // why no endpoint answered, "" when one did
+	members   []*pb.Member
+	alarms    []*pb.AlarmMember
+	alarmsErr string
+}
+
+// facts is everything Gather learned; assemble is a pure function of it.
+type facts struct {
+	now    time.Time
+	quota  int64
+	node   Node
+	list   memberList
+	probes []probe
+}
+
+// assemble builds the view from what was gathered.
+func assemble(f facts) View {
+	v := View{
+		CheckedAt:       f.now.UTC(),
+		Node:            f.node,
+		MemberListFrom:  f.list.from,
+		MemberListError: f.list.err,
+		Members:         []Member{},
+		Endpoints:       []Endpoint{},
+	}
+	byID := map[uint64]*pb.Member{}
+	for _, m := range f.list.members {
+		byID[m.ID] = m
+		v.Members = append(v.Members, Member{
+			ID: memberID(m.ID), Name: m.Name, IsLearner: m.IsLearner,
+			PeerURLs: nonNil(m.PeerURLs), ClientURLs: nonNil(m.ClientURLs),
+		})
+	}
+	slices.SortFunc(v.Members, func(a, b Member) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
+
+	alarms := map[uint64][]string{}
+	for _, a := range f.list.alarms {
+		alarms[a.MemberID] = append(alarms[a.MemberID], a.Alarm.String())
+	}
+	for _, pr := range f.probes {
+		v.Endpoints = append(v.Endpoints, endpointRow(pr, f.list.members, byID, alarms, f.quota))
+	}
+	slices.SortFunc(v.Endpoints, func(a, b Endpoint) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Endpoint, b.Endpoint))
+	})
+	answered := 0
+	for _, pr := range f.probes {
+		if pr.status != nil {
+			answered++
+		}
+	}
+	v.Summary = summarize(v, f.list, alarms, answered, f.now)
+	return v
+}
+
+// endpointRow turns one probe into a row, naming the member behind it by
+// the ID it answered with, or else by its client URL in the member list.
+func endpointRow(pr probe, members []*pb.Member, byID map[uint64]*pb.Member, alarms map[uint64][]string, quota int64) Endpoint {
+	e := Endpoint{Endpoint: pr.endpoint, Quota: quota}
+	var m *pb.Member
+	if st := pr.status; st != nil {
+		id := st.GetHeader().GetMemberId()
+		m = byID[id]
+		e.MemberID = memberID(id)
+		e.Leader = st.Leader != 0 && st.Leader == id
+		e.RaftTerm, e.RaftIndex, e.RaftAppliedIndex = st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex
+		e.DBSize, e.DBSizeInUse, e.Version = st.DbSize, st.DbSizeInUse, st.Version
+		if st.DbSizeQuota > 0 {
+			e.Quota = st.DbSizeQuota
+		}
+		e.Alarms = alarms[id]
+		switch {
+		case st.IsLearner:
+			e.Role = "learner"
+		case e.Leader:
+			e.Role = "leader"
+		default:
+			e.Role = "follower"
+		}
+	} else {
+		for _, cand := range members {
+			if slices.ContainsFunc(cand.ClientURLs, func(u string) bool { return strings.TrimSuffix(u, "/") == pr.endpoint }) {
+				m = cand
+				e.MemberID = memberID(cand.ID)
+				e.Alarms = alarms[cand.ID]
+				if cand.IsLearner {
+					e.Role = "learner"
+				}
+				break
+			}
+		}
+	}
+	if m != nil {
+		e.Name = m.Name
+	}
+
+	var errs []string
+	switch {
+	case pr.statusErr != nil:
+		errs = append(errs, pr.statusErr.Error())
+	case pr.healthErr != nil:
+		errs = append(errs, "health read: "+pr.healthErr.Error())
+	default:
+		e.HealthLatencyMS = math.Round(float64(pr.latency)/float64(time.Millisecond)*100) / 100
+	}
+	if pr.status != nil && len(pr.status.Errors) > 0 {
+		errs = append(errs, "member reports: "+strings.Join(pr.status.Errors, ", "))
+	}
+	e.Error = strings.Join(errs, "; ")
+	e.Healthy = e.Error == ""
+	return e
+}
+
+// summarize gives the verdict and lists every problem in words.
+func summarize(v View, list memberList, alarms map[uint64][]string, answered int, now time.Time) Summary {
+	s := Summary{Members: len(v.Members), Answered: answered, Problems: []string{}}
+	for _, e := range v.Endpoints {
+		if e.Leader && e.Healthy {
+			s.HasLeader, s.Leader = true, cmp.Or(e.Name, e.MemberID)
+		}
+	}
+	problem := func(format string, args ...any) { s.Problems = append(s.Problems, fmt.Sprintf(format, args...)) }
+
+	if list.err != "" {
+		if s.Answered == 0 {
+			problem("no etcd member answered: %s", list.err)
+		} else {
+			problem("no member list: %s", list.err)
+			for _, e := range v.Endpoints {
+				if e.Error != "" {
+					problem("endpoint %s: %s", e.Endpoint, e.Error)
+				}
+			}
+		}
+	}
+	for _, m := range v.Members {
+		if m.IsLearner {
+			s.Learners++
+			problem("member %s is a learner (joining, not yet promoted to voter)", displayName(m))
+		} else {
+			s.Voters++
+		}
+		var rows []Endpoint
+		for _, e := range v.Endpoints {
+			if e.MemberID == m.ID {
+				rows = append(rows, e)
+			}
+		}
+		switch {
+		case len(m.ClientURLs) == 0:
+			problem("member %s has no client URL: it has not started yet", displayName(m))
+		case slices.ContainsFunc(rows, func(e Endpoint) bool { return e.Healthy }):
+			s.HealthyMembers++
+		case len(rows) == 0:
+			problem("member %s: not asked", displayName(m))
+		default:
+			for _, e := range rows {
+				problem("member %s (%s): %s", displayName(m), e.Endpoint, e.Error)
+			}
+		}
+	}
+	if s.Answered > 0 && !s.HasLeader {
+		problem("no leader: the cluster has lost quorum or is electing one")
+	}
+	ids := make([]uint64, 0, len(alarms))
+	for id := range alarms {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	raised := 0
+	for _, id := range ids {
+		name := memberID(id)
+		if i := slices.IndexFunc(v.Members, func(m Member) bool { return m.ID == memberID(id) }); i >= 0 {
+			name = displayName(v.Members[i])
+		}
+		for _, a := range alarms[id] {
+			raised++
+			problem("alarm %s on member %s%s", a, name, alarmHint(a))
+		}
+	}
+	if list.alarmsErr != "" {
+		problem("%s", list.alarmsErr)
+	}
+	s.Healthy = list.err == "" && s.Members > 0 && s.HealthyMembers == s.Members && s.HasLeader && raised == 0 && list.alarmsErr == ""
+
+	s.Problems = append(s.Problems, nodeProblems(v.Node, now)...)
+	return s
+}
+
+// nodeProblems are this node's agent and certificate problems.
+func nodeProblems(n Node, now time.Time) []string {
+	var out []string
+	switch {
+	case !n.AgentAlive:
+		out = append(out, "agent not running: "+n.AgentState)
+	case n.Phase != report.PhaseHealthy:
+		msg := "agent on this node is " + string(n.Phase)
+		if n.Message != "" {
+			msg += ": " + n.Message
+		}
+		out = append(out, msg)
+	}
+	for _, c := range n.Certs {
+		switch {
+		case !c.NotAfter.After(now):
+			out = append(out, fmt.Sprintf("%s certificate expired %s (renewal failing? check the agent log)", c.Role, c.NotAfter.Format(time.DateOnly)))
+		case c.DaysLeft < certWarnDays:
+			out = append(out, fmt.Sprintf("%s certificate expires in %dd on %s (renewal failing? check the agent log)", c.Role, c.DaysLeft, c.NotAfter.Format(time.DateOnly)))
+		}
+	}
+	return out
+}
+
+func alarmHint(alarm string) string {
+	switch alarm {
+	case pb.AlarmType_NOSPACE.String():
+		return ": the database reached its quota and accepts no writes (compact, defragment, then disarm the alarm)"
+	case pb.AlarmType_CORRUPT.String():
+		return ": data inconsistency between members detected"
+	}
+	return ""
+}
+
+func displayName(m Member) string {
+	if m.Name == "" {
+		return m.ID + " (unstarted)"
+	}
+	return m.Name
+}
+
+func memberID(id uint64) string { return fmt.Sprintf("%x", id) }
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,135 @@
+package status
+
+import (
+	"context"
+	"crypto/tls"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/report"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultTimeout      = 3 * time.Second
+	DefaultReportMaxAge = 30 * time.Second
+)
+
+// Options says where and how to look.
+type Options struct {
+	// Endpoints to ask first (client URLs). Every client URL in the member
+	// list they return is asked too.
+	Endpoints []string
+	// TLS is the operator's client config (pki.ClientTLS with the operator pair).
+	TLS *tls.Config
+	// Timeout bounds each query to each endpoint. Zero: DefaultTimeout.
+	Timeout time.Duration
+	// Quota is the configured backend quota in bytes, shown when a member
+	// does not report its own. Zero: unknown.
+	Quota int64
+
+	// Report is this node's agent report; nil with ReportErr when it could
+	// not be read.
+	Report    *report.NodeReport
+	ReportErr error
+	// ReportMaxAge is how old the report may be before the agent counts as
+	// hung. Zero: DefaultReportMaxAge.
+	ReportMaxAge time.Duration
+	// CertDir, when set, is read for certificate expiry (certificates are
+	// world-readable); it wins over the report's copy, which may be stale.
+	CertDir string
+
+	// Now is the time the view is computed at. Zero: time.Now().
+	Now time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.ReportMaxAge <= 0 {
+		o.ReportMaxAge = DefaultReportMaxAge
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	return o
+}
+
+// Gather asks every endpoint in parallel and builds the view. It does not
+// fail: what could not be learned is in the view (Endpoint.Error,
+// MemberListError, Node.ReportError, Summary.Problems). It returns within
+// about two Timeouts plus a second, or when ctx ends.
+func Gather(ctx context.Context, opts Options) View {
+	opts = opts.withDefaults()
+	p := prober{tls: opts.TLS, timeout: opts.Timeout}
+
+	first := normalize(opts.Endpoints)
+	probes := probeAll(ctx, p, first, true)
+
+	f := facts{now: opts.Now, quota: opts.Quota, node: nodeView(opts)}
+	f.list = pickList(probes)
+	var known []string
+	for _, m := range f.list.members {
+		known = append(known, m.ClientURLs...)
+	}
+	var more []string
+	for _, ep := range normalize(known) {
+		if !slices.Contains(first, ep) {
+			more = append(more, ep)
+		}
+	}
+	f.probes = append(probes, probeAll(ctx, p, more, false)...)
+	return assemble(f)
+}
+
+// probeAll probes every endpoint at once and returns the results in the
+// order of eps.
+func probeAll(ctx context.Context, p prober, eps []string, withList bool) []probe {
+	out := make([]probe, len(eps))
+	var wg sync.WaitGroup
+	for i, ep := range eps {
+		wg.Go(func() { out[i] = p.run(ctx, ep, withList) })
+	}
+	wg.Wait()
+	return out
+}
+
+// pickList takes the member list and alarms from the first endpoint (in the
+// order asked) that answered both, or reports why none did.
+func pickList(probes []probe) memberList {
+	var errs []string
+	for _, pr := range probes {
+		switch {
+		case pr.statusErr != nil:
+			errs = append(errs, pr.endpoint+": "+pr.statusErr.Error())
+		case pr.membersErr != nil:
+			errs = append(errs, pr.endpoint+": "+pr.membersErr.Error())
+		default:
+			l := memberList{from: pr.endpoint, members: pr.members, alarms: pr.alarms}
+			if pr.alarmsErr != nil {
+				l.alarmsErr = pr.alarmsErr.Error()
+			}
+			return l
+		}
+	}
+	if len(errs) == 0 {
+		return memberList{err: "no endpoint to ask"}
+	}
+	return memberList{err: strings.Join(errs, "; ")}
+}
+
+// normalize trims, drops empties and duplicates (and a trailing slash),
+// keeping order.
+func normalize(eps []string) []string {
+	var out []string
+	for _, ep := range eps {
+		ep = strings.TrimSuffix(strings.TrimSpace(ep), "/")
+		if ep != "" && !slices.Contains(out, ep) {
+			out = append(out, ep)
+		}
+	}
+	return out
+}

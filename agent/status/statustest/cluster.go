@@ -1,0 +1,221 @@
+// Package statustest starts a real multi-member etcd cluster in-process for
+// tests of `etcd-agent status`: embedded etcd members on their own loopback
+// addresses, every listener TLS with client certificate auth, certificates
+// issued by the project's pki package from one test CA.
+package statustest
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/etcd-agent/etcd-agent/pki"
+)
+
+// readyTimeout bounds how long the cluster may take to form.
+const readyTimeout = 60 * time.Second
+
+// QuotaBytes is the backend quota every member is started with.
+const QuotaBytes = 64 << 20
+
+// Member is one running (or stopped) etcd member.
+type Member struct {
+	Name      string
+	IP        string
+	ClientURL string
+	PeerURL   string
+	CertDir   string // server/peer/client/operator certs for IP, and ca.crt
+
+	mu   sync.Mutex
+	etcd *embed.Etcd
+}
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	Members []*Member
+	// CertDir is the first member's cert dir; its operator pair is what
+	// `status` uses.
+	CertDir string
+}
+
+// Start runs one member per IP (e.g. "127.0.0.41") as a new cluster and
+// waits until every member is ready. The cluster is closed at test cleanup.
+func Start(t testing.TB, ips ...string) *Cluster {
+	t.Helper()
+	dir := t.TempDir()
+	now := time.Now()
+	caCert, caKey, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{CommonName: "status test CA"}, now)
+	if err != nil {
+		t.Fatalf("init CA: %v", err)
+	}
+	ca, err := pki.LoadCA(caCert, caKey, now)
+	if err != nil {
+		t.Fatalf("load CA: %v", err)
+	}
+
+	c := &Cluster{}
+	var initial []string
+	for i, ip := range ips {
+		m := &Member{
+			Name:      fmt.Sprintf("etcd-%s", strings.ReplaceAll(ip, ".", "-")),
+			IP:        ip,
+			ClientURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
+			PeerURL:   fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
+			CertDir:   filepath.Join(dir, fmt.Sprintf("pki-%d", i)),
+		}
+		if _, err := ca.EnsureNodeCerts(pki.NodeRequest{Dir: m.CertDir, NodeIP: netip.MustParseAddr(ip),
+			Validity: 365 * 24 * time.Hour, RenewBefore: 24 * time.Hour, Now: now}); err != nil {
+			t.Fatalf("issue certs for %s: %v", ip, err)
+		}
+		initial = append(initial, m.Name+"="+m.PeerURL)
+		c.Members = append(c.Members, m)
+	}
+	c.CertDir = c.Members[0].CertDir
+	t.Cleanup(c.Close)
+
+	token := fmt.Sprintf("status-test-%d", now.UnixNano())
+	for i, m := range c.Members {
+		cfg := memberConfig(m, filepath.Join(dir, fmt.Sprintf("data-%d", i)), strings.Join(initial, ","), token)
+		e, err := embed.StartEtcd(cfg)
+		if err != nil {
+			t.Fatalf("start etcd member %s: %v", m.Name, err)
+		}
+		m.mu.Lock()
+		m.etcd = e
+		m.mu.Unlock()
+	}
+	deadline := time.After(readyTimeout)
+	for _, m := range c.Members {
+		select {
+		case <-m.etcd.Server.ReadyNotify():
+		case err := <-m.etcd.Err():
+			t.Fatalf("etcd member %s failed: %v", m.Name, err)
+		case <-deadline:
+			t.Fatalf("etcd member %s not ready within %s", m.Name, readyTimeout)
+		}
+	}
+	return c
+}
+
+// memberConfig is the embed.Config of one member of a new static cluster,
+// TLS and client cert auth on both listeners.
+func memberConfig(m *Member, dataDir, initialCluster, token string) *embed.Config {
+	cu, _ := url.Parse(m.ClientURL)
+	pu, _ := url.Parse(m.PeerURL)
+	cfg := embed.NewConfig()
+	cfg.Name = m.Name
+	cfg.Dir = dataDir
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.ListenMetricsUrls = nil
+	// Static bootstrap only: no discovery settings may be set alongside.
+	cfg.InitialCluster = initialCluster
+	cfg.InitialClusterToken = token
+	cfg.ClusterState = embed.ClusterStateFlagNew
+	cfg.QuotaBackendBytes = QuotaBytes
+	cfg.ClientTLSInfo.CertFile = filepath.Join(m.CertDir, pki.ServerCertFile)
+	cfg.ClientTLSInfo.KeyFile = filepath.Join(m.CertDir, pki.ServerKeyFile)
+	cfg.ClientTLSInfo.TrustedCAFile = filepath.Join(m.CertDir, pki.CACertFile)
+	cfg.ClientTLSInfo.ClientCertAuth = true
+	cfg.PeerTLSInfo.CertFile = filepath.Join(m.CertDir, pki.PeerCertFile)
+	cfg.PeerTLSInfo.KeyFile = filepath.Join(m.CertDir, pki.PeerKeyFile)
+	cfg.PeerTLSInfo.TrustedCAFile = filepath.Join(m.CertDir, pki.CACertFile)
+	cfg.PeerTLSInfo.ClientCertAuth = true
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	return cfg
+}
+
+// Endpoints are the client URLs of all members, stopped ones included.
+func (c *Cluster) Endpoints() []string {
+	out := make([]string, len(c.Members))
+	for i, m := range c.Members {
+		out[i] = m.ClientURL
+	}
+	return out
+}
+
+// OperatorTLS is the operator's client TLS config, as `status` loads it.
+func (c *Cluster) OperatorTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	cfg, err := pki.ClientTLS(c.CertDir, pki.OperatorCertFile, pki.OperatorKeyFile)
+	if err != nil {
+		t.Fatalf("load operator TLS: %v", err)
+	}
+	return cfg
+}
+
+// Leader returns the index of the member that is leader now, as the members
+// themselves see it, or -1.
+func (c *Cluster) Leader() int {
+	for i, m := range c.Members {
+		m.mu.Lock()
+		e := m.etcd
+		m.mu.Unlock()
+		if e == nil {
+			continue
+		}
+		if e.Server.Lead() == uint64(e.Server.MemberID()) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Stop closes member i; its row in status must show an error from then on.
+func (c *Cluster) Stop(i int) {
+	m := c.Members[i]
+	m.mu.Lock()
+	e := m.etcd
+	m.etcd = nil
+	m.mu.Unlock()
+	if e != nil {
+		e.Close()
+	}
+}
+
+// Close stops every member still running.
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for i := range c.Members {
+		wg.Go(func() { c.Stop(i) })
+	}
+	wg.Wait()
+}
+
+// WaitLinearizable waits until member i serves a linearizable request, so
+// tests start from a settled cluster (a leader elected and known to all).
+func (c *Cluster) WaitLinearizable(ctx context.Context, i int) error {
+	m := c.Members[i]
+	m.mu.Lock()
+	e := m.etcd
+	m.mu.Unlock()
+	if e == nil {
+		return fmt.Errorf("wait for member %s: stopped", m.Name)
+	}
+	if err := e.Server.LinearizableReadNotify(ctx); err != nil {
+		return fmt.Errorf("wait for member %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// freePort finds a free TCP port on ip.
+func freePort(t testing.TB, ip string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatalf("find free port on %s: %v", ip, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	agentreport "github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/status"
+	"github.com/etcd-agent/etcd-agent/pki"
+)
+
+func statusCommand() *command {
+	const usage = "etcd-agent status [-o table|json] [--timeout D] [--endpoints URL,...] [--config PATH]"
+	const summary = "Show this node's agent phase and certificate expiry, the member list, per-endpoint status\n" +
+		"(leader, raft term/index, DB size against quota, version, alarms) and health with latency.\n" +
+		"Runs as the operator (the etcd user) with the operator client certificate; needs no root.\n" +
+		"Every member is asked in parallel with a short timeout; a dead member shows its error in its row.\n\n" +
+		"Exit codes: 0 every member healthy, a leader, no alarm, this node's agent healthy;\n" +
+		"3 anything else (the table's last lines say what); 78 configuration error."
+	return &command{name: "status", usage: usage, summary: "show the node, its members and their health (exit 0 only when all is well)",
+		run: func(ctx context.Context, e env, args []string) error {
+			fs := newFlagSet(e, "status", usage, summary)
+			cf := addConfigFlags(fs)
+			format := fs.String("o", "table", "output format: table or json")
+			timeout := fs.Duration("timeout", status.DefaultTimeout, "per-endpoint query timeout")
+			endpoints := fs.String("endpoints", "", "client URLs to ask first (default: from the agent report, else this node)")
+			if err := parseFlags(fs, args, 0); err != nil {
+				return err
+			}
+			if *format != "table" && *format != "json" {
+				return &exitError{code: exitUsage, err: fmt.Errorf("-o %q: use table or json", *format)}
+			}
+			cfg, _, err := cf.load(e)
+			if err != nil {
+				return err
+			}
+			v, err := gatherStatus(ctx, cfg, splitList(*endpoints), *timeout)
+			if err != nil {
+				return err
+			}
+			if err := status.Render(e.stdout, v, *format); err != nil {
+				return fmt.Errorf("render status: %w", err)
+			}
+			if code := status.ExitCode(v); code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		}}
+}
+
+// gatherStatus builds the status view for the node configured by cfg: its
+// published report, its certificates, and every member reachable from the
+// endpoints (explicit ones, else the report's, else this node's own).
+func gatherStatus(ctx context.Context, cfg *config.Config, endpoints []string, timeout time.Duration) (status.View, error) {
+	tlsCfg, err := pki.ClientTLS(cfg.PKI.Dir, pki.OperatorCertFile, pki.OperatorKeyFile)
+	if err != nil {
+		return status.View{}, fmt.Errorf("load the operator certificate from pki.dir %s (has the agent run on this node?): %w", cfg.PKI.Dir, err)
+	}
+	rep, repErr := agentreport.Read(cfg.Agent.StatusFile)
+	opts := status.Options{TLS: tlsCfg, Timeout: timeout, Quota: int64(cfg.Etcd.QuotaBackendBytes),
+		ReportErr: repErr, CertDir: cfg.PKI.Dir}
+	if repErr == nil {
+		opts.Report = &rep
+	}
+	opts.Endpoints = endpoints
+	if len(opts.Endpoints) == 0 && repErr == nil {
+		opts.Endpoints = rep.Endpoints
+		if len(opts.Endpoints) == 0 && rep.ClientURL != "" {
+			opts.Endpoints = []string{rep.ClientURL}
+		}
+	}
+	if len(opts.Endpoints) == 0 {
+		opts.Endpoints = []string{localClientURL(cfg)}
+	}
+	return status.Gather(ctx, opts), nil
+}
+
+// localClientURL is this node's own client URL when nothing better is known:
+// its static IP, else loopback, where every member also listens.
+func localClientURL(cfg *config.Config) string {
+	host := "127.0.0.1"
+	if cfg.Node.IP != "" {
+		host = cfg.Node.IP
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(cfg.Etcd.ClientPort))
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
