@@ -89,12 +89,11 @@ func New(opts Options) (*Agent, error) {
 		opts.Now = time.Now
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
-	a.rec = report.NewRecorder(opts.Now)
-	a.rec.Update(func(r *report.NodeReport) {
-		r.PID = os.Getpid()
-		r.Version = opts.Version
-		r.CertDir = opts.Config.PKI.Dir
-	})
+	a.rec = report.NewRecorder(report.NodeReport{
+		PID:     os.Getpid(),
+		Version: opts.Version,
+		CertDir: opts.Config.PKI.Dir,
+	}, opts.Now)
 	return a, nil
 }
 
@@ -336,7 +335,7 @@ func (a *Agent) shutdown(runErr error) {
 	msg := "stopping"
 	if runErr != nil {
 		msg = "stopping after error: " + runErr.Error()
-		a.rec.SetError(runErr.Error())
+		a.rec.SetError(runErr)
 	}
 	_ = a.opts.Notifier.Stopping(msg)
 	a.rec.SetPhase(report.PhaseStopping, msg)

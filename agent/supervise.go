@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/report"
@@ -64,7 +65,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 			a.observe(a.probe(ctx))
 		case <-certs.C:
 			if err := a.refreshCertificates(); err != nil {
-				a.rec.SetError("certificate renewal: " + err.Error())
+				a.rec.SetError(fmt.Errorf("certificate renewal: %w", err))
 				a.log.Error("certificate renewal failed", "err", err)
 			}
 		}

@@ -6,13 +6,27 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/agent/runtime"
+	"github.com/etcd-agent/etcd-agent/agent/runtime/embedded"
+	"github.com/etcd-agent/etcd-agent/agent/runtime/podman"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
+
+// NewIdentity returns the configured identity source.
+func NewIdentity(cfg *config.Config, logger *slog.Logger) identity.Source {
+	if cfg.Node.Identity == "static" {
+		ip, _ := netip.ParseAddr(cfg.Node.IP) // validated by config
+		return identity.Static{IP: ip, Name: cfg.Node.Name, Hostname: cfg.Node.Hostname}
+	}
+	return identity.IMDS{Endpoint: cfg.Node.IMDSEndpoint, Logger: logger}
+}
 
 // newDiscovery builds the configured discovery source. It runs after the
 // certificates stage because a v3 discovery cluster is reached, by default,
@@ -65,4 +79,22 @@ func discoveryTLS(cfg *config.Config) (*tls.Config, error) {
 		tlsCfg.RootCAs = pool
 	}
 	return tlsCfg, nil
+}
+
+// NewRuntime returns the configured etcd runtime.
+func NewRuntime(cfg *config.Config, logger *slog.Logger) (runtime.Runtime, error) {
+	switch cfg.Etcd.Runtime {
+	case "embedded":
+		return embedded.New(embedded.Options{Logger: logger, StopTimeout: cfg.Podman.StopTimeout.D()}), nil
+	case "podman":
+		rt, err := podman.New(podman.Options{
+			Socket: cfg.Podman.Socket, Image: cfg.Etcd.Image, ContainerName: cfg.Podman.ContainerName,
+			StopTimeout: cfg.Podman.StopTimeout.D(), Logger: logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("podman runtime: %w", err)
+		}
+		return rt, nil
+	}
+	return nil, fmt.Errorf("unknown etcd.runtime %q", cfg.Etcd.Runtime)
 }

@@ -170,4 +170,3 @@ func discoveryServeCommand() *command {
 			})
 		}}
 }
-

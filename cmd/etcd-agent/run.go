@@ -4,18 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
-	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/systemd"
 )
 
 func runCommand() *command {
 	const usage = "etcd-agent run [--config PATH] [--node-ip IP] [--data-dir DIR] [--log-level LEVEL]"
-	const summary = "Run this node's agent: identity, certificates, discovery or join, etcd, readiness\n" +
+	summary := "Run this node's agent: identity, certificates, discovery or join, etcd, readiness\n" +
 		"(sd_notify READY=1 only when the local member is a healthy, caught-up voter), supervision.\n" +
 		"Runs until SIGTERM. Configuration errors exit with code 78 (systemd does not restart on it).\n\n" +
 		"Environment overrides (below flags, above the file):\n" + envHelp()
@@ -48,7 +46,7 @@ func runAgent(ctx context.Context, e env, cfg *config.Config, logger *slog.Logge
 	}
 	a, err := agent.New(agent.Options{
 		Config:           cfg,
-		Identity:         identitySource(cfg, logger),
+		Identity:         agent.NewIdentity(cfg, logger),
 		Runtime:          rt,
 		Notifier:         systemd.NewNotifier(notifySocket, logger),
 		Logger:           logger,
@@ -59,14 +57,6 @@ func runAgent(ctx context.Context, e env, cfg *config.Config, logger *slog.Logge
 		return err
 	}
 	return a.Run(ctx)
-}
-
-func identitySource(cfg *config.Config, logger *slog.Logger) identity.Source {
-	if cfg.Node.Identity == "static" {
-		ip, _ := netip.ParseAddr(cfg.Node.IP) // validated by config
-		return identity.Static{IP: ip, Name: cfg.Node.Name, Hostname: cfg.Node.Hostname}
-	}
-	return identity.IMDS{Endpoint: cfg.Node.IMDSEndpoint, Logger: logger}
 }
 
 // configFlags are the flags every config-reading command shares.
@@ -124,4 +114,3 @@ func newLogger(e env, level string) *slog.Logger {
 	_ = lvl.UnmarshalText([]byte(level))
 	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
 }
-
