@@ -13,9 +13,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
@@ -35,8 +37,8 @@ type Notifier interface {
 	Stopping(status string) error
 }
 
-// Options are the agent's dependencies. Config, Identity and Runtime are
-// required; the rest have defaults.
+// Options are the agent's dependencies. Config and Identity are required,
+// and Runtime for Run; the rest have defaults.
 type Options struct {
 	Config   *config.Config
 	Identity identity.Source
@@ -54,6 +56,10 @@ type Options struct {
 	StopEtcdOnExit bool
 	// Now is the clock. Zero: time.Now.
 	Now func() time.Time
+	// JoinHook, when set, is called at the steps of a join ("added": after
+	// the member add, before etcd starts; "promote": before each promotion
+	// attempt). An error aborts Run there, as a crash would (tests).
+	JoinHook func(step string) error
 }
 
 // Agent is one node's agent. Create it with New and call Run once.
@@ -72,12 +78,18 @@ type Agent struct {
 	spec     etcdconf.Spec
 	client   *clientv3.Client
 	ready    chan struct{}
+
+	// The join path: a client to the other members (a learner cannot serve
+	// member lists) and the membership lock, held until promotion.
+	cluster  *clientv3.Client
+	joinMu   *concurrency.Mutex
+	joinSess *concurrency.Session
 }
 
 // New checks the options and returns an agent ready to Run.
 func New(opts Options) (*Agent, error) {
-	if opts.Config == nil || opts.Identity == nil || opts.Runtime == nil {
-		return nil, errors.New("agent: Config, Identity and Runtime are required")
+	if opts.Config == nil || opts.Identity == nil {
+		return nil, errors.New("agent: Config and Identity are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -123,10 +135,16 @@ func (a *Agent) stages() []stage {
 // Run executes the stages and then supervises until ctx is cancelled.
 // It returns nil on a clean shutdown.
 func (a *Agent) Run(ctx context.Context) (err error) {
+	if a.opts.Runtime == nil {
+		return errors.New("agent: Run needs a Runtime")
+	}
 	if err := os.MkdirAll(filepath.Dir(a.cfg.Agent.StatusFile), 0o755); err != nil {
 		return fmt.Errorf("create status dir: %w", err)
 	}
 	defer func() { a.shutdown(err) }()
+	if left, what := leftMarker(a.cfg.Node.DataDir); left {
+		return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
+	}
 	stopPetting := a.petDuringStartup(ctx)
 	defer stopPetting()
 	for _, s := range a.stages() {
@@ -198,32 +216,42 @@ func (a *Agent) self() membership.Member {
 }
 
 func (a *Agent) decideMembership(ctx context.Context) error {
-	facts := membership.Facts{Self: a.self()}
+	self := a.self()
 	hasData, err := memberDataPresent(a.cfg.Node.DataDir)
 	if err != nil {
 		return err
 	}
-	facts.HasData = hasData
-	if !hasData {
-		res, err := a.discover(ctx)
-		if err != nil {
+	var d membership.Decision
+	switch {
+	case hasData:
+		d, err = membership.Decide(membership.Facts{HasData: true, Self: self})
+	default:
+		var res discovery.Result
+		if res, err = a.discover(ctx); err != nil {
 			return err
 		}
-		facts.Token, facts.SelfDiscovered = res.Token, res.Self
-		for _, m := range res.Members {
-			facts.Discovered = append(facts.Discovered, membership.Member{Name: m.Name, PeerURL: m.PeerURL})
+		// A formed cluster answering at the discovered members means this
+		// node joins it (or, as a founding member it still waits for,
+		// bootstraps): never a second bootstrap beside a live cluster.
+		formed := !res.Self
+		if !formed {
+			if cli, ok := a.clusterFormed(ctx, a.candidateEndpoints(res)); ok {
+				_ = cli.Close()
+				formed = true
+			}
+		}
+		if formed {
+			d, err = a.joinCluster(ctx, res)
+		} else {
+			d, err = membership.Decide(membership.Facts{Self: self, Discovered: discovered(res), SelfDiscovered: res.Self, Token: res.Token})
 		}
 	}
-	d, err := membership.Decide(facts)
 	if err != nil {
 		return err
 	}
 	a.decision = d
 	a.rec.AddDecision(string(d.Path), d.Reason)
 	a.log.Info("membership decision", "path", d.Path, "reason", d.Reason)
-	if d.Path == membership.Join {
-		return a.join(ctx)
-	}
 	return nil
 }
 
@@ -244,15 +272,6 @@ func (a *Agent) discover(ctx context.Context) (discovery.Result, error) {
 		}
 		a.setPhase(report.PhaseDiscovery, msg)
 	})
-}
-
-// join is the path for a node that finds the cluster already formed.
-// Learner join and promotion are the self-healing membership work; until
-// then the node waits here with a status that says so.
-func (a *Agent) join(ctx context.Context) error {
-	a.setPhase(report.PhaseJoining, "discovery is full: this node is standby (joining a formed cluster as a learner is not implemented yet)")
-	<-ctx.Done()
-	return ctx.Err()
 }
 
 // specBase is the etcd configuration that does not depend on membership.
@@ -291,7 +310,7 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	a.log.Info("etcd runtime", "runtime", a.opts.Runtime.Name(), "action", action)
 	a.rec.Update(func(r *report.NodeReport) { r.ClientURL, r.PeerURL = spec.ClientURL(), spec.PeerURL() })
 	go func() {
-		err := runtime.Supervise(ctx, a.opts.Runtime, spec, runtime.SuperviseOptions{Logger: a.log, OnEvent: a.runtimeEvent})
+		err := runtime.Supervise(ctx, a.opts.Runtime, spec, runtime.SuperviseOptions{Logger: a.log, OnEvent: a.runtimeEvent, Hold: a.holdEtcd})
 		if err != nil && ctx.Err() == nil {
 			a.log.Error("etcd supervision ended", "err", err)
 		}
@@ -310,6 +329,15 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 		return fmt.Errorf("create etcd client: %w", err)
 	}
 	return nil
+}
+
+// holdEtcd stops etcd restarts once this node is leaving the cluster: a
+// removed member must not come back.
+func (a *Agent) holdEtcd() string {
+	if left, _ := leftMarker(a.cfg.Node.DataDir); left {
+		return "this node is leaving the cluster (" + LeftMarkerPath(a.cfg.Node.DataDir) + ")"
+	}
+	return ""
 }
 
 func (a *Agent) runtimeEvent(ev runtime.Event) {
@@ -340,8 +368,14 @@ func (a *Agent) shutdown(runErr error) {
 	_ = a.opts.Notifier.Stopping(msg)
 	a.rec.SetPhase(report.PhaseStopping, msg)
 	a.flush()
+	if runErr == nil {
+		a.releaseJoin() // a crash leaves it to expire with its lease
+	}
 	if a.client != nil {
 		_ = a.client.Close()
+	}
+	if a.cluster != nil {
+		_ = a.cluster.Close()
 	}
 	if a.opts.StopEtcdOnExit || a.opts.Runtime.Name() == "embedded" {
 		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Podman.StopTimeout.D()+10*time.Second)
@@ -369,6 +403,17 @@ func memberDataPresent(dataDir string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// LeftError is returned by Run on a node that has left the cluster.
+type LeftError struct {
+	Marker string
+	Detail string
+}
+
+func (e *LeftError) Error() string {
+	return fmt.Sprintf("this node left the cluster (%s): it will not start etcd or join again; delete %s to let it join as a new member",
+		strings.TrimSpace(e.Detail), e.Marker)
 }
 
 type nopNotifier struct{}

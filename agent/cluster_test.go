@@ -144,12 +144,12 @@ func TestV3DiscoveryBootstrapRestartAndFullRegistry(t *testing.T) {
 		t.Fatalf("key written before the restart: %v, %v", resp, err)
 	}
 
-	// A fourth node finds the registry full: it waits as standby and the
-	// cluster keeps its three members.
+	// A fourth node finds the registry full and the cluster at its size with
+	// every member healthy: it waits as standby and changes nothing.
 	fourth := h.start(ctx, 4, h.config(4, 3, h.v3Discovery(token)))
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 	defer scancel()
-	if _, err := fourth.notify.Until(sctx, func(m string) bool { return strings.Contains(m, "discovery is full") }); err != nil {
+	if _, err := fourth.notify.Until(sctx, func(m string) bool { return strings.Contains(m, "standby: cluster has 3/3 voters, all healthy") }); err != nil {
 		t.Fatalf("fourth node: %v (report %s)", err, fourth.agent.Report().Message)
 	}
 	if got := memberIDs(t, h, nodes[0]); fmt.Sprint(got) != fmt.Sprint(before) {

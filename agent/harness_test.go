@@ -28,7 +28,7 @@ import (
 // takes its own /24-free block of loopback addresses (ipBase) so packages
 // testing in parallel never collide.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	caCert  string
 	caKey   string
@@ -37,7 +37,7 @@ type harness struct {
 	discPKI string
 }
 
-func newHarness(t *testing.T, ipBase int) *harness {
+func newHarness(t testing.TB, ipBase int) *harness {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-node agent scenario")
@@ -49,6 +49,10 @@ func newHarness(t *testing.T, ipBase int) *harness {
 	}
 	return &harness{t: t, dir: dir, caCert: caCert, caKey: caKey, ipBase: ipBase}
 }
+
+// grace is the nodes' deadMemberGrace: short, so tests need not wait long
+// to replace a dead member.
+func (h *harness) grace() time.Duration { return 3 * time.Second }
 
 func (h *harness) ip(i int) string { return fmt.Sprintf("127.0.0.%d", h.ipBase+i) }
 
@@ -135,6 +139,7 @@ func (h *harness) config(i, size int, discoveryBlock string) *config.Config {
 	yaml := fmt.Sprintf(`cluster:
   name: test
   size: %d
+  deadMemberGrace: %s
   discovery:
 %snode:
   identity: static
@@ -149,7 +154,7 @@ etcd:
 agent:
   statusFile: %s
   healthInterval: 200ms
-`, size, discoveryBlock, h.ip(i), filepath.Join(nodeDir, "data"), h.caCert, h.caKey,
+`, size, h.grace(), discoveryBlock, h.ip(i), filepath.Join(nodeDir, "data"), h.caCert, h.caKey,
 		filepath.Join(nodeDir, "pki"), filepath.Join(nodeDir, "status.json"))
 	path := filepath.Join(nodeDir, "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
@@ -165,6 +170,12 @@ agent:
 // start runs an agent for cfg with a real sd_notify socket.
 func (h *harness) start(ctx context.Context, i int, cfg *config.Config) *node {
 	h.t.Helper()
+	return h.startWith(ctx, i, cfg, nil)
+}
+
+// startWith is start with a chance to change the agent's options.
+func (h *harness) startWith(ctx context.Context, i int, cfg *config.Config, edit func(*agent.Options)) *node {
+	h.t.Helper()
 	logFile, err := os.Create(filepath.Join(filepath.Dir(cfg.Agent.StatusFile), fmt.Sprintf("agent-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		h.t.Fatal(err)
@@ -176,11 +187,15 @@ func (h *harness) start(ctx context.Context, i int, cfg *config.Config) *node {
 		h.t.Fatal(err)
 	}
 	l := notifytest.New(h.t)
-	a, err := agent.New(agent.Options{
+	opts := agent.Options{
 		Config: cfg, Identity: agent.NewIdentity(cfg, logger), Runtime: rt,
 		Notifier: systemd.NewNotifier(l.Path(), logger), Logger: logger,
 		WatchdogInterval: 100 * time.Millisecond,
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	a, err := agent.New(opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -204,7 +219,7 @@ func (n *node) stop() {
 
 // waitReady waits for the agent's READY and returns the notifications seen
 // up to and including it.
-func (n *node) waitReady(t *testing.T, timeout time.Duration) []string {
+func (n *node) waitReady(t testing.TB, timeout time.Duration) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -215,7 +230,7 @@ func (n *node) waitReady(t *testing.T, timeout time.Duration) []string {
 	return msgs
 }
 
-func freePort(t *testing.T, ip string) int {
+func freePort(t testing.TB, ip string) int {
 	t.Helper()
 	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -20,6 +21,8 @@ const probeTimeout = 5 * time.Second
 // health is one observation of the local member.
 type health struct {
 	ready     bool
+	learner   bool   // the local member is a learner: promote it
+	selfID    uint64 // the local member's ID, when it is in the member list
 	phase     report.Phase
 	message   string
 	endpoints []string
@@ -36,6 +39,12 @@ func (a *Agent) probe(ctx context.Context) health {
 		return health{phase: report.PhaseDegraded, message: fmt.Sprintf(format, args...)}
 	}
 	members, err := a.client.MemberList(ctx)
+	if err != nil && strings.Contains(err.Error(), "not supported for learner") {
+		// A learner serves no member list: ask the other members.
+		if cli, cerr := a.clusterClient(); cerr == nil {
+			members, err = cli.MemberList(ctx)
+		}
+	}
 	if err != nil {
 		return degraded("degraded: member list failed: %v", shortErr(err))
 	}
@@ -61,7 +70,7 @@ func (a *Agent) probe(ctx context.Context) health {
 		return h
 	}
 	if self.IsLearner {
-		return health{phase: report.PhaseLearner, endpoints: endpoints,
+		return health{phase: report.PhaseLearner, endpoints: endpoints, learner: true, selfID: self.ID,
 			message: fmt.Sprintf("learner, catching up (raft index %d)", st.RaftIndex)}
 	}
 	if st.Leader == 0 {
@@ -85,7 +94,7 @@ func (a *Agent) probe(ctx context.Context) health {
 			leader = m.Name
 		}
 	}
-	return health{ready: true, phase: report.PhaseHealthy, endpoints: endpoints,
+	return health{ready: true, phase: report.PhaseHealthy, endpoints: endpoints, selfID: self.ID,
 		message: fmt.Sprintf("healthy, leader %s, %d/%d voters", leader, voters, a.cfg.Cluster.Size)}
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/report"
@@ -22,8 +23,19 @@ func (a *Agent) waitReady(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		h := a.probe(ctx)
+		if h.learner {
+			if err := a.joinHook("promote"); err != nil {
+				return err
+			}
+			promoted, progress := a.promote(ctx, h.selfID)
+			h.message = "learner, " + progress
+			if promoted {
+				continue
+			}
+		}
 		a.observe(h)
 		if h.ready {
+			a.releaseJoin()
 			if err := a.opts.Notifier.Ready(h.message); err != nil {
 				a.log.Warn("sd_notify ready", "err", err)
 			}
@@ -62,7 +74,14 @@ func (a *Agent) supervise(ctx context.Context) error {
 				a.log.Debug("sd_notify watchdog", "err", err)
 			}
 		case <-health.C:
-			a.observe(a.probe(ctx))
+			if _, what := leftMarker(a.cfg.Node.DataDir); strings.HasPrefix(what, "left") {
+				return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
+			}
+			h := a.probe(ctx)
+			a.observe(h)
+			if h.ready {
+				a.heartbeat(ctx, h.selfID)
+			}
 		case <-certs.C:
 			if err := a.refreshCertificates(); err != nil {
 				a.rec.SetError(fmt.Errorf("certificate renewal: %w", err))
@@ -80,6 +99,9 @@ func (a *Agent) observe(h health) {
 			r.Endpoints = h.endpoints
 		}
 	})
+	if len(h.endpoints) > 0 {
+		writeEndpoints(a.cfg.Node.DataDir, a.log, sortedCopy(h.endpoints))
+	}
 	a.setPhase(h.phase, h.message)
 }
 

@@ -25,7 +25,10 @@ const (
 	PhaseCertificates Phase = "certificates"  // issuing or loading certificates
 	PhaseDiscovery    Phase = "discovery"     // registering and waiting for peers
 	PhaseJoining      Phase = "joining"       // adding self to an existing cluster
+	PhaseStandby      Phase = "standby"       // cluster full and healthy: waiting for a slot
 	PhaseLearner      Phase = "learner"       // member is a learner, catching up
+	PhaseLeaving      Phase = "leaving"       // removing this member on request (etcd-agent leave)
+	PhaseLeft         Phase = "left"          // this node left the cluster; nothing runs
 	PhaseStartingEtcd Phase = "starting-etcd" // etcd starting or being adopted
 	PhaseHealthy      Phase = "healthy"       // healthy voter, READY=1 sent
 	PhaseDegraded     Phase = "degraded"      // was healthy, now is not

@@ -74,6 +74,9 @@ type SuperviseOptions struct {
 	CrashLoopWindow   time.Duration
 	// EnsureTimeout bounds one Ensure call, image pull included (default 5m).
 	EnsureTimeout time.Duration
+	// Hold, when set, is asked before every (re)start; a non-empty answer
+	// ends Supervise without starting etcd again (the member left the cluster).
+	Hold func() string
 }
 
 func (o SuperviseOptions) withDefaults() SuperviseOptions {
@@ -142,6 +145,12 @@ func (s *supervisor) emit(e Event) {
 // returns false when ctx is done.
 func (s *supervisor) runOnce(ctx context.Context) bool {
 	log := s.o.Logger.With("runtime", s.rt.Name(), "member", s.spec.Name)
+	if s.o.Hold != nil {
+		if why := s.o.Hold(); why != "" {
+			log.Warn("etcd supervision ends", "reason", why)
+			return false
+		}
+	}
 	ectx, cancel := context.WithTimeout(ctx, s.o.EnsureTimeout)
 	action, err := s.rt.Ensure(ectx, s.spec)
 	cancel()

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 )
 
@@ -52,6 +53,7 @@ func commands() []*command {
 	return []*command{
 		runCommand(),
 		statusCommand(),
+		leaveCommand(),
 		localCommand(),
 		caCommand(),
 		discoveryCommand(),
@@ -126,7 +128,11 @@ func report(e env, path string, err error) int {
 	}
 	var cerr *config.Error
 	var xerr *exitError
+	var left *agent.LeftError
 	switch {
+	case errors.As(err, &left):
+		fmt.Fprintf(e.stderr, "%s: %v\n", path, err)
+		return config.ExitCode
 	case errors.As(err, &cerr):
 		fmt.Fprintf(e.stderr, "%s: %v\n", path, err)
 		return config.ExitCode

@@ -16,22 +16,24 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // maxDatagram is larger than any notification systemd accepts.
 const maxDatagram = 64 * 1024
 
-// Listener receives sd_notify datagrams. It is safe for concurrent use;
-// concurrent readers each get different datagrams.
+// Listener receives sd_notify datagrams. Like systemd it reads them as they
+// arrive (a unix datagram queue holds only a few, and a sender must never
+// block on a test that is busy elsewhere) and queues them for Next. It is
+// safe for concurrent use; concurrent readers each get different datagrams.
 type Listener struct {
 	conn *net.UnixConn
 	path string
 
-	readMu sync.Mutex // serializes reads and their deadlines
-
-	seenMu sync.Mutex
-	seen   []string
+	mu      sync.Mutex
+	queue   []string      // received, not yet returned by Next
+	seen    []string      // everything received
+	readErr error         // why the reader stopped
+	arrived chan struct{} // closed (and replaced) when a datagram arrives
 }
 
 // New listens on a fresh socket file in a short temporary directory (socket
@@ -68,7 +70,30 @@ func At(t testing.TB, path string) *Listener {
 		t.Fatalf("listen on notify socket %s: %v", path, err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &Listener{conn: conn, path: path}
+	l := &Listener{conn: conn, path: path, arrived: make(chan struct{})}
+	go l.read()
+	return l
+}
+
+// read receives datagrams until the socket is closed.
+func (l *Listener) read() {
+	buf := make([]byte, maxDatagram)
+	for {
+		n, _, err := l.conn.ReadFromUnix(buf)
+		l.mu.Lock()
+		if err != nil {
+			l.readErr = err
+			close(l.arrived)
+			l.mu.Unlock()
+			return
+		}
+		msg := string(buf[:n])
+		l.queue = append(l.queue, msg)
+		l.seen = append(l.seen, msg)
+		close(l.arrived)
+		l.arrived = make(chan struct{})
+		l.mu.Unlock()
+	}
 }
 
 // Path is the socket address to pass as NOTIFY_SOCKET.
@@ -79,48 +104,32 @@ func (l *Listener) Close() error { return l.conn.Close() }
 
 // Next returns the next datagram, waiting until one arrives or ctx ends.
 func (l *Listener) Next(ctx context.Context) (string, error) {
-	l.readMu.Lock()
-	defer l.readMu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("wait for notification: %w", err)
-	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Time{}
-	}
-	if err := l.conn.SetReadDeadline(deadline); err != nil {
-		return "", fmt.Errorf("set read deadline: %w", err)
-	}
-	// Unblock the read when ctx is cancelled before its deadline.
-	unblocked := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		l.conn.SetReadDeadline(time.Unix(1, 0))
-		close(unblocked)
-	})
-	defer func() {
-		if !stop() {
-			<-unblocked // do not let it move the next read's deadline
+	for {
+		l.mu.Lock()
+		if len(l.queue) > 0 {
+			msg := l.queue[0]
+			l.queue = l.queue[1:]
+			l.mu.Unlock()
+			return msg, nil
 		}
-	}()
-
-	buf := make([]byte, maxDatagram)
-	n, _, err := l.conn.ReadFromUnix(buf)
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// The read deadline can fire a moment before ctx notices its own.
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			} else if ok && !time.Now().Before(deadline) {
-				err = context.DeadlineExceeded
+		if err := l.readErr; err != nil {
+			l.mu.Unlock()
+			if errors.Is(err, net.ErrClosed) {
+				err = errors.New("listener closed")
 			}
+			return "", fmt.Errorf("wait for notification: %w", err)
 		}
-		return "", fmt.Errorf("wait for notification: %w", err)
+		arrived := l.arrived
+		l.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("wait for notification: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for notification: %w", ctx.Err())
+		case <-arrived:
+		}
 	}
-	msg := string(buf[:n])
-	l.seenMu.Lock()
-	l.seen = append(l.seen, msg)
-	l.seenMu.Unlock()
-	return msg, nil
 }
 
 // Collect returns the next n datagrams, or those received so far and an
@@ -161,8 +170,8 @@ func (l *Listener) UntilReady(ctx context.Context) ([]string, error) {
 
 // Seen returns every datagram received so far, oldest first.
 func (l *Listener) Seen() []string {
-	l.seenMu.Lock()
-	defer l.seenMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return append([]string(nil), l.seen...)
 }
 

@@ -1,0 +1,229 @@
+package membership
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ClusterMember is one member of a formed cluster as a joining node sees it.
+type ClusterMember struct {
+	ID         uint64
+	Name       string // empty until the member has started once
+	PeerURLs   []string
+	ClientURLs []string // empty until the member has started once
+	IsLearner  bool
+	// Healthy: the member answered a status query just now.
+	Healthy bool
+	// DownFor is how long the member is known to have been unreachable:
+	// since its agent's last heartbeat, or since this node first saw it
+	// down, whichever is longer. Zero when Healthy.
+	DownFor time.Duration
+}
+
+// started reports whether the member has ever run: etcd publishes a
+// member's name and client URLs when it first starts.
+func (m ClusterMember) started() bool { return len(m.ClientURLs) > 0 }
+
+func (m ClusterMember) label() string {
+	if m.Name != "" {
+		return m.Name
+	}
+	if len(m.PeerURLs) > 0 {
+		return m.PeerURLs[0]
+	}
+	return fmt.Sprintf("%x", m.ID)
+}
+
+// JoinFacts is what a node with no data knows about a formed cluster,
+// gathered while it holds the cluster's membership lock.
+type JoinFacts struct {
+	SelfPeerURL string
+	Members     []ClusterMember
+	// DesiredSize is the configured number of voting members.
+	DesiredSize int
+	// Grace is how long a member must be down before it may be removed.
+	Grace time.Duration
+}
+
+// StepKind is what a joining node does next.
+type StepKind string
+
+// Step kinds.
+const (
+	// StepFounding: this node is a founding member the cluster is still
+	// waiting for (listed, never started): bootstrap with the discovery list.
+	StepFounding StepKind = "founding"
+	// StepResume: this node was already added as a learner (an interrupted
+	// join): start etcd and finish.
+	StepResume StepKind = "resume"
+	// StepRemove: remove the member in Remove, then look again.
+	StepRemove StepKind = "remove"
+	// StepAdd: add this node as a learner.
+	StepAdd StepKind = "add"
+	// StepStandby: nothing may change now; wait and look again.
+	StepStandby StepKind = "standby"
+)
+
+// Removal is a member to remove to make room for this node, and why.
+type Removal struct {
+	ID     uint64
+	Name   string
+	Reason string
+}
+
+// JoinStep is the planned next step with its reason, for logs and status.
+type JoinStep struct {
+	Kind   StepKind
+	Self   uint64   // StepResume: this node's learner ID
+	Remove *Removal // StepRemove
+	Reason string
+}
+
+// Quorum is the number of voters a cluster of n voters needs to agree.
+func Quorum(n int) int { return n/2 + 1 }
+
+// PlanJoin decides how a node with no data enters a formed cluster. It
+// never removes a healthy member, removes a down one only after the grace
+// period and only when the voters left keep quorum, and lets only one
+// learner exist at a time.
+func PlanJoin(f JoinFacts) JoinStep {
+	var voters, healthyVoters int
+	var self *ClusterMember
+	for i, m := range f.Members {
+		if slices.Contains(m.PeerURLs, f.SelfPeerURL) {
+			self = &f.Members[i]
+		}
+		if !m.IsLearner {
+			voters++
+			if m.Healthy {
+				healthyVoters++
+			}
+		}
+	}
+	if healthyVoters < Quorum(voters) {
+		return JoinStep{Kind: StepStandby, Reason: fmt.Sprintf(
+			"cluster has no quorum (%d of %d voters healthy): no membership change is possible", healthyVoters, voters)}
+	}
+
+	if self != nil {
+		switch {
+		case !self.started() && self.IsLearner:
+			return JoinStep{Kind: StepResume, Self: self.ID,
+				Reason: fmt.Sprintf("already added as learner %x by an interrupted join: starting it", self.ID)}
+		case !self.started():
+			return JoinStep{Kind: StepFounding,
+				Reason: fmt.Sprintf("founding member %s that has not started yet: bootstrapping with the others", self.label())}
+		}
+		// A member with my peer URL that ran before, and I have no data: it
+		// is my past self (disk lost or replaced). It is down, since no etcd
+		// runs here.
+		if !self.IsLearner && healthyVoters < Quorum(voters-1) {
+			return JoinStep{Kind: StepStandby, Reason: fmt.Sprintf(
+				"my past self %s holds a voter slot, but removing it would leave %d healthy of %d voters (no quorum)",
+				self.label(), healthyVoters, voters-1)}
+		}
+		return JoinStep{Kind: StepRemove, Remove: &Removal{ID: self.ID, Name: self.label(),
+			Reason: "past self: same peer URL " + f.SelfPeerURL + ", its data is gone from this node"},
+			Reason: fmt.Sprintf("removing my past self %s (%x) to rejoin as a fresh learner", self.label(), self.ID)}
+	}
+
+	// Another node's learner: a join in progress, or one interrupted for good.
+	for _, m := range f.Members {
+		if !m.IsLearner {
+			continue
+		}
+		if m.Healthy || m.DownFor < f.Grace {
+			return JoinStep{Kind: StepStandby, Reason: fmt.Sprintf(
+				"learner %s is joining: one membership change at a time", m.label())}
+		}
+		return JoinStep{Kind: StepRemove, Remove: &Removal{ID: m.ID, Name: m.label(),
+			Reason: fmt.Sprintf("stale learner, down for %s (grace %s)", m.DownFor.Round(time.Second), f.Grace)},
+			Reason: fmt.Sprintf("removing stale learner %s", m.label())}
+	}
+
+	if voters < f.DesiredSize {
+		return JoinStep{Kind: StepAdd, Reason: fmt.Sprintf(
+			"cluster has %d of %d desired voters: joining as a learner", voters, f.DesiredSize)}
+	}
+
+	// At (or above) the desired size: make room only by removing a voter
+	// that has been down longer than the grace period.
+	var dead *ClusterMember
+	var waiting []string
+	for i, m := range f.Members {
+		if m.IsLearner || m.Healthy {
+			continue
+		}
+		if m.DownFor < f.Grace {
+			waiting = append(waiting, fmt.Sprintf("%s down for %s", m.label(), m.DownFor.Round(time.Second)))
+			continue
+		}
+		if dead == nil || m.DownFor > dead.DownFor {
+			dead = &f.Members[i]
+		}
+	}
+	if dead == nil {
+		reason := fmt.Sprintf("standby: cluster has %d/%d voters, all healthy; waiting for a free slot", voters, f.DesiredSize)
+		if len(waiting) > 0 {
+			reason = fmt.Sprintf("standby: cluster has %d/%d voters; %v (removed after %s)", voters, f.DesiredSize, waiting, f.Grace)
+		}
+		return JoinStep{Kind: StepStandby, Reason: reason}
+	}
+	if healthyVoters < Quorum(voters-1) {
+		return JoinStep{Kind: StepStandby, Reason: fmt.Sprintf(
+			"member %s is down, but removing it would leave %d healthy of %d voters (no quorum)", dead.label(), healthyVoters, voters-1)}
+	}
+	return JoinStep{Kind: StepRemove, Remove: &Removal{ID: dead.ID, Name: dead.label(),
+		Reason: fmt.Sprintf("down for %s (grace %s); %d healthy voters keep quorum", dead.DownFor.Round(time.Second), f.Grace, healthyVoters)},
+		Reason: fmt.Sprintf("removing dead member %s to make room for this node", dead.label())}
+}
+
+// LeaveCheck says whether the member with selfID may remove itself now.
+func LeaveCheck(selfID uint64, members []ClusterMember) error {
+	var self *ClusterMember
+	voters, healthyOthers := 0, 0
+	for i, m := range members {
+		if m.ID == selfID {
+			self = &members[i]
+		}
+		if m.IsLearner {
+			continue
+		}
+		voters++
+		if m.ID != selfID && m.Healthy {
+			healthyOthers++
+		}
+	}
+	switch {
+	case self == nil:
+		return fmt.Errorf("member %x is not in the cluster", selfID)
+	case self.IsLearner:
+		return nil
+	case voters == 1:
+		return fmt.Errorf("%s is the last voter: removing it would destroy the cluster", self.label())
+	case healthyOthers < Quorum(voters-1):
+		return fmt.Errorf("removing %s would leave %d healthy of %d voters (no quorum): bring the others back first",
+			self.label(), healthyOthers, voters-1)
+	}
+	return nil
+}
+
+// ExistingCluster renders --initial-cluster for a node joining with
+// --initial-cluster-state=existing: every member by name, and this node
+// (still unnamed in the member list) by its own name. etcd checks that it
+// matches the cluster's membership exactly.
+func ExistingCluster(members []ClusterMember, self Member) string {
+	var parts []string
+	for _, m := range members {
+		name := m.Name
+		if slices.Contains(m.PeerURLs, self.PeerURL) {
+			name = self.Name
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, name+"="+u)
+		}
+	}
+	return strings.Join(parts, ",")
+}

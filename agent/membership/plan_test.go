@@ -1,0 +1,96 @@
+package membership
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const selfURL = "https://10.0.0.9:2380"
+
+func voter(id uint64, ip string, healthy bool, downFor time.Duration) ClusterMember {
+	return ClusterMember{ID: id, Name: "etcd-" + ip, PeerURLs: []string{"https://" + ip + ":2380"},
+		ClientURLs: []string{"https://" + ip + ":2379"}, Healthy: healthy, DownFor: downFor}
+}
+
+func TestPlanJoin(t *testing.T) {
+	const grace = 10 * time.Minute
+	up := func(id uint64, ip string) ClusterMember { return voter(id, ip, true, 0) }
+	down := func(id uint64, ip string, d time.Duration) ClusterMember { return voter(id, ip, false, d) }
+	pastSelf := voter(9, "10.0.0.9", false, time.Minute)
+	unstartedSelf := ClusterMember{ID: 9, PeerURLs: []string{selfURL}, IsLearner: true}
+	foundingSelf := ClusterMember{ID: 9, Name: "etcd-10-0-0-9", PeerURLs: []string{selfURL}}
+	otherLearner := func(healthy bool, d time.Duration) ClusterMember {
+		m := voter(7, "10.0.0.7", healthy, d)
+		m.IsLearner = true
+		return m
+	}
+
+	tests := []struct {
+		name    string
+		members []ClusterMember
+		size    int
+		want    StepKind
+		remove  uint64
+		reason  string
+	}{
+		{"room: add", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2")}, 3, StepAdd, 0, "2 of 3 desired"},
+		{"full and healthy: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3")}, 3, StepStandby, 0, "all healthy"},
+		{"dead within grace: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Minute)}, 3, StepStandby, 0, "removed after 10m"},
+		{"dead past grace: remove it", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Hour)}, 3, StepRemove, 3, "dead member"},
+		{"longest dead goes first", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(4, "10.0.0.4"), down(3, "10.0.0.3", time.Hour), down(5, "10.0.0.5", 2 * time.Hour)}, 5, StepRemove, 5, "dead member"},
+		{"removal would lose quorum", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(6, "10.0.0.6"), down(3, "10.0.0.3", time.Hour), down(4, "10.0.0.4", time.Hour), down(5, "10.0.0.5", time.Hour)}, 5, StepStandby, 0, "no quorum"},
+		{"no quorum at all", []ClusterMember{up(1, "10.0.0.1"), down(2, "10.0.0.2", time.Hour), down(3, "10.0.0.3", time.Hour)}, 3, StepStandby, 0, "no quorum"},
+		{"past self: remove", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), pastSelf}, 3, StepRemove, 9, "past self"},
+		{"interrupted join: resume", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), unstartedSelf}, 3, StepResume, 0, "interrupted join"},
+		{"founding member not started", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), foundingSelf}, 3, StepFounding, 0, "founding"},
+		{"another learner joining", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), otherLearner(true, 0)}, 3, StepStandby, 0, "one membership change at a time"},
+		{"stale learner removed", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), otherLearner(false, time.Hour)}, 3, StepRemove, 7, "stale learner"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := PlanJoin(JoinFacts{SelfPeerURL: selfURL, Members: tt.members, DesiredSize: tt.size, Grace: grace})
+			if got.Kind != tt.want {
+				t.Fatalf("kind = %s (%s), want %s", got.Kind, got.Reason, tt.want)
+			}
+			if tt.remove != 0 && (got.Remove == nil || got.Remove.ID != tt.remove) {
+				t.Fatalf("remove = %+v, want %x", got.Remove, tt.remove)
+			}
+			if got.Kind != StepRemove && got.Remove != nil {
+				t.Fatalf("%s step carries a removal %+v", got.Kind, got.Remove)
+			}
+			if !strings.Contains(got.Reason+" "+removalReason(got), tt.reason) {
+				t.Fatalf("reason %q does not mention %q", got.Reason, tt.reason)
+			}
+			for _, m := range tt.members {
+				if got.Remove != nil && got.Remove.ID == m.ID && m.Healthy {
+					t.Fatalf("planned removal of healthy member %s", m.Name)
+				}
+			}
+		})
+	}
+}
+
+func removalReason(s JoinStep) string {
+	if s.Remove == nil {
+		return ""
+	}
+	return s.Remove.Reason
+}
+
+func TestLeaveCheck(t *testing.T) {
+	three := []ClusterMember{voter(1, "10.0.0.1", true, 0), voter(2, "10.0.0.2", true, 0), voter(3, "10.0.0.3", true, 0)}
+	if err := LeaveCheck(1, three); err != nil {
+		t.Errorf("healthy 3-node leave: %v", err)
+	}
+	degraded := []ClusterMember{voter(1, "10.0.0.1", true, 0), voter(2, "10.0.0.2", true, 0), voter(3, "10.0.0.3", false, time.Hour)}
+	if err := LeaveCheck(1, degraded); err == nil || !strings.Contains(err.Error(), "no quorum") {
+		t.Errorf("leave with a dead peer: %v", err)
+	}
+	if err := LeaveCheck(1, three[:1]); err == nil || !strings.Contains(err.Error(), "last voter") {
+		t.Errorf("last voter: %v", err)
+	}
+	if err := LeaveCheck(42, three); err == nil || !strings.Contains(err.Error(), "not in the cluster") {
+		t.Errorf("unknown member: %v", err)
+	}
+}

@@ -1,0 +1,275 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+)
+
+// joinTimeout bounds a join: the grace period (3s in the harness), learner
+// catch-up and promotion.
+const joinTimeout = 2 * time.Minute
+
+// formCluster starts n founding nodes on a fresh v3 discovery token and
+// waits until every one is ready.
+func formCluster(t testing.TB, h *harness, ctx context.Context, n int) (string, []*node) {
+	t.Helper()
+	token := h.startDiscovery(ctx, n)
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nodes[i] = h.start(ctx, i+1, h.config(i+1, n, h.v3Discovery(token)))
+	}
+	for _, nd := range nodes {
+		nd.waitReady(t, readyTimeout)
+	}
+	return token, nodes
+}
+
+// clusterClient reaches every node in nodes.
+func clusterClient(h *harness, nodes ...*node) *clientv3.Client {
+	var eps []string
+	for _, n := range nodes {
+		eps = append(eps, n.agent.Report().ClientURL)
+	}
+	return h.client(strings.Join(eps, ","), nodes[0].certDir())
+}
+
+// members lists the cluster's members, failing on any learner.
+func members(t testing.TB, cli *clientv3.Client) map[string]uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, m := range resp.Members {
+		if m.IsLearner {
+			t.Errorf("member %s is still a learner", m.Name)
+		}
+		out[m.Name] = m.ID
+	}
+	return out
+}
+
+func names(ms map[string]uint64) []string {
+	var out []string
+	for n := range ms {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (h *harness) name(i int) string { return "etcd-" + strings.ReplaceAll(h.ip(i), ".", "-") }
+
+func (h *harness) wantMembers(t testing.TB, cli *clientv3.Client, idx ...int) map[string]uint64 {
+	t.Helper()
+	var want []string
+	for _, i := range idx {
+		want = append(want, h.name(i))
+	}
+	slices.Sort(want)
+	got := members(t, cli)
+	if !slices.Equal(names(got), want) {
+		t.Fatalf("members = %v, want %v", names(got), want)
+	}
+	return got
+}
+
+// TestReplaceNodeWithNewIP: an instance dies and a fresh one with a new IP
+// and an empty disk takes its place, with nobody's help, while a client
+// keeps writing.
+func TestReplaceNodeWithNewIP(t *testing.T) {
+	h := newHarness(t, 150)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes...)
+	defer cli.Close()
+	w := startWriter(t, cli, 2)
+
+	nodes[2].stop() // the instance is gone, its member with it
+	fresh := h.start(ctx, 4, h.config(4, 3, h.v3Discovery(token)))
+	msgs := fresh.waitReady(t, joinTimeout)
+	matchSequence(t, msgs, []string{
+		`^STATUS=identity$`,
+		`^STATUS=reading node identity from static$`,
+		`^STATUS=(certificates|issuing certificates from .*)$`,
+		`^STATUS=(membership|registering in discovery|waiting for 0 more members in discovery \(3/3 registered\))$`,
+		`^STATUS=(waiting for the cluster's membership lock|standby: .*down for.*)$`,
+		`^STATUS=removing member etcd-127-0-0-153: down for .*$`,
+		`^STATUS=adding this node as a learner: .*$`,
+		`^STATUS=(etcd|starting etcd \(embedded\)|ready|learner, .*|degraded: .*)$`,
+		`^READY=1\nSTATUS=healthy, leader etcd-127-0-0-\d+, 3/3 voters$`,
+	})
+	cli.SetEndpoints(nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, fresh.agent.Report().ClientURL)
+	h.wantMembers(t, cli, 1, 2, 4)
+	w.verify(t, cli)
+	if !slices.ContainsFunc(fresh.agent.Report().Decisions, func(d report.Decision) bool { return d.Action == "remove-member" }) {
+		t.Errorf("the removal is not among the decisions shown in status: %+v", fresh.agent.Report().Decisions)
+	}
+}
+
+// TestDiskLossSameIP: a node keeps its IP but loses its disk; its past self
+// is removed and it is added back as a new member.
+func TestDiskLossSameIP(t *testing.T) {
+	h := newHarness(t, 160)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	_, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes...)
+	defer cli.Close()
+	before := h.wantMembers(t, cli, 1, 2, 3)
+	w := startWriter(t, cli, 2)
+
+	nodes[2].stop()
+	if err := os.RemoveAll(nodes[2].cfg.Node.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	again := h.start(ctx, 3, nodes[2].cfg)
+	again.waitReady(t, joinTimeout)
+	after := h.wantMembers(t, cli, 1, 2, 3)
+	if after[h.name(3)] == before[h.name(3)] {
+		t.Fatalf("member %s kept ID %x: want a new member", h.name(3), after[h.name(3)])
+	}
+	w.verify(t, cli)
+}
+
+// TestJoinInterruptedAtEachStep kills the agent (as a crash would: no clean
+// release) at each step of a join; the next start finishes it.
+func TestJoinInterruptedAtEachStep(t *testing.T) {
+	h := newHarness(t, 170)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	_, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes...)
+	defer cli.Close()
+	w := startWriter(t, cli, 1)
+
+	for _, step := range []string{"added", "promote"} {
+		t.Run(step, func(t *testing.T) {
+			cfg := nodes[2].cfg
+			nodes[2].stop()
+			if err := os.RemoveAll(cfg.Node.DataDir); err != nil {
+				t.Fatal(err)
+			}
+			crash := errors.New("killed at " + step)
+			n := h.startWith(ctx, 3, cfg, func(o *agent.Options) {
+				o.JoinHook = func(s string) error {
+					if s == step {
+						return crash
+					}
+					return nil
+				}
+			})
+			select {
+			case err := <-n.done:
+				n.done <- err
+				if !errors.Is(err, crash) {
+					t.Fatalf("agent ended with %v, want the crash at %s", err, step)
+				}
+			case <-time.After(joinTimeout):
+				t.Fatalf("agent never reached join step %s: %s", step, n.agent.Report().Message)
+			}
+			nodes[2] = h.start(ctx, 3, cfg)
+			nodes[2].waitReady(t, joinTimeout)
+			h.wantMembers(t, cli, 1, 2, 3)
+		})
+	}
+	w.verify(t, cli)
+}
+
+// TestTwoReplacementsAtOnce: two of five instances die and two fresh ones
+// start together; the membership lock lets them in one at a time.
+func TestTwoReplacementsAtOnce(t *testing.T) {
+	h := newHarness(t, 180)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 5)
+	cli := clusterClient(h, nodes[:3]...)
+	defer cli.Close()
+	w := startWriter(t, cli, 2)
+
+	nodes[3].stop()
+	nodes[4].stop()
+	a := h.start(ctx, 6, h.config(6, 5, h.v3Discovery(token)))
+	b := h.start(ctx, 7, h.config(7, 5, h.v3Discovery(token)))
+	a.waitReady(t, joinTimeout)
+	b.waitReady(t, joinTimeout)
+	h.wantMembers(t, cli, 1, 2, 3, 6, 7)
+	w.verify(t, cli)
+}
+
+// TestScaleUpAndLeave goes 3 → 5 by starting nodes with a larger desired
+// size, then 5 → 3 with leave, which wipes the leavers' data only after the
+// removal is committed and keeps them out.
+func TestScaleUpAndLeave(t *testing.T) {
+	h := newHarness(t, 190)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes...)
+	defer cli.Close()
+	w := startWriter(t, cli, 2)
+
+	n4 := h.start(ctx, 4, h.config(4, 5, h.v3Discovery(token)))
+	n5 := h.start(ctx, 5, h.config(5, 5, h.v3Discovery(token)))
+	n4.waitReady(t, joinTimeout)
+	n5.waitReady(t, joinTimeout)
+	h.wantMembers(t, cli, 1, 2, 3, 4, 5)
+
+	for _, n := range []*node{n4, n5} {
+		logger := slog.New(slog.DiscardHandler)
+		leaver, err := agent.New(agent.Options{Config: n.cfg, Identity: agent.NewIdentity(n.cfg, logger), Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var steps []string
+		lctx, lcancel := context.WithTimeout(ctx, time.Minute)
+		err = leaver.Leave(lctx, func(s string) { steps = append(steps, s) })
+		lcancel()
+		if err != nil {
+			t.Fatalf("node %d leave: %v (steps %q)", n.i, err, steps)
+		}
+		select {
+		case err := <-n.done:
+			n.done <- err
+			var left *agent.LeftError
+			if !errors.As(err, &left) {
+				t.Fatalf("node %d agent ended with %v, want LeftError", n.i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("node %d agent still running after leave: %s", n.i, n.agent.Report().Message)
+		}
+		if _, err := os.Stat(n.cfg.Node.DataDir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("node %d data dir not wiped: %v", n.i, err)
+		}
+	}
+	h.wantMembers(t, cli, 1, 2, 3)
+
+	// A node that left stays out until its marker is removed.
+	back := h.start(ctx, 5, n5.cfg)
+	select {
+	case err := <-back.done:
+		back.done <- err
+		if err == nil || !strings.Contains(err.Error(), "left the cluster") {
+			t.Fatalf("restarted leaver: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("an agent that left started again")
+	}
+	w.verify(t, cli)
+	h.wantMembers(t, cli, 1, 2, 3)
+}
