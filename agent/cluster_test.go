@@ -292,7 +292,15 @@ func TestInteropWithPlainEtcd(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			log, _ := os.ReadFile(logf.Name())
+			t.Logf("plain etcd log:\n%s", log)
+		}
+	})
 
 	nodes := make([]*node, 2)
 	for i := range nodes {

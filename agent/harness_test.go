@@ -35,6 +35,29 @@ type harness struct {
 	ipBase  int
 	discURL string
 	discPKI string
+	// podmanSocket, when set, makes the nodes run etcd in containers
+	// through this Podman socket instead of embedded.
+	podmanSocket string
+}
+
+// usePodman switches the harness's nodes to the Podman runtime on the rootful
+// test socket (.ci/podman-setup.sh), so etcd runs as a real container.
+func (h *harness) usePodman() {
+	h.t.Helper()
+	sock := os.Getenv("ETCD_AGENT_TEST_PODMAN_SOCKET")
+	if sock == "" {
+		h.t.Fatal("ETCD_AGENT_TEST_PODMAN_SOCKET is not set: run .ci/podman-setup.sh as root and export what it prints")
+	}
+	h.podmanSocket = sock
+}
+
+// runtimeYAML is the etcd (and podman) part of node i's config.
+func (h *harness) runtimeYAML(i int) string {
+	if h.podmanSocket == "" {
+		return "etcd:\n  runtime: embedded\n"
+	}
+	return fmt.Sprintf("etcd:\n  runtime: podman\npodman:\n  socket: %s\n  containerName: etcd-agent-test-%s\n  stopTimeout: 10s\n",
+		h.podmanSocket, strings.ReplaceAll(h.ip(i), ".", "-"))
 }
 
 func newHarness(t testing.TB, ipBase int) *harness {
@@ -149,13 +172,11 @@ pki:
   caCert: %s
   caKey: %s
   dir: %s
-etcd:
-  runtime: embedded
-agent:
+%sagent:
   statusFile: %s
   healthInterval: 200ms
 `, size, h.grace(), discoveryBlock, h.ip(i), filepath.Join(nodeDir, "data"), h.caCert, h.caKey,
-		filepath.Join(nodeDir, "pki"), filepath.Join(nodeDir, "status.json"))
+		filepath.Join(nodeDir, "pki"), h.runtimeYAML(i), filepath.Join(nodeDir, "status.json"))
 	path := filepath.Join(nodeDir, "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		h.t.Fatal(err)
@@ -192,6 +213,19 @@ func (h *harness) startWith(ctx context.Context, i int, cfg *config.Config, edit
 		Notifier: systemd.NewNotifier(l.Path(), logger), Logger: logger,
 		WatchdogInterval: 100 * time.Millisecond,
 	}
+	if h.podmanSocket != "" {
+		// Stopping a node stops its container too: the instance is gone.
+		opts.StopEtcdOnExit = true
+		h.t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if r, ok := rt.(interface{ Remove(context.Context) error }); ok {
+				if err := r.Remove(ctx); err != nil {
+					h.t.Logf("remove node %d container: %v", i, err)
+				}
+			}
+		})
+	}
 	if edit != nil {
 		edit(&opts)
 	}
@@ -225,7 +259,13 @@ func (n *node) waitReady(t testing.TB, timeout time.Duration) []string {
 	defer cancel()
 	msgs, err := n.notify.UntilReady(ctx)
 	if err != nil {
-		t.Fatalf("node %d not ready: %v (report: %s %s)\nnotifications: %q", n.i, err, n.agent.Report().Phase, n.agent.Report().Message, msgs)
+		var shown []string
+		for _, m := range msgs {
+			if m != "WATCHDOG=1" {
+				shown = append(shown, m)
+			}
+		}
+		t.Fatalf("node %d not ready after %s (report: %s %s)\nnotifications other than WATCHDOG=1: %q", n.i, timeout, n.agent.Report().Phase, n.agent.Report().Message, shown)
 	}
 	return msgs
 }

@@ -178,10 +178,7 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 			return d, true, err
 		case membership.StepRemove:
 			a.setPhase(report.PhaseJoining, fmt.Sprintf("removing member %s: %s", step.Remove.Name, step.Remove.Reason))
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := cli.MemberRemove(rctx, step.Remove.ID)
-			cancel()
-			if err != nil {
+			if err := a.removeMember(ctx, cli, step.Remove.ID, func(msg string) { a.setPhase(report.PhaseJoining, msg) }); err != nil {
 				return d, false, fmt.Errorf("remove member %s (%x): %w", step.Remove.Name, step.Remove.ID, err)
 			}
 			a.rec.AddDecision("remove-member", fmt.Sprintf("%s (%x): %s", step.Remove.Name, step.Remove.ID, step.Remove.Reason))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -89,10 +90,7 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 			return err
 		}
 		progress(fmt.Sprintf("removing member %s (%x)", self.Name, me.ID))
-		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err := cli.MemberRemove(rctx, me.ID)
-		cancel()
-		if err != nil {
+		if err := a.removeMember(ctx, cli, me.ID, progress); err != nil {
 			return fmt.Errorf("leave: remove member %x: %w (run leave again to retry)", me.ID, err)
 		}
 		if err := a.confirmRemoved(ctx, cli, me.ID); err != nil {
@@ -118,6 +116,26 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 	_ = os.Remove(endpointsPath(a.cfg.Node.DataDir))
 	progress("data dir " + a.cfg.Node.DataDir + " wiped")
 	return writeMarker(marker, fmt.Sprintf("left at %s as member %s; delete this file to let the node join again", a.now().UTC().Format(time.RFC3339), self.Name))
+}
+
+// removeMember removes id, retrying while etcd's strict reconfiguration
+// check refuses because some member's connections are too recent to count
+// toward quorum (ErrUnhealthy: a member that joined a moment ago).
+func (a *Agent) removeMember(ctx context.Context, cli *clientv3.Client, id uint64, progress func(string)) error {
+	bo := newRetryDelay(time.Second, 5*time.Second)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := cli.MemberRemove(rctx, id)
+		cancel()
+		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return err
+		}
+		progress("etcd refuses the removal until every member has been connected for a while (" + err.Error() + "); retrying")
+		if err := sleepCtx(ctx, bo.next()); err != nil {
+			return err
+		}
+	}
 }
 
 // confirmRemoved waits until the other members' (linearizable) member list
@@ -150,7 +168,11 @@ func (a *Agent) stopRemovedEtcd(ctx context.Context, clientURL string, progress 
 		progress("stopping local etcd (" + a.opts.Runtime.Name() + ")")
 		sctx, cancel := context.WithTimeout(ctx, a.cfg.Podman.StopTimeout.D()+10*time.Second)
 		defer cancel()
-		if err := a.opts.Runtime.Stop(sctx); err != nil {
+		stop := a.opts.Runtime.Stop
+		if r, ok := a.opts.Runtime.(interface{ Remove(context.Context) error }); ok {
+			stop = r.Remove // a container is deleted too: the member is gone for good
+		}
+		if err := stop(sctx); err != nil {
 			return fmt.Errorf("leave: stop local etcd: %w", err)
 		}
 	}

@@ -273,3 +273,23 @@ func TestScaleUpAndLeave(t *testing.T) {
 	w.verify(t, cli)
 	h.wantMembers(t, cli, 1, 2, 3)
 }
+
+// TestReplaceNodeOnPodman is the replacement scenario with every member in
+// a real container through the Podman API socket.
+func TestReplaceNodeOnPodman(t *testing.T) {
+	h := newHarness(t, 250)
+	h.usePodman()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes...)
+	defer cli.Close()
+	w := startWriter(t, cli, 2)
+
+	nodes[2].stop() // agent and container gone
+	fresh := h.start(ctx, 4, h.config(4, 3, h.v3Discovery(token)))
+	fresh.waitReady(t, joinTimeout)
+	cli.SetEndpoints(nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, fresh.agent.Report().ClientURL)
+	h.wantMembers(t, cli, 1, 2, 4)
+	w.verify(t, cli)
+}

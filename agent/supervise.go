@@ -33,8 +33,13 @@ func (a *Agent) waitReady(ctx context.Context) error {
 				continue
 			}
 		}
-		a.observe(h)
-		if h.ready {
+		if !h.ready {
+			a.observe(h)
+		} else {
+			// READY=1 carries the healthy STATUS in one datagram.
+			a.record(h)
+			a.rec.SetPhase(h.phase, h.message)
+			a.flush()
 			a.releaseJoin()
 			if err := a.opts.Notifier.Ready(h.message); err != nil {
 				a.log.Warn("sd_notify ready", "err", err)
@@ -93,6 +98,12 @@ func (a *Agent) supervise(ctx context.Context) error {
 
 // observe publishes one health observation.
 func (a *Agent) observe(h health) {
+	a.record(h)
+	a.setPhase(h.phase, h.message)
+}
+
+// record puts a health observation into the report.
+func (a *Agent) record(h health) {
 	a.rec.Update(func(r *report.NodeReport) {
 		r.Ready = h.ready
 		if len(h.endpoints) > 0 {
@@ -102,7 +113,6 @@ func (a *Agent) observe(h health) {
 	if len(h.endpoints) > 0 {
 		writeEndpoints(a.cfg.Node.DataDir, a.log, sortedCopy(h.endpoints))
 	}
-	a.setPhase(h.phase, h.message)
 }
 
 // petDuringStartup sends WATCHDOG=1 while the start-up stages run: they can

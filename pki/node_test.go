@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -466,9 +465,18 @@ func TestEnsureNodeCertsLoopbackNode(t *testing.T) {
 			if dns := slices.Sorted(slices.Values(c.DNSNames)); !slices.Equal(dns, tt.wantDNS) {
 				t.Errorf("DNS SANs %v, want %v", dns, tt.wantDNS)
 			}
+			// A loopback member's peer connections leave from 127.0.0.1.
+			wantPeer := []string{tt.ip}
+			if ip := netip.MustParseAddr(tt.ip); ip.IsLoopback() && tt.ip != "127.0.0.1" {
+				wantPeer = []string{"127.0.0.1", tt.ip}
+			}
 			p := mustLoadCert(t, filepath.Join(req.Dir, PeerCertFile))
-			if len(p.IPAddresses) != 1 || !p.IPAddresses[0].Equal(net.ParseIP(tt.ip)) || len(p.DNSNames) != 0 {
-				t.Errorf("peer SANs %v %v, want only %s", p.IPAddresses, p.DNSNames, tt.ip)
+			var peerIPs []string
+			for _, ip := range p.IPAddresses {
+				peerIPs = append(peerIPs, ip.String())
+			}
+			if slices.Sort(peerIPs); !slices.Equal(peerIPs, wantPeer) || len(p.DNSNames) != 0 {
+				t.Errorf("peer SANs %v %v, want only %v", p.IPAddresses, p.DNSNames, wantPeer)
 			}
 			again, err := ca.EnsureNodeCerts(req)
 			if err != nil {

@@ -36,7 +36,16 @@ type roleSpec struct {
 // the server cert (its DNS SAN) and nothing else.
 func nodeRoleSpecs(ip netip.Addr, hostname string) []roleSpec {
 	serverAndClient := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	serverIPs := []netip.Addr{ip, netip.MustParseAddr("127.0.0.1")}
+	loopback := netip.MustParseAddr("127.0.0.1")
+	serverIPs := []netip.Addr{ip, loopback}
+	// etcd checks a peer's client certificate against the connection's
+	// source address. Between members on one machine (local mode, tests on
+	// 127.0.0.x) connections leave from 127.0.0.1 whatever the member's own
+	// address, so a loopback member's peer cert names 127.0.0.1 too.
+	peerIPs := []netip.Addr{ip}
+	if ip.IsLoopback() && ip.Is4() {
+		peerIPs = uniqueAddrs([]netip.Addr{ip, loopback})
+	}
 	serverDNS := []string{"localhost"}
 	if hostname != "" {
 		if a, err := netip.ParseAddr(hostname); err == nil {
@@ -54,7 +63,7 @@ func nodeRoleSpecs(ip netip.Addr, hostname string) []roleSpec {
 		{
 			role: RolePeer, certFile: PeerCertFile, keyFile: PeerKeyFile,
 			cn: "etcd-peer-" + ip.String(), usages: serverAndClient,
-			ips: []netip.Addr{ip},
+			ips: peerIPs,
 		},
 		{
 			role: RoleClient, certFile: ClientCertFile, keyFile: ClientKeyFile,

@@ -12,16 +12,29 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
 )
 
-// current is the container of the last Ensure, or ErrNotRunning.
+// current is the container of the last Ensure; in a process that has not
+// ensured one (etcd-agent leave), the agent's container by its configured
+// name. ErrNotRunning when there is none of ours.
 func (r *Runtime) current(ctx context.Context) (conn context.Context, name, id string, err error) {
 	r.mu.Lock()
 	name, id = r.name, r.id
 	r.mu.Unlock()
-	if id == "" {
+	if id == "" && r.opts.ContainerName == "" {
 		return nil, "", "", runtime.ErrNotRunning
 	}
 	conn, err = r.connect(ctx)
-	return conn, name, id, err
+	if err != nil || id != "" {
+		return conn, name, id, err
+	}
+	data, err := r.inspect(ctx, conn, r.opts.ContainerName)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if data == nil || data.Config == nil || data.Config.Labels[LabelManaged] != "true" {
+		return nil, "", "", runtime.ErrNotRunning // none, or not ours: never touched
+	}
+	r.remember(r.opts.ContainerName, data.ID)
+	return conn, r.opts.ContainerName, data.ID, nil
 }
 
 // Wait blocks until the container stops (or ctx is done) and says why.
@@ -85,6 +98,25 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	if err := r.stop(ctx, conn, id); err != nil {
 		return fmt.Errorf("stop etcd container %s: %w", name, err)
 	}
+	return nil
+}
+
+// Remove stops and deletes the container (the member left the cluster).
+func (r *Runtime) Remove(ctx context.Context) error {
+	conn, name, id, err := r.current(ctx)
+	if errors.Is(err, runtime.ErrNotRunning) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove etcd container: %w", err)
+	}
+	if err := r.stop(ctx, conn, id); err != nil {
+		return fmt.Errorf("stop etcd container %s: %w", name, err)
+	}
+	if err := r.remove(ctx, conn, id); err != nil {
+		return err
+	}
+	r.remember("", "")
 	return nil
 }
 
