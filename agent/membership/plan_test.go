@@ -38,7 +38,7 @@ func TestPlanJoin(t *testing.T) {
 		{"full and healthy: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3")}, 3, StepStandby, 0, "all healthy"},
 		{"dead within grace: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Minute)}, 3, StepStandby, 0, "removed after 10m"},
 		{"dead past grace: remove it", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Hour)}, 3, StepRemove, 3, "dead member"},
-		{"longest dead goes first", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(4, "10.0.0.4"), down(3, "10.0.0.3", time.Hour), down(5, "10.0.0.5", 2 * time.Hour)}, 5, StepRemove, 5, "dead member"},
+		{"longest dead goes first", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(4, "10.0.0.4"), down(3, "10.0.0.3", time.Hour), down(5, "10.0.0.5", 2*time.Hour)}, 5, StepRemove, 5, "dead member"},
 		{"removal would lose quorum", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(6, "10.0.0.6"), down(3, "10.0.0.3", time.Hour), down(4, "10.0.0.4", time.Hour), down(5, "10.0.0.5", time.Hour)}, 5, StepStandby, 0, "no quorum"},
 		{"no quorum at all", []ClusterMember{up(1, "10.0.0.1"), down(2, "10.0.0.2", time.Hour), down(3, "10.0.0.3", time.Hour)}, 3, StepStandby, 0, "no quorum"},
 		{"past self: remove", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), pastSelf}, 3, StepRemove, 9, "past self"},
