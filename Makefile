@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.defaultEtcdVersion=$(ETCD_VERSION)
 BIN := bin
 
-.PHONY: build test test-short lint tools etcd-binaries etcd-v2 image podman-setup local clean
+.PHONY: build test test-short lint tools etcd-binaries etcd-v2 image podman-setup local bench clean
 
 build: ## static, stripped agent binary with its version stamped
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-agent ./cmd/etcd-agent
@@ -40,6 +40,10 @@ lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	$(BIN)/staticcheck ./... 
+
+bench: ## benchmarks: 3-node bootstrap, node replacement, status latency (figures printed per benchmark)
+	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode' -benchtime 3x -timeout 30m ./agent/
+	go test -run '^$$' -bench 'Status' -benchtime 50x ./agent/status/
 
 local: build ## a 3-node TLS cluster on 127.0.0.11-13 with embedded etcd, until Ctrl-C
 	$(BIN)/etcd-agent local up --nodes 3

@@ -85,14 +85,6 @@ func (r *retrier) Do(ctx context.Context, step string, op func(ctx context.Conte
 	}
 }
 
-// withTimeout bounds one network request: d, or less if ctx ends sooner.
-func withTimeout(ctx context.Context, d, def time.Duration) (context.Context, context.CancelFunc) {
-	if d <= 0 {
-		d = def
-	}
-	return context.WithTimeout(ctx, d)
-}
-
 // discard returns lg, or a logger that drops everything when lg is nil.
 func discard(lg *slog.Logger) *slog.Logger {
 	if lg == nil {

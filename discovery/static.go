@@ -60,7 +60,7 @@ func (s *Static) Bootstrap(ctx context.Context, self Member, progress func(Progr
 func ParseStatic(s string) ([]Member, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return nil, errors.New("parse static member list: empty: want name=https://IP:2380,...")
+		return nil, errors.New("parse static member list: empty: want name=https://IP:2380[,name=https://IP:2380]")
 	}
 	var members []Member
 	names := map[string]bool{}
