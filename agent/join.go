@@ -34,7 +34,9 @@ const (
 	// lockTTL is how long the membership lock outlives an agent that died
 	// holding it.
 	lockTTL = 10 * time.Second
-	// formedProbeTimeout bounds the check for an already formed cluster.
+	// formedDialTimeout and formedProbeTimeout bound the check for an
+	// already formed cluster.
+	formedDialTimeout  = 500 * time.Millisecond
 	formedProbeTimeout = 2 * time.Second
 	// memberProbeTimeout bounds one member's status query while planning.
 	memberProbeTimeout = 2 * time.Second
@@ -85,22 +87,40 @@ func (a *Agent) newClusterClient(eps []string) (*clientv3.Client, error) {
 }
 
 // clusterFormed reports whether a cluster already answers at eps; when it
-// does it returns a client to it.
+// does it returns a client to it. It is quick when nothing is formed yet (the
+// usual simultaneous bootstrap): endpoints that refuse connections are
+// skipped, and a member that is up but has no leader is still waiting for its
+// founding peers.
 func (a *Agent) clusterFormed(ctx context.Context, eps []string) (*clientv3.Client, bool) {
-	if len(eps) == 0 {
+	var live []string
+	for _, ep := range eps {
+		if u, err := url.Parse(ep); err == nil {
+			d := net.Dialer{Timeout: formedDialTimeout}
+			if conn, err := d.DialContext(ctx, "tcp", u.Host); err == nil {
+				_ = conn.Close()
+				live = append(live, ep)
+			}
+		}
+	}
+	if len(live) == 0 {
 		return nil, false
 	}
-	cli, err := a.newClusterClient(eps)
+	cli, err := a.newClusterClient(live)
 	if err != nil {
 		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, formedProbeTimeout)
 	defer cancel()
-	if _, err := cli.MemberList(ctx); err != nil {
-		_ = cli.Close()
-		return nil, false
+	for _, ep := range live {
+		// Status is served without quorum: a leader means a formed cluster.
+		if st, err := cli.Status(ctx, ep); err == nil && st.Leader != 0 {
+			if _, err := cli.MemberList(ctx); err == nil {
+				return cli, true
+			}
+		}
 	}
-	return cli, true
+	_ = cli.Close()
+	return nil, false
 }
 
 // joinCluster is the path of a node with no data that finds a formed

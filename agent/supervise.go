@@ -9,8 +9,9 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
-// readyPoll is how often the ready stage re-probes while etcd comes up.
-const readyPoll = time.Second
+// readyPoll is how often the ready stage re-probes while etcd comes up:
+// often, since READY=1 waits on it.
+const readyPoll = 200 * time.Millisecond
 
 // certCheckInterval is how often the supervision loop re-checks certificate
 // expiry (renewal happens RenewBefore ahead, so hourly is plenty).

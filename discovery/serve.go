@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"github.com/etcd-agent/etcd-agent/internal/zapslog"
+
 	"context"
 	"errors"
 	"fmt"
@@ -131,7 +133,7 @@ func embedConfig(cfg ServeConfig, lg *slog.Logger) (*embed.Config, error) {
 	ecfg := embed.NewConfig()
 	ecfg.Name = "discovery"
 	ecfg.Dir = cfg.DataDir
-	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToSlog(lg))
+	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(lg))
 	ecfg.ListenClientUrls = []url.URL{*listen}
 	ecfg.AdvertiseClientUrls = []url.URL{*advertise}
 	ecfg.ListenPeerUrls = []url.URL{*peer}

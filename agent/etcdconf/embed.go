@@ -1,6 +1,8 @@
 package etcdconf
 
 import (
+	"github.com/etcd-agent/etcd-agent/internal/zapslog"
+
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -10,8 +12,9 @@ import (
 )
 
 // EmbedConfig returns the embed.Config that runs the member in-process with
-// the same settings as Flags. etcd logs through its own zap logger to stderr,
-// as the container does; logger receives the agent's note of what is started.
+// the same settings as Flags. etcd logs through logger (its chatty info
+// messages at debug level), so they land in the agent's log instead of
+// interleaving with its output; nil logger: etcd logs to stderr.
 // When InitialCluster is empty, cfg.InitialCluster is cleared: embed otherwise
 // fills in "default=http://localhost:2380", which conflicts with a restart or
 // with discovery.
@@ -71,6 +74,9 @@ func (s Spec) EmbedConfig(logger *slog.Logger) (*embed.Config, error) {
 	}
 	cfg.Logger = "zap"
 	cfg.LogOutputs = []string{embed.StdErrLogOutput}
+	if logger != nil {
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(logger))
+	}
 
 	for _, raw := range n.ExtraFlags {
 		f, err := parseExtraFlag(raw)

@@ -184,7 +184,11 @@ func runLocal(ctx context.Context, e env, o localOptions) error {
 	if err := printLocalStatus(ctx, e.stdout, firstCfg); err != nil {
 		fmt.Fprintf(e.stderr, "status: %v\n", err)
 	}
-	fmt.Fprintf(e.stdout, "\nendpoints: %s\n", strings.Join(agents[0].Report().Endpoints, ","))
+	var endpoints []string
+	for _, a := range agents {
+		endpoints = append(endpoints, a.Report().ClientURL)
+	}
+	fmt.Fprintf(e.stdout, "\nendpoints: %s\n", strings.Join(endpoints, ","))
 	fmt.Fprintf(e.stdout, "try: etcd-agent status --config %s\n", filepath.Join(o.dir, "node1", "config.yaml"))
 	fmt.Fprintln(e.stdout, "Ctrl-C stops the cluster (data is kept; run again to restart the same members).")
 

@@ -1,4 +1,6 @@
-package discovery
+// Package zapslog lets embedded etcd, which logs with zap, write through the
+// agent's log/slog logger.
+package zapslog
 
 import (
 	"context"
@@ -9,10 +11,10 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// zapToSlog returns a zap logger (what embedded etcd logs with) that writes
-// to lg. etcd's info messages are chatty, so they become debug records;
-// warnings and errors keep their level.
-func zapToSlog(lg *slog.Logger) *zap.Logger {
+// New returns a zap logger (what embedded etcd logs with) that writes to lg.
+// etcd's info messages are chatty, so they become debug records; warnings
+// and errors keep their level.
+func New(lg *slog.Logger) *zap.Logger {
 	return zap.New(&slogCore{lg: lg.With("component", "etcd")})
 }
 
