@@ -41,7 +41,8 @@ lint:
 	go vet ./...
 	$(BIN)/staticcheck ./... 
 
-bench: ## benchmarks: 3-node bootstrap, node replacement, status latency (figures printed per benchmark)
+bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement and status benchmarks
+	go run ./cmd/etcd-agent-bench -bin $(BIN)
 	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode' -benchtime 3x -timeout 30m ./agent/
 	go test -run '^$$' -bench 'Status' -benchtime 50x ./agent/status/
 

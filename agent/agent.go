@@ -78,6 +78,7 @@ type Agent struct {
 	spec     etcdconf.Spec
 	client   *clientv3.Client
 	ready    chan struct{}
+	disc     discovery.Source // set when discovery was consulted
 
 	// The join path: a client to the other members (a learner cannot serve
 	// member lists) and the membership lock, held until promotion.
@@ -235,7 +236,7 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 		// bootstraps): never a second bootstrap beside a live cluster.
 		formed := !res.Self
 		if !formed {
-			if cli, ok := a.clusterFormed(ctx, a.candidateEndpoints(res)); ok {
+			if cli, ok := a.clusterFormed(ctx, a.candidateEndpoints(ctx, res)); ok {
 				_ = cli.Close()
 				formed = true
 			}
@@ -263,6 +264,7 @@ func (a *Agent) discover(ctx context.Context) (discovery.Result, error) {
 			return discovery.Result{}, err
 		}
 	}
+	a.disc = src
 	a.setPhase(report.PhaseDiscovery, "registering in discovery")
 	self := a.self()
 	return src.Bootstrap(ctx, discovery.Member{Name: self.Name, PeerURL: self.PeerURL}, func(p discovery.Progress) {

@@ -197,7 +197,16 @@ func (h *harness) start(ctx context.Context, i int, cfg *config.Config) *node {
 // startWith is start with a chance to change the agent's options.
 func (h *harness) startWith(ctx context.Context, i int, cfg *config.Config, edit func(*agent.Options)) *node {
 	h.t.Helper()
-	logFile, err := os.Create(filepath.Join(filepath.Dir(cfg.Agent.StatusFile), fmt.Sprintf("agent-%d.log", time.Now().UnixNano())))
+	// ETCD_AGENT_TEST_LOGDIR keeps the agents' logs after the test (its
+	// temporary directory is removed, pass or fail).
+	logDir := filepath.Dir(cfg.Agent.StatusFile)
+	if d := os.Getenv("ETCD_AGENT_TEST_LOGDIR"); d != "" {
+		logDir = filepath.Join(d, strings.ReplaceAll(h.t.Name(), "/", "_"))
+		if err := os.MkdirAll(logDir, 0o755); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	logFile, err := os.Create(filepath.Join(logDir, fmt.Sprintf("node%d-%d.log", i, time.Now().UnixNano())))
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -54,9 +54,33 @@ func (a *Agent) clientURLFor(peerURL string) (string, error) {
 	return "https://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(a.cfg.Etcd.ClientPort)), nil
 }
 
+// endpointBook is a discovery source that also keeps the formed cluster's
+// client URLs (v3 discovery): founding members may be long gone when a
+// replacement boots.
+type endpointBook interface {
+	ClusterEndpoints(ctx context.Context) ([]string, error)
+	PublishClusterEndpoints(ctx context.Context, endpoints []string) error
+}
+
+// publishEndpoints records the cluster's client URLs in discovery after this
+// node changed the membership (bootstrap, join, leave). Best effort: a
+// failure only leaves an older list there.
+func (a *Agent) publishEndpoints(ctx context.Context, eps []string) {
+	book, ok := a.disc.(endpointBook)
+	if !ok || len(eps) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := book.PublishClusterEndpoints(ctx, sortedCopy(eps)); err != nil {
+		a.log.Warn("publish cluster endpoints to discovery", "err", err)
+	}
+}
+
 // candidateEndpoints are the client URLs where a formed cluster may answer:
-// the discovered members' and the ones this node last knew, never its own.
-func (a *Agent) candidateEndpoints(res discovery.Result) []string {
+// the discovered members', the ones published in discovery and the ones this
+// node last knew, never its own.
+func (a *Agent) candidateEndpoints(ctx context.Context, res discovery.Result) []string {
 	self := a.specBase().ClientURL()
 	var eps []string
 	for _, m := range res.Members {
@@ -67,6 +91,13 @@ func (a *Agent) candidateEndpoints(res discovery.Result) []string {
 		}
 	}
 	eps = append(eps, readEndpoints(a.cfg.Node.DataDir)...)
+	if book, ok := a.disc.(endpointBook); ok {
+		published, err := book.ClusterEndpoints(ctx)
+		if err != nil {
+			a.log.Warn("read cluster endpoints from discovery", "err", err)
+		}
+		eps = append(eps, published...)
+	}
 	slices.Sort(eps)
 	eps = slices.Compact(eps)
 	return slices.DeleteFunc(eps, func(ep string) bool { return ep == self })
@@ -94,12 +125,8 @@ func (a *Agent) newClusterClient(eps []string) (*clientv3.Client, error) {
 func (a *Agent) clusterFormed(ctx context.Context, eps []string) (*clientv3.Client, bool) {
 	var live []string
 	for _, ep := range eps {
-		if u, err := url.Parse(ep); err == nil {
-			d := net.Dialer{Timeout: formedDialTimeout}
-			if conn, err := d.DialContext(ctx, "tcp", u.Host); err == nil {
-				_ = conn.Close()
-				live = append(live, ep)
-			}
+		if dialable(ctx, ep) {
+			live = append(live, ep)
 		}
 	}
 	if len(live) == 0 {
@@ -123,13 +150,29 @@ func (a *Agent) clusterFormed(ctx context.Context, eps []string) (*clientv3.Clie
 	return nil, false
 }
 
+// dialable reports whether something accepts TCP connections at the URL's
+// host:port: a quick way to tell a stopped member from a slow one.
+func dialable(ctx context.Context, rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	d := net.Dialer{Timeout: formedDialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
 // joinCluster is the path of a node with no data that finds a formed
 // cluster. Under the cluster-wide membership lock it removes what must go
 // (its past self, a member dead past the grace period, a stale learner),
 // then adds itself as a learner. The lock stays held until this node is
 // promoted (released in releaseJoin), so one learner joins at a time.
 func (a *Agent) joinCluster(ctx context.Context, res discovery.Result) (membership.Decision, error) {
-	eps := a.candidateEndpoints(res)
+	eps := a.candidateEndpoints(ctx, res)
 	downSince := map[uint64]time.Time{}
 	bo := newRetryDelay(time.Second, 15*time.Second)
 	for {
@@ -256,6 +299,9 @@ func (a *Agent) joinFacts(ctx context.Context, cli *clientv3.Client, downSince m
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for _, u := range m.ClientURLs {
+				if !dialable(ctx, u) {
+					continue // refused: down, no need to wait out a gRPC timeout
+				}
 				sctx, cancel := context.WithTimeout(ctx, memberProbeTimeout)
 				_, err := cli.Status(sctx, u)
 				cancel()

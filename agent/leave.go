@@ -97,6 +97,10 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 			return err
 		}
 		_, _ = cli.Delete(ctx, heartbeatKey(me.ID))
+		if src, err := newDiscovery(a.cfg, a.log); err == nil {
+			a.disc = src
+			a.publishEndpoints(ctx, cli.Endpoints())
+		}
 		a.log.Warn("left the cluster", "member", self.Name, "id", fmt.Sprintf("%x", me.ID))
 		progress("removal committed")
 	} else {

@@ -293,3 +293,23 @@ func TestReplaceNodeOnPodman(t *testing.T) {
 	h.wantMembers(t, cli, 1, 2, 4)
 	w.verify(t, cli)
 }
+
+// TestReplaceEveryFounder replaces the three founding members one after the
+// other. The last replacement finds no founder alive: it reaches the cluster
+// through the endpoints the agents published in discovery.
+func TestReplaceEveryFounder(t *testing.T) {
+	h := newHarness(t, 200)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 3)
+	live := slices.Clone(nodes)
+	for i := range 3 {
+		live[i].stop()
+		fresh := h.start(ctx, 4+i, h.config(4+i, 3, h.v3Discovery(token)))
+		fresh.waitReady(t, joinTimeout)
+		live[i] = fresh
+	}
+	cli := clusterClient(h, live...)
+	defer cli.Close()
+	h.wantMembers(t, cli, 4, 5, 6)
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -42,6 +43,9 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			a.rec.SetPhase(h.phase, h.message)
 			a.flush()
 			a.releaseJoin()
+			if a.decision.Path != membership.Restart {
+				a.publishEndpoints(ctx, h.endpoints) // this node changed the membership
+			}
 			if err := a.opts.Notifier.Ready(h.message); err != nil {
 				a.log.Warn("sd_notify ready", "err", err)
 			}

@@ -141,3 +141,57 @@ func positiveOr(d, def time.Duration) time.Duration {
 	}
 	return def
 }
+
+// clusterEndpointsKey is /_etcd/registry/<token>/_agent/endpoints: the formed
+// cluster's client URLs as its agents last published them. etcd's own v3
+// discovery reads only _config/size and members/, so it ignores this key.
+func clusterEndpointsKey(token string) string { return registryPrefix + "/" + token + "/_agent/endpoints" }
+
+// PublishClusterEndpoints records the cluster's current client URLs under the
+// token, so a node that finds the registry full can still reach the cluster
+// after every founding member has been replaced.
+func (d *V3) PublishClusterEndpoints(ctx context.Context, endpoints []string) error {
+	c, err := d.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
+	defer cancel()
+	if _, err := c.Put(ctx, clusterEndpointsKey(d.Token), strings.Join(endpoints, ",")); err != nil {
+		return fmt.Errorf("publish cluster endpoints for token %s: %w", d.Token, err)
+	}
+	return nil
+}
+
+// ClusterEndpoints returns the client URLs last published for the token's
+// cluster, or nil when none were.
+func (d *V3) ClusterEndpoints(ctx context.Context) ([]string, error) {
+	c, err := d.client()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
+	defer cancel()
+	resp, err := c.Get(ctx, clusterEndpointsKey(d.Token))
+	if err != nil {
+		return nil, fmt.Errorf("read cluster endpoints for token %s: %w", d.Token, err)
+	}
+	if len(resp.Kvs) == 0 || len(resp.Kvs[0].Value) == 0 {
+		return nil, nil
+	}
+	return strings.Split(string(resp.Kvs[0].Value), ","), nil
+}
+
+func (d *V3) client() (*clientv3.Client, error) {
+	if err := checkToken(d.Token); err != nil {
+		return nil, err
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: d.Endpoints, TLS: d.TLS,
+		DialTimeout: positiveOr(d.DialTimeout, defaultDialTimeout), Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("connect to discovery at %s: %w", strings.Join(d.Endpoints, ","), err)
+	}
+	return c, nil
+}
