@@ -145,7 +145,9 @@ func positiveOr(d, def time.Duration) time.Duration {
 // clusterEndpointsKey is /_etcd/registry/<token>/_agent/endpoints: the formed
 // cluster's client URLs as its agents last published them. etcd's own v3
 // discovery reads only _config/size and members/, so it ignores this key.
-func clusterEndpointsKey(token string) string { return registryPrefix + "/" + token + "/_agent/endpoints" }
+func clusterEndpointsKey(token string) string {
+	return registryPrefix + "/" + token + "/_agent/endpoints"
+}
 
 // PublishClusterEndpoints records the cluster's current client URLs under the
 // token, so a node that finds the registry full can still reach the cluster
