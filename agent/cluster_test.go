@@ -76,7 +76,9 @@ var bootstrapSteps = []string{
 	`^STATUS=identity$`,
 	`^STATUS=reading node identity from static$`,
 	`^STATUS=(certificates|issuing certificates from .*)$`,
-	`^STATUS=(membership|registering in discovery|waiting for \d more members in discovery \(\d/\d registered\))$`,
+	// A founding member that is late finds the others already formed: it
+	// takes the membership lock to look, then bootstraps with them.
+	`^STATUS=(membership|registering in discovery|waiting for \d more members in discovery \(\d/\d registered\)|waiting for the cluster's membership lock)$`,
 	`^STATUS=(etcd|starting etcd \(embedded\))$`,
 	`^STATUS=(ready|degraded: .*|learner, .*)$`,
 	`^READY=1\nSTATUS=healthy, leader etcd-127-0-0-\d+, 3/3 voters$`,

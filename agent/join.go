@@ -241,7 +241,9 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 			return d, true, err
 		case membership.StepRemove:
 			a.setPhase(report.PhaseJoining, fmt.Sprintf("removing member %s: %s", step.Remove.Name, step.Remove.Reason))
-			if err := a.removeMember(ctx, cli, step.Remove.ID, func(msg string) { a.setPhase(report.PhaseJoining, msg) }); err != nil {
+			if err := a.removeMember(ctx, cli, step.Remove.ID, func(msg string) {
+				a.setPhase(report.PhaseJoining, fmt.Sprintf("removing member %s: %s", step.Remove.Name, msg))
+			}); err != nil {
 				return d, false, fmt.Errorf("remove member %s (%x): %w", step.Remove.Name, step.Remove.ID, err)
 			}
 			a.rec.AddDecision("remove-member", fmt.Sprintf("%s (%x): %s", step.Remove.Name, step.Remove.ID, step.Remove.Reason))
@@ -251,9 +253,12 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 		case membership.StepResume, membership.StepAdd:
 			if step.Kind == membership.StepAdd {
 				a.setPhase(report.PhaseJoining, "adding this node as a learner: "+step.Reason)
-				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				_, err := cli.MemberAddAsLearner(actx, []string{self.PeerURL})
-				cancel()
+				err := retryUnhealthy(ctx, func(ctx context.Context) error {
+					_, err := cli.MemberAddAsLearner(ctx, []string{self.PeerURL})
+					return err
+				}, func(err error) {
+					a.setPhase(report.PhaseJoining, fmt.Sprintf("adding this node as a learner: etcd refuses until every member has been connected for a while (%v); retrying", err))
+				})
 				if err != nil {
 					return d, false, fmt.Errorf("add this node as learner: %w", err)
 				}

@@ -122,24 +122,36 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 	return writeMarker(marker, fmt.Sprintf("left at %s as member %s; delete this file to let the node join again", a.now().UTC().Format(time.RFC3339), self.Name))
 }
 
-// removeMember removes id, retrying while etcd's strict reconfiguration
-// check refuses because some member's connections are too recent to count
-// toward quorum (ErrUnhealthy: a member that joined a moment ago).
-func (a *Agent) removeMember(ctx context.Context, cli *clientv3.Client, id uint64, progress func(string)) error {
-	bo := newRetryDelay(time.Second, 5*time.Second)
+// retryUnhealthy runs a membership change, retrying for up to a minute
+// while etcd's strict reconfiguration check refuses it (ErrUnhealthy): a
+// member that joined, or a removal that was applied, a moment ago has
+// connections too recent to count toward quorum yet. waiting is told each
+// time it waits.
+func retryUnhealthy(ctx context.Context, change func(context.Context) error, waiting func(error)) error {
+	bo := newRetryDelay(500*time.Millisecond, 5*time.Second)
 	deadline := time.Now().Add(time.Minute)
 	for {
-		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err := cli.MemberRemove(rctx, id)
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := change(cctx)
 		cancel()
 		if err == nil || !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
 			return err
 		}
-		progress("etcd refuses the removal until every member has been connected for a while (" + err.Error() + "); retrying")
+		waiting(err)
 		if err := sleepCtx(ctx, bo.next()); err != nil {
 			return err
 		}
 	}
+}
+
+// removeMember removes id through cli (see retryUnhealthy).
+func (a *Agent) removeMember(ctx context.Context, cli *clientv3.Client, id uint64, progress func(string)) error {
+	return retryUnhealthy(ctx, func(ctx context.Context) error {
+		_, err := cli.MemberRemove(ctx, id)
+		return err
+	}, func(err error) {
+		progress(fmt.Sprintf("etcd refuses the removal of %x until every member has been connected for a while (%v); retrying", id, err))
+	})
 }
 
 // confirmRemoved waits until the other members' (linearizable) member list

@@ -109,7 +109,7 @@ func TestReplaceNodeWithNewIP(t *testing.T) {
 		`^STATUS=(certificates|issuing certificates from .*)$`,
 		`^STATUS=(membership|registering in discovery|waiting for 0 more members in discovery \(3/3 registered\))$`,
 		`^STATUS=(waiting for the cluster's membership lock|standby: .*down for.*)$`,
-		`^STATUS=removing member etcd-127-0-0-153: down for .*$`,
+		`^STATUS=removing member etcd-127-0-0-153: .*$`,
 		`^STATUS=adding this node as a learner: .*$`,
 		`^STATUS=(etcd|starting etcd \(embedded\)|ready|learner, .*|degraded: .*)$`,
 		`^READY=1\nSTATUS=healthy, leader etcd-127-0-0-\d+, 3/3 voters$`,

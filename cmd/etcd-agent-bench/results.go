@@ -21,7 +21,7 @@ type bench struct {
 // row is one figure: the agent's and the baseline's, when there is one.
 type row struct {
 	what         string
-	agent, plain float64 // NaN-free; plain 0 = no baseline
+	agent, plain float64 // plain 0: no baseline
 	unit         string
 	note         string
 }
