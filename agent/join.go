@@ -17,6 +17,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
+	"github.com/etcd-agent/etcd-agent/internal/backoff"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -174,17 +175,17 @@ func dialable(ctx context.Context, rawURL string) bool {
 func (a *Agent) joinCluster(ctx context.Context, res discovery.Result) (membership.Decision, error) {
 	eps := a.candidateEndpoints(ctx, res)
 	downSince := map[uint64]time.Time{}
-	bo := newRetryDelay(time.Second, 15*time.Second)
+	bo := backoff.Backoff{Min: time.Second, Max: 15 * time.Second}
 	for {
 		cli, ok := a.clusterFormed(ctx, eps)
 		if !ok {
 			a.setPhase(report.PhaseJoining, fmt.Sprintf("discovery is full without this node; waiting for the cluster at %s to answer", strings.Join(eps, ",")))
-			if err := sleepCtx(ctx, bo.next()); err != nil {
+			if err := sleepCtx(ctx, bo.Next()); err != nil {
 				return membership.Decision{}, err
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		d, done, err := a.joinOnce(ctx, cli, res, downSince)
 		if done {
 			return d, err

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/internal/backoff"
 )
 
 // leaveStopWait is how long Leave waits for the removed member's etcd to
@@ -128,7 +129,7 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 // connections too recent to count toward quorum yet. waiting is told each
 // time it waits.
 func retryUnhealthy(ctx context.Context, change func(context.Context) error, waiting func(error)) error {
-	bo := newRetryDelay(500*time.Millisecond, 5*time.Second)
+	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 5 * time.Second}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -138,7 +139,7 @@ func retryUnhealthy(ctx context.Context, change func(context.Context) error, wai
 			return err
 		}
 		waiting(err)
-		if err := sleepCtx(ctx, bo.next()); err != nil {
+		if err := sleepCtx(ctx, bo.Next()); err != nil {
 			return err
 		}
 	}

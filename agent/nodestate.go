@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"slices"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -78,24 +76,6 @@ func clientURLsOf(members []*etcdserverpb.Member, selfPeerURL string) []string {
 	slices.Sort(eps)
 	return eps
 }
-
-// retryDelay is a capped, jittered exponential delay.
-type retryDelay struct {
-	min, max, cur time.Duration
-}
-
-func newRetryDelay(lo, hi time.Duration) *retryDelay { return &retryDelay{min: lo, max: hi} }
-
-func (r *retryDelay) next() time.Duration {
-	if r.cur == 0 {
-		r.cur = r.min
-	} else {
-		r.cur = min(2*r.cur, r.max)
-	}
-	return r.cur/2 + rand.N(r.cur/2+1)
-}
-
-func (r *retryDelay) reset() { r.cur = 0 }
 
 func sortedCopy(s []string) []string {
 	c := slices.Clone(s)

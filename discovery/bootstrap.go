@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/internal/backoff"
 )
 
 // watchRound bounds one wait for new registrations; the registry is re-read
@@ -41,7 +43,7 @@ func newBootstrapLoop(reg registry, token, what string, self Member, selfID stri
 	b := &bootstrapLoop{reg: reg, token: token, self: self, selfID: selfID, lg: lg, reporter: reporter{fn: progress}}
 	b.retry = retrier{
 		What:    what,
-		Backoff: backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second},
+		Backoff: backoff.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second},
 		Logger:  lg,
 		Report:  b.reporter.problem,
 	}

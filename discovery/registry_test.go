@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
@@ -160,21 +159,6 @@ func TestSizeWarning(t *testing.T) {
 		if got := SizeWarning(size); (got != "") != warn {
 			t.Errorf("SizeWarning(%d) = %q, want warning %v", size, got, warn)
 		}
-	}
-}
-
-func TestBackoffCappedAndJittered(t *testing.T) {
-	b := backoff{Min: 100 * time.Millisecond, Max: time.Second}
-	for i := range 20 {
-		d := b.Next()
-		ceiling := min(100*time.Millisecond<<i, time.Second)
-		if d < ceiling/2 || d > ceiling {
-			t.Fatalf("attempt %d waits %s, want in [%s, %s]", i, d, ceiling/2, ceiling)
-		}
-	}
-	b.Reset()
-	if d := b.Next(); d > 100*time.Millisecond {
-		t.Errorf("after Reset waits %s", d)
 	}
 }
 

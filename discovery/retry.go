@@ -5,30 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/internal/backoff"
 )
-
-// backoff is a capped exponential backoff with jitter: attempt n waits a
-// random duration in [d/2, d) with d = min(Min*2^n, Max).
-type backoff struct {
-	Min, Max time.Duration
-	n        int
-}
-
-// Next returns how long to wait before the next attempt.
-func (b *backoff) Next() time.Duration {
-	d := b.Min
-	for i := 0; i < b.n && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	b.n++
-	return d/2 + rand.N(d/2+1)
-}
-
-// Reset starts over after a success.
-func (b *backoff) Reset() { b.n = 0 }
 
 // permanentError marks an error that retrying cannot fix (bad token, bad
 // size, conflicting registrations).
@@ -45,7 +25,7 @@ type retrier struct {
 	// What names the thing being waited on, e.g. "discovery at
 	// https://10.0.0.9:2379"; messages read "<What> unreachable".
 	What    string
-	Backoff backoff
+	Backoff backoff.Backoff
 	Logger  *slog.Logger
 	// Report receives "<What> unreachable, retrying in 4s" before each wait.
 	Report func(problem string)

@@ -1,8 +1,6 @@
 package discovery
 
 import (
-	"github.com/etcd-agent/etcd-agent/internal/zapslog"
-
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +11,8 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/etcd-agent/etcd-agent/internal/zapslog"
 )
 
 // serveStartTimeout bounds how long the embedded etcd may take to be ready.

@@ -1,14 +1,14 @@
 package etcdconf
 
 import (
-	"github.com/etcd-agent/etcd-agent/internal/zapslog"
-
 	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
 
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/etcd-agent/etcd-agent/internal/zapslog"
 )
 
 // EmbedConfig returns the embed.Config that runs the member in-process with

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/internal/backoff"
 )
 
 // EventKind names a supervision event.
@@ -118,7 +119,7 @@ func Supervise(ctx context.Context, rt Runtime, spec etcdconf.Spec, opts Supervi
 		return fmt.Errorf("supervise etcd: %w", err)
 	}
 	o := opts.withDefaults()
-	s := &supervisor{rt: rt, spec: spec, o: o, bo: backoff{min: o.MinBackoff, max: o.MaxBackoff}}
+	s := &supervisor{rt: rt, spec: spec, o: o, bo: backoff.Backoff{Min: o.MinBackoff, Max: o.MaxBackoff}}
 	for ctx.Err() == nil {
 		if !s.runOnce(ctx) {
 			break
@@ -131,7 +132,7 @@ type supervisor struct {
 	rt       Runtime
 	spec     etcdconf.Spec
 	o        SuperviseOptions
-	bo       backoff
+	bo       backoff.Backoff
 	restarts []time.Time
 }
 
@@ -158,7 +159,7 @@ func (s *supervisor) runOnce(ctx context.Context) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		d := s.bo.next()
+		d := s.bo.Next()
 		log.Error("etcd could not be started", "err", err, "retry_in", d)
 		s.emit(Event{Kind: EventEnsureFailed, Err: err, Backoff: d})
 		return sleep(ctx, d)
@@ -173,13 +174,13 @@ func (s *supervisor) runOnce(ctx context.Context) bool {
 	}
 	now := time.Now()
 	if now.Sub(started) >= s.o.StableAfter {
-		s.bo.reset()
+		s.bo.Reset()
 	}
 	s.restarts = append(s.restarts, now)
 	for len(s.restarts) > 0 && now.Sub(s.restarts[0]) > s.o.CrashLoopWindow {
 		s.restarts = s.restarts[1:]
 	}
-	d := s.bo.next()
+	d := s.bo.Next()
 	log.Warn("etcd exited", "reason", exit.String(), "uptime", now.Sub(started).Round(time.Millisecond), "restart_in", d)
 	s.emit(Event{Kind: EventExited, Exit: exit, Backoff: d, Restarts: len(s.restarts)})
 	if len(s.restarts) >= s.o.CrashLoopRestarts {
@@ -199,7 +200,7 @@ func (s *supervisor) wait(ctx context.Context, log *slog.Logger) (ExitInfo, bool
 		return ExitInfo{}, false
 	}
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && sctx.Err() != nil {
-		s.bo.reset()
+		s.bo.Reset()
 		s.restarts = nil
 		log.Info("etcd running stable", "after", s.o.StableAfter)
 		s.emit(Event{Kind: EventStable})
