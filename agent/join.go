@@ -35,10 +35,11 @@ const (
 	// lockTTL is how long the membership lock outlives an agent that died
 	// holding it.
 	lockTTL = 10 * time.Second
-	// formedDialTimeout and formedProbeTimeout bound the check for an
-	// already formed cluster.
-	formedDialTimeout  = 500 * time.Millisecond
-	formedProbeTimeout = 2 * time.Second
+	// formedDialTimeout, formedStatusTimeout and formedProbeTimeout bound
+	// the check for an already formed cluster.
+	formedDialTimeout   = 500 * time.Millisecond
+	formedStatusTimeout = 500 * time.Millisecond
+	formedProbeTimeout  = 2 * time.Second
 	// memberProbeTimeout bounds one member's status query while planning.
 	memberProbeTimeout = 2 * time.Second
 	// standbyRetry is how often a standby node looks for a free slot.
@@ -137,14 +138,21 @@ func (a *Agent) clusterFormed(ctx context.Context, eps []string) (*clientv3.Clie
 	if err != nil {
 		return nil, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, formedProbeTimeout)
-	defer cancel()
 	for _, ep := range live {
 		// Status is served without quorum: a leader means a formed cluster.
-		if st, err := cli.Status(ctx, ep); err == nil && st.Leader != 0 {
-			if _, err := cli.MemberList(ctx); err == nil {
-				return cli, true
-			}
+		// A founding peer that listens but does not serve yet is waiting
+		// like us; a formed member answers in milliseconds.
+		sctx, cancel := context.WithTimeout(ctx, formedStatusTimeout)
+		st, err := cli.Status(sctx, ep)
+		cancel()
+		if err != nil || st.Leader == 0 {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, formedProbeTimeout)
+		_, err = cli.MemberList(lctx)
+		cancel()
+		if err == nil {
+			return cli, true
 		}
 	}
 	_ = cli.Close()
