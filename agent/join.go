@@ -245,7 +245,6 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 			a.setPhase(report.PhaseStandby, step.Reason)
 			return d, false, nil
 		case membership.StepFounding:
-			a.rec.AddDecision("bootstrap", step.Reason)
 			d, err := membership.Decide(membership.Facts{Self: self, Discovered: discovered(res), SelfDiscovered: res.Self, Token: res.Token})
 			return d, true, err
 		case membership.StepRemove:
@@ -287,7 +286,6 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 			}
 			keep = true
 			a.joinMu, a.joinSess, a.cluster = mu, sess, cli
-			a.rec.AddDecision("join", step.Reason)
 			writeEndpoints(a.cfg.Node.DataDir, a.log, clientURLsOf(list.Members, self.PeerURL))
 			return membership.Decision{Path: membership.Join, InitialClusterState: "existing", Token: res.Token,
 				InitialCluster: membership.ExistingCluster(ms, self), Reason: step.Reason}, true, nil

@@ -58,7 +58,8 @@ func (b *bench) binarySize(context.Context) error {
 // embedded measures startup, load and status on the embedded runtime
 // against plain etcd processes, one fresh pair of clusters per run.
 func (b *bench) embedded(ctx context.Context) error {
-	var startA, agentsA, startP, putA, putP, putA99, putP99, getA, getP, getA99, getP99, stA, stP []float64
+	var startA, agentsA, startP, stA, stP []float64
+	var loadA, loadP []loadResult
 	for r := range b.o.runs {
 		dir := filepath.Join(b.o.dir, fmt.Sprintf("embedded-%d", r))
 		ac, took, agents, err := b.startAgents(ctx, filepath.Join(dir, "agent"), agentFirstIP, agentDisc, "embedded")
@@ -68,7 +69,7 @@ func (b *bench) embedded(ctx context.Context) error {
 		startA, agentsA = append(startA, took.Seconds()), append(agentsA, agents.Seconds())
 		la, err := b.load(ctx, ac)
 		if err == nil {
-			putA, putA99, getA, getA99 = append(putA, la.putRate), append(putA99, la.putP99), append(getA, la.getRate), append(getA99, la.getP99)
+			loadA = append(loadA, la)
 			var st float64
 			st, err = b.statusLatency(ctx, filepath.Join(dir, "agent", "node1", "config.yaml"))
 			stA = append(stA, st)
@@ -87,7 +88,7 @@ func (b *bench) embedded(ctx context.Context) error {
 		startP = append(startP, took.Seconds())
 		lp, err := b.load(ctx, pc)
 		if err == nil {
-			putP, putP99, getP, getP99 = append(putP, lp.putRate), append(putP99, lp.putP99), append(getP, lp.getRate), append(getP99, lp.getP99)
+			loadP = append(loadP, lp)
 			var st float64
 			st, err = b.etcdctlLatency(ctx, pc)
 			stP = append(stP, st)
@@ -101,18 +102,35 @@ func (b *bench) embedded(ctx context.Context) error {
 		note: "agent: local up (CA, discovery service, certs, v3 discovery, READY=1); plain: static cluster, linearizable read"})
 	b.add(row{what: "  of which the agents", agent: median(agentsA), plain: median(startP), unit: "s",
 		note: "from the agents' start (CA and discovery service already up) to the last READY=1"})
-	b.add(row{what: "put throughput", agent: median(putA), plain: median(putP), unit: "ops/s",
-		note: fmt.Sprintf("%d puts of %d B, %d clients", b.o.ops, b.o.valueLen, b.o.clients)})
-	b.add(row{what: "put p99 latency", agent: median(putA99), plain: median(putP99), unit: "ms"})
-	b.add(row{what: "range throughput", agent: median(getA), plain: median(getP), unit: "ops/s",
-		note: fmt.Sprintf("%d linearizable single-key gets, %d clients", b.o.ops, b.o.clients)})
-	b.add(row{what: "range p99 latency", agent: median(getA99), plain: median(getP99), unit: "ms"})
+	b.addLoad("(embedded)", loadA, loadP)
 	b.add(row{what: "status latency", agent: median(stA), plain: median(stP), unit: "ms",
 		note: "etcd-agent status vs etcdctl endpoint status --cluster + endpoint health --cluster"})
 	return nil
 }
 
 type loadResult struct{ putRate, putP99, getRate, getP99 float64 }
+
+// addLoad reports the medians of the load runs through both clusters.
+func (b *bench) addLoad(where string, agent, plain []loadResult) {
+	med := func(rs []loadResult, f func(loadResult) float64) float64 {
+		var xs []float64
+		for _, r := range rs {
+			xs = append(xs, f(r))
+		}
+		return median(xs)
+	}
+	for _, m := range []struct {
+		what, unit, note string
+		f                func(loadResult) float64
+	}{
+		{"put throughput", "ops/s", fmt.Sprintf("%d puts of %d B, %d clients", b.o.ops, b.o.valueLen, b.o.clients), func(r loadResult) float64 { return r.putRate }},
+		{"put p99 latency", "ms", "", func(r loadResult) float64 { return r.putP99 }},
+		{"range throughput", "ops/s", fmt.Sprintf("%d linearizable single-key gets, %d clients", b.o.ops, b.o.clients), func(r loadResult) float64 { return r.getRate }},
+		{"range p99 latency", "ms", "", func(r loadResult) float64 { return r.getP99 }},
+	} {
+		b.add(row{what: m.what + " " + where, agent: med(agent, m.f), plain: med(plain, m.f), unit: m.unit, note: m.note})
+	}
+}
 
 // load runs ops puts, then ops linearizable gets of the same keys, spread
 // over the configured clients, through every endpoint of c.
@@ -236,6 +254,7 @@ func (b *bench) podmanRows(ctx context.Context) error {
 		return nil
 	}
 	var startA, agentsA, startP []float64
+	var loadA, loadP []loadResult
 	var agentDir string
 	for r := range b.o.runs {
 		dir := filepath.Join(b.o.dir, fmt.Sprintf("podman-%d", r))
@@ -245,9 +264,14 @@ func (b *bench) podmanRows(ctx context.Context) error {
 			return err
 		}
 		startA, agentsA = append(startA, took.Seconds()), append(agentsA, agents.Seconds())
-		if err := ac.stop(); err != nil {
+		la, err := b.load(ctx, ac)
+		if serr := ac.stop(); err == nil {
+			err = serr
+		}
+		if err != nil {
 			return err
 		}
+		loadA = append(loadA, la)
 		if r < b.o.runs-1 {
 			if err := removeContainers(ctx, agentDir); err != nil {
 				return err
@@ -258,14 +282,20 @@ func (b *bench) podmanRows(ctx context.Context) error {
 			return err
 		}
 		startP = append(startP, took.Seconds())
-		if err := pc.stop(); err != nil {
+		lp, err := b.load(ctx, pc)
+		if serr := pc.stop(); err == nil {
+			err = serr
+		}
+		if err != nil {
 			return err
 		}
+		loadP = append(loadP, lp)
 	}
 	b.add(row{what: "start to all 3 ready (podman)", agent: median(startA), plain: median(startP), unit: "s",
 		note: "agent: local up --runtime podman; plain: the same containers created through the API by hand"})
 	b.add(row{what: "  of which the agents", agent: median(agentsA), plain: median(startP), unit: "s",
 		note: "from the agents' start (CA and discovery service already up) to the last READY=1"})
+	b.addLoad("(podman)", loadA, loadP)
 	defer func() { _ = removeContainers(context.Background(), agentDir) }()
 	return b.idleAgents(ctx, agentDir)
 }
