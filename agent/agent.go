@@ -217,6 +217,14 @@ func (a *Agent) self() membership.Member {
 }
 
 func (a *Agent) decideMembership(ctx context.Context) error {
+	if p, ok := a.opts.Runtime.(interface{ Prepare(context.Context) error }); ok {
+		// Connect to the container runtime while discovery waits for peers.
+		go func() {
+			if err := p.Prepare(ctx); err != nil {
+				a.log.Debug("prepare etcd runtime", "err", err)
+			}
+		}()
+	}
 	self := a.self()
 	hasData, err := memberDataPresent(a.cfg.Node.DataDir)
 	if err != nil {

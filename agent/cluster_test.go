@@ -21,25 +21,12 @@ import (
 
 const readyTimeout = 90 * time.Second
 
-// memberIDs returns name → member ID as the cluster reports them.
+// memberIDs returns name → member ID as n's member list reports them.
 func memberIDs(t *testing.T, h *harness, n *node) map[string]uint64 {
 	t.Helper()
 	cli := h.client(n.agent.Report().ClientURL, n.certDir())
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := cli.MemberList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]uint64{}
-	for _, m := range resp.Members {
-		if m.IsLearner {
-			t.Errorf("member %s is a learner", m.Name)
-		}
-		ids[m.Name] = m.ID
-	}
-	return ids
+	return members(t, cli)
 }
 
 // matchSequence checks that the notifications follow the expected steps in

@@ -18,6 +18,8 @@ import (
 // first time. The bindings keep the connection in a context; call derives
 // per-call contexts from it.
 func (r *Runtime) connect(ctx context.Context) (context.Context, error) {
+	r.connMu.Lock() // one dial at a time: Prepare may race the first Ensure
+	defer r.connMu.Unlock()
 	r.mu.Lock()
 	conn := r.conn
 	r.mu.Unlock()
@@ -44,6 +46,14 @@ func (r *Runtime) connect(ctx context.Context) (context.Context, error) {
 	r.mu.Unlock()
 	r.log.Info("connected to podman", "socket", r.opts.Socket, "version", info.Version.Version, "rootless", info.Host.Security.Rootless)
 	return conn, nil
+}
+
+// Prepare connects to the Podman service ahead of the first Ensure (its
+// info query takes a good part of a second), so the agent can do it while it
+// waits in discovery. A failure here is reported again by Ensure.
+func (r *Runtime) Prepare(ctx context.Context) error {
+	_, err := r.connect(ctx)
+	return err
 }
 
 // checkSocket reports a missing unix socket with the command that enables it.

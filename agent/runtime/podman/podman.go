@@ -69,6 +69,7 @@ type Runtime struct {
 	opts Options
 	log  *slog.Logger
 
+	connMu   sync.Mutex // serializes connecting
 	mu       sync.Mutex
 	conn     context.Context // bindings connection; nil until connected
 	rootless bool
