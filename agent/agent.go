@@ -351,8 +351,15 @@ func (a *Agent) holdEtcd() string {
 }
 
 func (a *Agent) runtimeEvent(ev runtime.Event) {
-	a.log.Warn("etcd runtime event", "event", ev.String())
-	a.rec.AddDecision("runtime", ev.String())
+	switch {
+	case ev.Kind == runtime.EventEnsured && ev.Action == runtime.ActionAdopted,
+		ev.Kind == runtime.EventStable:
+		// Supervision found etcd running as expected: nothing to report.
+		a.log.Debug("etcd runtime event", "event", ev.String())
+	default:
+		a.log.Warn("etcd runtime event", "event", ev.String())
+		a.rec.AddDecision("runtime", ev.String())
+	}
 }
 
 func (a *Agent) setPhase(p report.Phase, msg string) {
