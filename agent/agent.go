@@ -17,7 +17,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
@@ -83,8 +82,7 @@ type Agent struct {
 	// The join path: a client to the other members (a learner cannot serve
 	// member lists) and the membership lock, held until promotion.
 	cluster  *clientv3.Client
-	joinMu   *concurrency.Mutex
-	joinSess *concurrency.Session
+	joinLock *membershipLock
 }
 
 // New checks the options and returns an agent ready to Run.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"slices"
@@ -217,19 +218,14 @@ func (a *Agent) joinCluster(ctx context.Context, res discovery.Result) (membersh
 // when the caller should look again later (standby or an error).
 func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discovery.Result, downSince map[uint64]time.Time) (d membership.Decision, done bool, err error) {
 	a.setPhase(report.PhaseJoining, "waiting for the cluster's membership lock")
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(int(lockTTL.Seconds())), concurrency.WithContext(ctx))
+	lock, err := lockMembership(ctx, cli, 0)
 	if err != nil {
-		return d, false, fmt.Errorf("membership lock session: %w", err)
-	}
-	mu := concurrency.NewMutex(sess, membershipLockKey)
-	if err := mu.Lock(ctx); err != nil {
-		_ = sess.Close()
-		return d, false, fmt.Errorf("take membership lock: %w", err)
+		return d, false, err
 	}
 	keep := false
 	defer func() {
 		if !keep {
-			a.unlock(mu, sess)
+			lock.release(a.log)
 		}
 	}()
 	self := a.self()
@@ -285,7 +281,7 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 				ms = append(ms, membership.ClusterMember{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs})
 			}
 			keep = true
-			a.joinMu, a.joinSess, a.cluster = mu, sess, cli
+			a.joinLock, a.cluster = lock, cli
 			writeEndpoints(a.cfg.Node.DataDir, a.log, clientURLsOf(list.Members, self.PeerURL))
 			return membership.Decision{Path: membership.Join, InitialClusterState: "existing", Token: res.Token,
 				InitialCluster: membership.ExistingCluster(ms, self), Reason: step.Reason}, true, nil
@@ -440,19 +436,48 @@ func (a *Agent) clusterClient() (*clientv3.Client, error) {
 
 // releaseJoin gives the membership lock back once this node is a voter.
 func (a *Agent) releaseJoin() {
-	if a.joinMu != nil {
-		a.unlock(a.joinMu, a.joinSess)
-		a.joinMu, a.joinSess = nil, nil
+	if a.joinLock != nil {
+		a.joinLock.release(a.log)
+		a.joinLock = nil
 	}
 }
 
-func (a *Agent) unlock(mu *concurrency.Mutex, sess *concurrency.Session) {
+// membershipLock is the cluster-wide lock every membership change holds:
+// an etcd mutex on a session lease, so a holder that dies frees it within
+// lockTTL.
+type membershipLock struct {
+	mu   *concurrency.Mutex
+	sess *concurrency.Session
+}
+
+// lockMembership waits for the lock for up to wait (0: until ctx ends). The
+// session lives with ctx, not with the wait.
+func lockMembership(ctx context.Context, cli *clientv3.Client, wait time.Duration) (*membershipLock, error) {
+	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(int(lockTTL.Seconds())), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("membership lock session: %w", err)
+	}
+	mu := concurrency.NewMutex(sess, membershipLockKey)
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if wait > 0 {
+		lctx, cancel = context.WithTimeout(ctx, wait)
+	}
+	defer cancel()
+	if err := mu.Lock(lctx); err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("take membership lock: %w", err)
+	}
+	return &membershipLock{mu: mu, sess: sess}, nil
+}
+
+// release unlocks and ends the session.
+func (l *membershipLock) release(log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := mu.Unlock(ctx); err != nil {
-		a.log.Debug("release membership lock", "err", err)
+	if err := l.mu.Unlock(ctx); err != nil {
+		log.Debug("release membership lock", "err", err)
 	}
-	_ = sess.Close()
+	_ = l.sess.Close()
 }
 
 // joinHook lets tests stop the agent at a step of the join.

@@ -7,11 +7,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/internal/backoff"
@@ -52,25 +52,11 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 	}
 	defer cli.Close()
 	progress("taking the membership lock")
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(int(lockTTL.Seconds())), concurrency.WithContext(ctx))
+	lock, err := lockMembership(ctx, cli, 30*time.Second)
 	if err != nil {
-		return fmt.Errorf("leave: membership lock session: %w", err)
+		return fmt.Errorf("leave: %w", err)
 	}
-	mu := concurrency.NewMutex(sess, membershipLockKey)
-	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = mu.Lock(lctx)
-	cancel()
-	if err != nil {
-		_ = sess.Close()
-		return fmt.Errorf("leave: take membership lock: %w", err)
-	}
-	locked := true
-	unlock := func() {
-		if locked {
-			a.unlock(mu, sess)
-			locked = false
-		}
-	}
+	unlock := sync.OnceFunc(func() { lock.release(a.log) })
 	defer unlock()
 
 	facts, err := a.joinFacts(ctx, cli, map[uint64]time.Time{})
