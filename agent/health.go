@@ -39,7 +39,7 @@ func (a *Agent) probe(ctx context.Context) health {
 		return health{phase: report.PhaseDegraded, message: fmt.Sprintf(format, args...)}
 	}
 	members, err := a.client.MemberList(ctx)
-	if err != nil && strings.Contains(err.Error(), "not supported for learner") {
+	if err != nil && strings.Contains(err.Error(), rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner)) {
 		// A learner serves no member list: ask the other members.
 		if cli, cerr := a.clusterClient(); cerr == nil {
 			members, err = cli.MemberList(ctx)

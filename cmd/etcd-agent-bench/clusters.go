@@ -195,13 +195,7 @@ func (b *bench) startPlain(ctx context.Context, dir string, ips []netip.Addr) (*
 		}
 		cmds = append(cmds, cmd)
 	}
-	c, took, err := b.waitPlain(ctx, specs, start)
-	if err != nil {
-		_ = stop()
-		return nil, 0, err
-	}
-	c.stop = stop
-	return c, took, nil
+	return b.waitPlain(ctx, specs, start, stop)
 }
 
 // startPlainContainers starts the same plain members as containers through
@@ -231,16 +225,17 @@ func (b *bench) startPlainContainers(ctx context.Context, dir string, ips []neti
 		}
 		rts = append(rts, rt)
 	}
-	c, took, err := b.waitPlain(ctx, specs, start)
-	if err != nil {
-		_ = stop()
-		return nil, 0, err
-	}
-	c.stop = stop
-	return c, took, nil
+	return b.waitPlain(ctx, specs, start, stop)
 }
 
-func (b *bench) waitPlain(ctx context.Context, specs []etcdconf.Spec, start time.Time) (*cluster, time.Duration, error) {
+// waitPlain waits until every member answers a linearizable read and returns
+// the cluster with the time since start; on failure it stops the members.
+func (b *bench) waitPlain(ctx context.Context, specs []etcdconf.Spec, start time.Time, stop func() error) (c *cluster, took time.Duration, err error) {
+	defer func() {
+		if err != nil {
+			_ = stop()
+		}
+	}()
 	tlsCfg, err := pki.ClientTLS(specs[0].CertDir, pki.ClientCertFile, pki.ClientKeyFile)
 	if err != nil {
 		return nil, 0, err
@@ -270,5 +265,5 @@ func (b *bench) waitPlain(ctx context.Context, specs []etcdconf.Spec, start time
 		}
 		cli.Close()
 	}
-	return &cluster{endpoints: eps, tls: tlsCfg, certDir: specs[0].CertDir}, time.Since(start), nil
+	return &cluster{endpoints: eps, tls: tlsCfg, certDir: specs[0].CertDir, stop: stop}, time.Since(start), nil
 }
