@@ -16,9 +16,9 @@ type ClusterMember struct {
 	IsLearner  bool
 	// Healthy: the member answered a status query just now.
 	Healthy bool
-	// DownFor is how long the member is known to have been unreachable:
-	// since its agent's last heartbeat, or since this node first saw it
-	// down, whichever is longer. Zero when Healthy.
+	// DownFor is how long this node itself has seen the member fail its
+	// probes without a break (Outage.Down, from TrackOutages). Zero when
+	// Healthy.
 	DownFor time.Duration
 }
 
@@ -52,9 +52,6 @@ type StepKind string
 
 // Step kinds.
 const (
-	// StepFounding: this node is a founding member the cluster is still
-	// waiting for (listed, never started): bootstrap with the discovery list.
-	StepFounding StepKind = "founding"
 	// StepResume: this node was already added as a learner (an interrupted
 	// join): start etcd and finish.
 	StepResume StepKind = "resume"
@@ -108,25 +105,26 @@ func PlanJoin(f JoinFacts) JoinStep {
 	}
 
 	if self != nil {
-		switch {
-		case !self.started() && self.IsLearner:
+		if self.IsLearner && !self.started() {
 			return JoinStep{Kind: StepResume, Self: self.ID,
 				Reason: fmt.Sprintf("already added as learner %x by an interrupted join: starting it", self.ID)}
-		case !self.started():
-			return JoinStep{Kind: StepFounding,
-				Reason: fmt.Sprintf("founding member %s that has not started yet: bootstrapping with the others", self.label())}
 		}
-		// A member with my peer URL that ran before, and I have no data: it
-		// is my past self (disk lost or replaced). It is down, since no etcd
-		// runs here.
+		// A member with my peer URL, and I have no data: my past self (disk
+		// lost, node replaced, or a founder that never got to start). Its
+		// identity is never reused: it is removed and I join as a new member.
+		if self.Healthy {
+			return JoinStep{Kind: StepStandby, Reason: fmt.Sprintf(
+				"member %s (%x) with this node's peer URL %s answers, but this node has no data: is another etcd running with this address? Not removing a member that answers",
+				self.label(), self.ID, f.SelfPeerURL)}
+		}
 		if !self.IsLearner && healthyVoters < Quorum(voters-1) {
 			return JoinStep{Kind: StepStandby, Reason: fmt.Sprintf(
 				"my past self %s holds a voter slot, but removing it would leave %d healthy of %d voters (no quorum)",
 				self.label(), healthyVoters, voters-1)}
 		}
 		return JoinStep{Kind: StepRemove, Remove: &Removal{ID: self.ID, Name: self.label(),
-			Reason: "past self: same peer URL " + f.SelfPeerURL + ", its data is gone from this node"},
-			Reason: fmt.Sprintf("removing my past self %s (%x) to rejoin as a fresh learner", self.label(), self.ID)}
+			Reason: "past self: same peer URL " + f.SelfPeerURL + ", does not answer, and its data is gone from this node"},
+			Reason: fmt.Sprintf("removing my past self %s (%x) to rejoin as a new learner", self.label(), self.ID)}
 	}
 
 	// Another node's learner: a join in progress, or one interrupted for good.

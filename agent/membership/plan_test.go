@@ -20,6 +20,8 @@ func TestPlanJoin(t *testing.T) {
 	pastSelf := voter(9, "10.0.0.9", false, time.Minute)
 	unstartedSelf := ClusterMember{ID: 9, PeerURLs: []string{selfURL}, IsLearner: true}
 	foundingSelf := ClusterMember{ID: 9, Name: "etcd-10-0-0-9", PeerURLs: []string{selfURL}}
+	pastLearner := voter(9, "10.0.0.9", false, 0)
+	pastLearner.IsLearner = true
 	otherLearner := func(healthy bool, d time.Duration) ClusterMember {
 		m := voter(7, "10.0.0.7", healthy, d)
 		m.IsLearner = true
@@ -43,7 +45,11 @@ func TestPlanJoin(t *testing.T) {
 		{"no quorum at all", []ClusterMember{up(1, "10.0.0.1"), down(2, "10.0.0.2", time.Hour), down(3, "10.0.0.3", time.Hour)}, 3, StepStandby, 0, "no quorum"},
 		{"past self: remove", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), pastSelf}, 3, StepRemove, 9, "past self"},
 		{"interrupted join: resume", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), unstartedSelf}, 3, StepResume, 0, "interrupted join"},
-		{"founding member not started", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), foundingSelf}, 3, StepFounding, 0, "founding"},
+		{"founder that never started is a past self too", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), foundingSelf}, 3, StepRemove, 9, "past self"},
+		{"healthy past self is never removed", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), voter(9, "10.0.0.9", true, 0)}, 3, StepStandby, 0, "answers"},
+		{"past self whose removal loses quorum", []ClusterMember{up(1, "10.0.0.1"), down(2, "10.0.0.2", time.Hour), pastSelf}, 3, StepStandby, 0, "no quorum"},
+		{"started past learner: remove", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), pastLearner}, 3, StepRemove, 9, "past self"},
+		{"dead but measured below the grace: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", grace-time.Second)}, 3, StepStandby, 0, "removed after"},
 		{"another learner joining", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), otherLearner(true, 0)}, 3, StepStandby, 0, "one membership change at a time"},
 		{"stale learner removed", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), otherLearner(false, time.Hour)}, 3, StepRemove, 7, "stale learner"},
 	}

@@ -1,0 +1,125 @@
+package membership
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Formation fencing: a cluster is bootstrapped once. A founding member
+// without data may start with --initial-cluster-state=new only when nothing
+// says the cluster already formed or that this member ran before; a blank
+// member that reuses the ID of a past self that voted breaks Raft's safety
+// argument (it can vote twice in one term and forget acknowledged writes).
+
+// FounderState is what one of the other founding members answered on its peer
+// port (static discovery, where no registry records formation).
+type FounderState string
+
+// Founder states.
+const (
+	// FounderBlank: the founder's agent answered that it has no data and
+	// runs no etcd: no cluster there.
+	FounderBlank FounderState = "blank"
+	// FounderBootstrapping: etcd runs there and has never seen an election
+	// (raft term 1, no leader): it is forming the cluster right now and has
+	// accepted no entry from any leader.
+	FounderBootstrapping FounderState = "bootstrapping"
+	// FounderFormed: etcd runs there and has had a leader (term > 1 or a
+	// leader now): the cluster formed.
+	FounderFormed FounderState = "formed"
+	// FounderNoAnswer: nothing usable answered; it may hold data.
+	FounderNoAnswer FounderState = "no answer"
+)
+
+// Founder is one other founding member's answer.
+type Founder struct {
+	Name   string
+	State  FounderState
+	Detail string // what was seen, for logs ("raft term 4, leader 8e9e05c52164694d")
+}
+
+// RegistryFormation is what a discovery registry (v3 or v2) records about the
+// cluster's formation.
+type RegistryFormation struct {
+	// Formed: a founder saw the cluster healthy and recorded it. Detail
+	// says who and when.
+	Formed       bool
+	FormedDetail string
+	// SelfStarted: this member ID was recorded as started (written before
+	// its etcd first started with state=new), so a past self ran and may
+	// have voted.
+	SelfStarted   bool
+	SelfStartedAt time.Time
+}
+
+// FenceFacts is what a founding member without data has learned before it
+// may bootstrap. Exactly one of Registry (v3, v2) and Founders (static) is
+// set.
+type FenceFacts struct {
+	Registry *RegistryFormation
+	Founders []Founder
+	// ClusterAnswers: a cluster with a leader answered at the endpoints this
+	// node knows (discovered peers, published endpoints, its own last list).
+	ClusterAnswers bool
+}
+
+// FenceKind is the verdict for a founding member without data.
+type FenceKind string
+
+// Fence verdicts.
+const (
+	// FenceBootstrap: bootstrap (state=new) with the founders.
+	FenceBootstrap FenceKind = "bootstrap"
+	// FenceJoin: the cluster formed (or this member ran before): enter it
+	// only as a new member (learner), removing the past self.
+	FenceJoin FenceKind = "join"
+	// FenceWait: not enough is known; look again later. Never bootstrap.
+	FenceWait FenceKind = "wait"
+)
+
+// FenceVerdict is the verdict with its reason, for logs and status.
+type FenceVerdict struct {
+	Kind   FenceKind
+	Reason string
+}
+
+// Fence decides whether a founding member without data may bootstrap.
+// Anything that says the cluster formed, or that this member ran before,
+// means join; with static discovery, every other founder must have answered
+// that it has no formed cluster, or the answer is wait.
+func Fence(f FenceFacts) FenceVerdict {
+	if f.ClusterAnswers {
+		return FenceVerdict{FenceJoin, "a formed cluster answers: joining it as a new member"}
+	}
+	if r := f.Registry; r != nil {
+		switch {
+		case r.SelfStarted:
+			return FenceVerdict{FenceJoin, fmt.Sprintf(
+				"discovery records that this member started etcd at %s and this node has no data now: it rejoins as a new member, never with its old identity",
+				r.SelfStartedAt.UTC().Format(time.RFC3339))}
+		case r.Formed:
+			return FenceVerdict{FenceJoin, "discovery records that the cluster formed (" + r.FormedDetail + "): joining it as a new member"}
+		}
+		return FenceVerdict{FenceBootstrap, "discovery records no formation and no earlier start of this member"}
+	}
+	var formed, silent []string
+	for _, fd := range f.Founders {
+		switch fd.State {
+		case FounderFormed:
+			formed = append(formed, fmt.Sprintf("%s (%s)", fd.Name, fd.Detail))
+		case FounderBlank, FounderBootstrapping:
+		default:
+			silent = append(silent, fd.Name)
+		}
+	}
+	switch {
+	case len(formed) > 0:
+		return FenceVerdict{FenceJoin, "founder " + strings.Join(formed, ", ") + " has a formed cluster: joining it as a new member"}
+	case len(silent) > 0:
+		return FenceVerdict{FenceWait, fmt.Sprintf(
+			"static discovery: waiting for founder %s to answer on its peer port (a founder that does not answer may hold the cluster's data)",
+			strings.Join(silent, ", "))}
+	}
+	return FenceVerdict{FenceBootstrap, fmt.Sprintf("every other founder (%d) answered that it has no formed cluster", len(f.Founders))}
+}
