@@ -6,6 +6,9 @@
 //
 // The member always serves TLS only: client and peer listeners are https, client
 // and peer certificate authentication are on, and there is no plaintext
-// listener. Settings the agent owns (identity, addresses, TLS, bootstrap) cannot
-// be overridden through ExtraFlags; Validate names the offending flag.
+// listener. etcd's corruption checks (the InitialCorruptCheck and
+// CompactHashCheck feature gates) are on for every member. Settings the agent
+// owns (identity, addresses, TLS, bootstrap) cannot be overridden through
+// ExtraFlags, nor can an extra --feature-gates turn the corruption checks off;
+// Validate names the offending flag.
 package etcdconf

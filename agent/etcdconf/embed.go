@@ -72,6 +72,9 @@ func (s Spec) EmbedConfig(logger *slog.Logger) (*embed.Config, error) {
 	if n.ElectionMs > 0 {
 		cfg.ElectionMs = n.ElectionMs
 	}
+	if err := setFeatureGates(cfg.ServerFeatureGate, corruptionGatesValue()); err != nil {
+		return nil, fmt.Errorf("build embed config: %w", err)
+	}
 	cfg.Logger = "zap"
 	cfg.LogOutputs = []string{embed.StdErrLogOutput}
 	if logger != nil {

@@ -100,6 +100,12 @@ func checkExtraFlag(raw string) error {
 	if r := ownedReason(f.name); r != "" {
 		return fmt.Errorf("extra flag --%s is set by etcd-agent and cannot be overridden (%s)", f.name, r)
 	}
+	if f.name == featureGatesFlag {
+		if !f.hasValue {
+			return fmt.Errorf("extra flag --%s needs a value (--%s=Gate=true,...)", f.name, f.name)
+		}
+		return checkFeatureGates(f.value)
+	}
 	var cfg embed.Config
 	if err := applyExtraFlag(&cfg, f); err != nil {
 		return err
@@ -110,7 +116,16 @@ func checkExtraFlag(raw string) error {
 // applyExtraFlag sets the embed.Config field whose JSON name is the flag name.
 // etcd names its config-file keys after its flags, so this gives the flag the
 // same meaning in-process as on the command line.
+//
+// --feature-gates has no such field: it is applied to cfg.ServerFeatureGate,
+// on top of the gates already set, as etcd applies the flag.
 func applyExtraFlag(cfg *embed.Config, f extraFlag) error {
+	if f.name == featureGatesFlag {
+		if err := setFeatureGates(cfg.ServerFeatureGate, f.value); err != nil {
+			return fmt.Errorf("extra flag --%s=%s: %w", f.name, f.value, err)
+		}
+		return nil
+	}
 	v, ok := configField(reflect.ValueOf(cfg).Elem(), f.name)
 	if !ok {
 		return fmt.Errorf("extra flag --%s is not an etcd server setting both runtimes support", f.name)

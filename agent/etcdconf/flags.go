@@ -3,8 +3,10 @@ package etcdconf
 import "strings"
 
 // Flags is the etcd command line for s, without the binary, in a fixed order:
-// identity, listeners, bootstrap, TLS, tuning, logging, then ExtraFlags as
-// given. Call Validate first; Flags does not check s.
+// identity, listeners, TLS, tuning, the corruption-check feature gates,
+// logging, ExtraFlags as given, then bootstrap. An ExtraFlags --feature-gates
+// adds to the agent's gates (etcd applies repeated --feature-gates in order).
+// Call Validate first; Flags does not check s.
 func (s Spec) Flags() []string {
 	return append(s.memberFlags(), s.bootstrapFlags()...)
 }
@@ -41,6 +43,7 @@ func (s Spec) memberFlags() []string {
 	if n.ElectionMs > 0 {
 		f = append(f, "--election-timeout="+itoa(n.ElectionMs))
 	}
+	f = append(f, "--"+featureGatesFlag+"="+corruptionGatesValue())
 	f = append(f, "--logger=zap", "--log-outputs=stderr")
 	return append(f, n.ExtraFlags...)
 }

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/pkg/v3/featuregate"
 	"go.etcd.io/etcd/pkg/v3/flags"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/features"
 )
 
 func validSpec() Spec {
@@ -49,6 +51,7 @@ func TestDefaults(t *testing.T) {
 		"--quota-backend-bytes=4294967296",
 		"--auto-compaction-mode=periodic",
 		"--auto-compaction-retention=1h",
+		"--feature-gates=CompactHashCheck=true,InitialCorruptCheck=true",
 		"--logger=zap",
 		"--log-outputs=stderr",
 		"--initial-cluster=n1=https://10.0.1.5:2380,n2=https://10.0.1.6:2380",
@@ -135,6 +138,9 @@ func TestFlagsAndEmbedConfigMeanTheSame(t *testing.T) {
 				"--enable-pprof", "--log-level=warn", "--max-learners=2", "--tls-min-version=TLS1.2",
 			}
 		},
+		"extra feature gates": func(s *Spec) {
+			s.ExtraFlags = []string{"--feature-gates=StopGRPCServiceOnDefrag=true", "--compact-hash-check-time=30s", "--corrupt-check-time=2h"}
+		},
 	}
 	for name, mod := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -177,6 +183,8 @@ func TestFlagsAndEmbedConfigMeanTheSame(t *testing.T) {
 				LogOutputs, Ciphers                               []string
 				Keepalive                                         time.Duration
 				Learners                                          int
+				Gates                                             map[featuregate.Feature]bool
+				CompactHashCheckTime, CorruptCheckTime            time.Duration
 			}
 			see := func(c *embed.Config) view {
 				return view{
@@ -187,7 +195,7 @@ func TestFlagsAndEmbedConfigMeanTheSame(t *testing.T) {
 					[4]string{c.PeerTLSInfo.CertFile, c.PeerTLSInfo.KeyFile, c.PeerTLSInfo.TrustedCAFile},
 					c.ClientTLSInfo.ClientCertAuth, c.PeerTLSInfo.ClientCertAuth, c.ClientAutoTLS, c.PeerAutoTLS, c.EnablePprof,
 					c.Logger, c.LogLevel, c.TlsMinVersion, append([]string{}, c.LogOutputs...), append([]string{}, c.CipherSuites...),
-					c.GRPCKeepAliveInterval, c.MaxLearners,
+					c.GRPCKeepAliveInterval, c.MaxLearners, gates(c), c.CompactHashCheckTime, c.CorruptCheckTime,
 				}
 			}
 			g, w := see(emb), see(cli)
@@ -197,11 +205,23 @@ func TestFlagsAndEmbedConfigMeanTheSame(t *testing.T) {
 			if !g.ClientAuth || !g.PeerAuth || g.AutoTLS || g.PeerAutoTLS {
 				t.Errorf("TLS not enforced: %+v", g)
 			}
+			if !g.Gates[features.InitialCorruptCheck] || !g.Gates[features.CompactHashCheck] {
+				t.Errorf("corruption checks not on: %v", g.Gates)
+			}
 			if err := emb.Validate(); err != nil && s.InitialCluster != "" {
 				t.Errorf("etcd rejects EmbedConfig: %v", err)
 			}
 		})
 	}
+}
+
+// gates is every etcd server feature gate and whether c enables it.
+func gates(c *embed.Config) map[featuregate.Feature]bool {
+	out := map[featuregate.Feature]bool{}
+	for g := range features.DefaultEtcdServerFeatureGates {
+		out[g] = c.ServerFeatureGate.Enabled(g)
+	}
+	return out
 }
 
 func urlList(us []url.URL) []string {

@@ -4,6 +4,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"go.etcd.io/etcd/pkg/v3/featuregate"
+	"go.etcd.io/etcd/server/v3/features"
 )
 
 func TestValidateNamesTheField(t *testing.T) {
@@ -90,6 +93,50 @@ func TestExtraFlagsDenyList(t *testing.T) {
 	}
 }
 
+// TestExtraFeatureGates: an extra --feature-gates adds gates, but may not
+// turn the corruption checks off.
+func TestExtraFeatureGates(t *testing.T) {
+	refused := map[string]string{
+		"--feature-gates=InitialCorruptCheck=false":                           "turns off InitialCorruptCheck, which etcd-agent keeps on",
+		"--feature-gates=CompactHashCheck=false,StopGRPCServiceOnDefrag=true": "turns off CompactHashCheck, which",
+		"--feature-gates=CompactHashCheck=0,InitialCorruptCheck=f":            "turns off CompactHashCheck and InitialCorruptCheck",
+		"--feature-gates=NoSuchGate=true":                                     "unrecognized feature gate: NoSuchGate",
+		"--feature-gates=StopGRPCServiceOnDefrag":                             "missing bool value",
+		"--feature-gates": "--feature-gates needs a value",
+	}
+	for f, want := range refused {
+		s := validSpec()
+		s.ExtraFlags = []string{f}
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ExtraFlags %q: Validate() = %v, want it to mention %q", f, err, want)
+		}
+	}
+	for _, f := range []string{
+		"--feature-gates=StopGRPCServiceOnDefrag=true",
+		"--feature-gates=InitialCorruptCheck=true,SetMemberLocalAddr=true",
+		// AllAlpha fills in only the gates not set yet; the agent's come first.
+		"--feature-gates=AllAlpha=false",
+		"--compact-hash-check-time=5m", "--corrupt-check-time=6h",
+	} {
+		s := validSpec()
+		s.ExtraFlags = []string{f}
+		if err := s.Validate(); err != nil {
+			t.Errorf("ExtraFlags %q refused: %v", f, err)
+			continue
+		}
+		cfg, err := s.EmbedConfig(nil)
+		if err != nil {
+			t.Errorf("ExtraFlags %q: EmbedConfig: %v", f, err)
+			continue
+		}
+		for _, g := range []featuregate.Feature{features.InitialCorruptCheck, features.CompactHashCheck} {
+			if !cfg.ServerFeatureGate.Enabled(g) {
+				t.Errorf("ExtraFlags %q turned %s off", f, g)
+			}
+		}
+	}
+}
+
 func TestHash(t *testing.T) {
 	base := validSpec()
 	h := base.Hash("img:1")
@@ -105,6 +152,7 @@ func TestHash(t *testing.T) {
 		"quota": func(s *Spec) { s.QuotaBackendBytes = 1 << 30 },
 		"ip":    func(s *Spec) { s.NodeIP = netip.MustParseAddr("10.0.1.7"); s.InitialCluster = "" },
 		"extra": func(s *Spec) { s.ExtraFlags = []string{"--max-txn-ops=256"} },
+		"gates": func(s *Spec) { s.ExtraFlags = []string{"--feature-gates=StopGRPCServiceOnDefrag=true"} },
 		"certs": func(s *Spec) { s.CertDir = "/other" },
 		"port":  func(s *Spec) { s.ClientPort = 2479 },
 	}
