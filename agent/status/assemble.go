@@ -10,6 +10,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -34,6 +35,8 @@ type facts struct {
 	node   Node
 	list   memberList
 	probes []probe
+	// hashRev is the revision the probes' HashKV answers are at, 0 if none.
+	hashRev int64
 }
 
 // assemble builds the view from what was gathered.
@@ -72,8 +75,44 @@ func assemble(f facts) View {
 			answered++
 		}
 	}
+	v.HashKV = compareHashes(v.Endpoints, f.probes, f.hashRev)
 	v.Summary = summarize(v, f.list, alarms, answered, f.now)
 	return v
+}
+
+// compareHashes applies hashcheck's rule to the HashKV answers, in the order
+// of the endpoint rows, and puts each member's hash into its row. A learner
+// and an endpoint that did not answer are listed as not compared; a second
+// endpoint of a member already asked is left out.
+func compareHashes(rows []Endpoint, probes []probe, rev int64) hashcheck.HashCheck {
+	byEndpoint := map[string]probe{}
+	for _, pr := range probes {
+		byEndpoint[pr.endpoint] = pr
+	}
+	var answers []hashcheck.Answer
+	var hashed []int // row index of each answer
+	for i, e := range rows {
+		pr := byEndpoint[e.Endpoint]
+		var a hashcheck.Answer
+		switch {
+		case pr.hash != nil:
+			a = *pr.hash
+		case pr.status == nil:
+			a = hashcheck.Answer{Err: hashcheck.ErrNoAnswer}
+		case pr.status.IsLearner:
+			a = hashcheck.Answer{MemberID: pr.status.GetHeader().GetMemberId(), Err: hashcheck.ErrLearner}
+		default:
+			continue // this member's other endpoint was asked
+		}
+		a.Endpoint, a.Name = e.Endpoint, e.Name
+		answers = append(answers, a)
+		hashed = append(hashed, i)
+	}
+	hc := hashcheck.Compare(rev, answers)
+	for j, r := range hc.Results {
+		rows[hashed[j]].HashKV = r.Hash
+	}
+	return hc
 }
 
 // endpointRow turns one probe into a row, naming the member behind it by
@@ -204,7 +243,11 @@ func summarize(v View, list memberList, alarms map[uint64][]string, answered int
 	if list.alarmsErr != "" {
 		problem("%s", list.alarmsErr)
 	}
-	s.Healthy = list.err == "" && s.Members > 0 && s.HealthyMembers == s.Members && s.HasLeader && raised == 0 && list.alarmsErr == ""
+	if v.HashKV.Mismatch {
+		problem("%s: replicas diverged (see the HASHKV column)", v.HashKV.Description)
+	}
+	s.Healthy = list.err == "" && s.Members > 0 && s.HealthyMembers == s.Members && s.HasLeader && raised == 0 && list.alarmsErr == "" &&
+		!v.HashKV.Mismatch
 
 	s.Problems = append(s.Problems, nodeProblems(v.Node, now)...)
 	return s

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -60,8 +61,10 @@ func (o Options) withDefaults() Options {
 
 // Gather asks every endpoint in parallel and builds the view. It does not
 // fail: what could not be learned is in the view (Endpoint.Error,
-// MemberListError, Node.ReportError, Summary.Problems). It returns within
-// about two Timeouts plus a second, or when ctx ends.
+// MemberListError, Node.ReportError, Summary.Problems). Last, one more
+// parallel round asks every voter that answered for HashKV at the lowest
+// revision among them (hashcheck). It returns within about three Timeouts
+// plus a second, or when ctx ends.
 func Gather(ctx context.Context, opts Options) View {
 	opts = opts.withDefaults()
 	p := prober{tls: opts.TLS, timeout: opts.Timeout}
@@ -82,7 +85,48 @@ func Gather(ctx context.Context, opts Options) View {
 		}
 	}
 	f.probes = append(probes, probeAll(ctx, p, more, false)...)
+	defer func() {
+		for _, pr := range f.probes {
+			if pr.cli != nil {
+				pr.cli.Close()
+			}
+		}
+	}()
+	f.hashRev = hashAll(ctx, p, f.probes)
 	return assemble(f)
+}
+
+// hashAll asks every voter that answered status for HashKV at the lowest of
+// their current revisions, all at once, and stores each answer in its probe.
+// A member reached through several endpoints is asked once. It returns the
+// revision, 0 when no voter answered.
+func hashAll(ctx context.Context, p prober, probes []probe) int64 {
+	var revs []int64
+	var ask []int
+	seen := map[uint64]bool{}
+	for i, pr := range probes {
+		if pr.status == nil || pr.status.IsLearner {
+			continue
+		}
+		if id := pr.status.GetHeader().GetMemberId(); !seen[id] {
+			seen[id] = true
+			revs = append(revs, pr.status.GetHeader().GetRevision())
+			ask = append(ask, i)
+		}
+	}
+	rev := hashcheck.CommonRevision(revs...)
+	if rev == 0 {
+		return 0
+	}
+	var wg sync.WaitGroup
+	for _, i := range ask {
+		wg.Go(func() {
+			a := p.hashKV(ctx, probes[i], rev)
+			probes[i].hash = &a
+		})
+	}
+	wg.Wait()
+	return rev
 }
 
 // probeAll probes every endpoint at once and returns the results in the

@@ -114,7 +114,7 @@ func TestGatherCluster(t *testing.T) {
 			"starting ", " → discovery ", " → healthy ",
 			"bootstrap: no data, discovery not full",
 			"leader", "follower", "ok ", "/ 64MiB 0%", "3.7.3",
-			"Cluster  healthy: leader ",
+			"Cluster  healthy: leader ", "HASHKV", "Data     HashKV equal on 3 members at revision ",
 		} {
 			if !strings.Contains(table, want) {
 				t.Errorf("table lacks %q:\n%s", want, table)
@@ -198,6 +198,11 @@ func TestGatherCluster(t *testing.T) {
 		if !hasProblem(v, "member "+dead.Name+" ("+dead.ClientURL+"): get status: no answer within") {
 			t.Errorf("problems = %q, want one naming %s", s.Problems, dead.Name)
 		}
+		// The dead member is not compared, which is no mismatch.
+		checkHashesEqual(t, v, 2)
+		if want := "; not compared: " + dead.Name + " (did not answer)"; !strings.HasSuffix(v.HashKV.Description, want) || hasProblem(v, "HashKV") {
+			t.Errorf("hash check %q, want it to end in %q and no HashKV problem", v.HashKV.Description, want)
+		}
 		if code := status.ExitCode(v); code != status.ExitUnhealthy {
 			t.Errorf("ExitCode = %d", code)
 		}
@@ -257,11 +262,43 @@ func checkHealthy(t *testing.T, c *statustest.Cluster, v status.View, withReport
 	if !s.Healthy || !s.HasLeader || s.Members != 3 || s.Voters != 3 || s.Learners != 0 || s.HealthyMembers != 3 || s.Answered != 3 {
 		t.Errorf("summary = %+v, want healthy 3/3 voters with a leader", s)
 	}
+	checkHashesEqual(t, v, 3)
 	if withReport && v.Node.Name != c.Members[0].Name {
 		t.Errorf("node = %+v, want member 0's name from the report", v.Node)
 	}
 	if len(v.Node.Certs) != 4 || v.Node.Certs[0].DaysLeft != 364 {
 		t.Errorf("node = %+v, want four certs with 364 days left", v.Node)
+	}
+}
+
+// checkHashesEqual asserts that n members were compared and have one hash,
+// shown in their rows.
+func checkHashesEqual(t *testing.T, v status.View, n int) {
+	t.Helper()
+	h := v.HashKV
+	want := fmt.Sprintf("HashKV equal on %d members at revision %d", n, h.Revision)
+	if h.Mismatch || h.Revision == 0 || !strings.HasPrefix(h.Description, want) {
+		t.Errorf("hash check = %+v, want %q", h, want)
+	}
+	hashes := map[string]int{}
+	for _, r := range h.Results {
+		if r.Compared {
+			hashes[r.Hash]++
+		}
+	}
+	if len(hashes) != 1 {
+		t.Errorf("compared hashes %v, want one hash on %d members", hashes, n)
+	}
+	for hash, count := range hashes {
+		rows := 0
+		for _, e := range v.Endpoints {
+			if e.HashKV == hash {
+				rows++
+			}
+		}
+		if count != n || rows != n || len(hash) != 8 {
+			t.Errorf("hash %q on %d members and %d rows, want %d", hash, count, rows, n)
+		}
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 )
 
 // healthKey is what the health read asks for, as etcdctl endpoint health
@@ -33,6 +35,12 @@ type probe struct {
 	healthErr error // nil: the linearizable read succeeded
 	latency   time.Duration
 
+	// cli stays open for the HashKV round when status answered; Gather
+	// closes it.
+	cli *clientv3.Client
+	// hash is the member's HashKV answer (the HashKV round fills it).
+	hash *hashcheck.Answer
+
 	// Only when asked (withList): the member list and the alarms.
 	members    []*pb.Member
 	membersErr error
@@ -48,7 +56,8 @@ type prober struct {
 
 // run queries ep: status first; when that answers, the health read (and,
 // withList, the member list and alarms) in parallel. Every query has its own
-// timeout, so a dead endpoint costs one timeout plus a short dial.
+// timeout, so a dead endpoint costs one timeout plus a short dial. When
+// status answered, the client is left open in the probe for hashKV.
 func (p prober) run(ctx context.Context, ep string, withList bool) probe {
 	res := probe{endpoint: ep}
 	cli, err := clientv3.New(clientv3.Config{
@@ -61,13 +70,14 @@ func (p prober) run(ctx context.Context, ep string, withList bool) probe {
 		res.statusErr = fmt.Errorf("create client: %w", err)
 		return res
 	}
-	defer cli.Close()
 
 	res.status, res.statusErr = p.status(ctx, cli)
 	if res.statusErr != nil {
+		cli.Close()
 		res.statusErr = p.explain(ctx, ep, res.statusErr)
 		return res
 	}
+	res.cli = cli
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -111,6 +121,17 @@ func (p prober) run(ctx context.Context, ep string, withList bool) probe {
 	}
 	wg.Wait()
 	return res
+}
+
+// hashKV asks the endpoint for its HashKV at rev over the probe's connection.
+func (p prober) hashKV(ctx context.Context, pr probe, rev int64) hashcheck.Answer {
+	qctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	resp, err := pb.NewMaintenanceClient(pr.cli.ActiveConnection()).HashKV(qctx, &pb.HashKVRequest{Revision: rev}, grpc.WaitForReady(true))
+	if err != nil {
+		err = p.describe(clientv3.ContextError(qctx, err))
+	}
+	return hashcheck.FromHashKV(pr.endpoint, pr.status.GetHeader().GetMemberId(), resp, err)
 }
 
 // status asks the endpoint for its status over the client's own connection

@@ -51,6 +51,7 @@ func renderTable(w io.Writer, v View) error {
 	}
 
 	fmt.Fprintf(&b, "\n%-9s%s\n", "Cluster", verdict(v.Summary))
+	fmt.Fprintf(&b, "%-9s%s\n", "Data", v.HashKV.Description)
 	if len(v.Summary.Problems) > 0 {
 		b.WriteString("Problems:\n")
 		for _, p := range v.Summary.Problems {
@@ -130,12 +131,12 @@ func agentLine(n Node, v View) string {
 // memberTable is the header and rows of the table: one row per endpoint,
 // plus one for each member no endpoint stands for (not started yet).
 func memberTable(v View) ([]string, [][]string) {
-	header := []string{"NAME", "ENDPOINT", "ID", "ROLE", "HEALTH", "TERM", "INDEX", "DB", "VERSION", "ALARMS"}
+	header := []string{"NAME", "ENDPOINT", "ID", "ROLE", "HEALTH", "TERM", "INDEX", "DB", "HASHKV", "VERSION", "ALARMS"}
 	var rows [][]string
 	for _, e := range v.Endpoints {
 		rows = append(rows, []string{
 			orDash(e.Name), e.Endpoint, orDash(e.MemberID), orDash(e.Role), healthCell(e),
-			num(e.RaftTerm), num(e.RaftIndex), dbCell(e), orDash(e.Version), orDash(strings.Join(e.Alarms, ",")),
+			num(e.RaftTerm), num(e.RaftIndex), dbCell(e), orDash(e.HashKV), orDash(e.Version), orDash(strings.Join(e.Alarms, ",")),
 		})
 	}
 	for _, m := range v.Members {
@@ -152,7 +153,7 @@ func memberTable(v View) ([]string, [][]string) {
 			if len(m.ClientURLs) == 0 {
 				health = "not started"
 			}
-			rows = append(rows, []string{displayName(m), "-", m.ID, role, health, "-", "-", "-", "-", "-"})
+			rows = append(rows, []string{displayName(m), "-", m.ID, role, health, "-", "-", "-", "-", "-", "-"})
 		}
 	}
 	return header, rows

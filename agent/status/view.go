@@ -3,6 +3,7 @@ package status
 import (
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -15,9 +16,12 @@ type View struct {
 	Endpoints []Endpoint `json:"endpoints"`
 	// MemberListFrom is the endpoint that answered the member list; empty
 	// with MemberListError set when none did.
-	MemberListFrom  string  `json:"member_list_from,omitempty"`
-	MemberListError string  `json:"member_list_error,omitempty"`
-	Summary         Summary `json:"summary"`
+	MemberListFrom  string `json:"member_list_from,omitempty"`
+	MemberListError string `json:"member_list_error,omitempty"`
+	// HashKV compares the members' HashKV at one revision: a Mismatch means
+	// replicas diverged, and is a problem.
+	HashKV  hashcheck.HashCheck `json:"hash_kv"`
+	Summary Summary             `json:"summary"`
 }
 
 // Node is this node's agent as its published report describes it.
@@ -86,14 +90,18 @@ type Endpoint struct {
 	Healthy          bool     `json:"healthy"`
 	// HealthLatencyMS is how long the linearizable health read took.
 	HealthLatencyMS float64 `json:"health_latency_ms,omitempty"`
+	// HashKV is the member's HashKV at View.HashKV.Revision, 8 hex digits;
+	// "" when it gave none (learner, no answer, or another endpoint of the
+	// same member answered it).
+	HashKV string `json:"hash_kv,omitempty"`
 	// Error is why the endpoint is not healthy ("" when it is).
 	Error string `json:"error,omitempty"`
 }
 
 // Summary is the verdict over the whole view.
 type Summary struct {
-	// Healthy: every member answers and is healthy, there is a leader and
-	// no alarm is raised. Agent problems do not change it, but are listed
+	// Healthy: every member answers and is healthy, there is a leader, no
+	// alarm is raised and no HashKV mismatch was found. Agent problems do not change it, but are listed
 	// in Problems and do change the exit code.
 	Healthy        bool   `json:"healthy"`
 	HasLeader      bool   `json:"has_leader"`

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/pkg/v3/featuregate"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
@@ -36,8 +37,10 @@ type Member struct {
 	ClientURL string
 	PeerURL   string
 	CertDir   string // server/peer/client/operator certs for IP, and ca.crt
+	DataDir   string
 
-	mu   sync.Mutex
+	config *embed.Config // how the member was first started
+	mu     sync.Mutex
 	etcd *embed.Etcd
 }
 
@@ -73,6 +76,7 @@ func Start(t testing.TB, ips ...string) *Cluster {
 			ClientURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
 			PeerURL:   fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
 			CertDir:   filepath.Join(dir, fmt.Sprintf("pki-%d", i)),
+			DataDir:   filepath.Join(dir, fmt.Sprintf("data-%d", i)),
 		}
 		if _, err := ca.EnsureNodeCerts(pki.NodeRequest{Dir: m.CertDir, NodeIP: netip.MustParseAddr(ip),
 			Validity: 365 * 24 * time.Hour, RenewBefore: 24 * time.Hour, Now: now}); err != nil {
@@ -85,9 +89,9 @@ func Start(t testing.TB, ips ...string) *Cluster {
 	t.Cleanup(c.Close)
 
 	token := fmt.Sprintf("status-test-%d", now.UnixNano())
-	for i, m := range c.Members {
-		cfg := memberConfig(m, filepath.Join(dir, fmt.Sprintf("data-%d", i)), strings.Join(initial, ","), token)
-		e, err := embed.StartEtcd(cfg)
+	for _, m := range c.Members {
+		m.config = memberConfig(m, strings.Join(initial, ","), token)
+		e, err := embed.StartEtcd(m.config)
 		if err != nil {
 			t.Fatalf("start etcd member %s: %v", m.Name, err)
 		}
@@ -108,14 +112,18 @@ func Start(t testing.TB, ips ...string) *Cluster {
 	return c
 }
 
+// corruptionGates are the etcd feature gates etcd-agent turns on for every
+// member (etcdconf); the test members run with them too.
+const corruptionGates = "CompactHashCheck=true,InitialCorruptCheck=true"
+
 // memberConfig is the embed.Config of one member of a new static cluster,
-// TLS and client cert auth on both listeners.
-func memberConfig(m *Member, dataDir, initialCluster, token string) *embed.Config {
+// TLS and client cert auth on both listeners, corruption checks on.
+func memberConfig(m *Member, initialCluster, token string) *embed.Config {
 	cu, _ := url.Parse(m.ClientURL)
 	pu, _ := url.Parse(m.PeerURL)
 	cfg := embed.NewConfig()
 	cfg.Name = m.Name
-	cfg.Dir = dataDir
+	cfg.Dir = m.DataDir
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.ListenMetricsUrls = nil
@@ -133,7 +141,42 @@ func memberConfig(m *Member, dataDir, initialCluster, token string) *embed.Confi
 	cfg.PeerTLSInfo.TrustedCAFile = filepath.Join(m.CertDir, pki.CACertFile)
 	cfg.PeerTLSInfo.ClientCertAuth = true
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	if err := cfg.ServerFeatureGate.(featuregate.MutableFeatureGate).Set(corruptionGates); err != nil {
+		panic(fmt.Sprintf("etcd refuses the corruption-check gates: %v", err))
+	}
 	return cfg
+}
+
+// Config is a fresh copy of the configuration member i was started with
+// (corruption checks on), to change and pass to StartMember.
+func (c *Cluster) Config(i int) *embed.Config {
+	m := c.Members[i]
+	return memberConfig(m, m.config.InitialCluster, m.config.InitialClusterToken)
+}
+
+// StartMember starts the stopped member i again with cfg (its data dir kept)
+// and waits until it is ready. It returns etcd's error when etcd refuses to
+// start, e.g. when its initial corruption check finds the member's data
+// differs from its peers'.
+func (c *Cluster) StartMember(i int, cfg *embed.Config) error {
+	m := c.Members[i]
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("start etcd member %s: %w", m.Name, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return fmt.Errorf("etcd member %s failed: %w", m.Name, err)
+	case <-time.After(readyTimeout):
+		e.Close()
+		return fmt.Errorf("etcd member %s not ready within %s", m.Name, readyTimeout)
+	}
+	m.mu.Lock()
+	m.etcd = e
+	m.mu.Unlock()
+	return nil
 }
 
 // Endpoints are the client URLs of all members, stopped ones included.
