@@ -14,11 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
@@ -79,10 +81,12 @@ type Agent struct {
 	ready    chan struct{}
 	disc     discovery.Source // set when discovery was consulted
 
-	// The join path: a client to the other members (a learner cannot serve
-	// member lists) and the membership lock, held until promotion.
-	cluster  *clientv3.Client
-	joinLock *membershipLock
+	// A client to the other members, for what a learner cannot serve
+	// (member lists, promotion).
+	cluster *clientv3.Client
+	// etcdSupervised is closed when this pass's etcd supervision returned.
+	etcdSupervised chan struct{}
+	readyOnce      sync.Once
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -120,7 +124,8 @@ type stage struct {
 	run   func(ctx context.Context) error
 }
 
-// stages is the node lifecycle, top to bottom.
+// stages is the node lifecycle, top to bottom. A pass from "membership" on
+// is repeated when the node must rejoin as a new member (rejoinNeeded).
 func (a *Agent) stages() []stage {
 	return []stage{
 		{"identity", report.PhaseIdentity, a.resolveIdentity},
@@ -144,19 +149,47 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if left, what := leftMarker(a.cfg.Node.DataDir); left {
 		return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
 	}
-	stopPetting := a.petDuringStartup(ctx)
+	stages := a.stages()
+	for {
+		err := a.runPass(ctx, stages)
+		r, ok := asRejoin(err)
+		if !ok {
+			return err
+		}
+		if err := a.rejoin(ctx, r); err != nil {
+			return fmt.Errorf("rejoin: %w", err)
+		}
+		stages = stages[2:] // identity and certificates stay
+	}
+}
+
+// runPass runs stages, then supervises. etcd's supervision lives with the
+// pass, so a rejoin stops it before the data dir is moved.
+func (a *Agent) runPass(ctx context.Context, stages []stage) error {
+	pass, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		if a.etcdSupervised != nil {
+			<-a.etcdSupervised
+			a.etcdSupervised = nil
+		}
+	}()
+	stopPetting := a.petDuringStartup(pass)
 	defer stopPetting()
-	for _, s := range a.stages() {
+	for _, s := range stages {
 		a.setPhase(s.phase, s.name)
-		if err := s.run(ctx); err != nil {
+		if err := s.run(pass); err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if _, ok := asRejoin(err); ok {
+				return err
 			}
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
 	stopPetting()
-	return a.supervise(ctx)
+	return a.supervise(pass)
 }
 
 func (a *Agent) resolveIdentity(ctx context.Context) error {
@@ -223,34 +256,23 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 			}
 		}()
 	}
-	self := a.self()
-	hasData, err := memberDataPresent(a.cfg.Node.DataDir)
+	hasData, err := datadir.HasMember(a.cfg.Node.DataDir)
 	if err != nil {
 		return err
 	}
 	var d membership.Decision
 	switch {
 	case hasData:
-		d, err = membership.Decide(membership.Facts{HasData: true, Self: self})
+		d, err = membership.Decide(membership.Facts{HasData: true, Self: a.self()})
 	default:
 		var res discovery.Result
 		if res, err = a.discover(ctx); err != nil {
 			return err
 		}
-		// A formed cluster answering at the discovered members means this
-		// node joins it (or, as a founding member it still waits for,
-		// bootstraps): never a second bootstrap beside a live cluster.
-		formed := !res.Self
-		if !formed {
-			if cli, ok := a.clusterFormed(ctx, a.candidateEndpoints(ctx, res)); ok {
-				_ = cli.Close()
-				formed = true
-			}
-		}
-		if formed {
-			d, err = a.joinCluster(ctx, res)
+		if res.Self {
+			d, err = a.enterAsFounder(ctx, res)
 		} else {
-			d, err = membership.Decide(membership.Facts{Self: self, Discovered: discovered(res), SelfDiscovered: res.Self, Token: res.Token})
+			d, err = a.joinCluster(ctx, res, false)
 		}
 	}
 	if err != nil {
@@ -307,6 +329,13 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 		return &config.Error{Problems: []config.Problem{{Field: "etcd", Problem: err.Error(), Fix: "correct etcd.extraFlags or the ports"}}}
 	}
 	a.spec = spec
+	if a.decision.Path == membership.Bootstrap {
+		// Before its etcd first starts, a founder records that it did: a
+		// blank node finding this record never reuses the member's identity.
+		if err := a.recordStarted(ctx); err != nil {
+			return err
+		}
+	}
 	a.setPhase(report.PhaseStartingEtcd, "starting etcd ("+a.opts.Runtime.Name()+")")
 	if err := os.MkdirAll(spec.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -317,7 +346,10 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	}
 	a.log.Info("etcd runtime", "runtime", a.opts.Runtime.Name(), "action", action)
 	a.rec.Update(func(r *report.NodeReport) { r.ClientURL, r.PeerURL = spec.ClientURL(), spec.PeerURL() })
+	supervised := make(chan struct{})
+	a.etcdSupervised = supervised
 	go func() {
+		defer close(supervised)
 		err := runtime.Supervise(ctx, a.opts.Runtime, spec, runtime.SuperviseOptions{Logger: a.log, OnEvent: a.runtimeEvent, Hold: a.holdEtcd})
 		if err != nil && ctx.Err() == nil {
 			a.log.Error("etcd supervision ended", "err", err)
@@ -383,9 +415,6 @@ func (a *Agent) shutdown(runErr error) {
 	_ = a.opts.Notifier.Stopping(msg)
 	a.rec.SetPhase(report.PhaseStopping, msg)
 	a.flush()
-	if runErr == nil {
-		a.releaseJoin() // a crash leaves it to expire with its lease
-	}
 	if a.client != nil {
 		_ = a.client.Close()
 	}
@@ -401,23 +430,6 @@ func (a *Agent) shutdown(runErr error) {
 	}
 	a.rec.SetPhase(report.PhaseStopped, msg)
 	a.flush()
-}
-
-// memberDataPresent reports whether dataDir holds an etcd member (a WAL).
-func memberDataPresent(dataDir string) (bool, error) {
-	entries, err := os.ReadDir(filepath.Join(dataDir, "member", "wal"))
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("inspect data dir: %w", err)
-	}
-	for _, e := range entries {
-		if filepath.Ext(e.Name()) == ".wal" {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // LeftError is returned by Run on a node that has left the cluster.

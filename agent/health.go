@@ -23,6 +23,7 @@ type health struct {
 	ready     bool
 	learner   bool   // the local member is a learner: promote it
 	selfID    uint64 // the local member's ID, when it is in the member list
+	clusterID uint64
 	phase     report.Phase
 	message   string
 	endpoints []string
@@ -94,7 +95,7 @@ func (a *Agent) probe(ctx context.Context) health {
 			leader = m.Name
 		}
 	}
-	return health{ready: true, phase: report.PhaseHealthy, endpoints: endpoints, selfID: self.ID,
+	return health{ready: true, phase: report.PhaseHealthy, endpoints: endpoints, selfID: self.ID, clusterID: st.Header.GetClusterId(),
 		message: fmt.Sprintf("healthy, leader %s, %d/%d voters", leader, voters, a.cfg.Cluster.Size)}
 }
 

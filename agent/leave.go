@@ -59,7 +59,7 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 	unlock := sync.OnceFunc(func() { lock.release(a.log) })
 	defer unlock()
 
-	facts, err := a.joinFacts(ctx, cli, map[uint64]time.Time{})
+	facts, err := a.gatherMembers(ctx, cli, map[uint64]membership.Outage{})
 	if err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
@@ -83,7 +83,7 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 		if err := a.confirmRemoved(ctx, cli, me.ID); err != nil {
 			return err
 		}
-		_, _ = cli.Delete(ctx, heartbeatKey(me.ID))
+		a.forgetHeartbeat(ctx, cli, me.ID)
 		if src, err := newDiscovery(a.cfg, a.log); err == nil {
 			a.disc = src
 			a.publishEndpoints(ctx, cli.Endpoints())

@@ -23,9 +23,14 @@ const certCheckInterval = time.Hour
 func (a *Agent) waitReady(ctx context.Context) error {
 	t := time.NewTicker(readyPoll)
 	defer t.Stop()
+	var watch membershipWatch
+	var learnerSince time.Time
 	for {
 		h := a.probe(ctx)
 		if h.learner {
+			if learnerSince.IsZero() {
+				learnerSince = a.now()
+			}
 			if err := a.joinHook("promote"); err != nil {
 				return err
 			}
@@ -34,23 +39,33 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			if promoted {
 				continue
 			}
+			if a.now().Sub(learnerSince) > learnerCatchUpTimeout {
+				return a.abandonLearner(ctx, h.selfID)
+			}
 		}
 		if !h.ready {
 			a.observe(h)
+			if watch.observe(h.learner, a.now()) {
+				if r := a.checkMembership(ctx); r != nil {
+					return r
+				}
+			}
 		} else {
+			if a.decision.Path != membership.Restart {
+				// This node changed the membership: record the formation
+				// (idempotent) and the cluster's endpoints in discovery.
+				a.recordFormed(ctx, h.clusterID)
+				a.publishEndpoints(ctx, h.endpoints)
+			}
 			// READY=1 carries the healthy STATUS in one datagram.
 			a.record(h)
 			a.rec.SetPhase(h.phase, h.message)
 			a.flush()
-			a.releaseJoin()
-			if a.decision.Path != membership.Restart {
-				a.publishEndpoints(ctx, h.endpoints) // this node changed the membership
-			}
 			if err := a.opts.Notifier.Ready(h.message); err != nil {
 				a.log.Warn("sd_notify ready", "err", err)
 			}
 			a.log.Info("ready", "status", h.message)
-			close(a.ready)
+			a.readyOnce.Do(func() { close(a.ready) })
 			return nil
 		}
 		select {
@@ -69,6 +84,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 	defer health.Stop()
 	certs := time.NewTicker(certCheckInterval)
 	defer certs.Stop()
+	var watch membershipWatch
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
 		t := time.NewTicker(a.opts.WatchdogInterval)
@@ -91,6 +107,11 @@ func (a *Agent) supervise(ctx context.Context) error {
 			a.observe(h)
 			if h.ready {
 				a.heartbeat(ctx, h.selfID)
+			}
+			if watch.observe(h.ready, a.now()) {
+				if r := a.checkMembership(ctx); r != nil {
+					return r
+				}
 			}
 		case <-certs.C:
 			if err := a.refreshCertificates(); err != nil {

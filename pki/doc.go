@@ -41,8 +41,10 @@ const (
 
 // Common names of the client identities.
 const (
-	AgentCommonName    = "etcd-agent"
-	OperatorCommonName = "etcd-operator"
+	AgentCommonName = "etcd-agent"
+	// PeerCommonNamePrefix starts every peer certificate's CN (then the node IP).
+	PeerCommonNamePrefix = "etcd-peer-"
+	OperatorCommonName   = "etcd-operator"
 )
 
 // File modes this package writes.

@@ -62,7 +62,7 @@ func nodeRoleSpecs(ip netip.Addr, hostname string) []roleSpec {
 		},
 		{
 			role: RolePeer, certFile: PeerCertFile, keyFile: PeerKeyFile,
-			cn: "etcd-peer-" + ip.String(), usages: serverAndClient,
+			cn: PeerCommonNamePrefix + ip.String(), usages: serverAndClient,
 			ips: peerIPs,
 		},
 		{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // ClientTLS loads dir/ca.crt and the named pair (ClientCertFile/ClientKeyFile
@@ -64,4 +65,38 @@ func inDir(dir, name string) string {
 		return name
 	}
 	return filepath.Join(dir, name)
+}
+
+// PeerTLS returns the server and client TLS configs of a node's peer port
+// for the agent's own use of it (a founder without data answering there,
+// founders probing each other): the peer certificate on both sides, and only
+// peer certificates accepted from the other side.
+func PeerTLS(dir string) (server, client *tls.Config, err error) {
+	pool, pair, err := loadTLSFiles(dir, PeerCertFile, PeerKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load peer TLS: %w", err)
+	}
+	server = &tls.Config{
+		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+		Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+		VerifyPeerCertificate: requirePeerCN,
+	}
+	client = &tls.Config{
+		RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+		VerifyPeerCertificate: requirePeerCN,
+	}
+	return server, client, nil
+}
+
+// requirePeerCN runs after chain verification and refuses a certificate
+// that is not a peer certificate (client and operator certificates come from
+// the same CA).
+func requirePeerCN(_ [][]byte, chains [][]*x509.Certificate) error {
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return errors.New("no verified certificate")
+	}
+	if cn := chains[0][0].Subject.CommonName; !strings.HasPrefix(cn, PeerCommonNamePrefix) {
+		return fmt.Errorf("certificate %q is not a peer certificate (want CN %s<ip>)", cn, PeerCommonNamePrefix)
+	}
+	return nil
 }

@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+)
+
+// A member that cannot use its data — removed from the cluster while it was
+// down, or holding another cluster's data — moves the data aside (never
+// deletes it) and enters the cluster again as a new member.
+
+// rejoinNeeded ends one pass of the lifecycle: the data dir is moved aside
+// and the node goes through membership again.
+type rejoinNeeded struct {
+	reason string
+}
+
+func (r *rejoinNeeded) Error() string { return "rejoin as a new member: " + r.reason }
+
+// removedCheckAfter is how long the local member must have been unable to
+// become healthy before the agent asks the cluster whether it still belongs
+// to it (and how often it asks again).
+const removedCheckAfter = 5 * time.Second
+
+// learnerCatchUpTimeout bounds a learner's catch-up: a learner still not
+// promoted after it is removed and the join starts over.
+const learnerCatchUpTimeout = 15 * time.Minute
+
+// checkMembership asks the rest of the cluster, linearizably, whether this
+// node's data still belongs to it: the member ID in the WAL must be in the
+// member list of the cluster ID in the WAL. It returns a rejoinNeeded only on
+// such an answer; no answer, or a cluster without quorum, proves nothing.
+func (a *Agent) checkMembership(ctx context.Context) *rejoinNeeded {
+	id, err := datadir.ReadIdentity(a.cfg.Node.DataDir)
+	if err != nil {
+		a.log.Debug("membership check: read member identity", "err", err)
+		return nil
+	}
+	self := a.specBase().ClientURL()
+	eps := slices.DeleteFunc(readEndpoints(a.cfg.Node.DataDir), func(ep string) bool { return ep == self })
+	if len(eps) == 0 {
+		return nil
+	}
+	cli, err := a.newClusterClient(eps)
+	if err != nil {
+		return nil
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		a.log.Debug("membership check: member list", "err", err)
+		return nil
+	}
+	if got := list.Header.GetClusterId(); got != id.ClusterID {
+		return &rejoinNeeded{reason: fmt.Sprintf("this node's data belongs to cluster %x, but the cluster at %v is %x", id.ClusterID, eps, got)}
+	}
+	for _, m := range list.Members {
+		if m.ID == id.MemberID {
+			return nil
+		}
+	}
+	return &rejoinNeeded{reason: fmt.Sprintf("member %x was removed from cluster %x while this node was away (the cluster's member list no longer holds it)", id.MemberID, id.ClusterID)}
+}
+
+// membershipWatch rate-limits checkMembership while the local member is not
+// healthy.
+type membershipWatch struct {
+	unhealthySince time.Time
+	lastCheck      time.Time
+}
+
+// observe records one health observation and reports whether a membership
+// check is due.
+func (w *membershipWatch) observe(healthy bool, now time.Time) bool {
+	if healthy {
+		w.unhealthySince = time.Time{}
+		return false
+	}
+	if w.unhealthySince.IsZero() {
+		w.unhealthySince = now
+	}
+	if now.Sub(w.unhealthySince) < removedCheckAfter || now.Sub(w.lastCheck) < removedCheckAfter {
+		return false
+	}
+	w.lastCheck = now
+	return true
+}
+
+// rejoin stops the local etcd, moves the data dir aside and resets what the
+// membership stages fill in, so the next pass enters the cluster anew.
+func (a *Agent) rejoin(ctx context.Context, r *rejoinNeeded) error {
+	a.log.Warn("moving data aside to rejoin as a new member", "reason", r.reason)
+	a.setPhase(report.PhaseJoining, "moving data aside to rejoin as a new member: "+r.reason)
+	sctx, cancel := context.WithTimeout(ctx, a.cfg.Podman.StopTimeout.D()+10*time.Second)
+	defer cancel()
+	stop := a.opts.Runtime.Stop
+	if rm, ok := a.opts.Runtime.(interface{ Remove(context.Context) error }); ok {
+		stop = rm.Remove // the next member gets a new container spec anyway
+	}
+	if err := stop(sctx); err != nil {
+		return fmt.Errorf("stop etcd before moving its data aside: %w", err)
+	}
+	if a.client != nil {
+		_ = a.client.Close()
+		a.client = nil
+	}
+	if a.cluster != nil {
+		_ = a.cluster.Close()
+		a.cluster = nil
+	}
+	moved, err := datadir.MoveAside(a.cfg.Node.DataDir, r.reason, a.now())
+	if err != nil {
+		return err
+	}
+	a.rec.AddDecision("move-aside", fmt.Sprintf("%s; data kept at %s", r.reason, moved))
+	a.log.Warn("data dir moved aside", "to", moved)
+	return nil
+}
+
+func asRejoin(err error) (*rejoinNeeded, bool) {
+	var r *rejoinNeeded
+	return r, errors.As(err, &r)
+}
