@@ -71,7 +71,7 @@ type HashCheck struct {
 	Mismatch bool `json:"mismatch"`
 	// Description is one line for a log or a status screen, e.g.
 	// "HashKV equal on 3 members at revision 42" or
-	// "HashKV MISMATCH at revision 42 (compact revision 7): a, b have 0a1b2c3d; c has 9e8f7a6b".
+	// "HashKV MISMATCH at revision 42 (compacted at 7): a, b have 0a1b2c3d; c has 9e8f7a6b".
 	Description string `json:"description"`
 }
 
@@ -123,7 +123,7 @@ func Compare(rev int64, answers []Answer) HashCheck {
 		if len(group) < 2 {
 			hc.Results[group[0]].NotCompared = "no other member to compare with"
 			if len(compacts) > 1 {
-				hc.Results[group[0]].NotCompared = fmt.Sprintf("compact revision %d, which no other member has", c)
+				hc.Results[group[0]].NotCompared = compacted(c) + ", which no other member is"
 			}
 			continue
 		}
@@ -133,7 +133,7 @@ func Compare(rev int64, answers []Answer) HashCheck {
 			byHash[hc.Results[i].Hash] = append(byHash[hc.Results[i].Hash], label(hc.Results[i]))
 		}
 		if len(byHash) > 1 {
-			mismatches = append(mismatches, fmt.Sprintf("(compact revision %d): %s", c, hashGroups(byHash)))
+			mismatches = append(mismatches, fmt.Sprintf("(%s): %s", compacted(c), hashGroups(byHash)))
 		}
 	}
 	hc.Mismatch = len(mismatches) > 0
@@ -203,6 +203,14 @@ func reason(err error, rev int64) string {
 	default:
 		return "no answer: " + err.Error()
 	}
+}
+
+// compacted names a compact revision as etcd reports it (-1: never compacted).
+func compacted(c int64) string {
+	if c < 0 {
+		return "never compacted"
+	}
+	return fmt.Sprintf("compacted at %d", c)
 }
 
 func label(r Result) string {

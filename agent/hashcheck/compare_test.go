@@ -37,15 +37,15 @@ func TestCompare(t *testing.T) {
 			answers:     []Answer{ok("a", 0xabc, 7), ok("b", 0xdef, 7), ok("c", 0xabc, 7)},
 			mismatch:    true,
 			compared:    []bool{true, true, true},
-			description: "HashKV MISMATCH at revision 42 (compact revision 7): a, c have 00000abc; b has 00000def",
+			description: "HashKV MISMATCH at revision 42 (compacted at 7): a, c have 00000abc; b has 00000def",
 		},
 		{
-			name:        "two members, different hashes",
+			name:        "two members never compacted, different hashes",
 			rev:         5,
-			answers:     []Answer{ok("a", 1, 0), ok("b", 2, 0)},
+			answers:     []Answer{ok("a", 1, -1), ok("b", 2, -1)},
 			mismatch:    true,
 			compared:    []bool{true, true},
-			description: "HashKV MISMATCH at revision 5 (compact revision 0): a has 00000001; b has 00000002",
+			description: "HashKV MISMATCH at revision 5 (never compacted): a has 00000001; b has 00000002",
 		},
 		{
 			// etcd's rule: different compact revisions hash different
@@ -55,14 +55,14 @@ func TestCompare(t *testing.T) {
 			answers:  []Answer{ok("a", 0xabc, 7), ok("b", 0xabc, 7), ok("c", 0xdef, 9)},
 			compared: []bool{true, true, false},
 			description: "HashKV equal on 2 members at revision 42; " +
-				"not compared: c (compact revision 9, which no other member has)",
+				"not compared: c (compacted at 9, which no other member is)",
 		},
 		{
 			name:        "every compact revision different",
 			rev:         42,
 			answers:     []Answer{ok("a", 1, 7), ok("b", 2, 9)},
 			compared:    []bool{false, false},
-			description: "HashKV not compared at revision 42: fewer than two members answered with the same compact revision; not compared: a (compact revision 7, which no other member has), b (compact revision 9, which no other member has)",
+			description: "HashKV not compared at revision 42: fewer than two members answered with the same compact revision; not compared: a (compacted at 7, which no other member is), b (compacted at 9, which no other member is)",
 		},
 		{
 			name:     "mismatch within one compact revision, another group apart",
@@ -70,8 +70,8 @@ func TestCompare(t *testing.T) {
 			answers:  []Answer{ok("a", 1, 7), ok("b", 2, 7), ok("c", 3, 9)},
 			mismatch: true,
 			compared: []bool{true, true, false},
-			description: "HashKV MISMATCH at revision 42 (compact revision 7): a has 00000001; b has 00000002; " +
-				"not compared: c (compact revision 9, which no other member has)",
+			description: "HashKV MISMATCH at revision 42 (compacted at 7): a has 00000001; b has 00000002; " +
+				"not compared: c (compacted at 9, which no other member is)",
 		},
 		{
 			name: "member not answering",

@@ -32,6 +32,7 @@ const CallTimeout = 5 * time.Second
 // timeouts in all. cli is used as it is (its TLS, its dial timeout).
 func CompareHashKV(ctx context.Context, cli *clientv3.Client, endpoints []string) HashCheck {
 	names := map[uint64]string{}
+	fromList := endpoints == nil
 	lctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	list, err := cli.MemberList(lctx)
 	cancel()
@@ -39,11 +40,11 @@ func CompareHashKV(ctx context.Context, cli *clientv3.Client, endpoints []string
 	case err == nil:
 		for _, m := range list.Members {
 			names[m.ID] = m.Name
-			if endpoints == nil && len(m.ClientURLs) > 0 {
+			if fromList && len(m.ClientURLs) > 0 {
 				endpoints = append(endpoints, m.ClientURLs[0])
 			}
 		}
-	case endpoints == nil:
+	case fromList:
 		return HashCheck{Description: fmt.Sprintf("HashKV not compared: list members: %v", err)}
 	}
 

@@ -41,7 +41,7 @@ type Member struct {
 
 	config *embed.Config // how the member was first started
 	mu     sync.Mutex
-	etcd *embed.Etcd
+	etcd   *embed.Etcd
 }
 
 // Cluster is a running test cluster.
