@@ -15,6 +15,8 @@ const (
 	DefaultUser       = "etcd-user"
 	DefaultBinaryPath = "/usr/local/bin/etcd-agent"
 	DefaultConfigPath = "/etc/etcd-agent/config.yaml"
+	// DefaultDataDir is the agent config's default node.dataDir.
+	DefaultDataDir = "/var/lib/etcd-agent/data"
 	// UnitName is the name the unit file is installed under.
 	UnitName = "etcd-agent.service"
 )
@@ -38,6 +40,10 @@ type UnitOptions struct {
 	// ConfigPath is the absolute path of the agent's config file. Empty means
 	// DefaultConfigPath.
 	ConfigPath string
+	// DataDir is the etcd data directory (node.dataDir). The unit requires
+	// its mount, so an unmounted volume is never taken for "no data". Empty
+	// means DefaultDataDir.
+	DataDir string
 	// UID is User's numeric uid. When non-zero the unit sets
 	// XDG_RUNTIME_DIR=/run/user/<UID> (where the rootless Podman socket lives).
 	// Zero leaves XDG_RUNTIME_DIR unset: systemd has no specifier for User='s
@@ -64,6 +70,9 @@ func (o UnitOptions) withDefaults() UnitOptions {
 	if o.ConfigPath == "" {
 		o.ConfigPath = DefaultConfigPath
 	}
+	if o.DataDir == "" {
+		o.DataDir = DefaultDataDir
+	}
 	return o
 }
 
@@ -75,7 +84,7 @@ func (o UnitOptions) validate() error {
 			return fmt.Errorf("invalid %s %q: want a user/group name like %q", f.name, f.value, DefaultUser)
 		}
 	}
-	for _, f := range []struct{ name, value string }{{"BinaryPath", o.BinaryPath}, {"ConfigPath", o.ConfigPath}} {
+	for _, f := range []struct{ name, value string }{{"BinaryPath", o.BinaryPath}, {"ConfigPath", o.ConfigPath}, {"DataDir", o.DataDir}} {
 		if !path.IsAbs(f.value) {
 			return fmt.Errorf("invalid %s %q: want an absolute path", f.name, f.value)
 		}

@@ -41,7 +41,8 @@ type Cluster struct {
 	// source must be set.
 	Discovery Discovery `yaml:"discovery"`
 	// DeadMemberGrace is how long a member must be unreachable before the
-	// agent may remove it to make room for a replacement. Zero: 10m.
+	// agent may remove it to make room for a replacement, measured by the
+	// removing agent's own probes. Zero: 10m. At least MinDeadMemberGrace.
 	DeadMemberGrace Duration `yaml:"deadMemberGrace"`
 }
 
@@ -143,19 +144,22 @@ const (
 	DefaultClusterName     = "etcd"
 	DefaultClusterSize     = 3
 	DefaultDeadMemberGrace = 10 * time.Minute
-	DefaultDataDir         = "/var/lib/etcd-agent/data"
-	DefaultPKIDir          = "/var/lib/etcd-agent/pki"
-	DefaultCACert          = "/etc/etcd-agent/ca.crt"
-	DefaultCAKey           = "/etc/etcd-agent/ca.key"
-	DefaultValidity        = 365 * 24 * time.Hour
-	DefaultRenewBefore     = 30 * 24 * time.Hour
-	DefaultClientPort      = 2379
-	DefaultPeerPort        = 2380
-	DefaultQuota           = 4 << 30
-	DefaultCompaction      = time.Hour
-	DefaultContainerName   = "etcd"
-	DefaultStopTimeout     = 30 * time.Second
-	DefaultStatusFile      = "/run/etcd-agent/status.json"
-	DefaultHealthInterval  = 5 * time.Second
-	DefaultImageRepo       = "gcr.io/etcd-development/etcd"
+	// MinDeadMemberGrace is the shortest grace accepted: long enough for
+	// several probe rounds and an etcd leader election.
+	MinDeadMemberGrace    = 3 * time.Second
+	DefaultDataDir        = "/var/lib/etcd-agent/data"
+	DefaultPKIDir         = "/var/lib/etcd-agent/pki"
+	DefaultCACert         = "/etc/etcd-agent/ca.crt"
+	DefaultCAKey          = "/etc/etcd-agent/ca.key"
+	DefaultValidity       = 365 * 24 * time.Hour
+	DefaultRenewBefore    = 30 * 24 * time.Hour
+	DefaultClientPort     = 2379
+	DefaultPeerPort       = 2380
+	DefaultQuota          = 4 << 30
+	DefaultCompaction     = time.Hour
+	DefaultContainerName  = "etcd"
+	DefaultStopTimeout    = 30 * time.Second
+	DefaultStatusFile     = "/run/etcd-agent/status.json"
+	DefaultHealthInterval = 5 * time.Second
+	DefaultImageRepo      = "gcr.io/etcd-development/etcd"
 )

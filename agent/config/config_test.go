@@ -115,6 +115,7 @@ func TestBadFields(t *testing.T) {
 		{"size zero after negative", minimal + base + "cluster2: 1\n", "field cluster2 not found", ""},
 		{"negative size", "cluster:\n  size: -1\n  discovery:\n    static: a=https://1.2.3.4:2380\n" + base, "cluster.size", "-1"},
 		{"huge size", "cluster:\n  size: 11\n  discovery:\n    static: a=https://1.2.3.4:2380\n" + base, "cluster.size", "11"},
+		{"grace too short", "cluster:\n  deadMemberGrace: 1s\n  discovery:\n    static: a=https://1.2.3.4:2380\n" + base, "cluster.deadMemberGrace", "1s"},
 		{"bad identity", minimal + base + "node:\n  identity: gce\n", "node.identity", "gce"},
 		{"static without ip", minimal + base + "node:\n  identity: static\n", "node.ip", ""},
 		{"bad ip", minimal + base + "node:\n  ip: 10.0.0.300\n", "node.ip", "10.0.0.300"},

@@ -83,6 +83,13 @@ func (c *Config) Validate() (warnings []string, err error) {
 	case n%2 == 0:
 		warnings = append(warnings, fmt.Sprintf("cluster.size = %d is even: it tolerates no more failures than %d and needs a larger quorum", n, n-1))
 	}
+	switch g := c.Cluster.DeadMemberGrace.D(); {
+	case g < MinDeadMemberGrace:
+		bad("cluster.deadMemberGrace", g.String(), fmt.Sprintf("must be at least %s: a member is removed only after the removing node itself saw it fail probes for this long, over several probe rounds", MinDeadMemberGrace),
+			"use several minutes in production (longer than a reboot), e.g. 10m")
+	case g < time.Minute:
+		warnings = append(warnings, fmt.Sprintf("cluster.deadMemberGrace = %s is shorter than a reboot: a rebooting node may be replaced while it is away", g))
+	}
 	if !memberName.MatchString(c.Cluster.Name) {
 		bad("cluster.name", c.Cluster.Name, "must be letters, digits, '.', '_' or '-'", "pick a short name like \"prod-etcd\"")
 	}
