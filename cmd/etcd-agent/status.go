@@ -19,8 +19,10 @@ func statusCommand() *command {
 	const summary = "Show this node's agent phase and certificate expiry, the member list, per-endpoint status\n" +
 		"(leader, raft term/index, DB size against quota, version, alarms) and health with latency.\n" +
 		"Runs as the operator (the etcd user) with the operator client certificate; needs no root.\n" +
-		"Every member is asked in parallel with a short timeout; a dead member shows its error in its row.\n\n" +
-		"Exit codes: 0 every member healthy, a leader, no alarm, this node's agent healthy;\n" +
+		"Every member is asked in parallel with a short timeout; a dead member shows its error in its row.\n" +
+		"Then every voter's HashKV is compared at a common revision (the HASHKV column and the Data line):\n" +
+		"two members with the same compact revision but different hashes have diverged.\n\n" +
+		"Exit codes: 0 every member healthy, a leader, no alarm, no HashKV mismatch, this node's agent healthy;\n" +
 		"3 anything else (the table's last lines say what); 78 configuration error."
 	return &command{name: "status", usage: usage, summary: "show the node, its members and their health (exit 0 only when all is well)",
 		run: func(ctx context.Context, e env, args []string) error {

@@ -65,6 +65,14 @@ func TestStatusCommand(t *testing.T) {
 		if code != 0 || len(v.Endpoints) != 3 || !v.Summary.Healthy {
 			t.Errorf("exit %d, %d endpoints, summary %+v", code, len(v.Endpoints), v.Summary)
 		}
+		if h := v.HashKV; h.Mismatch || !strings.HasPrefix(h.Description, "HashKV equal on 3 members at revision ") {
+			t.Errorf("hash check %+v, want all 3 equal", h)
+		}
+		for _, e := range v.Endpoints {
+			if e.HashKV == "" || e.HashKV != v.Endpoints[0].HashKV {
+				t.Errorf("row %s hash %q, want one hash on every row", e.Endpoint, e.HashKV)
+			}
+		}
 	})
 
 	t.Run("member down", func(t *testing.T) {
