@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/membership"
@@ -15,23 +16,31 @@ import (
 // decides between bootstrap and join, and waits while it cannot tell. It
 // never bootstraps on silence.
 func (a *Agent) enterAsFounder(ctx context.Context, res discovery.Result) (membership.Decision, error) {
+	var answer atomic.Value // what this founder answers on its peer port
+	answer.Store("blank")
+	var readySince time.Time
 	if _, registry := a.disc.(discovery.FormationBook); !registry {
 		// Other founders ask this node's peer port until its etcd starts.
-		stop, err := a.answerAsBlankFounder(ctx)
+		stop, err := a.answerAsFounder(ctx, &answer)
 		if err != nil {
 			a.log.Warn("cannot answer other founders on the peer port", "err", err)
 		} else {
 			defer stop()
 		}
 	}
-	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 5 * time.Second}
 	for {
-		v, err := a.fence(ctx, res)
+		v, err := a.fence(ctx, res, readySince)
 		if err != nil {
 			return membership.Decision{}, err
 		}
 		a.log.Info("formation fence", "verdict", v.Kind, "reason", v.Reason)
 		switch v.Kind {
+		case membership.FenceReady:
+			answer.Store("ready")
+			readySince = a.now()
+			a.setPhase(report.PhaseDiscovery, v.Reason)
+			continue
 		case membership.FenceBootstrap:
 			return membership.Decide(membership.Facts{Self: a.self(), Discovered: discovered(res), SelfDiscovered: true, Token: res.Token})
 		case membership.FenceJoin:
@@ -48,8 +57,11 @@ func (a *Agent) enterAsFounder(ctx context.Context, res discovery.Result) (membe
 // fence gathers what a founding member without data must know before it may
 // bootstrap and returns the verdict: the formation records of a registry
 // (read until discovery answers), or every other founder's answer (static).
-func (a *Agent) fence(ctx context.Context, res discovery.Result) (membership.FenceVerdict, error) {
-	var facts membership.FenceFacts
+func (a *Agent) fence(ctx context.Context, res discovery.Result, readySince time.Time) (membership.FenceVerdict, error) {
+	facts := membership.FenceFacts{SelfReady: !readySince.IsZero()}
+	if facts.SelfReady {
+		facts.ReadyFor = a.now().Sub(readySince)
+	}
 	if cli, ok := a.clusterFormed(ctx, a.candidateEndpoints(ctx, res)); ok {
 		_ = cli.Close()
 		facts.ClusterAnswers = true

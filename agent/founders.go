@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/membership"
@@ -31,13 +32,14 @@ const founderProbeTimeout = 2 * time.Second
 
 // founderAnswer is what a founder without data says about itself.
 type founderAnswer struct {
-	State string `json:"state"` // "blank"
+	State string `json:"state"` // "blank" or "ready"
 	Name  string `json:"name"`
 }
 
-// answerAsBlankFounder serves founderPath on this node's peer address until
-// the returned stop is called (before etcd starts on that port).
-func (a *Agent) answerAsBlankFounder(ctx context.Context) (stop func(), err error) {
+// answerAsFounder serves founderPath on this node's peer address, saying
+// state.Load(), until the returned stop is called (before etcd starts on
+// that port).
+func (a *Agent) answerAsFounder(ctx context.Context, state *atomic.Value) (stop func(), err error) {
 	serverTLS, _, err := pki.PeerTLS(a.cfg.PKI.Dir)
 	if err != nil {
 		return nil, err
@@ -54,7 +56,7 @@ func (a *Agent) answerAsBlankFounder(ctx context.Context) (stop func(), err erro
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+founderPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(founderAnswer{State: "blank", Name: a.id.Name})
+		_ = json.NewEncoder(w).Encode(founderAnswer{State: state.Load().(string), Name: a.id.Name})
 	})
 	srv := &http.Server{Handler: mux, TLSConfig: serverTLS, ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog: nil}
@@ -105,62 +107,50 @@ func (a *Agent) probeFounders(ctx context.Context, founders []discovery.Member) 
 	return out
 }
 
-// probeFounder asks one founder: an agent without data answers "blank"; an
-// etcd answers 404 on founderPath, and its client port's status then says
-// whether it ever had a leader.
+// probeFounder asks one founder: an agent without data answers "blank" or
+// "ready"; an etcd answers 404 on founderPath and its member list on
+// /members (served without quorum).
 func (a *Agent) probeFounder(ctx context.Context, hc *http.Client, f discovery.Member) membership.Founder {
 	fd := membership.Founder{Name: f.Name, State: membership.FounderNoAnswer}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.PeerURL+founderPath, nil)
-	if err != nil {
+	code, body, err := get(ctx, hc, f.PeerURL+founderPath)
+	switch {
+	case err != nil:
 		fd.Detail = err.Error()
-		return fd
+	case code == http.StatusOK:
+		var ans founderAnswer
+		_ = json.Unmarshal(body, &ans)
+		switch ans.State {
+		case "blank":
+			fd.State, fd.Detail = membership.FounderBlank, "no data, no etcd"
+		case "ready":
+			fd.State, fd.Detail = membership.FounderReady, "no data, ready to bootstrap"
+		default:
+			fd.Detail = fmt.Sprintf("unexpected answer %.80q", body)
+		}
+	case code == http.StatusNotFound:
+		code, body, err = get(ctx, hc, f.PeerURL+"/members")
+		var members []json.RawMessage
+		if err == nil && code == http.StatusOK && json.Unmarshal(body, &members) == nil {
+			fd.State, fd.Detail = membership.FounderEtcd, fmt.Sprintf("etcd runs there (%d members)", len(members))
+		} else {
+			fd.Detail = fmt.Sprintf("peer port: %d %v", code, err)
+		}
+	default:
+		fd.Detail = fmt.Sprintf("peer port answered %d", code)
+	}
+	return fd
+}
+
+func get(ctx context.Context, hc *http.Client, u string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, nil, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		fd.Detail = err.Error()
-		return fd
+		return 0, nil, err
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-		var ans founderAnswer
-		if json.Unmarshal(body, &ans) == nil && ans.State == "blank" {
-			fd.State, fd.Detail = membership.FounderBlank, "no data, no etcd"
-		} else {
-			fd.Detail = fmt.Sprintf("unexpected answer %.80q", body)
-		}
-		return fd
-	case http.StatusNotFound: // an etcd member
-	default:
-		fd.Detail = "peer port answered " + resp.Status
-		return fd
-	}
-	clientURL, err := a.clientURLFor(f.PeerURL)
-	if err != nil {
-		fd.Detail = err.Error()
-		return fd
-	}
-	cli, err := a.newClusterClient([]string{clientURL})
-	if err != nil {
-		fd.Detail = err.Error()
-		return fd
-	}
-	defer cli.Close()
-	sctx, cancel := context.WithTimeout(ctx, founderProbeTimeout)
-	defer cancel()
-	st, err := cli.Status(sctx, clientURL)
-	if err != nil {
-		fd.Detail = "etcd runs, status failed: " + shortErr(err)
-		return fd
-	}
-	fd.Detail = fmt.Sprintf("etcd runs, raft term %d, leader %x", st.RaftTerm, st.Leader)
-	// etcd bootstraps at raft term 1; the first election moves it on. A
-	// member still at term 1 without a leader has accepted no leader's entry.
-	if st.RaftTerm <= 1 && st.Leader == 0 {
-		fd.State = membership.FounderBootstrapping
-	} else {
-		fd.State = membership.FounderFormed
-	}
-	return fd
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, body, err
 }

@@ -19,15 +19,13 @@ type FounderState string
 // Founder states.
 const (
 	// FounderBlank: the founder's agent answered that it has no data and
-	// runs no etcd: no cluster there.
+	// runs no etcd.
 	FounderBlank FounderState = "blank"
-	// FounderBootstrapping: etcd runs there and has never seen an election
-	// (raft term 1, no leader): it is forming the cluster right now and has
-	// accepted no entry from any leader.
-	FounderBootstrapping FounderState = "bootstrapping"
-	// FounderFormed: etcd runs there and has had a leader (term > 1 or a
-	// leader now): the cluster formed.
-	FounderFormed FounderState = "formed"
+	// FounderReady: the founder's agent has no data and saw every founder
+	// without data: it is about to bootstrap.
+	FounderReady FounderState = "ready"
+	// FounderEtcd: an etcd member answers there: the founder holds data.
+	FounderEtcd FounderState = "etcd"
 	// FounderNoAnswer: nothing usable answered; it may hold data.
 	FounderNoAnswer FounderState = "no answer"
 )
@@ -59,6 +57,10 @@ type RegistryFormation struct {
 type FenceFacts struct {
 	Registry *RegistryFormation
 	Founders []Founder
+	// SelfReady (static): this node already answers "ready", since
+	// ReadyFor.
+	SelfReady bool
+	ReadyFor  time.Duration
 	// ClusterAnswers: a cluster with a leader answered at the endpoints this
 	// node knows (discovered peers, published endpoints, its own last list).
 	ClusterAnswers bool
@@ -76,6 +78,9 @@ const (
 	FenceJoin FenceKind = "join"
 	// FenceWait: not enough is known; look again later. Never bootstrap.
 	FenceWait FenceKind = "wait"
+	// FenceReady (static): every founder answered without data; answer
+	// "ready" from now on, then bootstrap.
+	FenceReady FenceKind = "ready"
 )
 
 // FenceVerdict is the verdict with its reason, for logs and status.
@@ -86,8 +91,9 @@ type FenceVerdict struct {
 
 // Fence decides whether a founding member without data may bootstrap.
 // Anything that says the cluster formed, or that this member ran before,
-// means join; with static discovery, every other founder must have answered
-// that it has no formed cluster, or the answer is wait.
+// means join. With static discovery every other founder must answer: a
+// founder becomes ready only when no founder holds data, and an etcd seen
+// before that means the cluster formed earlier.
 func Fence(f FenceFacts) FenceVerdict {
 	if f.ClusterAnswers {
 		return FenceVerdict{FenceJoin, "a formed cluster answers: joining it as a new member"}
@@ -103,23 +109,37 @@ func Fence(f FenceFacts) FenceVerdict {
 		}
 		return FenceVerdict{FenceBootstrap, "discovery records no formation and no earlier start of this member"}
 	}
-	var formed, silent []string
+	var holding, silent, blank []string
 	for _, fd := range f.Founders {
 		switch fd.State {
-		case FounderFormed:
-			formed = append(formed, fmt.Sprintf("%s (%s)", fd.Name, fd.Detail))
-		case FounderBlank, FounderBootstrapping:
+		case FounderEtcd:
+			holding = append(holding, fd.Name)
+		case FounderBlank:
+			blank = append(blank, fd.Name)
+		case FounderReady:
 		default:
 			silent = append(silent, fd.Name)
 		}
 	}
 	switch {
-	case len(formed) > 0:
-		return FenceVerdict{FenceJoin, "founder " + strings.Join(formed, ", ") + " has a formed cluster: joining it as a new member"}
 	case len(silent) > 0:
 		return FenceVerdict{FenceWait, fmt.Sprintf(
 			"static discovery: waiting for founder %s to answer on its peer port (a founder that does not answer may hold the cluster's data)",
 			strings.Join(silent, ", "))}
+	case !f.SelfReady && len(holding) > 0:
+		// Seen before this node saw every founder without data: that
+		// etcd's data predates this round, so the cluster formed.
+		return FenceVerdict{FenceJoin, "founder " + strings.Join(holding, ", ") + " holds the cluster's data: joining it as a new member"}
+	case !f.SelfReady:
+		return FenceVerdict{FenceReady, fmt.Sprintf("every other founder (%d) answered without data: ready to bootstrap", len(f.Founders))}
+	case len(blank) == 0 || f.ReadyFor >= ReadyWait:
+		// Since this node became ready, no founder held data: any etcd
+		// now running started in this round.
+		return FenceVerdict{FenceBootstrap, fmt.Sprintf("every other founder (%d) answered without data before this node bootstrapped", len(f.Founders))}
 	}
-	return FenceVerdict{FenceBootstrap, fmt.Sprintf("every other founder (%d) answered that it has no formed cluster", len(f.Founders))}
+	return FenceVerdict{FenceWait, "static discovery: ready to bootstrap, waiting for founder " + strings.Join(blank, ", ") + " to be ready too"}
 }
+
+// ReadyWait is how long a ready founder waits for blank founders to become
+// ready before it bootstraps anyway (they then join as learners).
+const ReadyWait = 10 * time.Second

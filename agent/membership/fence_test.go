@@ -9,6 +9,8 @@ import (
 func TestFence(t *testing.T) {
 	started := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 	blank := func(n string) Founder { return Founder{Name: n, State: FounderBlank} }
+	ready := func(n string) Founder { return Founder{Name: n, State: FounderReady} }
+	etcd := func(n string) Founder { return Founder{Name: n, State: FounderEtcd} }
 	tests := []struct {
 		name   string
 		facts  FenceFacts
@@ -20,12 +22,18 @@ func TestFence(t *testing.T) {
 		{"registry: my past self started", FenceFacts{Registry: &RegistryFormation{SelfStarted: true, SelfStartedAt: started}}, FenceJoin, "2026-11-30T10:00:00Z"},
 		{"registry: started and formed", FenceFacts{Registry: &RegistryFormation{SelfStarted: true, SelfStartedAt: started, Formed: true}}, FenceJoin, "never with its old identity"},
 		{"registry: a cluster answers though nothing is recorded", FenceFacts{Registry: &RegistryFormation{}, ClusterAnswers: true}, FenceJoin, "answers"},
-		{"static: every founder blank", FenceFacts{Founders: []Founder{blank("a"), blank("b")}}, FenceBootstrap, "every other founder (2)"},
-		{"static: a founder is bootstrapping now", FenceFacts{Founders: []Founder{blank("a"), {Name: "b", State: FounderBootstrapping}}}, FenceBootstrap, "no formed cluster"},
-		{"static: a founder has a formed cluster", FenceFacts{Founders: []Founder{blank("a"), {Name: "b", State: FounderFormed, Detail: "raft term 4"}}}, FenceJoin, "b (raft term 4)"},
-		{"static: formed wins over silence", FenceFacts{Founders: []Founder{{Name: "a", State: FounderNoAnswer}, {Name: "b", State: FounderFormed}}}, FenceJoin, "formed"},
-		{"static: a founder does not answer", FenceFacts{Founders: []Founder{blank("a"), {Name: "b", State: FounderNoAnswer}}}, FenceWait, "waiting for founder b"},
-		{"static: single founder", FenceFacts{Founders: []Founder{}}, FenceBootstrap, "(0)"},
+		{"static: every founder blank: ready", FenceFacts{Founders: []Founder{blank("a"), blank("b")}}, FenceReady, "every other founder (2)"},
+		{"static: others ready: ready", FenceFacts{Founders: []Founder{ready("a"), blank("b")}}, FenceReady, "ready to bootstrap"},
+		{"static: an etcd before ready means formed", FenceFacts{Founders: []Founder{blank("a"), etcd("b")}}, FenceJoin, "b holds the cluster's data"},
+		{"static: ready and all ready: bootstrap", FenceFacts{SelfReady: true, Founders: []Founder{ready("a"), ready("b")}}, FenceBootstrap, "before this node bootstrapped"},
+		{"static: ready and one already started: bootstrap", FenceFacts{SelfReady: true, Founders: []Founder{ready("a"), etcd("b")}}, FenceBootstrap, "every other founder"},
+		{"static: ready, one still blank: wait", FenceFacts{SelfReady: true, ReadyFor: time.Second, Founders: []Founder{blank("a"), etcd("b")}}, FenceWait, "waiting for founder a"},
+		{"static: ready long enough: bootstrap", FenceFacts{SelfReady: true, ReadyFor: ReadyWait, Founders: []Founder{blank("a"), etcd("b")}}, FenceBootstrap, "every other founder"},
+		{"static: silence means wait, even with data seen", FenceFacts{Founders: []Founder{{Name: "a", State: FounderNoAnswer}, etcd("b")}}, FenceWait, "waiting for founder a"},
+		{"static: ready, then one falls silent: wait", FenceFacts{SelfReady: true, ReadyFor: time.Hour, Founders: []Founder{{Name: "a", State: FounderNoAnswer}}}, FenceWait, "a to answer"},
+		{"static: a cluster answers", FenceFacts{Founders: []Founder{blank("a")}, ClusterAnswers: true}, FenceJoin, "answers"},
+		{"static: single founder", FenceFacts{Founders: []Founder{}}, FenceReady, "(0)"},
+		{"static: single founder, ready", FenceFacts{SelfReady: true, Founders: []Founder{}}, FenceBootstrap, "(0)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
