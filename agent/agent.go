@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -87,6 +88,9 @@ type Agent struct {
 	// etcdSupervised is closed when this pass's etcd supervision returned.
 	etcdSupervised chan struct{}
 	readyOnce      sync.Once
+	// inconsistent holds why etcd is held stopped after etcd's initial
+	// corruption check refused this member's data ("" while it is not).
+	inconsistent atomic.Value
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -377,8 +381,17 @@ func (a *Agent) holdEtcd() string {
 	if left, _ := leftMarker(a.cfg.Node.DataDir); left {
 		return "this node is leaving the cluster (" + LeftMarkerPath(a.cfg.Node.DataDir) + ")"
 	}
+	if why, _ := a.inconsistent.Load().(string); why != "" {
+		return why
+	}
 	return ""
 }
+
+// inconsistentData is etcd's message when its initial corruption check finds
+// the local data differs from the peers'. Restarting cannot fix it (and an
+// embedded etcd keeps its WAL locked after that failure), and which side is
+// wrong needs a human: etcd is held stopped and the data left in place.
+const inconsistentData = "found data inconsistency with peers"
 
 func (a *Agent) runtimeEvent(ev runtime.Event) {
 	switch {
@@ -386,6 +399,12 @@ func (a *Agent) runtimeEvent(ev runtime.Event) {
 		ev.Kind == runtime.EventStable:
 		// Supervision found etcd running as expected: nothing to report.
 		a.log.Debug("etcd runtime event", "event", ev.String())
+	case strings.Contains(ev.String(), inconsistentData):
+		why := "etcd's initial corruption check found this member's data inconsistent with its peers: etcd is held stopped; compare `etcd-agent status` hashes, then move " +
+			a.cfg.Node.DataDir + " aside to let the node rejoin as a new member"
+		a.inconsistent.Store(why)
+		a.log.Error("etcd refused to start: data inconsistent with peers", "event", ev.String())
+		a.rec.AddDecision("divergence", why)
 	default:
 		a.log.Warn("etcd runtime event", "event", ev.String())
 		a.rec.AddDecision("runtime", ev.String())

@@ -24,6 +24,7 @@ type health struct {
 	learner   bool   // the local member is a learner: promote it
 	selfID    uint64 // the local member's ID, when it is in the member list
 	clusterID uint64
+	leader    bool // the local member is the leader
 	phase     report.Phase
 	message   string
 	endpoints []string
@@ -95,7 +96,7 @@ func (a *Agent) probe(ctx context.Context) health {
 			leader = m.Name
 		}
 	}
-	return health{ready: true, phase: report.PhaseHealthy, endpoints: endpoints, selfID: self.ID, clusterID: st.Header.GetClusterId(),
+	return health{ready: true, phase: report.PhaseHealthy, endpoints: endpoints, selfID: self.ID, clusterID: st.Header.GetClusterId(), leader: st.Leader == self.ID,
 		message: fmt.Sprintf("healthy, leader %s, %d/%d voters", leader, voters, a.cfg.Cluster.Size)}
 }
 

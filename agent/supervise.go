@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
@@ -85,6 +86,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 	certs := time.NewTicker(certCheckInterval)
 	defer certs.Stop()
 	var watch membershipWatch
+	hashes := time.NewTicker(hashCheckInterval)
+	defer hashes.Stop()
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
 		t := time.NewTicker(a.opts.WatchdogInterval)
@@ -113,6 +116,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 					return r
 				}
 			}
+		case <-hashes.C:
+			a.checkDivergence(ctx)
 		case <-certs.C:
 			if err := a.refreshCertificates(); err != nil {
 				a.rec.SetError(fmt.Errorf("certificate renewal: %w", err))
@@ -165,4 +170,27 @@ func (a *Agent) petDuringStartup(ctx context.Context) (stop func()) {
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// hashCheckInterval is how often the leader's agent compares every member's
+// HashKV. Each comparison makes every member hash its whole database, so
+// only the leader's agent does it, and not often.
+const hashCheckInterval = 10 * time.Minute
+
+// checkDivergence compares the members' HashKV at a common revision when the
+// local member leads, and reports replicas that diverged (etcd's own checks
+// also run: the initial check at start, the compact-hash check).
+func (a *Agent) checkDivergence(ctx context.Context) {
+	h := a.probe(ctx)
+	if !h.ready || !h.leader {
+		return
+	}
+	check := hashcheck.CompareHashKV(ctx, a.client, nil)
+	if check.Mismatch {
+		a.log.Error("replicas diverged", "check", check.Description)
+		a.rec.AddDecision("divergence", check.Description)
+		a.flush()
+		return
+	}
+	a.log.Debug("hashkv compared", "check", check.Description)
 }
