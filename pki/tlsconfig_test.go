@@ -184,3 +184,59 @@ func TestClientTLSLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPeerTLSAcceptsPeerCertsOnly: the agent's own use of the peer port (a
+// founder without data answering there) takes peer certificates and refuses
+// the agent's and the operator's client certificates from the same CA.
+func TestPeerTLSAcceptsPeerCertsOnly(t *testing.T) {
+	dir := nodeDir(t)
+	server, client, err := PeerTLS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		cert, key string // "" = the peer pair from PeerTLS
+		ok        bool
+	}{
+		{"peer certificate", "", "", true},
+		{"agent client certificate", ClientCertFile, ClientKeyFile, false},
+		{"operator certificate", OperatorCertFile, OperatorKeyFile, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				tcn := conn.(*tls.Conn)
+				_ = tcn.SetDeadline(time.Now().Add(5 * time.Second))
+				if tcn.Handshake() == nil {
+					_, _ = tcn.Write([]byte("ok"))
+				}
+			}()
+			cfg := client.Clone()
+			cfg.ServerName = "127.0.0.1"
+			if tc.cert != "" {
+				other, err := ClientTLS(dir, tc.cert, tc.key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.Certificates = other.Certificates
+			}
+			err = dial(ln.Addr().String(), cfg)
+			if tc.ok && err != nil {
+				t.Fatalf("peer handshake failed: %v", err)
+			}
+			if !tc.ok && err == nil {
+				t.Fatal("a non-peer certificate was accepted")
+			}
+		})
+	}
+}
