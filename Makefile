@@ -33,7 +33,7 @@ podman-setup: image ## root: Podman services (rootful + rootless user etcdtest) 
 test-short: tools ## fast tier: pure tables and single-process tests
 	go test -short -count=1 ./...
 
-test: tools etcd-binaries ## full suite, including multi-node and Podman scenarios when their setup is present
+test: tools etcd-binaries build ## full suite, including multi-node and Podman scenarios when their setup is present
 	go test -count=1 -timeout 40m ./...
 
 lint:
