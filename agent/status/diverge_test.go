@@ -39,7 +39,7 @@ func TestDivergence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd cluster")
 	}
-	c := statustest.Start(t, "127.0.0.201", "127.0.0.202", "127.0.0.203")
+	c := statustest.Start(t, "127.0.2.1", "127.0.2.2", "127.0.2.3")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), TLS: c.OperatorTLS(t),
@@ -129,7 +129,7 @@ func TestDivergence(t *testing.T) {
 		}
 		// Explicit endpoints, one of them dead: still a mismatch between the
 		// two that answer, the dead one not compared.
-		eps := append(c.Endpoints(), "https://127.0.0.204:1")
+		eps := append(c.Endpoints(), "https://127.0.2.4:1")
 		hc = hashcheck.CompareHashKV(ctx, cli, eps)
 		if !hc.Mismatch || hc.Results[3].Compared || !strings.Contains(hc.Results[3].NotCompared, "no answer: get status") {
 			t.Errorf("CompareHashKV with a dead endpoint = %+v", hc)
