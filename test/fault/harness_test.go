@@ -10,8 +10,10 @@ package fault_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -75,7 +77,7 @@ func agentBinary(t testing.TB) string {
 }
 
 // cluster is one scenario's world: a CA, a discovery source, nodes on
-// 127.0.0.(ipBase+i) (i >= 1; ipBase+0 is the discovery service and the
+// 127.0.1.(ipBase+i) (i >= 1; ipBase+0 is the discovery service and the
 // tester's client certificate).
 type cluster struct {
 	t      *testing.T
@@ -135,7 +137,13 @@ func newCluster(t *testing.T, ipBase int) *cluster {
 	return c
 }
 
-func (c *cluster) ip(i int) string   { return fmt.Sprintf("127.0.0.%d", c.ipBase+i) }
+// loopbackNet is the /24 the scenarios' nodes live in: 127.0.1.x, because
+// the agent package's multi-node tests use 127.0.0.100-259 and run in
+// parallel with this package under `go test ./...`. Each scenario takes
+// its own sub-block 100-149 of it (ipBase).
+const loopbackNet = "127.0.1"
+
+func (c *cluster) ip(i int) string   { return fmt.Sprintf("%s.%d", loopbackNet, c.ipBase+i) }
 func (c *cluster) name(i int) string { return "etcd-" + strings.ReplaceAll(c.ip(i), ".", "-") }
 func (c *cluster) clientURL(i int) string {
 	return fmt.Sprintf("https://%s:2379", c.ip(i))
@@ -156,11 +164,20 @@ type proc struct {
 // to lines, when not nil). The process is killed when the test ends.
 func (c *cluster) spawn(name string, env []string, lines func(string), args ...string) *proc {
 	c.t.Helper()
+	// name-N.log, N counting up; never overwrite the log of an earlier
+	// run kept in ETCD_AGENT_TEST_LOGDIR.
+	var logPath string
+	var logFile *os.File
+	var err error
 	c.mu.Lock()
-	c.seq[name]++
-	logPath := filepath.Join(c.logDir, fmt.Sprintf("%s-%d.log", name, c.seq[name]))
+	for {
+		c.seq[name]++
+		logPath = filepath.Join(c.logDir, fmt.Sprintf("%s-%d.log", name, c.seq[name]))
+		if logFile, err = os.OpenFile(logPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
 	c.mu.Unlock()
-	logFile, err := os.Create(logPath)
 	if err != nil {
 		c.t.Fatal(err)
 	}
