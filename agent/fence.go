@@ -42,7 +42,9 @@ func (a *Agent) enterAsFounder(ctx context.Context, res discovery.Result) (membe
 			a.setPhase(report.PhaseDiscovery, v.Reason)
 			continue
 		case membership.FenceBootstrap:
-			return membership.Decide(membership.Facts{Self: a.self(), Discovered: discovered(res), SelfDiscovered: true, Token: res.Token})
+			d, err := membership.Decide(membership.Facts{Self: a.self(), Discovered: discovered(res), SelfDiscovered: true, Token: res.Token})
+			d.Reason += " (" + v.Reason + ")"
+			return d, err
 		case membership.FenceJoin:
 			a.rec.AddDecision("fence", v.Reason)
 			return a.joinCluster(ctx, res, true)
