@@ -62,6 +62,9 @@ type Options struct {
 	// the member add, before etcd starts; "promote": before each promotion
 	// attempt). An error aborts Run there, as a crash would (tests).
 	JoinHook func(step string) error
+	// LearnerCatchUpTimeout bounds a learner's catch-up before it removes
+	// itself and joins again. Zero: 15 minutes.
+	LearnerCatchUpTimeout time.Duration
 }
 
 // Agent is one node's agent. Create it with New and call Run once.
@@ -106,6 +109,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.LearnerCatchUpTimeout <= 0 {
+		opts.LearnerCatchUpTimeout = defaultLearnerCatchUpTimeout
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
 	a.rec = report.NewRecorder(report.NodeReport{

@@ -2,11 +2,16 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
+
+// ErrSkipPromotion, returned by Options.JoinHook at "promote", skips that
+// promotion attempt (tests: a learner that never catches up).
+var ErrSkipPromotion = errors.New("promotion skipped by the join hook")
 
 // joinHook lets tests stop the agent at a step of the join.
 func (a *Agent) joinHook(step string) error {

@@ -83,7 +83,7 @@ func (a *Agent) abandonLearner(ctx context.Context, id uint64) error {
 	if err := lock.check(ctx); err != nil {
 		return fmt.Errorf("abandon learner: %w", err)
 	}
-	reason := fmt.Sprintf("learner %x not caught up after %s", id, learnerCatchUpTimeout)
+	reason := fmt.Sprintf("learner %x not caught up after %s", id, a.opts.LearnerCatchUpTimeout)
 	if err := a.removeMember(ctx, cli, id, func(msg string) { a.setPhase(report.PhaseLearner, "removing this learner: "+msg) }); err != nil {
 		return fmt.Errorf("abandon learner: remove %x: %w", id, err)
 	}

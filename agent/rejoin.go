@@ -28,9 +28,9 @@ func (r *rejoinNeeded) Error() string { return "rejoin as a new member: " + r.re
 // to it (and how often it asks again).
 const removedCheckAfter = 5 * time.Second
 
-// learnerCatchUpTimeout bounds a learner's catch-up: a learner still not
-// promoted after it is removed and the join starts over.
-const learnerCatchUpTimeout = 15 * time.Minute
+// defaultLearnerCatchUpTimeout bounds a learner's catch-up: a learner still
+// not promoted after it removes itself and the join starts over.
+const defaultLearnerCatchUpTimeout = 15 * time.Minute
 
 // checkMembership asks the rest of the cluster, linearizably, whether this
 // node's data still belongs to it: the member ID in the WAL must be in the

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,4 +314,54 @@ func TestReplaceEveryFounder(t *testing.T) {
 	cli := clusterClient(h, live...)
 	defer cli.Close()
 	h.wantMembers(t, cli, 4, 5, 6)
+}
+
+// TestLearnerThatNeverCatchesUp: a learner not promoted within the bound
+// removes itself under the lock, moves its data aside and joins again.
+func TestLearnerThatNeverCatchesUp(t *testing.T) {
+	h := newHarness(t, 210)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes...)
+	defer cli.Close()
+	w := startWriter(t, cli, 2)
+
+	nodes[2].stop()
+	var skipping atomic.Bool
+	skipping.Store(true)
+	fresh := h.startWith(ctx, 4, h.config(4, 3, h.v3Discovery(token)), func(o *agent.Options) {
+		o.LearnerCatchUpTimeout = 3 * time.Second
+		o.JoinHook = func(step string) error {
+			if step == "promote" && skipping.Load() {
+				return agent.ErrSkipPromotion
+			}
+			return nil
+		}
+	})
+	// Let the first learner time out, then let promotion through.
+	deadline := time.Now().Add(joinTimeout)
+	for !slices.ContainsFunc(fresh.agent.Report().Decisions, func(d report.Decision) bool { return d.Action == "move-aside" }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the learner never gave up: %s %s", fresh.agent.Report().Phase, fresh.agent.Report().Message)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	skipping.Store(false)
+	fresh.waitReady(t, joinTimeout)
+
+	moved, _ := filepath.Glob(fresh.cfg.Node.DataDir + ".removed-*")
+	if len(moved) != 1 {
+		t.Fatalf("moved-aside data dirs = %v, want one", moved)
+	}
+	var gaveUp bool
+	for _, d := range fresh.agent.Report().Decisions {
+		gaveUp = gaveUp || (d.Action == "remove-member" && strings.Contains(d.Reason, "not caught up"))
+	}
+	if !gaveUp {
+		t.Fatalf("no decision records the learner's removal: %+v", fresh.agent.Report().Decisions)
+	}
+	cli.SetEndpoints(nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, fresh.agent.Report().ClientURL)
+	h.wantMembers(t, cli, 1, 2, 4)
+	w.verify(t, cli)
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -32,15 +33,19 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			if learnerSince.IsZero() {
 				learnerSince = a.now()
 			}
-			if err := a.joinHook("promote"); err != nil {
+			promoted, progress := false, "catching up"
+			switch err := a.joinHook("promote"); {
+			case errors.Is(err, ErrSkipPromotion):
+			case err != nil:
 				return err
+			default:
+				promoted, progress = a.promote(ctx, h.selfID)
 			}
-			promoted, progress := a.promote(ctx, h.selfID)
 			h.message = "learner, " + progress
 			if promoted {
 				continue
 			}
-			if a.now().Sub(learnerSince) > learnerCatchUpTimeout {
+			if a.now().Sub(learnerSince) > a.opts.LearnerCatchUpTimeout {
 				return a.abandonLearner(ctx, h.selfID)
 			}
 		}
