@@ -166,6 +166,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if !ok {
 			return err
 		}
+		if left, what := leftMarker(a.cfg.Node.DataDir); left {
+			// `leave` started after this pass began: never rejoin.
+			return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
+		}
 		if err := a.rejoin(ctx, r); err != nil {
 			return fmt.Errorf("rejoin: %w", err)
 		}

@@ -37,6 +37,9 @@ const defaultLearnerCatchUpTimeout = 15 * time.Minute
 // member list of the cluster ID in the WAL. It returns a rejoinNeeded only on
 // such an answer; no answer, or a cluster without quorum, proves nothing.
 func (a *Agent) checkMembership(ctx context.Context) *rejoinNeeded {
+	if left, _ := leftMarker(a.cfg.Node.DataDir); left {
+		return nil // leaving: the removal is expected, and `leave` finishes it
+	}
 	id, err := datadir.ReadIdentity(a.cfg.Node.DataDir)
 	if err != nil {
 		a.log.Debug("membership check: read member identity", "err", err)
