@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -58,8 +59,10 @@ func (a *Agent) answerAsFounder(ctx context.Context, state *atomic.Value) (stop 
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(founderAnswer{State: state.Load().(string), Name: a.id.Name})
 	})
+	// Refused handshakes (non-peer certificates, etcd peers probing for a
+	// member that has not started) are expected: not logged.
 	srv := &http.Server{Handler: mux, TLSConfig: serverTLS, ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog: nil}
+		ErrorLog: log.New(io.Discard, "", 0)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

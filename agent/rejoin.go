@@ -12,8 +12,8 @@ import (
 )
 
 // A member that cannot use its data — removed from the cluster while it was
-// down, or holding another cluster's data — moves the data aside (never
-// deletes it) and enters the cluster again as a new member.
+// down — moves the data aside (never deletes it) and enters the cluster
+// again as a new member.
 
 // rejoinNeeded ends one pass of the lifecycle: the data dir is moved aside
 // and the node goes through membership again.
@@ -63,7 +63,11 @@ func (a *Agent) checkMembership(ctx context.Context) *rejoinNeeded {
 		return nil
 	}
 	if got := list.Header.GetClusterId(); got != id.ClusterID {
-		return &rejoinNeeded{reason: fmt.Sprintf("this node's data belongs to cluster %x, but the cluster at %v is %x", id.ClusterID, eps, got)}
+		// Another cluster answers at the addresses this node knew: not
+		// proof about this node's own cluster, so nothing is moved.
+		a.log.Warn("membership check: another cluster answers at this node's known endpoints",
+			"data_cluster", fmt.Sprintf("%x", id.ClusterID), "answering_cluster", fmt.Sprintf("%x", got), "endpoints", eps)
+		return nil
 	}
 	for _, m := range list.Members {
 		if m.ID == id.MemberID {

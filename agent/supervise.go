@@ -51,6 +51,8 @@ func (a *Agent) waitReady(ctx context.Context) error {
 		}
 		if !h.ready {
 			a.observe(h)
+			// A learner catching up is expected; anything else that is
+			// not ready for a while may have been removed while away.
 			if watch.observe(h.learner, a.now()) {
 				if r := a.checkMembership(ctx); r != nil {
 					return r
