@@ -88,10 +88,19 @@ func (d *V3) Formation(ctx context.Context) (Formation, error) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
 	defer cancel()
-	prefix := formationPrefix(d.Token)
+	return ReadFormation(ctx, c, d.Token)
+}
+
+// ReadFormation reads the formation records under a v3 token (also for
+// `etcd-agent discovery show`).
+func ReadFormation(ctx context.Context, c *clientv3.Client, token string) (Formation, error) {
+	if err := checkToken(token); err != nil {
+		return Formation{}, err
+	}
+	prefix := formationPrefix(token)
 	resp, err := c.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
-		return Formation{}, fmt.Errorf("read formation records of token %s: %w", d.Token, err)
+		return Formation{}, fmt.Errorf("read formation records of token %s: %w", token, err)
 	}
 	kvs := map[string][]byte{}
 	for _, kv := range resp.Kvs {

@@ -124,11 +124,23 @@ func discoveryShowCommand() *command {
 			if err != nil {
 				return err
 			}
+			formation, err := discovery.ReadFormation(ctx, cli, token)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(e.stdout, "token %s: size %d, %d registered\n", token, size, len(regs))
+			if formation.Formed != nil {
+				fmt.Fprintf(e.stdout, "formed: %s\n", formation.Formed)
+			} else {
+				fmt.Fprintf(e.stdout, "formed: not recorded\n")
+			}
 			for i, r := range regs {
 				role := "founding"
 				if i >= size {
 					role = "extra (registry was full)"
+				}
+				if st, ok := formation.Started[r.ID]; ok {
+					role += ", etcd started " + st.At.UTC().Format(time.RFC3339)
 				}
 				fmt.Fprintf(e.stdout, "  %d. %-20s %-28s id %s rev %d  %s\n", i+1, r.Name, r.PeerURL, r.ID, r.CreateRevision, role)
 			}
