@@ -110,8 +110,15 @@ func (a *Agent) supervise(ctx context.Context) error {
 				a.log.Debug("sd_notify watchdog", "err", err)
 			}
 		case <-health.C:
-			if _, what := leftMarker(a.cfg.Node.DataDir); strings.HasPrefix(what, "left") {
+			if left, what := leftMarker(a.cfg.Node.DataDir); strings.HasPrefix(what, "left") {
 				return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
+			} else if left {
+				// `leave` is removing this member. etcd 3.7 panics on a
+				// Status call that arrives between its removal and its
+				// stop (IsLocalMemberLearner), which would take an
+				// embedded etcd's agent down with it: do not probe.
+				a.setPhase(report.PhaseLeaving, "leaving the cluster: "+strings.TrimSpace(what))
+				continue
 			}
 			h := a.probe(ctx)
 			a.observe(h)
