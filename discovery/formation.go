@@ -81,14 +81,13 @@ func (d *V3) MemberID(self Member) (string, error) {
 
 // Formation reads the formation records under d.Token.
 func (d *V3) Formation(ctx context.Context) (Formation, error) {
-	c, err := d.client()
-	if err != nil {
-		return Formation{}, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
-	defer cancel()
-	return ReadFormation(ctx, c, d.Token)
+	var f Formation
+	err := d.request(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		var err error
+		f, err = ReadFormation(ctx, c, d.Token)
+		return err
+	})
+	return f, err
 }
 
 // ReadFormation reads the formation records under a v3 token (also for
@@ -130,21 +129,16 @@ func (d *V3) RecordFormed(ctx context.Context, f Formed) error {
 }
 
 func (d *V3) putIfAbsent(ctx context.Context, key string, value []byte) error {
-	c, err := d.client()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
-	defer cancel()
-	_, err = c.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(value))).
-		Commit()
-	if err != nil {
-		return fmt.Errorf("record %s: %w", key, err)
-	}
-	return nil
+	return d.request(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		_, err := c.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, string(value))).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("record %s: %w", key, err)
+		}
+		return nil
+	})
 }
 
 // MemberID is self's member ID (hex) under the discovery URL, the v2 token.

@@ -153,6 +153,33 @@ func clusterEndpointsKey(token string) string {
 // token, so a node that finds the registry full can still reach the cluster
 // after every founding member has been replaced.
 func (d *V3) PublishClusterEndpoints(ctx context.Context, endpoints []string) error {
+	return d.request(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		if _, err := c.Put(ctx, clusterEndpointsKey(d.Token), strings.Join(endpoints, ",")); err != nil {
+			return fmt.Errorf("publish cluster endpoints for token %s: %w", d.Token, err)
+		}
+		return nil
+	})
+}
+
+// ClusterEndpoints returns the client URLs last published for the token's
+// cluster, or nil when none were.
+func (d *V3) ClusterEndpoints(ctx context.Context) ([]string, error) {
+	var eps []string
+	err := d.request(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		resp, err := c.Get(ctx, clusterEndpointsKey(d.Token))
+		if err != nil {
+			return fmt.Errorf("read cluster endpoints for token %s: %w", d.Token, err)
+		}
+		if len(resp.Kvs) > 0 && len(resp.Kvs[0].Value) > 0 {
+			eps = strings.Split(string(resp.Kvs[0].Value), ",")
+		}
+		return nil
+	})
+	return eps, err
+}
+
+// request runs one bounded request with a client to the discovery cluster.
+func (d *V3) request(ctx context.Context, fn func(ctx context.Context, c *clientv3.Client) error) error {
 	c, err := d.client()
 	if err != nil {
 		return err
@@ -160,30 +187,7 @@ func (d *V3) PublishClusterEndpoints(ctx context.Context, endpoints []string) er
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
 	defer cancel()
-	if _, err := c.Put(ctx, clusterEndpointsKey(d.Token), strings.Join(endpoints, ",")); err != nil {
-		return fmt.Errorf("publish cluster endpoints for token %s: %w", d.Token, err)
-	}
-	return nil
-}
-
-// ClusterEndpoints returns the client URLs last published for the token's
-// cluster, or nil when none were.
-func (d *V3) ClusterEndpoints(ctx context.Context) ([]string, error) {
-	c, err := d.client()
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
-	defer cancel()
-	resp, err := c.Get(ctx, clusterEndpointsKey(d.Token))
-	if err != nil {
-		return nil, fmt.Errorf("read cluster endpoints for token %s: %w", d.Token, err)
-	}
-	if len(resp.Kvs) == 0 || len(resp.Kvs[0].Value) == 0 {
-		return nil, nil
-	}
-	return strings.Split(string(resp.Kvs[0].Value), ","), nil
+	return fn(ctx, c)
 }
 
 func (d *V3) client() (*clientv3.Client, error) {
