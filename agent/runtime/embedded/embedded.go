@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
+	"github.com/etcd-agent/etcd-agent/internal/zapslog"
 )
 
 // DefaultStopTimeout bounds a graceful stop.
@@ -49,6 +51,8 @@ type instance struct {
 	hash string
 	done chan struct{} // closed when etcd has stopped; exit is set then
 	exit runtime.ExitInfo
+	// crash reports etcd's panics (see crashHook).
+	crash *crashHook
 }
 
 // New returns an embedded runtime; nothing runs until Ensure.
@@ -96,7 +100,9 @@ func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Actio
 	if err != nil {
 		return "", fmt.Errorf("start embedded etcd: %w", err)
 	}
-	inst, err := start(ctx, cfg, hash)
+	crash := newCrashHook()
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(r.log).WithOptions(zap.WithPanicHook(crash)))
+	inst, err := start(ctx, cfg, hash, crash)
 	if err != nil {
 		return "", err
 	}
@@ -106,7 +112,7 @@ func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Actio
 }
 
 // start runs embed.StartEtcd, bounded by ctx, and watches for the exit.
-func start(ctx context.Context, cfg *embed.Config, hash string) (*instance, error) {
+func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook) (*instance, error) {
 	type result struct {
 		e   *embed.Etcd
 		err error
@@ -131,7 +137,7 @@ func start(ctx context.Context, cfg *embed.Config, hash string) (*instance, erro
 	if res.err != nil {
 		return nil, fmt.Errorf("start embedded etcd: %w", res.err)
 	}
-	inst := &instance{etcd: res.e, hash: hash, done: make(chan struct{})}
+	inst := &instance{etcd: res.e, hash: hash, done: make(chan struct{}), crash: crash}
 	go inst.watch()
 	return inst, nil
 }
@@ -146,6 +152,9 @@ func (in *instance) watch() {
 		if err == nil {
 			err = errors.New("etcd listener closed")
 		}
+	case msg := <-in.crash.fatal:
+		err = fmt.Errorf("etcd panicked: %s", msg)
+		in.etcd.Server.HardStop()
 	}
 	in.etcd.Close()
 	in.exit = runtime.ExitInfo{ExitCode: -1, Err: err, At: time.Now()}
