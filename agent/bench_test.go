@@ -51,6 +51,8 @@ func BenchmarkReplaceNode(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		token, nodes := formCluster(b, h, ctx, 3)
 		nodes[2].stop()
+		// The fresh node waits out the grace with its own probes whatever
+		// happened before it started: the figure includes the grace.
 		time.Sleep(h.grace() + time.Second)
 		b.StartTimer()
 		start := time.Now()
