@@ -42,9 +42,11 @@ const (
 // Common names of the client identities.
 const (
 	AgentCommonName = "etcd-agent"
-	// PeerCommonNamePrefix starts every peer certificate's CN (then the node IP).
-	PeerCommonNamePrefix = "etcd-peer-"
-	OperatorCommonName   = "etcd-operator"
+	// PeerCommonName is every peer certificate's CN: etcd's peer port
+	// accepts only it (--peer-cert-allowed-cn), so a client or operator
+	// certificate from the same CA is refused there.
+	PeerCommonName     = "etcd-peer"
+	OperatorCommonName = "etcd-operator"
 )
 
 // File modes this package writes.

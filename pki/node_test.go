@@ -113,7 +113,7 @@ func TestEnsureNodeCertsContents(t *testing.T) {
 		dns      []string
 	}{
 		{RoleServer, "etcd-server-10.0.1.5", both, nil, []string{"10.0.1.5", "127.0.0.1"}, []string{"ip-10-0-1-5.ec2.internal", "localhost"}},
-		{RolePeer, "etcd-peer-10.0.1.5", both, nil, []string{"10.0.1.5"}, nil},
+		{RolePeer, "etcd-peer", both, nil, []string{"10.0.1.5"}, nil},
 		{RoleClient, "etcd-agent", clientOnly, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, nil, nil},
 		{RoleOperator, "etcd-operator", clientOnly, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, nil, nil},
 	}

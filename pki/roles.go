@@ -62,7 +62,7 @@ func nodeRoleSpecs(ip netip.Addr, hostname string) []roleSpec {
 		},
 		{
 			role: RolePeer, certFile: PeerCertFile, keyFile: PeerKeyFile,
-			cn: PeerCommonNamePrefix + ip.String(), usages: serverAndClient,
+			cn: PeerCommonName, usages: serverAndClient,
 			ips: peerIPs,
 		},
 		{

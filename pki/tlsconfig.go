@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // ClientTLS loads dir/ca.crt and the named pair (ClientCertFile/ClientKeyFile
@@ -95,8 +94,8 @@ func requirePeerCN(_ [][]byte, chains [][]*x509.Certificate) error {
 	if len(chains) == 0 || len(chains[0]) == 0 {
 		return errors.New("no verified certificate")
 	}
-	if cn := chains[0][0].Subject.CommonName; !strings.HasPrefix(cn, PeerCommonNamePrefix) {
-		return fmt.Errorf("certificate %q is not a peer certificate (want CN %s<ip>)", cn, PeerCommonNamePrefix)
+	if cn := chains[0][0].Subject.CommonName; cn != PeerCommonName {
+		return fmt.Errorf("certificate %q is not a peer certificate (want CN %s)", cn, PeerCommonName)
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ func (s Spec) EmbedConfig(logger *slog.Logger) (*embed.Config, error) {
 	cfg.PeerTLSInfo.CertFile = n.CertPath(PeerCertFile)
 	cfg.PeerTLSInfo.KeyFile = n.CertPath(PeerKeyFile)
 	cfg.PeerTLSInfo.ClientCertAuth = true
+	cfg.PeerTLSInfo.AllowedCNs = []string{PeerCommonName}
 	cfg.PeerAutoTLS = false
 
 	cfg.InitialCluster = n.InitialCluster

@@ -30,6 +30,7 @@ func (s Spec) memberFlags() []string {
 		"--peer-cert-file=" + n.CertPath(PeerCertFile),
 		"--peer-key-file=" + n.CertPath(PeerKeyFile),
 		"--peer-client-cert-auth=true",
+		"--peer-cert-allowed-cn=" + PeerCommonName,
 		"--quota-backend-bytes=" + itoa(n.QuotaBackendBytes),
 		"--auto-compaction-mode=" + n.AutoCompactionMode,
 		"--auto-compaction-retention=" + n.AutoCompactionRetention,

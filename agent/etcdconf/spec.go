@@ -35,6 +35,11 @@ const (
 	PeerKeyFile    = "peer.key"
 )
 
+// PeerCommonName is the CN of every peer certificate (pki.PeerCommonName):
+// the peer port accepts no other, so client and operator certificates from
+// the same CA are refused there.
+const PeerCommonName = "etcd-peer"
+
 // Spec is the configuration of the local etcd member. The zero value of an
 // optional field means the documented default.
 type Spec struct {

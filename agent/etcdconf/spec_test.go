@@ -48,6 +48,7 @@ func TestDefaults(t *testing.T) {
 		"--peer-cert-file=/etc/etcd-agent/pki/peer.crt",
 		"--peer-key-file=/etc/etcd-agent/pki/peer.key",
 		"--peer-client-cert-auth=true",
+		"--peer-cert-allowed-cn=etcd-peer",
 		"--quota-backend-bytes=4294967296",
 		"--auto-compaction-mode=periodic",
 		"--auto-compaction-retention=1h",
@@ -113,6 +114,7 @@ func parseLikeEtcd(t *testing.T, args []string) *embed.Config {
 	cfg.AdvertiseClientUrls = flags.UniqueURLsFromFlag(fs, "advertise-client-urls")
 	cfg.LogOutputs = flags.UniqueStringsFromFlag(fs, "log-outputs")
 	cfg.CipherSuites = flags.StringsFromFlag(fs, "cipher-suites")
+	cfg.PeerTLSInfo.AllowedCNs = flags.StringsFromFlag(fs, "peer-cert-allowed-cn") // as etcdmain/config.go does
 	cfg.ClusterState = *state
 	return cfg
 }
@@ -180,7 +182,7 @@ func TestFlagsAndEmbedConfigMeanTheSame(t *testing.T) {
 				Client, Peer                                      [4]string
 				ClientAuth, PeerAuth, AutoTLS, PeerAutoTLS, Pprof bool
 				Logger, LogLevel, TLSMin                          string
-				LogOutputs, Ciphers                               []string
+				LogOutputs, Ciphers, PeerCNs                      []string
 				Keepalive                                         time.Duration
 				Learners                                          int
 				Gates                                             map[featuregate.Feature]bool
@@ -194,7 +196,7 @@ func TestFlagsAndEmbedConfigMeanTheSame(t *testing.T) {
 					[4]string{c.ClientTLSInfo.CertFile, c.ClientTLSInfo.KeyFile, c.ClientTLSInfo.TrustedCAFile},
 					[4]string{c.PeerTLSInfo.CertFile, c.PeerTLSInfo.KeyFile, c.PeerTLSInfo.TrustedCAFile},
 					c.ClientTLSInfo.ClientCertAuth, c.PeerTLSInfo.ClientCertAuth, c.ClientAutoTLS, c.PeerAutoTLS, c.EnablePprof,
-					c.Logger, c.LogLevel, c.TlsMinVersion, append([]string{}, c.LogOutputs...), append([]string{}, c.CipherSuites...),
+					c.Logger, c.LogLevel, c.TlsMinVersion, append([]string{}, c.LogOutputs...), append([]string{}, c.CipherSuites...), append([]string{}, c.PeerTLSInfo.AllowedCNs...),
 					c.GRPCKeepAliveInterval, c.MaxLearners, gates(c), c.CompactHashCheckTime, c.CorruptCheckTime,
 				}
 			}
@@ -202,7 +204,7 @@ func TestFlagsAndEmbedConfigMeanTheSame(t *testing.T) {
 			if !reflect.DeepEqual(g, w) {
 				t.Errorf("embed config differs from flags:\n embed %+v\n flags %+v", g, w)
 			}
-			if !g.ClientAuth || !g.PeerAuth || g.AutoTLS || g.PeerAutoTLS {
+			if !g.ClientAuth || !g.PeerAuth || g.AutoTLS || g.PeerAutoTLS || !reflect.DeepEqual(g.PeerCNs, []string{PeerCommonName}) {
 				t.Errorf("TLS not enforced: %+v", g)
 			}
 			if !g.Gates[features.InitialCorruptCheck] || !g.Gates[features.CompactHashCheck] {
