@@ -140,10 +140,24 @@ func checkKeyPerms(path string) error {
 		return fmt.Errorf("stat private key: %w", err)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("private key %s has mode %#o, accessible by group or others; fix with: chmod 600 %s", path, perm, path)
+		return &KeyPermError{Path: path, Mode: perm}
 	}
 	return nil
 }
+
+// KeyPermError is a private key file that group or others can access. No
+// retry fixes it: the agent exits with its configuration-error status.
+type KeyPermError struct {
+	Path string
+	Mode os.FileMode
+}
+
+func (e *KeyPermError) Error() string {
+	return fmt.Sprintf("private key %s has mode %#o, accessible by group or others; fix with: %s", e.Path, e.Mode, e.Fix())
+}
+
+// Fix is the command that repairs it.
+func (e *KeyPermError) Fix() string { return "chmod 600 " + e.Path }
 
 func checkIsCA(cert *x509.Certificate) error {
 	if !cert.BasicConstraintsValid || !cert.IsCA {
