@@ -111,8 +111,19 @@ type Etcd struct {
 	// AutoCompactionRetention keeps this much revision history (periodic
 	// mode). Zero: 1h. etcd's own default is off, which fills the quota.
 	AutoCompactionRetention Duration `yaml:"autoCompactionRetention"`
+	// SnapshotCount is how many applied entries trigger a Raft snapshot
+	// (etcd's --snapshot-count). Zero: etcd's default (10000).
+	SnapshotCount int64 `yaml:"snapshotCount"`
+	// HeartbeatInterval is the Raft heartbeat (etcd's --heartbeat-interval),
+	// in whole milliseconds. Zero: etcd's default (100ms).
+	HeartbeatInterval Duration `yaml:"heartbeatInterval"`
+	// ElectionTimeout is the Raft election timeout (etcd's
+	// --election-timeout), in whole milliseconds: at least 5 times the
+	// heartbeat interval and at most 50s. Zero: etcd's default (1s).
+	ElectionTimeout Duration `yaml:"electionTimeout"`
 	// ExtraFlags are passed to etcd verbatim ("--flag=value"); flags the agent
-	// owns (names, URLs, TLS, cluster bootstrap) are refused.
+	// owns (names, URLs, TLS, cluster bootstrap, the settings above) are
+	// refused, and so are flags etcd does not know or values it would reject.
 	ExtraFlags []string `yaml:"extraFlags"`
 }
 

@@ -34,6 +34,12 @@ type Source struct {
 // Load reads, overrides, defaults and validates the configuration.
 // Every failure is an *Error (exit with ExitCode).
 func Load(src Source) (*Config, []string, error) {
+	return loadChecked(src, nil)
+}
+
+// loadChecked is Load; extra adds the problems of further checks (valid says
+// Validate passed), reported together with Validate's.
+func loadChecked(src Source, extra func(c *Config, valid bool) []Problem) (*Config, []string, error) {
 	cfg := &Config{}
 	data, err := os.ReadFile(src.Path)
 	switch {
@@ -62,8 +68,19 @@ func Load(src Source) (*Config, []string, error) {
 	}
 	cfg.applyDefaults(src.DefaultImageTag, src.UID, env)
 	warnings, err := cfg.Validate()
+	var ps []Problem
 	if err != nil {
-		return nil, nil, err
+		var cerr *Error
+		if !errors.As(err, &cerr) {
+			return nil, nil, err
+		}
+		ps = cerr.Problems
+	}
+	if extra != nil {
+		ps = append(ps, extra(cfg, err == nil)...)
+	}
+	if len(ps) > 0 {
+		return nil, nil, &Error{Problems: ps}
 	}
 	return cfg, warnings, nil
 }

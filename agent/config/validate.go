@@ -160,6 +160,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 	case q > 8<<30:
 		warnings = append(warnings, "etcd.quotaBackendBytes is above 8GiB, the largest size etcd recommends")
 	}
+	c.validateTuning(bad)
 	for i, f := range c.Etcd.ExtraFlags {
 		if !strings.HasPrefix(f, "--") {
 			bad(fmt.Sprintf("etcd.extraFlags[%d]", i), f, "must look like --flag=value", "prefix the flag with --")
@@ -234,4 +235,48 @@ func checkURL(field, raw string, bad func(field, value, problem, fix string)) bo
 		return false
 	}
 	return true
+}
+
+// etcd's own Raft timing defaults and limits (server/embed/config.go).
+const (
+	EtcdDefaultHeartbeat = 100 * time.Millisecond
+	EtcdDefaultElection  = time.Second
+	EtcdMaxElection      = 50 * time.Second
+)
+
+// validateTuning applies etcd's own rules to the Raft settings, so that a
+// value etcd would refuse at start is a config error before anything runs.
+func (c *Config) validateTuning(bad func(field, value, problem, fix string)) {
+	if n := c.Etcd.SnapshotCount; n < 0 {
+		bad("etcd.snapshotCount", fmt.Sprint(n), "must be positive", "leave it unset for etcd's default (10000) or use e.g. 50000")
+	}
+	hb, el := c.Etcd.HeartbeatInterval.D(), c.Etcd.ElectionTimeout.D()
+	for _, f := range []struct {
+		field string
+		d     time.Duration
+	}{{"etcd.heartbeatInterval", hb}, {"etcd.electionTimeout", el}} {
+		if f.d != 0 && f.d%time.Millisecond != 0 {
+			bad(f.field, f.d.String(), "etcd takes whole milliseconds", "round it to milliseconds, e.g. "+f.d.Round(time.Millisecond).String())
+		}
+	}
+	if hb != 0 && hb < time.Millisecond {
+		bad("etcd.heartbeatInterval", hb.String(), "must be at least 1ms", "leave it unset for etcd's default (100ms); use about the round-trip time between members")
+	}
+	if el > EtcdMaxElection {
+		bad("etcd.electionTimeout", el.String(), "is too long: etcd refuses more than 50s", "leave it unset for etcd's default (1s) or use 10 times the heartbeat interval")
+	}
+	if hb == 0 {
+		hb = EtcdDefaultHeartbeat
+	}
+	if el == 0 {
+		el = EtcdDefaultElection
+	}
+	if hb >= time.Millisecond && el < 5*hb {
+		what := "etcd.electionTimeout"
+		if c.Etcd.ElectionTimeout == 0 {
+			what += " (etcd's default 1s)"
+		}
+		bad("etcd.electionTimeout", el.String(), fmt.Sprintf("%s should be at least as 5 times as etcd.heartbeatInterval (%s), etcd's own rule", what, hb),
+			fmt.Sprintf("set etcd.electionTimeout to %s (10 times the heartbeat) or more", 10*hb))
+	}
 }

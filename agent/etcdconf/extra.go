@@ -13,25 +13,25 @@ import (
 // ownedFlags are etcd flags the agent sets itself; an ExtraFlags entry for one
 // of them is rejected with the reason shown.
 var ownedFlags = map[string]string{
-	"name":                      "the member name is Spec.Name",
-	"data-dir":                  "the data dir is Spec.DataDir",
+	"name":                      "the member name comes from the node identity (set node.name in the agent config)",
+	"data-dir":                  "set node.dataDir in the agent config instead",
 	"wal-dir":                   "the WAL lives in the data dir the runtime mounts",
 	"config-file":               "the agent builds the whole configuration",
 	"force-new-cluster":         "the agent decides membership; a forced new cluster discards peers",
 	"unsafe-no-fsync":           "acknowledged writes must survive a crash",
 	"client-cert-auth":          "client certificate auth is always on",
 	"peer-client-cert-auth":     "peer certificate auth is always on",
-	"trusted-ca-file":           "TLS files come from Spec.CertDir",
+	"trusted-ca-file":           "TLS files come from the agent's certificate dir (pki.dir)",
 	"auto-tls":                  "TLS uses the agent's certificates",
 	"peer-auto-tls":             "TLS uses the agent's certificates",
 	"logger":                    "the runtime collects etcd's log from stderr",
 	"log-outputs":               "the runtime collects etcd's log from stderr",
-	"quota-backend-bytes":       "set QuotaBackendBytes instead",
-	"auto-compaction-mode":      "set AutoCompactionMode instead",
-	"auto-compaction-retention": "set AutoCompactionRetention instead",
-	"snapshot-count":            "set SnapshotCount instead",
-	"heartbeat-interval":        "set HeartbeatMs instead",
-	"election-timeout":          "set ElectionMs instead",
+	"quota-backend-bytes":       "set etcd.quotaBackendBytes in the agent config instead",
+	"auto-compaction-mode":      "the agent uses periodic compaction; set etcd.autoCompactionRetention in the agent config instead",
+	"auto-compaction-retention": "set etcd.autoCompactionRetention in the agent config instead",
+	"snapshot-count":            "set etcd.snapshotCount in the agent config instead",
+	"heartbeat-interval":        "set etcd.heartbeatInterval in the agent config instead",
+	"election-timeout":          "set etcd.electionTimeout in the agent config instead",
 	"raft-read-timeout":         "process-wide in the embedded runtime",
 	"raft-write-timeout":        "process-wide in the embedded runtime",
 	"version":                   "not a server setting",
@@ -47,9 +47,9 @@ var (
 		"discovery":  "the agent runs discovery itself",
 	}
 	ownedParts = map[string]string{
-		"cert": "TLS files come from Spec.CertDir",
-		"key":  "TLS files come from Spec.CertDir",
-		"crl":  "TLS files come from Spec.CertDir",
+		"cert": "TLS files come from the agent's certificate dir (pki.dir)",
+		"key":  "TLS files come from the agent's certificate dir (pki.dir)",
+		"crl":  "TLS files come from the agent's certificate dir (pki.dir)",
 	}
 )
 
@@ -72,6 +72,13 @@ func parseExtraFlag(raw string) (extraFlag, error) {
 	return extraFlag{name: name, value: value, hasValue: hasValue}, nil
 }
 
+// OwnedFlag tells whether the agent sets the etcd flag name (without "--")
+// itself, and why; such a flag is refused in ExtraFlags.
+func OwnedFlag(name string) (reason string, owned bool) {
+	r := ownedReason(name)
+	return r, r != ""
+}
+
 // ownedReason tells why the agent owns flag name, or "" when it does not.
 func ownedReason(name string) string {
 	if r, ok := ownedFlags[name]; ok {
@@ -90,9 +97,11 @@ func ownedReason(name string) string {
 	return ""
 }
 
-// checkExtraFlag rejects malformed, owned, unknown and badly typed flags. The
-// flag must map onto an embed.Config setting so that both runtimes can apply it.
-func checkExtraFlag(raw string) error {
+// CheckExtraFlag rejects a malformed, owned, unknown or badly typed ExtraFlags
+// entry, as Validate does, so that a caller can attribute the problem to the
+// entry. The flag must map onto an embed.Config setting so that both runtimes
+// can apply it.
+func CheckExtraFlag(raw string) error {
 	f, err := parseExtraFlag(raw)
 	if err != nil {
 		return err

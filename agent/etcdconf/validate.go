@@ -54,7 +54,7 @@ func (s Spec) Validate() error {
 	errs = append(errs, n.validateBootstrap()...)
 	errs = append(errs, n.validateTuning()...)
 	for _, raw := range n.ExtraFlags {
-		if err := checkExtraFlag(raw); err != nil {
+		if err := CheckExtraFlag(raw); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -173,3 +173,28 @@ func TestHash(t *testing.T) {
 		t.Errorf("spelling out a default changed the hash")
 	}
 }
+
+// TestOwnedTuningFlagsNameTheConfigField: the refusal of a tuning flag names
+// the agent config field to set instead.
+func TestOwnedTuningFlagsNameTheConfigField(t *testing.T) {
+	for flag, field := range map[string]string{
+		"--snapshot-count=50000":     "etcd.snapshotCount",
+		"--heartbeat-interval=200":   "etcd.heartbeatInterval",
+		"--election-timeout=2000":    "etcd.electionTimeout",
+		"--quota-backend-bytes=1":    "etcd.quotaBackendBytes",
+		"--auto-compaction-mode=rev": "etcd.autoCompactionRetention",
+	} {
+		s := validSpec()
+		s.ExtraFlags = []string{flag}
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: %v, want it to name %s", flag, err, field)
+		}
+		name, _, _ := strings.Cut(flag[2:], "=")
+		if _, owned := OwnedFlag(name); !owned {
+			t.Errorf("OwnedFlag(%q) = false", name)
+		}
+	}
+	if _, owned := OwnedFlag("max-txn-ops"); owned {
+		t.Error("OwnedFlag(max-txn-ops) = true")
+	}
+}
