@@ -235,8 +235,11 @@ func (a *Agent) ensureCertificates(ctx context.Context) error {
 	return a.refreshCertificates()
 }
 
-// refreshCertificates reissues what is due; etcd loads certificate files on
-// each new connection, so a renewal needs no restart.
+// refreshCertificates reissues what is due. A renewal needs no restart:
+// etcd reads its certificate and key files at every handshake (TLSInfo's
+// GetCertificate/GetClientCertificate in client/pkg/transport/listener.go),
+// and the agent's own clients use pki.ReloadingClientTLS. etcd reads the CA
+// bundle only at start.
 func (a *Agent) refreshCertificates() error {
 	certs, err := a.ca.EnsureNodeCerts(pki.NodeRequest{
 		Dir: a.cfg.PKI.Dir, NodeIP: a.id.PrivateIP, Hostname: a.id.Hostname,
@@ -369,7 +372,9 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 			a.log.Error("etcd supervision ended", "err", err)
 		}
 	}()
-	tlsCfg, err := pki.ClientTLS(a.cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
+	// Reloading: a renewed client certificate or trust bundle is used by
+	// the next connection of this long-lived client.
+	tlsCfg, err := pki.ReloadingClientTLS(a.cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
 	if err != nil {
 		return err
 	}

@@ -75,9 +75,9 @@ func (a *Agent) candidateEndpoints(ctx context.Context, res discovery.Result) []
 }
 
 // newClusterClient connects to the cluster through eps with the agent's
-// client certificate.
+// client certificate, as it is on disk at each connection.
 func (a *Agent) newClusterClient(eps []string) (*clientv3.Client, error) {
-	tlsCfg, err := pki.ClientTLS(a.cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
+	tlsCfg, err := pki.ReloadingClientTLS(a.cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
 	if err != nil {
 		return nil, err
 	}

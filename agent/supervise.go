@@ -17,8 +17,13 @@ import (
 const readyPoll = 200 * time.Millisecond
 
 // certCheckInterval is how often the supervision loop re-checks certificate
-// expiry (renewal happens RenewBefore ahead, so hourly is plenty).
-const certCheckInterval = time.Hour
+// expiry: a quarter of renewBefore, so a certificate is renewed with at least
+// three quarters of renewBefore left, whatever the validity; hourly at most
+// (the default 30d needs no more) and every few seconds at least.
+func certCheckInterval(renewBefore time.Duration) time.Duration {
+	const most, least = time.Hour, 5 * time.Second
+	return max(least, min(most, renewBefore/4))
+}
 
 // waitReady blocks until the local member is healthy, a voter and caught
 // up, then sends READY=1. Until then STATUS= says what it is waiting for.
@@ -90,7 +95,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 func (a *Agent) supervise(ctx context.Context) error {
 	health := time.NewTicker(a.cfg.Agent.HealthInterval.D())
 	defer health.Stop()
-	certs := time.NewTicker(certCheckInterval)
+	certs := time.NewTicker(certCheckInterval(a.cfg.PKI.RenewBefore.D()))
 	defer certs.Stop()
 	var watch membershipWatch
 	hashes := time.NewTicker(hashCheckInterval)

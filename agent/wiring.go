@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
@@ -53,21 +54,19 @@ func newDiscovery(cfg *config.Config, logger *slog.Logger) (discovery.Source, er
 }
 
 // discoveryTLS is the client TLS for a v3 discovery cluster: the configured
-// files, or the node's CA bundle and agent client certificate.
+// files, or the node's CA bundle and agent client certificate. The client
+// pair is read from disk at each connection, so a renewal reaches it; so is
+// the node's CA bundle. A configured caCert (another cluster's CA, not ours
+// to rotate) is read once.
 func discoveryTLS(cfg *config.Config) (*tls.Config, error) {
 	d := cfg.Cluster.Discovery
-	tlsCfg, err := pki.ClientTLS(cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("discovery TLS: %w", err)
-	}
-	if d.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(d.Cert, d.Key)
-		if err != nil {
-			return nil, fmt.Errorf("discovery TLS: load cluster.discovery.cert/key: %w", err)
+	var tlsCfg *tls.Config
+	if d.CACert == "" {
+		var err error
+		if tlsCfg, err = pki.ReloadingClientTLS(cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile); err != nil {
+			return nil, fmt.Errorf("discovery TLS: %w", err)
 		}
-		tlsCfg.Certificates = []tls.Certificate{pair}
-	}
-	if d.CACert != "" {
+	} else {
 		pem, err := os.ReadFile(d.CACert)
 		if err != nil {
 			return nil, fmt.Errorf("discovery TLS: read cluster.discovery.caCert: %w", err)
@@ -76,7 +75,19 @@ func discoveryTLS(cfg *config.Config) (*tls.Config, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("discovery TLS: cluster.discovery.caCert %s holds no PEM certificate", d.CACert)
 		}
-		tlsCfg.RootCAs = pool
+		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if d.Cert == "" {
+			if tlsCfg.GetClientCertificate, err = pki.ReloadingKeyPair(filepath.Join(cfg.PKI.Dir, pki.ClientCertFile), filepath.Join(cfg.PKI.Dir, pki.ClientKeyFile)); err != nil {
+				return nil, fmt.Errorf("discovery TLS: %w", err)
+			}
+		}
+	}
+	if d.Cert != "" {
+		get, err := pki.ReloadingKeyPair(d.Cert, d.Key)
+		if err != nil {
+			return nil, fmt.Errorf("discovery TLS: load cluster.discovery.cert/key: %w", err)
+		}
+		tlsCfg.GetClientCertificate = get
 	}
 	return tlsCfg, nil
 }
