@@ -52,6 +52,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		runCommand(),
+		configCommand(),
 		statusCommand(),
 		leaveCommand(),
 		localCommand(),

@@ -24,7 +24,10 @@ func runCommand() *command {
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
-			cfg, warnings, err := cf.load(e)
+			// Every offline check (`config check`) before anything touches
+			// the network: a config mistake exits 78 with no discovery slot
+			// taken and no IMDS call made.
+			cfg, warnings, err := cf.check(e, config.CheckOptions{Files: true})
 			if err != nil {
 				return err
 			}
@@ -87,18 +90,37 @@ func addConfigFlags(fs interface {
 	return cf
 }
 
+// load reads and validates the configuration (config.Load).
 func (cf *configFlags) load(e env) (*config.Config, []string, error) {
+	return config.Load(cf.source(e))
+}
+
+// check is load plus every other offline check (config.Check), all
+// problems reported together.
+func (cf *configFlags) check(e env, opts config.CheckOptions) (*config.Config, []string, error) {
+	return config.Check(cf.source(e), opts)
+}
+
+func (cf *configFlags) source(e env) config.Source {
+	return config.Source{Path: cf.configPath(e), Env: e.lookupEnv, Flags: cf.flagValues(), DefaultImageTag: defaultEtcdVersion, UID: os.Getuid()}
+}
+
+func (cf *configFlags) configPath(e env) string {
 	path := *cf.path
 	if v, ok := e.lookupEnv("ETCD_AGENT_CONFIG"); ok && v != "" && path == config.DefaultPath {
 		path = v
 	}
+	return path
+}
+
+func (cf *configFlags) flagValues() map[string]string {
 	flags := map[string]string{}
 	for k, v := range cf.overrides {
 		if *v != "" {
 			flags[k] = *v
 		}
 	}
-	return config.Load(config.Source{Path: path, Env: e.lookupEnv, Flags: flags, DefaultImageTag: defaultEtcdVersion, UID: os.Getuid()})
+	return flags
 }
 
 func envHelp() string {
