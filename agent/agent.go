@@ -229,7 +229,14 @@ func (a *Agent) ensureCertificates(ctx context.Context) error {
 	a.setPhase(report.PhaseCertificates, "issuing certificates from "+a.cfg.PKI.CACert)
 	ca, err := pki.LoadCA(a.cfg.PKI.CACert, a.cfg.PKI.CAKey, a.now())
 	if err != nil {
-		return err
+		// No retry fixes a CA that cannot be used: a configuration error
+		// (exit 78, systemd does not restart in a loop).
+		fix := "ship the cluster's CA certificate and key (pki.caCert, pki.caKey) readable by the agent's user only"
+		var perm *pki.KeyPermError
+		if errors.As(err, &perm) {
+			fix = perm.Fix()
+		}
+		return &config.Error{Problems: []config.Problem{{Field: "pki.caKey", Value: a.cfg.PKI.CAKey, Problem: err.Error(), Fix: fix}}}
 	}
 	a.ca = ca
 	return a.refreshCertificates()
@@ -321,21 +328,9 @@ func (a *Agent) discover(ctx context.Context) (discovery.Result, error) {
 	})
 }
 
-// specBase is the etcd configuration that does not depend on membership.
-func (a *Agent) specBase() etcdconf.Spec {
-	return etcdconf.Spec{
-		Name:                    a.id.Name,
-		DataDir:                 a.cfg.Node.DataDir,
-		NodeIP:                  a.id.PrivateIP,
-		ClientPort:              a.cfg.Etcd.ClientPort,
-		PeerPort:                a.cfg.Etcd.PeerPort,
-		CertDir:                 a.cfg.PKI.Dir,
-		QuotaBackendBytes:       int64(a.cfg.Etcd.QuotaBackendBytes),
-		AutoCompactionMode:      "periodic",
-		AutoCompactionRetention: a.cfg.Etcd.AutoCompactionRetention.D().String(),
-		ExtraFlags:              a.cfg.Etcd.ExtraFlags,
-	}
-}
+// specBase is the etcd configuration that does not depend on membership:
+// the same mapping `config check` validates.
+func (a *Agent) specBase() etcdconf.Spec { return a.cfg.MemberSpec(a.id.Name, a.id.PrivateIP) }
 
 func (a *Agent) startEtcd(ctx context.Context) error {
 	spec := a.specBase()

@@ -76,12 +76,14 @@ func checkAgentConfig(ps *problems, data []byte, imageTag string) error {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("check agent config: %w", err)
 	}
-	_, _, err = config.Load(config.Source{
+	// The same offline checks as `etcd-agent config check` (etcd flags
+	// included), minus the files, which live on the node.
+	_, _, err = config.Check(config.Source{
 		Path:            path,
 		Env:             func(string) (string, bool) { return "", false },
 		DefaultImageTag: imageTag,
 		UID:             1000,
-	})
+	}, config.CheckOptions{})
 	if err == nil {
 		return nil
 	}

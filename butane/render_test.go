@@ -122,6 +122,7 @@ func TestBadSpecs(t *testing.T) {
 		{"token without endpoints", func(_ *testing.T, s *Spec) { s.Discovery.Endpoints = nil }, "discovery.endpoints", "is empty"},
 		{"bad static", func(_ *testing.T, s *Spec) { s.Discovery = SpecDiscovery{Static: "a-10.0.0.1"} }, "discovery.static", "name=https"},
 		{"bad extra flag", func(_ *testing.T, s *Spec) { s.Etcd.ExtraFlags = []string{"snapshot-count=5"} }, "etcd.extraFlags[0]", "--flag=value"},
+		{"etcd flag the agent owns", func(_ *testing.T, s *Spec) { s.Etcd.ExtraFlags = []string{"--snapshot-count=5"} }, "etcd.extraFlags[0]", "etcd.snapshotCount"},
 		{"bad quota", func(_ *testing.T, s *Spec) { s.Etcd.QuotaBackendBytes = "lots" }, "etcd.quotaBackendBytes", "size"},
 		{"unreadable ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "missing.key" }, "ca.key", "missing.key"},
 		{"missing ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "" }, "ca.key", "is required"},
