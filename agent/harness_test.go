@@ -28,11 +28,14 @@ import (
 // takes its own /24-free block of loopback addresses (ipBase) so packages
 // testing in parallel never collide.
 type harness struct {
-	t       testing.TB
-	dir     string
-	caCert  string
-	caKey   string
-	ipBase  int
+	t      testing.TB
+	dir    string
+	caCert string
+	caKey  string
+	ipBase int
+	// subnet is the first three octets of the nodes' addresses; "" is
+	// 127.0.0 (newHarnessNet takes another /24).
+	subnet  string
 	discURL string
 	discPKI string
 	// podmanSocket, when set, makes the nodes run etcd in containers
@@ -73,11 +76,25 @@ func newHarness(t testing.TB, ipBase int) *harness {
 	return &harness{t: t, dir: dir, caCert: caCert, caKey: caKey, ipBase: ipBase}
 }
 
+// newHarnessNet is newHarness on another loopback /24, e.g. "127.0.3".
+func newHarnessNet(t testing.TB, subnet string, ipBase int) *harness {
+	t.Helper()
+	h := newHarness(t, ipBase)
+	h.subnet = subnet
+	return h
+}
+
 // grace is the nodes' deadMemberGrace: short, so tests need not wait long
 // to replace a dead member.
 func (h *harness) grace() time.Duration { return 3 * time.Second }
 
-func (h *harness) ip(i int) string { return fmt.Sprintf("127.0.0.%d", h.ipBase+i) }
+func (h *harness) ip(i int) string {
+	subnet := h.subnet
+	if subnet == "" {
+		subnet = "127.0.0"
+	}
+	return fmt.Sprintf("%s.%d", subnet, h.ipBase+i)
+}
 
 // startDiscovery runs a TLS v3 discovery service and creates a token.
 func (h *harness) startDiscovery(ctx context.Context, size int) string {
