@@ -14,8 +14,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/runtime"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -42,11 +44,12 @@ func TestCertificateRenewalUnderLoad(t *testing.T) {
 	token := h.startDiscovery(ctx, 3)
 
 	nodes := make([]*node, 3)
+	runtimes := make([]runtime.Runtime, 3)
 	for i := range nodes {
 		cfg := h.config(i+1, 3, h.v3Discovery(token))
 		cfg.PKI.Validity = config.Duration(renewalValidity)
 		cfg.PKI.RenewBefore = config.Duration(renewalRenewBefore)
-		nodes[i] = h.start(ctx, i+1, cfg)
+		nodes[i] = h.startWith(ctx, i+1, cfg, func(o *agent.Options) { runtimes[i] = o.Runtime })
 	}
 	for _, n := range nodes {
 		n.waitReady(t, readyTimeout)
@@ -67,7 +70,9 @@ func TestCertificateRenewalUnderLoad(t *testing.T) {
 	cli := reloadingClient(t, nodes[0].certDir(), endpoints)
 	w := lintest.Start(t, cli, 3)
 	failures := countFailures(ctx, t, reloadingClient(t, nodes[0].certDir(), endpoints))
-	watch := watchRenewals(ctx, nodes)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watch := watchRenewals(watchCtx, nodes)
 
 	// Run past the first certificates' expiry, until every node renewed
 	// every pair at least twice.
@@ -93,6 +98,7 @@ func TestCertificateRenewalUnderLoad(t *testing.T) {
 		}
 	}
 
+	stopWatch()
 	if bad := watch.unhealthy(); len(bad) > 0 {
 		t.Errorf("agents left phase healthy during renewal: %v", bad)
 	}
@@ -101,7 +107,27 @@ func TestCertificateRenewalUnderLoad(t *testing.T) {
 	}
 	w.Verify(t, cli)
 	lintest.HashKVEqual(t, cli, endpoints)
-	for _, n := range nodes {
+
+	// The agent's own client holds one connection since start, made with
+	// certificates that have expired by now. Crash node 2's etcd: the
+	// runtime restarts it, the agent's client reconnects, and only a
+	// client presenting the renewed certificate gets the agent back to
+	// healthy.
+	if err := runtimes[1].(interface{ Kill(context.Context) error }).Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// etcd is back within a second (restart backoff); then the agent's
+	// probes, every 200ms through the new connection, must keep it healthy.
+	time.Sleep(5 * time.Second)
+	for until := time.Now().Add(3 * time.Second); time.Now().Before(until); time.Sleep(100 * time.Millisecond) {
+		if r := nodes[1].agent.Report(); r.Phase != report.PhaseHealthy {
+			t.Fatalf("node 2 after its etcd restarted: %s %q, last error %q", r.Phase, r.Message, r.LastError)
+		}
+	}
+	if err := nodes[1].agent.Report(); err.LastError != "" {
+		t.Logf("node 2 last error (from the restart): %s", err.LastError)
+	}
+	for _, n := range []*node{nodes[0], nodes[2]} {
 		if r := n.agent.Report(); r.LastError != "" {
 			t.Errorf("node %d last error: %s", n.i, r.LastError)
 		}
