@@ -62,6 +62,10 @@ type Options struct {
 	// the member add, before etcd starts; "promote": before each promotion
 	// attempt). An error aborts Run there, as a crash would (tests).
 	JoinHook func(step string) error
+	// CertCheckInterval is how often certificates and the CA bundle are
+	// checked. Zero: a quarter of pki.renewBefore, between 5s and 1h
+	// (tests shorten it).
+	CertCheckInterval time.Duration
 	// LearnerCatchUpTimeout bounds a learner's catch-up before it removes
 	// itself and joins again. Zero: 15 minutes.
 	LearnerCatchUpTimeout time.Duration
@@ -94,6 +98,8 @@ type Agent struct {
 	// inconsistent holds why etcd is held stopped after etcd's initial
 	// corruption check refused this member's data ("" while it is not).
 	inconsistent atomic.Value
+	// bundle is the CA trust bundle the running etcd loaded (CA rotation).
+	bundle etcdBundle
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -256,12 +262,15 @@ func (a *Agent) refreshCertificates() error {
 		return err
 	}
 	a.certs = certs
+	// Every leaf is issued by the signer now (EnsureNodeCerts reissues
+	// those another CA issued).
+	issuer := caIdentity(a.ca.Cert)
 	var published []report.Cert
 	for _, c := range certs.Certs {
 		if c.Action != pki.ActionReused || c.Reason != "" {
 			a.log.Info("certificate", "role", c.Role, "action", c.Action, "reason", c.Reason, "expires", c.NotAfter)
 		}
-		published = append(published, report.Cert{Role: c.Role, NotAfter: c.NotAfter})
+		published = append(published, report.Cert{Role: c.Role, NotAfter: c.NotAfter, Issuer: issuer})
 	}
 	a.rec.Update(func(r *report.NodeReport) { r.Certs = published })
 	return nil
@@ -352,10 +361,12 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	if err := os.MkdirAll(spec.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	a.beforeEtcdStart()
 	action, err := a.opts.Runtime.Ensure(ctx, spec)
 	if err != nil {
 		return err
 	}
+	a.afterEtcdEnsure(action)
 	a.log.Info("etcd runtime", "runtime", a.opts.Runtime.Name(), "action", action)
 	a.rec.Update(func(r *report.NodeReport) { r.ClientURL, r.PeerURL = spec.ClientURL(), spec.PeerURL() })
 	supervised := make(chan struct{})
@@ -388,6 +399,7 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 // holdEtcd stops etcd restarts once this node is leaving the cluster: a
 // removed member must not come back.
 func (a *Agent) holdEtcd() string {
+	defer a.beforeEtcdStart()
 	if left, _ := leftMarker(a.cfg.Node.DataDir); left {
 		return "this node is leaving the cluster (" + LeftMarkerPath(a.cfg.Node.DataDir) + ")"
 	}
@@ -404,7 +416,12 @@ func (a *Agent) holdEtcd() string {
 const inconsistentData = "found data inconsistency with peers"
 
 func (a *Agent) runtimeEvent(ev runtime.Event) {
+	if ev.Kind == runtime.EventEnsured {
+		a.afterEtcdEnsure(ev.Action)
+	}
 	switch {
+	case ev.Kind == runtime.EventExited && a.plannedRestart():
+		a.log.Info("etcd stopped for a planned restart", "event", ev.String())
 	case ev.Kind == runtime.EventEnsured && ev.Action == runtime.ActionAdopted,
 		ev.Kind == runtime.EventStable:
 		// Supervision found etcd running as expected: nothing to report.

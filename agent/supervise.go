@@ -10,6 +10,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/pki"
 )
 
 // readyPoll is how often the ready stage re-probes while etcd comes up:
@@ -95,7 +96,11 @@ func (a *Agent) waitReady(ctx context.Context) error {
 func (a *Agent) supervise(ctx context.Context) error {
 	health := time.NewTicker(a.cfg.Agent.HealthInterval.D())
 	defer health.Stop()
-	certs := time.NewTicker(certCheckInterval(a.cfg.PKI.RenewBefore.D()))
+	certEvery := certCheckInterval(a.cfg.PKI.RenewBefore.D())
+	if a.opts.CertCheckInterval > 0 {
+		certEvery = a.opts.CertCheckInterval
+	}
+	certs := time.NewTicker(certEvery)
 	defer certs.Stop()
 	var watch membershipWatch
 	hashes := time.NewTicker(hashCheckInterval)
@@ -138,18 +143,37 @@ func (a *Agent) supervise(ctx context.Context) error {
 		case <-hashes.C:
 			a.checkDivergence(ctx)
 		case <-certs.C:
-			if err := a.refreshCertificates(); err != nil {
-				a.rec.SetError(fmt.Errorf("certificate renewal: %w", err))
-				a.log.Error("certificate renewal failed", "err", err)
-			}
+			a.checkCertificates(ctx)
 		}
 	}
 }
 
-// observe publishes one health observation.
+// observe publishes one health observation, with a CA restart that waits.
 func (a *Agent) observe(h health) {
 	a.record(h)
-	a.setPhase(h.phase, h.message)
+	msg := h.message
+	if why := a.caRestartWaiting(); why != "" {
+		msg += "; " + why
+	}
+	a.setPhase(h.phase, msg)
+}
+
+// checkCertificates reloads the CA (the operator may have pushed a new
+// bundle or key), renews what is due, and restarts etcd when its trust
+// bundle changed. A CA that cannot be loaded now keeps the last one.
+func (a *Agent) checkCertificates(ctx context.Context) {
+	if ca, err := pki.LoadCA(a.cfg.PKI.CACert, a.cfg.PKI.CAKey, a.now()); err != nil {
+		a.rec.SetError(fmt.Errorf("reload CA: %w", err))
+		a.log.Error("reload CA failed: keeping the last one", "err", err)
+	} else {
+		a.ca = ca
+	}
+	if err := a.refreshCertificates(); err != nil {
+		a.rec.SetError(fmt.Errorf("certificate renewal: %w", err))
+		a.log.Error("certificate renewal failed", "err", err)
+		return
+	}
+	a.checkCABundle(ctx)
 }
 
 // record puts a health observation into the report.

@@ -40,6 +40,9 @@ const (
 type Cert struct {
 	Role     string    `json:"role"` // "server", "peer", "client", "operator"
 	NotAfter time.Time `json:"not_after"`
+	// Issuer is the CA that signed it: common name and a short sha256 of
+	// the CA certificate (CA rotation: every node shows the new one).
+	Issuer string `json:"issuer,omitempty"`
 }
 
 // Transition is one change of phase.

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/pki"
@@ -35,7 +36,7 @@ func nodeView(o Options) Node {
 		n.Transitions = lastN(r.Transitions, recentHistory)
 		n.Decisions = lastN(r.Decisions, recentHistory)
 		for _, c := range r.Certs {
-			n.Certs = setCert(n.Certs, c.Role, c.NotAfter, o.Now)
+			n.Certs = setCert(n.Certs, c.Role, c.NotAfter, c.Issuer, o.Now)
 		}
 	case o.ReportErr != nil && errors.Is(o.ReportErr, fs.ErrNotExist):
 		n.ReportError = "no agent report: the agent has not started on this node, or has stopped (" + o.ReportErr.Error() + ")"
@@ -50,18 +51,22 @@ func nodeView(o Options) Node {
 	if o.CertDir != "" {
 		for _, cf := range certFiles {
 			if c, err := pki.LoadCertificate(filepath.Join(o.CertDir, cf.file)); err == nil {
-				n.Certs = setCert(n.Certs, cf.role, c.NotAfter, o.Now)
+				n.Certs = setCert(n.Certs, cf.role, c.NotAfter, c.Issuer.CommonName, o.Now)
 			}
 		}
 	}
 	return n
 }
 
-// setCert sets role's expiry in certs, keeping the order of certFiles.
-func setCert(certs []Cert, role string, notAfter, now time.Time) []Cert {
-	c := Cert{Role: role, NotAfter: notAfter.UTC(), DaysLeft: daysLeft(notAfter, now)}
+// setCert sets role's expiry and issuer in certs, keeping the order of
+// certFiles. An issuer of the same name keeps the report's fingerprint.
+func setCert(certs []Cert, role string, notAfter time.Time, issuer string, now time.Time) []Cert {
+	c := Cert{Role: role, NotAfter: notAfter.UTC(), DaysLeft: daysLeft(notAfter, now), Issuer: issuer}
 	for i := range certs {
 		if certs[i].Role == role {
+			if strings.HasPrefix(certs[i].Issuer, issuer+" sha256:") {
+				c.Issuer = certs[i].Issuer
+			}
 			certs[i] = c
 			return certs
 		}

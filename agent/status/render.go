@@ -86,7 +86,11 @@ func headerLines(v View) [][2]string {
 				parts[i] = c.Role + " " + when
 			}
 		}
-		add("Certs", strings.Join(parts, ", "))
+		line := strings.Join(parts, ", ")
+		if is := n.Certs[0].Issuer; is != "" {
+			line += "; issued by " + is
+		}
+		add("Certs", line)
 	}
 	if n.LastError != "" {
 		add("Error", n.LastError)

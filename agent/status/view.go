@@ -58,6 +58,9 @@ type Cert struct {
 	Role     string    `json:"role"`
 	NotAfter time.Time `json:"not_after"`
 	DaysLeft int       `json:"days_left"` // whole days; negative once expired
+	// Issuer is the signing CA: from the agent's report its common name and
+	// a short sha256 (CA rotation progress), else the leaf's issuer name.
+	Issuer string `json:"issuer,omitempty"`
 }
 
 // Member is one entry of the member list.
