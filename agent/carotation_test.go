@@ -31,7 +31,19 @@ import (
 // linearizable, the members' hashes agree, and in the end every certificate
 // chains to the new CA only and the old CA is refused.
 func TestCARotationUnderLoad(t *testing.T) {
-	h := newHarnessNet(t, "127.0.5", 1) // discovery 127.0.5.1, nodes .2-.4
+	caRotation(t, newHarnessNet(t, "127.0.5", 1)) // discovery 127.0.5.1, nodes .2-.4
+}
+
+// TestCARotationUnderLoadPodman is the rotation with every member in a
+// container on the rootful test Podman socket: a restart is a container
+// stop and start through the Podman API.
+func TestCARotationUnderLoadPodman(t *testing.T) {
+	h := newHarnessNet(t, "127.0.6", 1)
+	h.usePodman()
+	caRotation(t, h)
+}
+
+func caRotation(t *testing.T, h *harness) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token := h.startDiscovery(ctx, 3)
