@@ -364,6 +364,9 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	a.beforeEtcdStart()
 	action, err := a.opts.Runtime.Ensure(ctx, spec)
 	if err != nil {
+		if a.decision.Path == membership.Bootstrap {
+			a.forgetFailedStart(ctx)
+		}
 		return err
 	}
 	a.afterEtcdEnsure(action)

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
 	"github.com/etcd-agent/etcd-agent/systemd/notifytest"
@@ -344,5 +346,59 @@ func TestDiscoveryUnreachableIsReported(t *testing.T) {
 	}
 	if notifytest.Field(msgs[len(msgs)-1], "STATUS") == "" {
 		t.Fatalf("last message has no STATUS: %q", msgs[len(msgs)-1])
+	}
+}
+
+// TestFailedFirstStartIsNotFenced: every founder's first etcd start fails
+// (its client port is taken) after it recorded its start in discovery. As
+// etcd never ran (no WAL), each withdraws its record, and once the ports
+// are free the founders bootstrap the cluster instead of waiting forever to
+// rejoin a cluster that never formed.
+func TestFailedFirstStartIsNotFenced(t *testing.T) {
+	h := newHarnessNet(t, "127.0.7", 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token := h.startDiscovery(ctx, 3)
+	var blockers []net.Listener
+	for i := 1; i <= 3; i++ {
+		l, err := net.Listen("tcp", h.ip(i)+":2379")
+		if err != nil {
+			t.Fatal(err)
+		}
+		blockers = append(blockers, l)
+	}
+	cfgs := make([]*config.Config, 3)
+	first := make([]*node, 3)
+	for i := range cfgs {
+		cfgs[i] = h.config(i+1, 3, h.v3Discovery(token))
+		first[i] = h.start(ctx, i+1, cfgs[i])
+	}
+	for i, n := range first {
+		select {
+		case err := <-n.done:
+			n.done <- err
+			if err == nil || !strings.Contains(err.Error(), "in use") {
+				t.Fatalf("node %d ended with %v, want the port-in-use failure", i+1, err)
+			}
+		case <-time.After(readyTimeout):
+			t.Fatalf("node %d did not fail on its taken port: %s", i+1, n.agent.Report().Message)
+		}
+	}
+	for _, l := range blockers {
+		l.Close()
+	}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = h.start(ctx, i+1, cfgs[i])
+	}
+	for _, n := range nodes {
+		n.waitReady(t, readyTimeout)
+		var bootstrapped bool
+		for _, d := range n.agent.Report().Decisions {
+			bootstrapped = bootstrapped || d.Action == "bootstrap"
+		}
+		if !bootstrapped {
+			t.Errorf("node %d did not bootstrap: %+v", n.i, n.agent.Report().Decisions)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -120,6 +121,33 @@ func (a *Agent) recordStarted(ctx context.Context) error {
 	return a.retry(ctx, "recording this founder's start in discovery", func(ctx context.Context) error {
 		return book.RecordStarted(ctx, self, a.now())
 	})
+}
+
+// forgetFailedStart withdraws this founder's started record after etcd
+// failed to start (port in use, bad flags, …) and provably never ran: the
+// runtime runs nothing and the data dir holds no WAL, so the member never
+// voted. Without this, founders whose first start failed would all be
+// fenced as "ran before" and wait forever for a cluster nobody formed.
+// Anything uncertain keeps the record: safe, at worst the node joins later.
+func (a *Agent) forgetFailedStart(ctx context.Context) {
+	book, ok := a.disc.(discovery.FormationBook)
+	if !ok || ctx.Err() != nil {
+		return
+	}
+	if running, err := a.opts.Runtime.Running(ctx); err != nil || running {
+		return
+	}
+	if has, err := datadir.HasMember(a.cfg.Node.DataDir); err != nil || has {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := book.ForgetStarted(fctx, discovery.Member{Name: a.self().Name, PeerURL: a.self().PeerURL}); err != nil {
+		a.log.Warn("withdraw the started record after a failed first start", "err", err)
+		return
+	}
+	a.rec.AddDecision("fence", "etcd failed to start and left no WAL: its started record in discovery is withdrawn")
+	a.log.Info("withdrew the started record: etcd never ran")
 }
 
 // recordFormed writes the formation record once this member is healthy,

@@ -57,6 +57,10 @@ type FormationBook interface {
 	// RecordStarted records that self is about to start etcd as a founder
 	// (its member ID under this registry's token). Idempotent.
 	RecordStarted(ctx context.Context, self Member, at time.Time) error
+	// ForgetStarted deletes self's started record. Only for a start that
+	// provably never ran: etcd failed to start and left no WAL, so the
+	// member never voted.
+	ForgetStarted(ctx context.Context, self Member) error
 	// RecordFormed records the formation unless it is recorded already.
 	RecordFormed(ctx context.Context, f Formed) error
 	// MemberID is self's member ID (hex) under this registry's token.
@@ -120,6 +124,21 @@ func (d *V3) RecordStarted(ctx context.Context, self Member, at time.Time) error
 	}
 	b, _ := json.Marshal(Started{Name: self.Name, PeerURL: self.PeerURL, At: at.UTC()})
 	return d.putIfAbsent(ctx, formationPrefix(d.Token)+"started/"+id, b)
+}
+
+// ForgetStarted deletes _agent/started/<id>.
+func (d *V3) ForgetStarted(ctx context.Context, self Member) error {
+	id, err := d.MemberID(self)
+	if err != nil {
+		return err
+	}
+	key := formationPrefix(d.Token) + "started/" + id
+	return d.request(ctx, func(ctx context.Context, c *clientv3.Client) error {
+		if _, err := c.Delete(ctx, key); err != nil {
+			return fmt.Errorf("forget %s: %w", key, err)
+		}
+		return nil
+	})
 }
 
 // RecordFormed writes _agent/formed unless it exists.
@@ -196,6 +215,24 @@ func (d *V2) RecordStarted(ctx context.Context, self Member, at time.Time) error
 	}
 	b, _ := json.Marshal(Started{Name: self.Name, PeerURL: self.PeerURL, At: at.UTC()})
 	return d.createIfAbsent(ctx, "_agent/started/"+id, b)
+}
+
+// ForgetStarted deletes <url>/_agent/started/<id>.
+func (d *V2) ForgetStarted(ctx context.Context, self Member) error {
+	id, err := d.MemberID(self)
+	if err != nil {
+		return err
+	}
+	c, err := newV2Client(d.URL, d.HTTPClient)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
+	defer cancel()
+	if _, err := c.do(ctx, http.MethodDelete, "_agent/started/"+id, nil, nil); err != nil && !isV2Code(err, v2KeyNotFound) {
+		return fmt.Errorf("forget started record at %s: %w", c.base.Redacted(), err)
+	}
+	return nil
 }
 
 // RecordFormed creates <url>/_agent/formed unless it exists.

@@ -52,6 +52,19 @@ func checkFormationRecords(t *testing.T, book FormationBook, self, other Member)
 	if f.Formed == nil || f.Formed.ClusterID != "c1" || f.Formed.By != self.Name {
 		t.Errorf("formed = %+v, want the first record (c1 by %s)", f.Formed, self.Name)
 	}
+
+	// A start that never ran is forgotten; forgetting twice is fine.
+	for range 2 {
+		if err := book.ForgetStarted(ctx, self); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f, err = book.Formation(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.Started[selfID]; ok || f.Formed == nil {
+		t.Errorf("after ForgetStarted: %+v, want no started record and the formed record kept", f)
+	}
 }
 
 // TestV3FormationRecords: the records live beside the registry and etcd's
