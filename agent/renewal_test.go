@@ -49,6 +49,9 @@ func TestCertificateRenewalUnderLoad(t *testing.T) {
 		cfg := h.config(i+1, 3, h.v3Discovery(token))
 		cfg.PKI.Validity = config.Duration(renewalValidity)
 		cfg.PKI.RenewBefore = config.Duration(renewalRenewBefore)
+		if _, err := cfg.Validate(); err != nil { // what a config file with these values gets
+			t.Fatal(err)
+		}
 		nodes[i] = h.startWith(ctx, i+1, cfg, func(o *agent.Options) { runtimes[i] = o.Runtime })
 	}
 	for _, n := range nodes {

@@ -157,7 +157,10 @@ const (
 	DefaultDeadMemberGrace = 10 * time.Minute
 	// MinDeadMemberGrace is the shortest grace accepted: long enough for
 	// several probe rounds and an etcd leader election.
-	MinDeadMemberGrace    = 3 * time.Second
+	MinDeadMemberGrace = 3 * time.Second
+	// MinValidity is the shortest certificate validity accepted (tests of
+	// renewal use a few minutes; production a year).
+	MinValidity           = 2 * time.Minute
 	DefaultDataDir        = "/var/lib/etcd-agent/data"
 	DefaultPKIDir         = "/var/lib/etcd-agent/pki"
 	DefaultCACert         = "/etc/etcd-agent/ca.crt"

@@ -123,6 +123,7 @@ func TestBadFields(t *testing.T) {
 		{"relative data dir", minimal + base + "node:\n  dataDir: data\n", "node.dataDir", "data"},
 		{"bad duration", minimal + base + "pki:\n  validity: forever\n", "not a duration", "forever"},
 		{"renew >= validity", minimal + base + "pki:\n  validity: 30d\n  renewBefore: 30d\n", "pki.renewBefore", "720h0m0s"},
+		{"validity too short", minimal + base + "pki:\n  validity: 1m\n  renewBefore: 30s\n", "pki.validity", "1m0s"},
 		{"bad runtime", minimal + "etcd:\n  runtime: docker\n", "etcd.runtime", "docker"},
 		{"same ports", minimal + base + "  clientPort: 2380\n", "etcd.peerPort", "2380"},
 		{"port range", minimal + base + "  peerPort: 70000\n", "etcd.peerPort", "70000"},

@@ -124,8 +124,11 @@ func (c *Config) Validate() (warnings []string, err error) {
 		}
 	}
 
-	if c.PKI.Validity.D() < time.Hour {
-		bad("pki.validity", c.PKI.Validity.String(), "is shorter than an hour", "use something like 365d")
+	switch v := c.PKI.Validity.D(); {
+	case v < MinValidity:
+		bad("pki.validity", c.PKI.Validity.String(), "is shorter than "+MinValidity.String()+": certificates would expire between renewal checks", "use something like 365d")
+	case v < time.Hour:
+		warnings = append(warnings, fmt.Sprintf("pki.validity = %s renews certificates every few minutes: fine for a test, not for production (use something like 365d)", c.PKI.Validity))
 	}
 	if c.PKI.RenewBefore >= c.PKI.Validity {
 		bad("pki.renewBefore", c.PKI.RenewBefore.String(), "must be shorter than pki.validity ("+c.PKI.Validity.String()+"), or every start reissues", "use about a tenth of the validity, e.g. 30d for 365d")
