@@ -43,7 +43,7 @@ func (a *Agent) enterAsFounder(ctx context.Context, res discovery.Result) (membe
 			a.setPhase(report.PhaseDiscovery, v.Reason)
 			continue
 		case membership.FenceBootstrap:
-			d, err := membership.Decide(membership.Facts{Self: a.self(), Discovered: discovered(res), SelfDiscovered: true, Token: res.Token})
+			d, err := membership.Decide(membership.Facts{Self: a.self(), Discovered: discovered(res), Token: res.Token})
 			d.Reason += " (" + v.Reason + ")"
 			return d, err
 		case membership.FenceJoin:

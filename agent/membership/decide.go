@@ -19,8 +19,9 @@ const (
 	// Bootstrap: no data, and this node is one of the founding members
 	// that discovery returned; start with initial-cluster-state=new.
 	Bootstrap Path = "bootstrap"
-	// Join: no data, and the cluster is already formed (discovery full
-	// without us); add self as a learner and start with state=existing.
+	// Join: no data, and the cluster formed (discovery full without us, or
+	// the formation fence says so); add self as a learner (PlanJoin) and
+	// start with state=existing.
 	Join Path = "join"
 )
 
@@ -39,9 +40,6 @@ type Facts struct {
 	// Discovered is the founding member list; nil when discovery was not
 	// consulted (HasData) .
 	Discovered []Member
-	// SelfDiscovered: Self is among Discovered (false = registry full
-	// without us).
-	SelfDiscovered bool
 	// Token is the initial cluster token from discovery.
 	Token string
 }
@@ -55,8 +53,8 @@ type Decision struct {
 	Reason              string
 }
 
-// Decide picks the path. It is called twice on a fresh node: first with
-// only HasData (a Restart needs nothing else), then with discovery's answer.
+// Decide picks Restart (data present) or Bootstrap (a founder the fence let
+// bootstrap). Joins are planned by PlanJoin.
 func Decide(f Facts) (Decision, error) {
 	if f.HasData {
 		return Decision{Path: Restart, Reason: "data dir holds a member: restarting it in place, discovery is not consulted"}, nil
@@ -64,9 +62,10 @@ func Decide(f Facts) (Decision, error) {
 	if f.Discovered == nil {
 		return Decision{}, fmt.Errorf("decide membership: no data and no discovery result")
 	}
-	if !f.SelfDiscovered {
-		return Decision{Path: Join, InitialClusterState: "existing", Token: f.Token,
-			Reason: fmt.Sprintf("discovery is full with %d members without %s: joining the existing cluster", len(f.Discovered), f.Self.Name)}, nil
+	if indexOf(f.Discovered, f.Self) < 0 {
+		// A node outside the founders never bootstraps: it joins through
+		// PlanJoin, under the membership lock.
+		return Decision{}, fmt.Errorf("decide membership: %s is not among the %d founding members: it must join, not bootstrap", f.Self.Name, len(f.Discovered))
 	}
 	if err := checkNames(f.Discovered); err != nil {
 		return Decision{}, err

@@ -20,15 +20,15 @@ func TestDecide(t *testing.T) {
 	}{
 		{name: "data present restarts without discovery", facts: Facts{HasData: true, Self: a}, wantPath: Restart},
 		{name: "data present ignores a discovery answer", facts: Facts{HasData: true, Self: d, Discovered: []Member{a, b, c}}, wantPath: Restart},
-		{name: "founding member bootstraps", facts: Facts{Self: b, Discovered: []Member{a, b, c}, SelfDiscovered: true, Token: "t"},
+		{name: "founding member bootstraps", facts: Facts{Self: b, Discovered: []Member{a, b, c}, Token: "t"},
 			wantPath: Bootstrap, wantState: "new",
 			wantIC: "etcd-10-0-0-1=https://10.0.0.1:2380,etcd-10-0-0-2=https://10.0.0.2:2380,etcd-10-0-0-3=https://10.0.0.3:2380"},
-		{name: "member with two peer URLs", facts: Facts{Self: a, SelfDiscovered: true, Discovered: []Member{a, {"plain", "https://10.0.0.7:2380,https://10.0.0.8:2380"}}},
+		{name: "member with two peer URLs", facts: Facts{Self: a, Discovered: []Member{a, {"plain", "https://10.0.0.7:2380,https://10.0.0.8:2380"}}},
 			wantPath: Bootstrap, wantState: "new",
 			wantIC: "etcd-10-0-0-1=https://10.0.0.1:2380,plain=https://10.0.0.7:2380,plain=https://10.0.0.8:2380"},
-		{name: "registry full joins", facts: Facts{Self: d, Discovered: []Member{a, b, c}, Token: "t"}, wantPath: Join, wantState: "existing"},
+		{name: "a node outside the founders never bootstraps", facts: Facts{Self: d, Discovered: []Member{a, b, c}, Token: "t"}, wantErr: "must join, not bootstrap"},
 		{name: "no data and no discovery is a bug", facts: Facts{Self: a}, wantErr: "no discovery result"},
-		{name: "two nodes one name", facts: Facts{Self: a, SelfDiscovered: true,
+		{name: "two nodes one name", facts: Facts{Self: a,
 			Discovered: []Member{a, {a.Name, "https://10.0.0.9:2380"}, c}}, wantErr: `two nodes claim the name "etcd-10-0-0-1"`},
 	}
 	for _, tc := range cases {
