@@ -65,7 +65,7 @@ func (a *Agent) fence(ctx context.Context, res discovery.Result, readySince time
 	if facts.SelfReady {
 		facts.ReadyFor = a.now().Sub(readySince)
 	}
-	if cli, ok := a.clusterFormed(ctx, a.candidateEndpoints(ctx, res)); ok {
+	if cli, _ := a.clusterFormed(ctx, a.candidateEndpoints(ctx, res)); cli != nil {
 		_ = cli.Close()
 		facts.ClusterAnswers = true
 	}

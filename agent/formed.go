@@ -8,24 +8,23 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// clusterFormed reports whether a cluster already answers at eps; when it
-// does it returns a client to it. It is quick when nothing is formed yet (the
+// clusterFormed returns a client to the cluster when a formed one answers at
+// eps (nil otherwise), and the endpoints that accepted a connection. It is quick when nothing is formed yet (the
 // usual simultaneous bootstrap): endpoints that refuse connections are
 // skipped, and a member that is up but has no leader is still waiting for its
 // founding peers.
-func (a *Agent) clusterFormed(ctx context.Context, eps []string) (*clientv3.Client, bool) {
-	var live []string
+func (a *Agent) clusterFormed(ctx context.Context, eps []string) (cli *clientv3.Client, live []string) {
 	for _, ep := range eps {
 		if dialable(ctx, ep) {
 			live = append(live, ep)
 		}
 	}
 	if len(live) == 0 {
-		return nil, false
+		return nil, nil
 	}
 	cli, err := a.newClusterClient(live)
 	if err != nil {
-		return nil, false
+		return nil, live
 	}
 	for _, ep := range live {
 		// Status is served without quorum: a leader means a formed cluster.
@@ -41,11 +40,11 @@ func (a *Agent) clusterFormed(ctx context.Context, eps []string) (*clientv3.Clie
 		_, err = cli.MemberList(lctx)
 		cancel()
 		if err == nil {
-			return cli, true
+			return cli, live
 		}
 	}
 	_ = cli.Close()
-	return nil, false
+	return nil, live
 }
 
 // dialable reports whether something accepts TCP connections at the URL's

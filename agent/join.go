@@ -48,9 +48,9 @@ func (a *Agent) joinCluster(ctx context.Context, res discovery.Result, rejoin bo
 	}
 	for {
 		eps := a.candidateEndpoints(ctx, res)
-		cli, ok := a.clusterFormed(ctx, eps)
-		if !ok {
-			a.setPhase(report.PhaseJoining, a.unreachableMessage(ctx, eps, what))
+		cli, live := a.clusterFormed(ctx, eps)
+		if cli == nil {
+			a.setPhase(report.PhaseJoining, unreachableMessage(eps, live, what))
 			if err := sleepCtx(ctx, bo.Next()); err != nil {
 				return membership.Decision{}, err
 			}
@@ -79,18 +79,12 @@ func (a *Agent) joinCluster(ctx context.Context, res discovery.Result, rejoin bo
 }
 
 // unreachableMessage is the STATUS= of a node waiting for a formed cluster's
-// quorum.
-func (a *Agent) unreachableMessage(ctx context.Context, eps []string, what string) string {
-	var up []string
-	for _, ep := range eps {
-		if dialable(ctx, ep) {
-			up = append(up, ep)
-		}
-	}
-	if len(up) == 0 {
+// quorum; live are the endpoints of eps that accepted a connection.
+func unreachableMessage(eps, live []string, what string) string {
+	if len(live) == 0 {
 		return fmt.Sprintf("cluster formed, no member reachable: waiting to %s as a new member (tried %s)", what, strings.Join(eps, ","))
 	}
-	return fmt.Sprintf("cluster formed, no quorum answers (reachable: %s): waiting to %s as a new member", strings.Join(up, ","), what)
+	return fmt.Sprintf("cluster formed, no quorum answers (reachable: %s): waiting to %s as a new member", strings.Join(live, ","), what)
 }
 
 // joinOnce takes the lock and plans until it adds this node or finds it
