@@ -114,16 +114,11 @@ func ReadFormation(ctx context.Context, c *clientv3.Client, token string) (Forma
 
 // RecordStarted writes _agent/started/<id> unless it exists.
 func (d *V3) RecordStarted(ctx context.Context, self Member, at time.Time) error {
-	self, err := canonical(self)
+	id, value, err := startedRecord(d.Token, self, at)
 	if err != nil {
 		return err
 	}
-	id, err := MemberID(d.Token, self)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(Started{Name: self.Name, PeerURL: self.PeerURL, At: at.UTC()})
-	return d.putIfAbsent(ctx, formationPrefix(d.Token)+"started/"+id, b)
+	return d.putIfAbsent(ctx, formationPrefix(d.Token)+"started/"+id, value)
 }
 
 // ForgetStarted deletes _agent/started/<id>.
@@ -171,50 +166,45 @@ func (d *V2) MemberID(self Member) (string, error) {
 
 // Formation reads <url>/_agent recursively.
 func (d *V2) Formation(ctx context.Context) (Formation, error) {
-	c, err := newV2Client(d.URL, d.HTTPClient)
-	if err != nil {
-		return Formation{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
-	defer cancel()
-	resp, err := c.do(ctx, http.MethodGet, "_agent", url.Values{"recursive": {"true"}}, nil)
-	if isV2Code(err, v2KeyNotFound) {
-		return Formation{Started: map[string]Started{}}, nil
-	}
-	if err != nil {
-		return Formation{}, fmt.Errorf("read formation records at %s: %w", c.base.Redacted(), err)
-	}
-	kvs := map[string][]byte{}
-	var walk func(n v2Node)
-	walk = func(n v2Node) {
-		for _, child := range n.Nodes {
-			walk(child)
+	var f Formation
+	err := d.request(ctx, func(ctx context.Context, c *v2Client) error {
+		resp, err := c.do(ctx, http.MethodGet, "_agent", url.Values{"recursive": {"true"}}, nil)
+		if isV2Code(err, v2KeyNotFound) {
+			f = Formation{Started: map[string]Started{}}
+			return nil
 		}
-		if !n.Dir {
-			// Keys come back as store paths: .../<token>/_agent/<rel>.
-			if _, rel, ok := strings.Cut(n.Key, "/_agent/"); ok {
-				kvs[rel] = []byte(n.Value)
+		if err != nil {
+			return fmt.Errorf("read formation records at %s: %w", c.base.Redacted(), err)
+		}
+		kvs := map[string][]byte{}
+		var walk func(n v2Node)
+		walk = func(n v2Node) {
+			for _, child := range n.Nodes {
+				walk(child)
+			}
+			if !n.Dir {
+				// Keys come back as store paths: .../<token>/_agent/<rel>.
+				if _, rel, ok := strings.Cut(n.Key, "/_agent/"); ok {
+					kvs[rel] = []byte(n.Value)
+				}
 			}
 		}
-	}
-	if resp.Node != nil {
-		walk(*resp.Node)
-	}
-	return parseFormation(kvs)
+		if resp.Node != nil {
+			walk(*resp.Node)
+		}
+		f, err = parseFormation(kvs)
+		return err
+	})
+	return f, err
 }
 
 // RecordStarted creates <url>/_agent/started/<id> unless it exists.
 func (d *V2) RecordStarted(ctx context.Context, self Member, at time.Time) error {
-	self, err := canonical(self)
+	id, value, err := startedRecord(d.URL, self, at)
 	if err != nil {
 		return err
 	}
-	id, err := MemberID(d.URL, self)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(Started{Name: self.Name, PeerURL: self.PeerURL, At: at.UTC()})
-	return d.createIfAbsent(ctx, "_agent/started/"+id, b)
+	return d.createIfAbsent(ctx, "_agent/started/"+id, value)
 }
 
 // ForgetStarted deletes <url>/_agent/started/<id>.
@@ -223,16 +213,12 @@ func (d *V2) ForgetStarted(ctx context.Context, self Member) error {
 	if err != nil {
 		return err
 	}
-	c, err := newV2Client(d.URL, d.HTTPClient)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
-	defer cancel()
-	if _, err := c.do(ctx, http.MethodDelete, "_agent/started/"+id, nil, nil); err != nil && !isV2Code(err, v2KeyNotFound) {
-		return fmt.Errorf("forget started record at %s: %w", c.base.Redacted(), err)
-	}
-	return nil
+	return d.request(ctx, func(ctx context.Context, c *v2Client) error {
+		if _, err := c.do(ctx, http.MethodDelete, "_agent/started/"+id, nil, nil); err != nil && !isV2Code(err, v2KeyNotFound) {
+			return fmt.Errorf("forget started record at %s: %w", c.base.Redacted(), err)
+		}
+		return nil
+	})
 }
 
 // RecordFormed creates <url>/_agent/formed unless it exists.
@@ -242,16 +228,37 @@ func (d *V2) RecordFormed(ctx context.Context, f Formed) error {
 }
 
 func (d *V2) createIfAbsent(ctx context.Context, key string, value []byte) error {
+	return d.request(ctx, func(ctx context.Context, c *v2Client) error {
+		if _, _, err := c.create(ctx, key, string(value)); err != nil {
+			return fmt.Errorf("record %s at %s: %w", key, c.base.Redacted(), err)
+		}
+		return nil
+	})
+}
+
+// request runs one bounded request against the v2 discovery URL.
+func (d *V2) request(ctx context.Context, fn func(ctx context.Context, c *v2Client) error) error {
 	c, err := newV2Client(d.URL, d.HTTPClient)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, positiveOr(d.RequestTimeout, defaultRequestTimeout))
 	defer cancel()
-	if _, _, err := c.create(ctx, key, string(value)); err != nil {
-		return fmt.Errorf("record %s at %s: %w", key, c.base.Redacted(), err)
+	return fn(ctx, c)
+}
+
+// startedRecord is self's started record under token: its key element (the
+// member ID) and value.
+func startedRecord(token string, self Member, at time.Time) (id string, value []byte, err error) {
+	self, err = canonical(self)
+	if err != nil {
+		return "", nil, err
 	}
-	return nil
+	if id, err = MemberID(token, self); err != nil {
+		return "", nil, err
+	}
+	value, _ = json.Marshal(Started{Name: self.Name, PeerURL: self.PeerURL, At: at.UTC()})
+	return id, value, nil
 }
 
 // parseFormation reads the records keyed relative to _agent/. An unreadable
