@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,33 +79,21 @@ func (a *Agent) answerAsFounder(ctx context.Context, state *atomic.Value) (stop 
 	}), nil
 }
 
-// probeFounders asks every other founder what it holds.
+// probeFounders asks every other founder what it holds, in parallel. Without
+// a usable peer certificate every founder counts as not answering.
 func (a *Agent) probeFounders(ctx context.Context, founders []discovery.Member) []membership.Founder {
-	_, clientTLS, err := pki.PeerTLS(a.cfg.PKI.Dir)
-	if err != nil {
-		out := []membership.Founder{}
-		for _, f := range founders {
-			if f.PeerURL != a.self().PeerURL {
-				out = append(out, membership.Founder{Name: f.Name, State: membership.FounderNoAnswer, Detail: err.Error()})
-			}
-		}
-		return out
-	}
+	_, clientTLS, tlsErr := pki.PeerTLS(a.cfg.PKI.Dir)
 	hc := &http.Client{Timeout: founderProbeTimeout, Transport: &http.Transport{TLSClientConfig: clientTLS}}
 	defer hc.CloseIdleConnections()
-	var out []membership.Founder
-	var mu sync.Mutex
+	others := slices.DeleteFunc(slices.Clone(founders), func(f discovery.Member) bool { return f.PeerURL == a.self().PeerURL })
+	out := make([]membership.Founder, len(others))
 	var wg sync.WaitGroup
-	for _, f := range founders {
-		if f.PeerURL == a.self().PeerURL {
+	for i, f := range others {
+		if tlsErr != nil {
+			out[i] = membership.Founder{Name: f.Name, State: membership.FounderNoAnswer, Detail: tlsErr.Error()}
 			continue
 		}
-		wg.Go(func() {
-			fd := a.probeFounder(ctx, hc, f)
-			mu.Lock()
-			out = append(out, fd)
-			mu.Unlock()
-		})
+		wg.Go(func() { out[i] = a.probeFounder(ctx, hc, f) })
 	}
 	wg.Wait()
 	return out
