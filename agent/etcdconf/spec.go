@@ -75,6 +75,10 @@ type Spec struct {
 	// SnapshotCount, HeartbeatMs and ElectionMs: 0 means etcd's default.
 	SnapshotCount           uint64
 	HeartbeatMs, ElectionMs uint
+	// Image is the container image that runs the member (the Podman runtime;
+	// the embedded runtime is the agent's own etcd). Zero: the runtime's
+	// configured image. A change rolls through the cluster like a flag's.
+	Image string
 	// ExtraFlags are expert etcd flags "--flag=value" passed through unchanged,
 	// after the agent's own. Flags the agent owns are rejected by Validate.
 	ExtraFlags []string

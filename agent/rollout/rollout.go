@@ -1,8 +1,9 @@
-// Package rollout decides when a node restarts its etcd member to load a new
-// CA trust bundle. etcd reads its CA file only at start, so a changed bundle
-// (a CA rotation adding the new CA, later dropping the old one) reaches a
-// member only through a restart; the restarts roll through the cluster one
-// member at a time, only while every other voter answers. The decisions are
+// Package rollout decides when a node restarts its etcd member to load
+// something etcd reads only at start: a new CA trust bundle (a CA rotation
+// adding the new CA, later dropping the old one), or a changed etcd image or
+// setting in the node's config (PlanChange, with etcd's version rules in
+// CheckUpgrade). The restarts roll through the cluster one member at a time,
+// only while every other voter answers. The decisions are
 // pure functions over facts the agent gathers; the I/O lives in package agent.
 package rollout
 
@@ -84,28 +85,35 @@ type Step struct {
 	Reason string
 }
 
-// Plan decides whether the local member restarts now. It restarts only when
-// it needs to, the local member is a healthy voter, and every other voter
-// answers: the cluster then keeps its quorum while the member is down (with
-// three voters or more; a cluster of one or two voters cannot, and waiting
-// would not change that).
+// Plan decides whether the local member restarts now to load a changed CA
+// bundle (MayRestart).
 func Plan(f Facts) Step {
 	need, why := Needed(f.Started, f.Current)
 	if !need {
 		return Step{Kind: None}
 	}
-	if !f.LocalReady {
+	return MayRestart(why, f.LocalReady, f.SelfPeerURL, f.Members)
+}
+
+// MayRestart decides whether the local member, which must restart for why,
+// may go now: only when it is a healthy voter and every other voter
+// answers, so the cluster keeps its quorum while it is down (with three
+// voters or more; a cluster of one or two voters cannot, and waiting would
+// not change that). The caller holds the cluster-wide lock, so no other
+// member restarts meanwhile.
+func MayRestart(why string, localReady bool, selfPeerURL string, members []membership.ClusterMember) Step {
+	if !localReady {
 		return Step{Kind: Wait, Reason: why + ": waiting for the local member to be healthy and caught up before restarting it"}
 	}
-	i := slices.IndexFunc(f.Members, func(m membership.ClusterMember) bool { return slices.Contains(m.PeerURLs, f.SelfPeerURL) })
+	i := slices.IndexFunc(members, func(m membership.ClusterMember) bool { return slices.Contains(m.PeerURLs, selfPeerURL) })
 	if i < 0 {
 		return Step{Kind: Wait, Reason: why + ": the local member is not in the member list"}
 	}
-	if f.Members[i].IsLearner {
+	if members[i].IsLearner {
 		return Step{Kind: Wait, Reason: why + ": the local member is a learner; restarting once it is a voter"}
 	}
 	var down []string
-	for j, m := range f.Members {
+	for j, m := range members {
 		if j == i || m.IsLearner || m.Healthy {
 			continue
 		}

@@ -15,16 +15,24 @@ import (
 func (r *Runtime) specHash(s etcdconf.Spec, rootless bool) string {
 	return s.Hash(
 		"runtime=podman/v1",
-		"image="+r.opts.Image,
+		"image="+r.image(s),
 		"nofile="+strconv.FormatUint(r.opts.Nofile, 10),
 		"nproc="+strconv.FormatUint(r.opts.Nproc, 10),
 		"rootless="+strconv.FormatBool(rootless),
 	)
 }
 
+// image is the image that runs s: its own, else the configured one.
+func (r *Runtime) image(s etcdconf.Spec) string {
+	if s.Image != "" {
+		return s.Image
+	}
+	return r.opts.Image
+}
+
 // containerSpec is the container for s.
 func (r *Runtime) containerSpec(s etcdconf.Spec, name, hash string, rootless bool) *specgen.SpecGenerator {
-	g := specgen.NewSpecGenerator(r.opts.Image, false)
+	g := specgen.NewSpecGenerator(r.image(s), false)
 	g.Name = name
 	g.Command = append([]string{EtcdBinary}, s.Flags()...)
 	g.Labels = map[string]string{

@@ -65,7 +65,7 @@ func (r *Runtime) Ensure(ctx context.Context, s etcdconf.Spec) (runtime.Action, 
 	if err := runtime.CheckPorts(s); err != nil {
 		return "", fmt.Errorf("start etcd container %s: %w", name, err)
 	}
-	if err := r.ensureImage(ctx, conn); err != nil {
+	if err := r.ensureImage(ctx, conn, r.image(s)); err != nil {
 		return "", err
 	}
 	id, err := r.create(ctx, conn, r.containerSpec(s, name, hash, rootless))
@@ -83,7 +83,7 @@ func (r *Runtime) Ensure(ctx context.Context, s etcdconf.Spec) (runtime.Action, 
 		return "", fmt.Errorf("start etcd container %s: %w%s", name, err, rlimitHint(err))
 	}
 	r.remember(name, id)
-	r.log.Info("etcd container started", "container", name, "id", shortID(id), "action", string(action), "image", r.opts.Image)
+	r.log.Info("etcd container started", "container", name, "id", shortID(id), "action", string(action), "image", r.image(s))
 	return action, nil
 }
 

@@ -7,9 +7,8 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/images"
 )
 
-// ensureImage makes the image present locally, pulling it when missing.
-func (r *Runtime) ensureImage(ctx, conn context.Context) error {
-	img := r.opts.Image
+// ensureImage makes the image img present locally, pulling it when missing.
+func (r *Runtime) ensureImage(ctx, conn context.Context, img string) error {
 	cctx, cancel := callTimeout(ctx, conn, apiTimeout)
 	ok, err := images.Exists(cctx, img, nil)
 	cancel()

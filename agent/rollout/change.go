@@ -1,0 +1,126 @@
+package rollout
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/membership"
+)
+
+// Refuse is a Step for a change that etcd's rules forbid: it is never
+// applied, whatever the cluster's health; the reason says what to do.
+const Refuse Kind = "refuse"
+
+// Differences lists how desired differs from applied, the spec the member
+// runs: "image a → b" and "--flag: old → new" ("(unset)" for a flag only
+// one side has). The bootstrap-only settings do not count: etcd ignores
+// them once the member has data.
+func Differences(applied, desired etcdconf.Spec) []string {
+	var out []string
+	if applied.Image != desired.Image {
+		out = append(out, fmt.Sprintf("image %s → %s", orUnset(applied.Image), orUnset(desired.Image)))
+	}
+	before, after := flagMap(applied), flagMap(desired)
+	names := make([]string, 0, len(before)+len(after))
+	for n := range before {
+		names = append(names, n)
+	}
+	for n := range after {
+		if _, ok := before[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if b, a := before[n], after[n]; b != a {
+			out = append(out, fmt.Sprintf("%s: %s → %s", n, orUnset(b), orUnset(a)))
+		}
+	}
+	return out
+}
+
+// flagMap is the member flags of s by name; a repeated flag keeps all its
+// values, joined.
+func flagMap(s etcdconf.Spec) map[string]string {
+	s.InitialCluster, s.InitialClusterState, s.InitialClusterToken = "", "", ""
+	m := map[string]string{}
+	for _, f := range s.Flags() {
+		name, value, _ := strings.Cut(f, "=")
+		if prev, ok := m[name]; ok {
+			value = prev + "," + value
+		}
+		m[name] = value
+	}
+	return m
+}
+
+func orUnset(s string) string {
+	if s == "" {
+		return "(unset)"
+	}
+	return s
+}
+
+// ChangeFacts is what a node knows, under the cluster-wide lock, when its
+// config asks for another etcd image or other settings than its member runs.
+type ChangeFacts struct {
+	// Applied is the spec the member runs; Desired the one the config makes.
+	Applied, Desired etcdconf.Spec
+	// ClusterVersion is etcd's cluster version ("3.6.0"), "" when unknown.
+	ClusterVersion string
+	// DowngradeTarget is etcd's enabled downgrade target ("3.6"), "" when
+	// no downgrade is enabled.
+	DowngradeTarget string
+	// LocalReady, SelfPeerURL and Members are as in Facts.
+	LocalReady  bool
+	SelfPeerURL string
+	Members     []membership.ClusterMember
+}
+
+// Describe is the change in one line ("" when there is none).
+func Describe(applied, desired etcdconf.Spec) string {
+	return strings.Join(Differences(applied, desired), "; ")
+}
+
+// CheckImage applies etcd's version rules to a change of image: "" when the
+// image is unchanged or the change is allowed, else why it is refused.
+func CheckImage(applied, desired etcdconf.Spec, clusterVersion, downgradeTarget string) (refused string, known bool) {
+	if applied.Image == desired.Image {
+		return "", true
+	}
+	target, err := ImageVersion(desired.Image)
+	if err != nil {
+		return fmt.Sprintf("%v: the version rules (one minor version at a time, no downgrade) cannot be checked; tag the image vMAJOR.MINOR.PATCH", err), true
+	}
+	if clusterVersion == "" {
+		return "", false
+	}
+	cluster, err := ParseVersion(clusterVersion)
+	if err != nil {
+		return "", false
+	}
+	return CheckUpgrade(cluster, target, downgradeTarget), true
+}
+
+// PlanChange decides what the local member does about a changed etcd image
+// or settings: nothing (None: the member runs what the config asks), never
+// (Refuse: etcd's version rules forbid it), not yet (Wait: the cluster is
+// not ready to lose this member for a moment), or restart with the desired
+// spec now.
+func PlanChange(f ChangeFacts) Step {
+	change := Describe(f.Applied, f.Desired)
+	if change == "" {
+		return Step{Kind: None}
+	}
+	why := "etcd config changed (" + change + ")"
+	refused, known := CheckImage(f.Applied, f.Desired, f.ClusterVersion, f.DowngradeTarget)
+	switch {
+	case refused != "":
+		return Step{Kind: Refuse, Reason: why + ": refused: " + refused}
+	case !known:
+		return Step{Kind: Wait, Reason: why + ": waiting for the cluster version to check the upgrade against"}
+	}
+	return MayRestart(why, f.LocalReady, f.SelfPeerURL, f.Members)
+}

@@ -1,0 +1,145 @@
+package rollout
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/membership"
+)
+
+func TestParseVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Version
+		bad  bool
+	}{
+		{in: "v3.7.3", want: Version{3, 7, 3}},
+		{in: "3.6.16", want: Version{3, 6, 16}},
+		{in: "3.6", want: Version{3, 6, 0}},
+		{in: "v3.7.0-rc.1", want: Version{3, 7, 0}},
+		{in: "latest", bad: true},
+		{in: "3", bad: true},
+		{in: "v3.x.1", bad: true},
+	} {
+		got, err := ParseVersion(tc.in)
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("ParseVersion(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestImageVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // "" when there is no version
+	}{
+		{"gcr.io/etcd-development/etcd:v3.7.3", "v3.7.3"},
+		{"localhost:5000/etcd:v3.6.16", "v3.6.16"},
+		{"quay.io/coreos/etcd:v3.6.16@sha256:abcd", "v3.6.16"},
+		{"localhost:5000/etcd", ""},
+		{"etcd@sha256:abcd", ""},
+		{"gcr.io/etcd-development/etcd:latest", ""},
+	} {
+		v, err := ImageVersion(tc.in)
+		got := ""
+		if err == nil {
+			got = v.String()
+		} else if !strings.Contains(err.Error(), tc.in) {
+			t.Errorf("ImageVersion(%q) error %q does not name the image", tc.in, err)
+		}
+		if got != tc.want {
+			t.Errorf("ImageVersion(%q) = %q (%v), want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestCheckUpgrade(t *testing.T) {
+	v := func(s string) Version {
+		x, err := ParseVersion(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	for _, tc := range []struct {
+		name, cluster, target, downgrade string
+		refused                          string // "" when allowed
+	}{
+		{"patch up", "3.7.0", "v3.7.4", "", ""},
+		{"patch down", "3.7.0", "v3.7.1", "", ""},
+		{"one minor up", "3.6.0", "v3.7.3", "", ""},
+		{"back to the cluster's minor mid-upgrade", "3.6.0", "v3.6.16", "", ""},
+		{"two minors up", "3.5.0", "v3.7.3", "", "skips a minor version: the cluster runs 3.5 and etcd upgrades one minor version at a time; roll out the latest v3.6.x first"},
+		{"minor down", "3.7.0", "v3.6.16", "", "downgrade from the cluster's 3.7: etcd allows it only through its downgrade procedure (`etcdctl downgrade validate 3.6`"},
+		{"minor down with the downgrade enabled", "3.7.0", "v3.6.16", "3.6", ""},
+		{"minor down, another downgrade enabled", "3.7.0", "v3.6.16", "3.5", "downgrade"},
+		{"two minors down", "3.7.0", "v3.5.24", "3.6", "more than one minor version below"},
+		{"major change", "3.7.0", "v4.0.0", "", "another major version"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CheckUpgrade(v(tc.cluster), v(tc.target), tc.downgrade)
+			if (got == "") != (tc.refused == "") || !strings.Contains(got, tc.refused) {
+				t.Errorf("CheckUpgrade = %q, want %q", got, tc.refused)
+			}
+		})
+	}
+}
+
+func TestPlanChange(t *testing.T) {
+	const self = "https://10.0.0.1:2380"
+	member := func(id uint64, peer string, healthy bool) membership.ClusterMember {
+		return membership.ClusterMember{ID: id, Name: peer[8:16], PeerURLs: []string{peer}, Healthy: healthy}
+	}
+	all := []membership.ClusterMember{member(1, self, true), member(2, "https://10.0.0.2:2380", true), member(3, "https://10.0.0.3:2380", true)}
+	withDown := []membership.ClusterMember{all[0], all[1], member(3, "https://10.0.0.3:2380", false)}
+	spec := func(image string, quota int64) etcdconf.Spec {
+		return etcdconf.Spec{Name: "n1", DataDir: "/d", NodeIP: netip.MustParseAddr("10.0.0.1"), CertDir: "/p", Image: image, QuotaBackendBytes: quota}
+	}
+	const v36, v37, v35 = "gcr.io/etcd-development/etcd:v3.6.16", "gcr.io/etcd-development/etcd:v3.7.3", "gcr.io/etcd-development/etcd:v3.5.24"
+	boot := spec(v37, 1<<26)
+	boot.InitialCluster, boot.InitialClusterState = "n1=https://10.0.0.1:2380", "existing"
+	for _, tc := range []struct {
+		name             string
+		applied, desired etcdconf.Spec
+		cluster          string
+		members          []membership.ClusterMember
+		notReady         bool
+		want             Kind
+		reason           string
+	}{
+		{"nothing changed", spec(v37, 1<<26), spec(v37, 1<<26), "3.7.0", all, false, None, ""},
+		{"only bootstrap settings differ", spec(v37, 1<<26), boot, "3.7.0", all, false, None, ""},
+		{"quota changed", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", all, false, Restart, "--quota-backend-bytes: 67108864 → 134217728"},
+		{"quota changed, cluster version unknown", spec(v37, 1<<26), spec(v37, 1<<27), "", all, false, Restart, ""},
+		{"quota changed, a voter down", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", withDown, false, Wait, "not answering"},
+		{"quota changed, local not ready", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", all, true, Wait, "local member to be healthy"},
+		{"upgrade one minor", spec(v36, 1<<26), spec(v37, 1<<26), "3.6.0", all, false, Restart, "image " + v36 + " → " + v37},
+		{"upgrade, cluster version unknown", spec(v36, 1<<26), spec(v37, 1<<26), "", all, false, Wait, "cluster version"},
+		{"upgrade two minors", spec(v35, 1<<26), spec(v37, 1<<26), "3.5.0", all, false, Refuse, "skips a minor version"},
+		{"downgrade", spec(v37, 1<<26), spec(v36, 1<<26), "3.7.0", all, false, Refuse, "refused: etcd v3.6.16 is a downgrade"},
+		{"refused even with a voter down", spec(v37, 1<<26), spec(v36, 1<<26), "3.7.0", withDown, false, Refuse, "downgrade"},
+		{"untagged image", spec(v37, 1<<26), spec("localhost/etcd", 1<<26), "3.7.0", all, false, Refuse, "tag the image vMAJOR.MINOR.PATCH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := PlanChange(ChangeFacts{Applied: tc.applied, Desired: tc.desired, ClusterVersion: tc.cluster,
+				LocalReady: !tc.notReady, SelfPeerURL: self, Members: tc.members})
+			if got.Kind != tc.want || !strings.Contains(got.Reason, tc.reason) {
+				t.Errorf("PlanChange = %s %q, want %s containing %q", got.Kind, got.Reason, tc.want, tc.reason)
+			}
+		})
+	}
+}
+
+func TestDifferences(t *testing.T) {
+	a := etcdconf.Spec{Name: "n1", DataDir: "/d", NodeIP: netip.MustParseAddr("10.0.0.1"), CertDir: "/p", ExtraFlags: []string{"--max-txn-ops=256"}}
+	b := a
+	b.ExtraFlags = []string{"--experimental-x=1"}
+	b.SnapshotCount = 5000
+	got := Differences(a, b)
+	want := []string{"--experimental-x: (unset) → 1", "--max-txn-ops: 256 → (unset)", "--snapshot-count: (unset) → 5000"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("Differences = %q, want %q", got, want)
+	}
+}
