@@ -84,7 +84,9 @@ type Agent struct {
 	ca       *pki.CA
 	certs    pki.NodeCerts
 	decision membership.Decision
-	spec     etcdconf.Spec
+	spec     etcdconf.Spec // what the member runs; etcdSpec() off the main goroutine
+	specMu   sync.Mutex
+	desired  etcdconf.Spec // what the config asks for (rolling changes, etcdchange.go)
 	client   *clientv3.Client
 	ready    chan struct{}
 	disc     discovery.Source // set when discovery was consulted
@@ -339,7 +341,13 @@ func (a *Agent) discover(ctx context.Context) (discovery.Result, error) {
 
 // specBase is the etcd configuration that does not depend on membership:
 // the same mapping `config check` validates.
-func (a *Agent) specBase() etcdconf.Spec { return a.cfg.MemberSpec(a.id.Name, a.id.PrivateIP) }
+func (a *Agent) specBase() etcdconf.Spec {
+	s := a.cfg.MemberSpec(a.id.Name, a.id.PrivateIP)
+	if a.opts.Runtime != nil && a.opts.Runtime.Name() == "podman" {
+		s.Image = a.cfg.Etcd.Image // a changed image rolls out like a setting
+	}
+	return s
+}
 
 func (a *Agent) startEtcd(ctx context.Context) error {
 	spec := a.specBase()
@@ -349,7 +357,9 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	if err := spec.Validate(); err != nil {
 		return &config.Error{Problems: []config.Problem{{Field: "etcd", Problem: err.Error(), Fix: "correct etcd.extraFlags or the ports"}}}
 	}
-	a.spec = spec
+	a.desired = spec
+	spec = a.specToRun(spec)
+	a.setEtcdSpec(spec)
 	if a.decision.Path == membership.Bootstrap {
 		// Before its etcd first starts, a founder records that it did: a
 		// blank node finding this record never reuses the member's identity.
@@ -370,13 +380,14 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 		return err
 	}
 	a.afterEtcdEnsure(action)
+	a.writeAppliedSpec(spec)
 	a.log.Info("etcd runtime", "runtime", a.opts.Runtime.Name(), "action", action)
 	a.rec.Update(func(r *report.NodeReport) { r.ClientURL, r.PeerURL = spec.ClientURL(), spec.PeerURL() })
 	supervised := make(chan struct{})
 	a.etcdSupervised = supervised
 	go func() {
 		defer close(supervised)
-		err := runtime.Supervise(ctx, a.opts.Runtime, spec, runtime.SuperviseOptions{Logger: a.log, OnEvent: a.runtimeEvent, Hold: a.holdEtcd})
+		err := runtime.Supervise(ctx, a.opts.Runtime, spec, runtime.SuperviseOptions{Logger: a.log, OnEvent: a.runtimeEvent, Hold: a.holdEtcd, Spec: a.etcdSpec})
 		if err != nil && ctx.Err() == nil {
 			a.log.Error("etcd supervision ended", "err", err)
 		}

@@ -167,17 +167,7 @@ func (a *Agent) restartForCA(ctx context.Context, started, current rollout.Bundl
 	a.setPhase(a.rec.Snapshot().Phase, "restarting etcd: "+step.Reason)
 	begin := a.now()
 	if h.leader {
-		if to, ok := rollout.LeaderTarget(facts.SelfPeerURL, facts.Members); ok {
-			mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := a.client.MoveLeader(mctx, to)
-			cancel()
-			if err != nil {
-				// etcd's graceful stop transfers leadership too.
-				a.log.Warn("move leadership before the restart", "to", fmt.Sprintf("%x", to), "err", err)
-			} else {
-				a.log.Info("moved leadership before the restart", "to", fmt.Sprintf("%x", to))
-			}
-		}
+		a.moveLeadership(ctx, facts.SelfPeerURL, facts.Members)
 	}
 	a.setPlannedRestart(true)
 	defer a.setPlannedRestart(false)
@@ -212,7 +202,7 @@ func (a *Agent) restartEtcd(ctx context.Context) error {
 	}
 	a.beforeEtcdStart()
 	ectx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	action, err := a.opts.Runtime.Ensure(ectx, a.spec)
+	action, err := a.opts.Runtime.Ensure(ectx, a.etcdSpec())
 	cancel()
 	if err != nil {
 		// The runtime supervisor keeps trying to start it.

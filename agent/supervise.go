@@ -105,6 +105,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 	var watch membershipWatch
 	hashes := time.NewTicker(hashCheckInterval)
 	defer hashes.Stop()
+	changes := time.NewTicker(changeCheckInterval)
+	defer changes.Stop()
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
 		t := time.NewTicker(a.opts.WatchdogInterval)
@@ -144,6 +146,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 			a.checkDivergence(ctx)
 		case <-certs.C:
 			a.checkCertificates(ctx)
+		case <-changes.C:
+			a.checkEtcdChange(ctx)
 		}
 	}
 }
@@ -154,6 +158,9 @@ func (a *Agent) observe(h health) {
 	msg := h.message
 	if why := a.caRestartWaiting(); why != "" {
 		msg += "; " + why
+	}
+	if c := a.rec.Snapshot().EtcdChange; c.State != "" {
+		msg += "; etcd config change " + string(c.State) + ": " + c.Reason
 	}
 	a.setPhase(h.phase, msg)
 }

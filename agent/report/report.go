@@ -60,6 +60,34 @@ type Decision struct {
 	Reason string    `json:"reason"`
 }
 
+// ChangeState is where a rolling etcd change stands on this node.
+type ChangeState string
+
+// Change states.
+const (
+	// ChangeWaiting: the change waits its turn (the lock, or every other
+	// voter healthy); Reason says for what.
+	ChangeWaiting ChangeState = "waiting"
+	// ChangeRestarting: the member is restarting with the change now.
+	ChangeRestarting ChangeState = "restarting"
+	// ChangeRefused: etcd's version rules forbid the change; the member keeps
+	// running what it ran. Reason says why and what to do.
+	ChangeRefused ChangeState = "refused"
+	// ChangeFailed: the last restart with the change failed; it is retried.
+	ChangeFailed ChangeState = "failed"
+)
+
+// EtcdChange is a pending change of the member's image or settings.
+type EtcdChange struct {
+	State ChangeState `json:"state"`
+	// Change lists what differs ("image a → b; --quota-backend-bytes: x → y").
+	Change string `json:"change"`
+	// Reason is why it waits or was refused.
+	Reason string `json:"reason,omitempty"`
+	// Since is when the change was first seen in this state.
+	Since time.Time `json:"since"`
+}
+
 // NodeReport is everything the agent publishes about this node.
 type NodeReport struct {
 	PID       int       `json:"pid"`        // the agent's process id
@@ -85,6 +113,13 @@ type NodeReport struct {
 	Certs   []Cert `json:"certs,omitempty"`
 
 	Ready bool `json:"ready"` // READY=1 has been sent
+
+	// EtcdImage is the container image the member runs ("" when embedded).
+	EtcdImage string `json:"etcd_image,omitempty"`
+	// EtcdChange is a change of the etcd image or settings in the node's
+	// config that the member does not run yet (a rolling change waiting or
+	// in progress, or refused); zero when the member runs what the config asks.
+	EtcdChange EtcdChange `json:"etcd_change,omitzero"`
 
 	Transitions []Transition `json:"transitions,omitempty"` // last MaxHistory, newest last
 	Decisions   []Decision   `json:"decisions,omitempty"`   // last MaxHistory, newest last

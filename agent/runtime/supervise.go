@@ -75,6 +75,9 @@ type SuperviseOptions struct {
 	CrashLoopWindow   time.Duration
 	// EnsureTimeout bounds one Ensure call, image pull included (default 5m).
 	EnsureTimeout time.Duration
+	// Spec, when set, is asked before every (re)start for the spec to run
+	// (a rolling config change swaps it); zero: Supervise's spec.
+	Spec func() etcdconf.Spec
 	// Hold, when set, is asked before every (re)start; a non-empty answer
 	// ends Supervise without starting etcd again (the member left the cluster).
 	Hold func() string
@@ -153,7 +156,11 @@ func (s *supervisor) runOnce(ctx context.Context) bool {
 		}
 	}
 	ectx, cancel := context.WithTimeout(ctx, s.o.EnsureTimeout)
-	action, err := s.rt.Ensure(ectx, s.spec)
+	spec := s.spec
+	if s.o.Spec != nil {
+		spec = s.o.Spec()
+	}
+	action, err := s.rt.Ensure(ectx, spec)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -1,0 +1,268 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/rollout"
+	"github.com/etcd-agent/etcd-agent/pki"
+)
+
+// Rolling changes: a changed etcd image or setting reaches a node as a new
+// config file and an agent restart. The agent then keeps its member running
+// what it ran (the applied spec, recorded next to the data dir) and applies
+// the change like a CA restart: under the membership lock, only while every
+// other voter answers, after moving leadership away, waiting until the
+// member is healthy and caught up before releasing the lock. Every node
+// getting the new config at once thus restarts one member at a time. etcd's
+// version rules are checked first; a refused change is reported and the
+// member keeps running what it ran.
+
+// changeCheckInterval is how often the supervision loop looks at a pending
+// change (a no-op comparison when there is none).
+const changeCheckInterval = 2 * time.Second
+
+// appliedSpecPath records the spec the member runs, so an agent restarted
+// with a changed config starts (or adopts) the member as it was and rolls
+// the change out under the lock instead of at once on every node.
+func appliedSpecPath(dataDir string) string { return dataDir + ".etcd-spec.json" }
+
+func readAppliedSpec(dataDir string) (etcdconf.Spec, bool) {
+	b, err := os.ReadFile(appliedSpecPath(dataDir))
+	if err != nil {
+		return etcdconf.Spec{}, false
+	}
+	var s etcdconf.Spec
+	if json.Unmarshal(b, &s) != nil {
+		return etcdconf.Spec{}, false
+	}
+	return s, true
+}
+
+func (a *Agent) writeAppliedSpec(s etcdconf.Spec) {
+	s.InitialCluster, s.InitialClusterState, s.InitialClusterToken = "", "", ""
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(appliedSpecPath(a.cfg.Node.DataDir), b)
+	}
+	if err != nil {
+		a.log.Warn("record the applied etcd spec", "file", appliedSpecPath(a.cfg.Node.DataDir), "err", err)
+	}
+	a.rec.Update(func(r *report.NodeReport) { r.EtcdImage = s.Image })
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// specToRun is the spec etcd starts with: a member with data keeps the
+// image and settings it ran (the change rolls out later, checkEtcdChange);
+// a new member starts with the config's. What identifies the member (name,
+// addresses, directories, bootstrap settings) always comes from desired.
+func (a *Agent) specToRun(desired etcdconf.Spec) etcdconf.Spec {
+	if a.decision.Path != membership.Restart {
+		return desired
+	}
+	applied, ok := readAppliedSpec(a.cfg.Node.DataDir)
+	if !ok {
+		return desired
+	}
+	run := desired
+	run.Image = applied.Image
+	run.QuotaBackendBytes = applied.QuotaBackendBytes
+	run.AutoCompactionMode, run.AutoCompactionRetention = applied.AutoCompactionMode, applied.AutoCompactionRetention
+	run.SnapshotCount, run.HeartbeatMs, run.ElectionMs = applied.SnapshotCount, applied.HeartbeatMs, applied.ElectionMs
+	run.ExtraFlags = applied.ExtraFlags
+	if change := rollout.Describe(run, desired); change != "" {
+		a.log.Info("etcd config changed: starting the member as it ran; the change rolls out one member at a time", "change", change)
+	}
+	return run
+}
+
+// etcdSpec is the spec the member runs now (the runtime supervisor's
+// goroutine reads it at every restart).
+func (a *Agent) etcdSpec() etcdconf.Spec {
+	a.specMu.Lock()
+	defer a.specMu.Unlock()
+	return a.spec
+}
+
+func (a *Agent) setEtcdSpec(s etcdconf.Spec) {
+	a.specMu.Lock()
+	a.spec = s
+	a.specMu.Unlock()
+}
+
+// checkEtcdChange applies a pending change of etcd image or settings when
+// the cluster allows it now, and publishes where it stands.
+func (a *Agent) checkEtcdChange(ctx context.Context) {
+	applied, desired := a.etcdSpec(), a.desired
+	change := rollout.Describe(applied, desired)
+	if change == "" {
+		a.setChange(report.EtcdChange{})
+		return
+	}
+	// A restart may take a while: keep systemd's watchdog fed.
+	stopPetting := a.petDuringStartup(ctx)
+	defer stopPetting()
+	state, reason, err := a.applyEtcdChange(ctx, applied, desired)
+	if err != nil {
+		state, reason = report.ChangeFailed, "etcd config change failed, retrying: "+shortErr(err)
+		a.rec.SetError(fmt.Errorf("etcd config change: %w", err))
+		a.log.Error("etcd config change failed", "change", change, "err", err)
+	}
+	if state == "" {
+		a.setChange(report.EtcdChange{})
+		return
+	}
+	a.setChange(report.EtcdChange{State: state, Change: change, Reason: reason})
+}
+
+// setChange publishes c, logging each new state or reason once (a refused
+// change is looked at again every changeCheckInterval).
+func (a *Agent) setChange(c report.EtcdChange) {
+	prev := a.rec.Snapshot().EtcdChange
+	if prev.State == c.State && prev.Change == c.Change && prev.Reason == c.Reason {
+		return
+	}
+	switch c.State {
+	case report.ChangeRefused:
+		a.log.Error("etcd config change refused", "change", c.Change, "reason", c.Reason)
+		a.rec.AddDecision("refused", c.Reason)
+	case report.ChangeWaiting:
+		a.log.Info("etcd config change waits", "change", c.Change, "reason", c.Reason)
+	}
+	if c.State != "" {
+		c.Since = a.now().UTC()
+	}
+	a.rec.Update(func(r *report.NodeReport) { r.EtcdChange = c })
+	a.flush()
+}
+
+// applyEtcdChange checks etcd's version rules, takes the membership lock
+// and restarts the member with desired if rollout.PlanChange allows it now.
+// It returns the change's state and reason ("" once applied).
+func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.Spec) (report.ChangeState, string, error) {
+	cluster, downgrade := a.clusterVersion(ctx)
+	// The version rules need no lock: a refused change is refused at once.
+	if refused, _ := rollout.CheckImage(applied, desired, cluster, downgrade); refused != "" {
+		step := rollout.PlanChange(rollout.ChangeFacts{Applied: applied, Desired: desired, ClusterVersion: cluster, DowngradeTarget: downgrade})
+		return report.ChangeRefused, step.Reason, nil
+	}
+	cli, err := a.clusterClient()
+	if err != nil {
+		return "", "", err
+	}
+	lock, err := lockMembership(ctx, cli, caLockWait)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
+		return report.ChangeWaiting, "waiting for the membership lock (another node is restarting or changing the cluster)", nil
+	}
+	defer lock.release(a.log)
+	facts, err := a.gatherMembers(ctx, cli, map[uint64]membership.Outage{})
+	if err != nil {
+		return "", "", err
+	}
+	h := a.probe(ctx)
+	step := rollout.PlanChange(rollout.ChangeFacts{Applied: applied, Desired: desired, ClusterVersion: cluster, DowngradeTarget: downgrade,
+		LocalReady: h.ready, SelfPeerURL: facts.SelfPeerURL, Members: facts.Members})
+	switch step.Kind {
+	case rollout.None:
+		return "", "", nil
+	case rollout.Refuse:
+		return report.ChangeRefused, step.Reason, nil
+	case rollout.Wait:
+		return report.ChangeWaiting, step.Reason, nil
+	}
+	if err := lock.check(ctx); err != nil {
+		return "", "", err
+	}
+	a.log.Warn("restart", "reason", step.Reason)
+	a.rec.AddDecision("restart", step.Reason)
+	a.setChange(report.EtcdChange{State: report.ChangeRestarting, Change: rollout.Describe(applied, desired), Reason: step.Reason})
+	begin := a.now()
+	if h.leader {
+		a.moveLeadership(ctx, facts.SelfPeerURL, facts.Members)
+	}
+	a.setPlannedRestart(true)
+	defer a.setPlannedRestart(false)
+	a.setEtcdSpec(desired)
+	if err := a.restartEtcd(ctx); err != nil {
+		// The runtime supervisor keeps starting the member with desired.
+		return "", "", err
+	}
+	a.writeAppliedSpec(desired)
+	if err := a.waitHealthy(ctx, caRestartReady); err != nil {
+		return "", "", err
+	}
+	took := a.now().Sub(begin).Round(time.Millisecond)
+	running := ""
+	if st, err := a.client.Status(ctx, desired.ClientURL()); err == nil {
+		running = " etcd " + st.Version
+	}
+	a.rec.AddDecision("restarted", fmt.Sprintf("etcd restarted with %s in %s;%s healthy and caught up", rollout.Describe(applied, desired), took, running))
+	a.log.Info("applied the etcd config change", "change", rollout.Describe(applied, desired), "took", took, "running", running)
+	return "", "", nil
+}
+
+// moveLeadership hands leadership to another healthy voter before the local
+// member restarts; etcd's graceful stop would too, but only after the
+// followers noticed, and writes would wait on it meanwhile.
+func (a *Agent) moveLeadership(ctx context.Context, selfPeerURL string, members []membership.ClusterMember) {
+	to, ok := rollout.LeaderTarget(selfPeerURL, members)
+	if !ok {
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := a.client.MoveLeader(mctx, to)
+	cancel()
+	if err != nil {
+		a.log.Warn("move leadership before the restart", "to", fmt.Sprintf("%x", to), "err", err)
+		return
+	}
+	a.log.Info("moved leadership before the restart", "to", fmt.Sprintf("%x", to))
+}
+
+// clusterVersion asks the local member for etcd's cluster version (its
+// /version endpoint, "3.6.0") and the enabled downgrade target ("" when
+// none). Either is "" when the member does not say.
+func (a *Agent) clusterVersion(ctx context.Context) (cluster, downgrade string) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	spec := a.etcdSpec()
+	if st, err := a.client.Status(ctx, spec.ClientURL()); err == nil && st.DowngradeInfo != nil && st.DowngradeInfo.Enabled {
+		if v, err := rollout.ParseVersion(st.DowngradeInfo.TargetVersion); err == nil {
+			downgrade = fmt.Sprintf("%d.%d", v.Major, v.Minor)
+		}
+	}
+	tlsCfg, err := pki.ClientTLS(a.cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
+	if err != nil {
+		return "", downgrade
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	defer hc.CloseIdleConnections()
+	code, body, err := get(ctx, hc, spec.ClientURL()+"/version")
+	if err != nil || code != http.StatusOK {
+		return "", downgrade
+	}
+	var v struct {
+		Cluster string `json:"etcdcluster"`
+	}
+	if json.Unmarshal(body, &v) != nil || v.Cluster == "not_decided" {
+		return "", downgrade
+	}
+	return v.Cluster, downgrade
+}

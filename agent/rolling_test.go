@@ -1,0 +1,308 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/images"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent"
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/internal/lintest"
+	"github.com/etcd-agent/etcd-agent/pki"
+)
+
+// The rolling-change scenarios run on 127.0.11.x with etcd in containers on
+// the rootful test Podman socket, the way a fleet gets a change: every
+// node's config file changes and every agent restarts at once.
+
+const (
+	image36 = "gcr.io/etcd-development/etcd:v3.6.16" // make etcd-v36-image
+	image37 = "gcr.io/etcd-development/etcd:v3.7.3"  // make image
+)
+
+// TestRollingQuotaChange: three agents get a new etcd.quotaBackendBytes at
+// once while a writer runs. The members restart one at a time (never two
+// together), each runs with the new quota afterwards, no acknowledged write
+// is lost, the history is linearizable and the members' hashes agree.
+func TestRollingQuotaChange(t *testing.T) {
+	r := newRolling(t, 1, "  quotaBackendBytes: 64MiB\n") // discovery 127.0.11.1, nodes .2-.4
+	w := startWriter(t, r.cli, 2)
+	time.Sleep(2 * time.Second)
+
+	r.restartAll("  quotaBackendBytes: 128MiB\n")
+	r.waitApplied(3*time.Minute, func(st *clientv3.StatusResponse) bool { return st.DbSizeQuota == 128<<20 }, "quota 128MiB")
+	r.assertOneAtATime(3)
+
+	w.verify(t, r.cli)
+	lintest.HashKVEqual(t, r.cli, r.endpoints)
+}
+
+// TestRollingUpgrade: a cluster formed on etcd v3.6 is upgraded to v3.7.3
+// by changing etcd.image in every node's config at once, under a writer.
+// The members restart one at a time, the cluster version becomes 3.7, and
+// then a change back to v3.6 (a downgrade without etcd's downgrade
+// procedure) is refused: reported by every agent with its reason, and no
+// member restarts. Every acknowledged write is read back, the history is
+// linearizable and the members' hashes agree.
+func TestRollingUpgrade(t *testing.T) {
+	requireImage(t, image36, "make etcd-v36-image")
+	r := newRolling(t, 11, "  image: "+image36+"\n") // discovery 127.0.11.11, nodes .12-.14
+	r.waitApplied(time.Minute, func(st *clientv3.StatusResponse) bool { return st.Version == "3.6.16" }, "etcd 3.6.16")
+	w := startWriter(t, r.cli, 2)
+	time.Sleep(2 * time.Second)
+
+	r.restartAll("  image: " + image37 + "\n")
+	r.waitApplied(4*time.Minute, func(st *clientv3.StatusResponse) bool { return st.Version == "3.7.3" }, "etcd 3.7.3")
+	r.assertOneAtATime(3)
+	r.waitClusterVersion("3.7.0", 2*time.Minute)
+
+	// Back to v3.6: refused on every node, nothing restarts.
+	r.restartAll("  image: " + image36 + "\n")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var waiting []string
+		for _, n := range r.nodes {
+			c := n.agent.Report().EtcdChange
+			if c.State != report.ChangeRefused {
+				waiting = append(waiting, fmt.Sprintf("node %d: %q %q", n.i, c.State, c.Reason))
+			} else if !strings.Contains(c.Reason, "downgrade") || !strings.Contains(c.Change, image36) {
+				t.Errorf("node %d refused %q for %q, want a downgrade reason naming %s", n.i, c.Change, c.Reason, image36)
+			}
+		}
+		if len(waiting) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the downgrade was not refused everywhere within a minute: %v", waiting)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(5 * time.Second) // a few more change checks: still refused, nothing restarted
+	for _, n := range r.nodes {
+		rep := n.agent.Report()
+		if rep.EtcdChange.State != report.ChangeRefused {
+			t.Errorf("node %d: change %q, want refused", n.i, rep.EtcdChange.State)
+		}
+		if rep.EtcdImage != image37 {
+			t.Errorf("node %d runs %q, want %s", n.i, rep.EtcdImage, image37)
+		}
+		for _, d := range rep.Decisions {
+			if d.Action == "restart" || d.Action == "restarted" {
+				t.Errorf("node %d restarted for a refused change: %s %s", n.i, d.Action, d.Reason)
+			}
+		}
+		t.Logf("node %d STATUS: %s", n.i, rep.Message)
+	}
+	r.waitApplied(10*time.Second, func(st *clientv3.StatusResponse) bool { return st.Version == "3.7.3" }, "etcd still 3.7.3")
+
+	w.verify(t, r.cli)
+	lintest.HashKVEqual(t, r.cli, r.endpoints)
+}
+
+// rolling is a 3-node Podman cluster whose configs can be changed.
+type rolling struct {
+	t         *testing.T
+	h         *harness
+	ctx       context.Context
+	token     string
+	nodes     []*node
+	endpoints []string
+	cli       *clientv3.Client
+	// since is when the latest restartAll started the new agents.
+	since time.Time
+}
+
+func newRolling(t *testing.T, ipBase int, etcdYAML string) *rolling {
+	h := newHarnessNet(t, "127.0.11", ipBase)
+	h.usePodman()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := &rolling{t: t, h: h, ctx: ctx, token: h.startDiscovery(ctx, 3)}
+	for i := 1; i <= 3; i++ {
+		r.nodes = append(r.nodes, r.start(i, etcdYAML))
+	}
+	for _, n := range r.nodes {
+		n.waitReady(t, readyTimeout)
+		r.endpoints = append(r.endpoints, n.agent.Report().ClientURL)
+	}
+	r.cli = reloadingClient(t, r.nodes[0].certDir(), r.endpoints)
+	return r
+}
+
+// config writes node i's config file with etcdYAML in its etcd section and
+// a container name of this branch's, and loads it as the agent would.
+func (r *rolling) config(i int, etcdYAML string) *config.Config {
+	r.t.Helper()
+	r.h.config(i, 3, r.h.v3Discovery(r.token))
+	path := filepath.Join(r.h.dir, fmt.Sprintf("node%d", i), "config.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	y := strings.Replace(string(b), "  runtime: podman\n", "  runtime: podman\n"+etcdYAML, 1)
+	y = strings.Replace(y, "containerName: etcd-agent-test-", "containerName: etcd-agent-rolling-", 1)
+	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	cfg, _, err := config.Load(config.Source{Path: path, DefaultImageTag: "v3.7.3"})
+	if err != nil {
+		r.t.Fatalf("node %d config: %v", i, err)
+	}
+	return cfg
+}
+
+// start runs node i's agent. Its container outlives the agent, as in
+// production: an agent restart adopts it.
+func (r *rolling) start(i int, etcdYAML string) *node {
+	return r.h.startWith(r.ctx, i, r.config(i, etcdYAML), func(o *agent.Options) { o.StopEtcdOnExit = false })
+}
+
+// restartAll gives every node the new etcd section and restarts all agents
+// at once, as a fleet-wide config push does.
+func (r *rolling) restartAll(etcdYAML string) {
+	r.t.Helper()
+	for _, n := range r.nodes {
+		n.stop()
+	}
+	r.since = time.Now()
+	for k, n := range r.nodes {
+		r.nodes[k] = r.start(n.i, etcdYAML)
+	}
+	for _, n := range r.nodes {
+		n.waitReady(r.t, readyTimeout)
+	}
+}
+
+// waitApplied waits until every member's own status satisfies ok and no
+// node has a change pending.
+func (r *rolling) waitApplied(limit time.Duration, ok func(*clientv3.StatusResponse) bool, what string) {
+	r.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var missing []string
+		for k, ep := range r.endpoints {
+			ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+			st, err := r.cli.Status(ctx, ep)
+			cancel()
+			c := r.nodes[k].agent.Report().EtcdChange
+			switch {
+			case err != nil:
+				missing = append(missing, ep+": "+err.Error())
+			case !ok(st):
+				missing = append(missing, fmt.Sprintf("%s: etcd %s quota %d, change %s %q", ep, st.Version, st.DbSizeQuota, c.State, c.Reason))
+			case c.State != "" && c.State != report.ChangeRefused:
+				missing = append(missing, fmt.Sprintf("%s: change %s %q", ep, c.State, c.Reason))
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s not reached within %s: %v", what, limit, missing)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// waitClusterVersion waits for etcd's cluster version (the /version
+// endpoint the agents read) to be want.
+func (r *rolling) waitClusterVersion(want string, limit time.Duration) {
+	r.t.Helper()
+	tlsCfg, err := pki.ClientTLS(r.nodes[0].certDir(), pki.ClientCertFile, pki.ClientKeyFile)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	defer hc.CloseIdleConnections()
+	deadline := time.Now().Add(limit)
+	for {
+		var v struct {
+			Cluster string `json:"etcdcluster"`
+		}
+		if resp, err := hc.Get(r.endpoints[0] + "/version"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+		}
+		if v.Cluster == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("cluster version %q, want %q within %s", v.Cluster, want, limit)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// assertOneAtATime checks that the agents started after the latest
+// restartAll restarted want members in all, each from its "restart"
+// decision to its "restarted" one (healthy and caught up), and never two at
+// once.
+func (r *rolling) assertOneAtATime(want int) {
+	r.t.Helper()
+	type span struct {
+		node       int
+		begin, end time.Time
+	}
+	var spans []span
+	for _, n := range r.nodes {
+		var open time.Time
+		for _, d := range n.agent.Report().Decisions {
+			switch d.Action {
+			case "restart":
+				open = d.At
+			case "restarted":
+				spans = append(spans, span{n.i, open, d.At})
+				r.t.Logf("node %d: %s", n.i, d.Reason)
+			}
+		}
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.begin.Compare(b.begin) })
+	if len(spans) != want {
+		r.t.Errorf("want %d restarts, got %d: %v", want, len(spans), spans)
+	}
+	for i := 1; i < len(spans); i++ {
+		if spans[i].begin.Before(spans[i-1].end) {
+			r.t.Errorf("restarts overlap: node %d %s-%s and node %d %s-%s", spans[i-1].node, spans[i-1].begin.Format(time.StampMilli),
+				spans[i-1].end.Format(time.StampMilli), spans[i].node, spans[i].begin.Format(time.StampMilli), spans[i].end.Format(time.StampMilli))
+		}
+	}
+	for _, s := range spans {
+		r.t.Logf("node %d restarted at %s (%s after the config push), took %s", s.node, s.begin.Format(time.StampMilli),
+			s.begin.Sub(r.since).Round(time.Millisecond), s.end.Sub(s.begin).Round(time.Millisecond))
+	}
+}
+
+// requireImage fails the test when the image is not in the test socket's
+// storage, naming the command that builds it.
+func requireImage(t *testing.T, image, build string) {
+	t.Helper()
+	sock := os.Getenv("ETCD_AGENT_TEST_PODMAN_SOCKET")
+	if sock == "" {
+		return // usePodman says what to do
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := bindings.NewConnection(ctx, sock)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", sock, err)
+	}
+	ok, err := images.Exists(conn, image, nil)
+	if err != nil {
+		t.Fatalf("look up image %s: %v", image, err)
+	}
+	if !ok {
+		t.Fatalf("image %s is not in %s's storage: run `%s`", image, sock, build)
+	}
+}
