@@ -160,7 +160,7 @@ func (a *Agent) observe(h health) {
 		msg += "; " + why
 	}
 	if c := a.rec.Snapshot().EtcdChange; c.State != "" {
-		msg += "; etcd config change " + string(c.State) + ": " + c.Reason
+		msg += "; " + c.Reason
 	}
 	a.setPhase(h.phase, msg)
 }
