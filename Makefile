@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.defaultEtcdVersion=$(ETCD_VERSION)
 BIN := bin
 
-.PHONY: build test test-short lint tools etcd-binaries etcd-v2 image podman-setup local bench clean
+.PHONY: build test test-short lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
 
 build: ## static, stripped agent binary with its version stamped
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-agent ./cmd/etcd-agent
@@ -26,6 +26,9 @@ etcd-v2: ## etcd v3.5 with the v2 keys API, only for the v2 discovery tests (bui
 
 image: etcd-binaries ## the etcd container image, laid out like gcr.io/etcd-development/etcd, tagged with the pinned version
 	image/build.sh $(BIN)
+
+etcd-v36-image: ## the etcd v3.6 image the rolling-upgrade test starts from (etcd v3.6 built outside go.mod)
+	.ci/etcd-v36-image.sh
 
 podman-setup: image ## root: Podman services (rootful + rootless user etcdtest) for the Podman tests; prints the env to export
 	.ci/podman-setup.sh
