@@ -66,6 +66,10 @@ type Options struct {
 	// checked. Zero: a quarter of pki.renewBefore, between 5s and 1h
 	// (tests shorten it).
 	CertCheckInterval time.Duration
+	// ChangeReadyTimeout bounds the wait for a member restarted with a
+	// changed etcd image or setting to be healthy and caught up; past it the
+	// change is rolled back and not tried on any member. Zero: 2 minutes.
+	ChangeReadyTimeout time.Duration
 	// LearnerCatchUpTimeout bounds a learner's catch-up before it removes
 	// itself and joins again. Zero: 15 minutes.
 	LearnerCatchUpTimeout time.Duration
@@ -117,6 +121,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ChangeReadyTimeout <= 0 {
+		opts.ChangeReadyTimeout = caRestartReady
 	}
 	if opts.LearnerCatchUpTimeout <= 0 {
 		opts.LearnerCatchUpTimeout = defaultLearnerCatchUpTimeout

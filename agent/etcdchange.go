@@ -25,6 +25,11 @@ import (
 // version rules are checked first; a refused change is reported and the
 // member keeps running what it ran.
 
+// changeFailedPrefix holds, per change (rollout.ChangeID), why it failed
+// on a member: the other members do not try it. Deleting the key lets the
+// same change be tried again.
+const changeFailedPrefix = "/_etcd-agent/change-failed/"
+
 // changeCheckInterval is how often the supervision loop looks at a pending
 // change (a no-op comparison when there is none).
 const changeCheckInterval = 2 * time.Second
@@ -178,13 +183,27 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	if err != nil {
 		return "", "", err
 	}
+	failedKey := changeFailedPrefix + rollout.ChangeID(desired)
+	gctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	failed, err := cli.Get(gctx, failedKey)
+	cancel()
+	if err != nil {
+		return "", "", fmt.Errorf("read %s: %w", failedKey, err)
+	}
+	f := rollout.ChangeFacts{Applied: applied, Desired: desired, ClusterVersion: cluster, DowngradeTarget: downgrade}
+	if len(failed.Kvs) > 0 {
+		f.Failed = string(failed.Kvs[0].Value)
+	}
 	h := a.probe(ctx)
-	step := rollout.PlanChange(rollout.ChangeFacts{Applied: applied, Desired: desired, ClusterVersion: cluster, DowngradeTarget: downgrade,
-		LocalReady: h.ready, SelfPeerURL: facts.SelfPeerURL, Members: facts.Members})
+	f.LocalReady, f.SelfPeerURL, f.Members = h.ready, facts.SelfPeerURL, facts.Members
+	step := rollout.PlanChange(f)
 	switch step.Kind {
 	case rollout.None:
 		return "", "", nil
 	case rollout.Refuse:
+		if f.Failed != "" {
+			return report.ChangeFailed, step.Reason, nil
+		}
 		return report.ChangeRefused, step.Reason, nil
 	case rollout.Wait:
 		return report.ChangeWaiting, step.Reason, nil
@@ -202,13 +221,30 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	a.setPlannedRestart(true)
 	defer a.setPlannedRestart(false)
 	a.setEtcdSpec(desired)
-	if err := a.restartEtcd(ctx); err != nil {
-		// The runtime supervisor keeps starting the member with desired.
-		return "", "", err
+	err = a.restartEtcd(ctx)
+	if err == nil {
+		a.writeAppliedSpec(desired)
+		err = a.waitHealthy(ctx, a.opts.ChangeReadyTimeout)
 	}
-	a.writeAppliedSpec(desired)
-	if err := a.waitHealthy(ctx, caRestartReady); err != nil {
-		return "", "", err
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
+		why := fmt.Sprintf("%s did not run healthy with it (%s) and was rolled back", a.id.Name, shortErr(err))
+		a.log.Error("etcd config change failed: rolling back", "change", rollout.Describe(applied, desired), "err", err)
+		a.rec.AddDecision("rollback", why)
+		// Recorded first, so no other member tries it even if the
+		// rollback fails too.
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		_, perr := cli.Put(pctx, failedKey, why)
+		cancel()
+		if perr != nil {
+			a.log.Error("record the failed change", "key", failedKey, "err", perr)
+		}
+		if err := a.rollBack(ctx, applied); err != nil {
+			return "", "", fmt.Errorf("%s; rollback: %w", why, err)
+		}
+		return report.ChangeFailed, "etcd config changed (" + rollout.Describe(applied, desired) + "): " + why, nil
 	}
 	took := a.now().Sub(begin).Round(time.Millisecond)
 	running := ""
@@ -218,6 +254,28 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	a.rec.AddDecision("restarted", fmt.Sprintf("etcd restarted with %s in %s;%s healthy and caught up", rollout.Describe(applied, desired), took, running))
 	a.log.Info("applied the etcd config change", "change", rollout.Describe(applied, desired), "took", took, "running", running)
 	return "", "", nil
+}
+
+// rollBack restarts the member with the spec it ran before a change that
+// failed, and waits for it to be healthy again (the lock is still held).
+func (a *Agent) rollBack(ctx context.Context, applied etcdconf.Spec) error {
+	a.setEtcdSpec(applied)
+	if err := a.restartEtcd(ctx); err != nil {
+		return err
+	}
+	a.writeAppliedSpec(applied)
+	if err := a.waitHealthy(ctx, caRestartReady); err != nil {
+		return err
+	}
+	a.rec.AddDecision("rolled back", "etcd runs "+orDefault(applied.Image, "the agent's etcd")+" with the settings it ran before; healthy and caught up")
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // moveLeadership hands leadership to another healthy voter before the local

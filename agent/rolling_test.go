@@ -116,6 +116,68 @@ func TestRollingUpgrade(t *testing.T) {
 	lintest.HashKVEqual(t, r.cli, r.endpoints)
 }
 
+// TestRollingChangeRolledBack: every node gets an image that cannot run the
+// member (etcd v3.6's binary tagged v3.7.99: the version rules allow it,
+// but etcd v3.6 refuses to start in a v3.7 cluster). The first member to
+// restart with it is not healthy in time; its agent rolls it back to
+// v3.7.3 and records the failure in the cluster, so no other member tries
+// it. Every node reports the change as failed, every member runs v3.7.3, no
+// acknowledged write is lost, the history is linearizable and the hashes
+// agree.
+func TestRollingChangeRolledBack(t *testing.T) {
+	requireImage(t, image36, "make etcd-v36-image")
+	const broken = "localhost/etcd-rolling-broken:v3.7.99"
+	tagImage(t, image36, broken)
+	r := newRollingWith(t, 21, "", func(o *agent.Options) { o.ChangeReadyTimeout = 20 * time.Second }) // discovery 127.0.11.21, nodes .22-.24
+	r.waitClusterVersion("3.7.0", 2*time.Minute)
+	w := startWriter(t, r.cli, 2)
+	time.Sleep(2 * time.Second)
+
+	r.restartAll("  image: " + broken + "\n")
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var waiting []string
+		for _, n := range r.nodes {
+			if c := n.agent.Report().EtcdChange; c.State != report.ChangeFailed {
+				waiting = append(waiting, fmt.Sprintf("node %d: %q %q", n.i, c.State, c.Reason))
+			}
+		}
+		if len(waiting) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failed change was not reported everywhere within 3 minutes: %v", waiting)
+		}
+		time.Sleep(time.Second)
+	}
+	rolledBack := 0
+	for _, n := range r.nodes {
+		rep := n.agent.Report()
+		for _, d := range rep.Decisions {
+			switch d.Action {
+			case "rollback", "rolled back":
+				t.Logf("node %d %s: %s", n.i, d.Action, d.Reason)
+				if d.Action == "rolled back" {
+					rolledBack++
+				}
+			case "restarted":
+				t.Errorf("node %d restarted with the broken image: %s", n.i, d.Reason)
+			}
+		}
+		if rep.EtcdImage != image37 {
+			t.Errorf("node %d runs %q, want %s", n.i, rep.EtcdImage, image37)
+		}
+		t.Logf("node %d: %s %q", n.i, rep.EtcdChange.State, rep.EtcdChange.Reason)
+	}
+	if rolledBack != 1 {
+		t.Errorf("%d members tried the broken image and were rolled back, want exactly 1", rolledBack)
+	}
+	r.waitApplied(time.Minute, func(st *clientv3.StatusResponse) bool { return st.Version == "3.7.3" }, "etcd 3.7.3 everywhere")
+
+	w.verify(t, r.cli)
+	lintest.HashKVEqual(t, r.cli, r.endpoints)
+}
+
 // rolling is a 3-node Podman cluster whose configs can be changed.
 type rolling struct {
 	t         *testing.T
@@ -127,14 +189,20 @@ type rolling struct {
 	cli       *clientv3.Client
 	// since is when the latest restartAll started the new agents.
 	since time.Time
+	// edit changes every agent's options.
+	edit func(*agent.Options)
 }
 
 func newRolling(t *testing.T, ipBase int, etcdYAML string) *rolling {
+	return newRollingWith(t, ipBase, etcdYAML, nil)
+}
+
+func newRollingWith(t *testing.T, ipBase int, etcdYAML string, edit func(*agent.Options)) *rolling {
 	h := newHarnessNet(t, "127.0.11", ipBase)
 	h.usePodman()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r := &rolling{t: t, h: h, ctx: ctx, token: h.startDiscovery(ctx, 3)}
+	r := &rolling{t: t, h: h, ctx: ctx, token: h.startDiscovery(ctx, 3), edit: edit}
 	for i := 1; i <= 3; i++ {
 		r.nodes = append(r.nodes, r.start(i, etcdYAML))
 	}
@@ -171,7 +239,12 @@ func (r *rolling) config(i int, etcdYAML string) *config.Config {
 // start runs node i's agent. Its container outlives the agent, as in
 // production: an agent restart adopts it.
 func (r *rolling) start(i int, etcdYAML string) *node {
-	return r.h.startWith(r.ctx, i, r.config(i, etcdYAML), func(o *agent.Options) { o.StopEtcdOnExit = false })
+	return r.h.startWith(r.ctx, i, r.config(i, etcdYAML), func(o *agent.Options) {
+		o.StopEtcdOnExit = false
+		if r.edit != nil {
+			r.edit(o)
+		}
+	})
 }
 
 // restartAll gives every node the new etcd section and restarts all agents
@@ -191,7 +264,7 @@ func (r *rolling) restartAll(etcdYAML string) {
 }
 
 // waitApplied waits until every member's own status satisfies ok and no
-// node has a change pending.
+// node has a change waiting or in progress (refused and failed ones stay).
 func (r *rolling) waitApplied(limit time.Duration, ok func(*clientv3.StatusResponse) bool, what string) {
 	r.t.Helper()
 	deadline := time.Now().Add(limit)
@@ -207,7 +280,7 @@ func (r *rolling) waitApplied(limit time.Duration, ok func(*clientv3.StatusRespo
 				missing = append(missing, ep+": "+err.Error())
 			case !ok(st):
 				missing = append(missing, fmt.Sprintf("%s: etcd %s quota %d, change %s %q", ep, st.Version, st.DbSizeQuota, c.State, c.Reason))
-			case c.State != "" && c.State != report.ChangeRefused:
+			case c.State == report.ChangeWaiting || c.State == report.ChangeRestarting:
 				missing = append(missing, fmt.Sprintf("%s: change %s %q", ep, c.State, c.Reason))
 			}
 		}
@@ -309,6 +382,26 @@ func (r *rolling) containers() []string {
 		out = append(out, fmt.Sprintf("%s %.12s %s", name, c.ID, c.State.StartedAt.Format(time.RFC3339Nano)))
 	}
 	return out
+}
+
+// tagImage tags image as tag ("repo:tag") in the test socket's storage until
+// the test ends.
+func tagImage(t *testing.T, image, tag string) {
+	t.Helper()
+	// The connection's context serves the cleanup too.
+	conn, err := bindings.NewConnection(context.Background(), os.Getenv("ETCD_AGENT_TEST_PODMAN_SOCKET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, version, _ := strings.Cut(tag, ":")
+	if err := images.Tag(conn, image, version, repo, nil); err != nil {
+		t.Fatalf("tag %s as %s: %v", image, tag, err)
+	}
+	t.Cleanup(func() {
+		if err := images.Untag(conn, image, version, repo, nil); err != nil {
+			t.Logf("untag %s: %v", tag, err)
+		}
+	})
 }
 
 // requireImage fails the test when the image is not in the test socket's

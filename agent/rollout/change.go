@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,6 +14,19 @@ import (
 // Refuse is a Step for a change that etcd's rules forbid: it is never
 // applied, whatever the cluster's health; the reason says what to do.
 const Refuse Kind = "refuse"
+
+// ChangeID names the image and settings desired asks for, the same on every
+// node (no name, address or path in it): a change that failed on one member
+// is recognised on the others.
+func ChangeID(desired etcdconf.Spec) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%s\x00%s\x00%d\x00%d\x00%d", desired.Image, desired.QuotaBackendBytes, desired.AutoCompactionMode,
+		desired.AutoCompactionRetention, desired.SnapshotCount, desired.HeartbeatMs, desired.ElectionMs)
+	for _, f := range desired.ExtraFlags {
+		fmt.Fprintf(h, "\x00%s", f)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
 
 // Differences lists how desired differs from applied, the spec the member
 // runs: "image a → b" and "--flag: old → new" ("(unset)" for a flag only
@@ -73,6 +88,10 @@ type ChangeFacts struct {
 	// DowngradeTarget is etcd's enabled downgrade target ("3.6"), "" when
 	// no downgrade is enabled.
 	DowngradeTarget string
+	// Failed is why this very change already failed on a member (it did
+	// not become healthy with it and was rolled back), "" if it did not:
+	// it is not tried again on any member.
+	Failed string
 	// LocalReady, SelfPeerURL and Members are as in Facts.
 	LocalReady  bool
 	SelfPeerURL string
@@ -106,7 +125,7 @@ func CheckImage(applied, desired etcdconf.Spec, clusterVersion, downgradeTarget 
 
 // PlanChange decides what the local member does about a changed etcd image
 // or settings: nothing (None: the member runs what the config asks), never
-// (Refuse: etcd's version rules forbid it), not yet (Wait: the cluster is
+// (Refuse: etcd's version rules forbid it, or it failed on a member), not yet (Wait: the cluster is
 // not ready to lose this member for a moment), or restart with the desired
 // spec now.
 func PlanChange(f ChangeFacts) Step {
@@ -119,6 +138,8 @@ func PlanChange(f ChangeFacts) Step {
 	switch {
 	case refused != "":
 		return Step{Kind: Refuse, Reason: why + ": refused: " + refused}
+	case f.Failed != "":
+		return Step{Kind: Refuse, Reason: why + ": not tried again: " + f.Failed}
 	case !known:
 		return Step{Kind: Wait, Reason: why + ": waiting for the cluster version to check the upgrade against"}
 	}

@@ -143,3 +143,26 @@ func TestDifferences(t *testing.T) {
 		t.Errorf("Differences = %q, want %q", got, want)
 	}
 }
+
+// A change that failed on one member is not tried on any other, even with
+// the whole cluster healthy; another change is.
+func TestPlanChangeFailedElsewhere(t *testing.T) {
+	const self = "https://10.0.0.1:2380"
+	all := []membership.ClusterMember{
+		{ID: 1, Name: "n1", PeerURLs: []string{self}, Healthy: true},
+		{ID: 2, Name: "n2", PeerURLs: []string{"https://10.0.0.2:2380"}, Healthy: true},
+		{ID: 3, Name: "n3", PeerURLs: []string{"https://10.0.0.3:2380"}, Healthy: true},
+	}
+	base := etcdconf.Spec{Name: "n1", DataDir: "/d", NodeIP: netip.MustParseAddr("10.0.0.1"), CertDir: "/p", Image: "etcd:v3.7.3"}
+	desired := base
+	desired.Image = "etcd:v3.7.4"
+	f := ChangeFacts{Applied: base, Desired: desired, ClusterVersion: "3.7.0", LocalReady: true, SelfPeerURL: self, Members: all,
+		Failed: "etcd-3 was not healthy within 2m0s with it (rolled back)"}
+	if got := PlanChange(f); got.Kind != Refuse || !strings.Contains(got.Reason, "not tried again: etcd-3 was not healthy") {
+		t.Errorf("PlanChange = %s %q, want refuse naming the failure", got.Kind, got.Reason)
+	}
+	f.Failed = ""
+	if got := PlanChange(f); got.Kind != Restart {
+		t.Errorf("PlanChange without a failure = %s %q, want restart", got.Kind, got.Reason)
+	}
+}
