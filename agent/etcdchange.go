@@ -176,7 +176,7 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 		if ctx.Err() != nil {
 			return "", "", ctx.Err()
 		}
-		return report.ChangeWaiting, "waiting for the membership lock (another node is restarting or changing the cluster)", nil
+		return report.ChangeWaiting, "etcd config changed (" + rollout.Describe(applied, desired) + "): waiting for the membership lock (another node is restarting or changing the cluster)", nil
 	}
 	defer lock.release(a.log)
 	facts, err := a.gatherMembers(ctx, cli, map[uint64]membership.Outage{})
