@@ -58,6 +58,9 @@ func TestRollingQuotaChange(t *testing.T) {
 // member restarts. Every acknowledged write is read back, the history is
 // linearizable and the members' hashes agree.
 func TestRollingUpgrade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node Podman scenario")
+	}
 	requireImage(t, image36, "make etcd-v36-image")
 	r := newRolling(t, 11, "  image: "+image36+"\n") // discovery 127.0.11.11, nodes .12-.14
 	r.waitApplied(time.Minute, func(st *clientv3.StatusResponse) bool { return st.Version == "3.6.16" }, "etcd 3.6.16")
@@ -125,6 +128,9 @@ func TestRollingUpgrade(t *testing.T) {
 // acknowledged write is lost, the history is linearizable and the hashes
 // agree.
 func TestRollingChangeRolledBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node Podman scenario")
+	}
 	requireImage(t, image36, "make etcd-v36-image")
 	const broken = "localhost/etcd-rolling-broken:v3.7.99"
 	tagImage(t, image36, broken)
