@@ -3,10 +3,14 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
@@ -194,8 +198,8 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	if len(failed.Kvs) > 0 {
 		f.Failed = string(failed.Kvs[0].Value)
 	}
-	h := a.probe(ctx)
-	f.LocalReady, f.SelfPeerURL, f.Members = h.ready, facts.SelfPeerURL, facts.Members
+	ready, leader, _ := a.changeReady(ctx)
+	f.LocalReady, f.SelfPeerURL, f.Members = ready, facts.SelfPeerURL, facts.Members
 	step := rollout.PlanChange(f)
 	switch step.Kind {
 	case rollout.None:
@@ -215,7 +219,7 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	a.rec.AddDecision("restart", step.Reason)
 	a.setChange(report.EtcdChange{State: report.ChangeRestarting, Change: rollout.Describe(applied, desired), Reason: step.Reason})
 	begin := a.now()
-	if h.leader {
+	if leader {
 		a.moveLeadership(ctx, facts.SelfPeerURL, facts.Members)
 	}
 	a.setPlannedRestart(true)
@@ -224,7 +228,7 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	err = a.restartEtcd(ctx)
 	if err == nil {
 		a.writeAppliedSpec(desired)
-		err = a.waitHealthy(ctx, a.opts.ChangeReadyTimeout)
+		err = a.waitChangeReady(ctx, a.opts.ChangeReadyTimeout)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -264,7 +268,7 @@ func (a *Agent) rollBack(ctx context.Context, applied etcdconf.Spec) error {
 		return err
 	}
 	a.writeAppliedSpec(applied)
-	if err := a.waitHealthy(ctx, caRestartReady); err != nil {
+	if err := a.waitChangeReady(ctx, caRestartReady); err != nil {
 		return err
 	}
 	a.rec.AddDecision("rolled back", "etcd runs "+orDefault(applied.Image, "the agent's etcd")+" with the settings it ran before; healthy and caught up")
@@ -276,6 +280,55 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// changeReady reports whether the local member is a voter with a leader
+// that serves a linearizable read (caught up), as the health probe's ready,
+// except that a NOSPACE alarm does not count against it: raising
+// etcd.quotaBackendBytes is how an operator clears one, and that change
+// must roll out. leader says whether the member leads; why, when not ready.
+func (a *Agent) changeReady(ctx context.Context) (ready, leader bool, why string) {
+	if h := a.probe(ctx); h.ready {
+		return true, h.leader, ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	st, err := a.client.Status(ctx, a.etcdSpec().ClientURL())
+	switch {
+	case err != nil:
+		return false, false, "status: " + shortErr(err)
+	case st.IsLearner:
+		return false, false, "a learner"
+	case st.Leader == 0:
+		return false, false, "no leader"
+	}
+	for _, e := range st.Errors {
+		if !strings.Contains(e, "NOSPACE") {
+			return false, false, e
+		}
+	}
+	if _, err := a.client.Get(ctx, "health"); err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		return false, false, "linearizable read: " + shortErr(err)
+	}
+	return true, st.Leader == st.Header.GetMemberId(), ""
+}
+
+// waitChangeReady waits until changeReady, for up to limit.
+func (a *Agent) waitChangeReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		ready, _, why := a.changeReady(ctx)
+		if ready {
+			a.observe(a.probe(ctx))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcd not healthy within %s after its restart: %s", limit, why)
+		case <-time.After(readyPoll):
+		}
+	}
 }
 
 // moveLeadership hands leadership to another healthy voter before the local
