@@ -106,6 +106,8 @@ type Agent struct {
 	inconsistent atomic.Value
 	// bundle is the CA trust bundle the running etcd loaded (CA rotation).
 	bundle etcdBundle
+	// lastChangeCheck: when a config change was last looked at before READY.
+	lastChangeCheck time.Time
 }
 
 // New checks the options and returns an agent ready to Run.

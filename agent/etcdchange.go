@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
@@ -140,6 +143,17 @@ func (a *Agent) checkEtcdChange(ctx context.Context) {
 	a.setChange(report.EtcdChange{State: state, Change: change, Reason: reason})
 }
 
+// checkEtcdChangeWhileNotReady lets a change roll out before READY: a
+// member under a NOSPACE alarm is not ready, and the change that clears it
+// (a higher quota) must still go. Every changeCheckInterval at most.
+func (a *Agent) checkEtcdChangeWhileNotReady(ctx context.Context) {
+	if a.now().Sub(a.lastChangeCheck) < changeCheckInterval {
+		return
+	}
+	a.lastChangeCheck = a.now()
+	a.checkEtcdChange(ctx)
+}
+
 // setChange publishes c, logging each new state or reason once (a refused
 // change is looked at again every changeCheckInterval).
 func (a *Agent) setChange(c report.EtcdChange) {
@@ -175,6 +189,10 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	if err != nil {
 		return "", "", err
 	}
+	failedKey := changeFailedPrefix + rollout.ChangeID(desired)
+	if rollout.OnlyRaisesQuota(applied, desired) && a.noSpace(ctx, cli) {
+		return a.raiseQuotaUnlocked(ctx, cli, applied, desired, failedKey)
+	}
 	lock, err := lockMembership(ctx, cli, caLockWait)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -187,7 +205,6 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	if err != nil {
 		return "", "", err
 	}
-	failedKey := changeFailedPrefix + rollout.ChangeID(desired)
 	gctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	failed, err := cli.Get(gctx, failedKey)
 	cancel()
@@ -215,6 +232,16 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	if err := lock.check(ctx); err != nil {
 		return "", "", err
 	}
+	return a.restartWithChange(ctx, cli, applied, desired, leader, facts, failedKey, step.Reason)
+}
+
+// restartWithChange restarts the local member with desired, moving
+// leadership away first, and waits until it is healthy and caught up; if it
+// is not in time, it rolls the member back and records the change as failed
+// under failedKey.
+func (a *Agent) restartWithChange(ctx context.Context, cli *clientv3.Client, applied, desired etcdconf.Spec, leader bool,
+	facts membership.JoinFacts, failedKey, reason string) (report.ChangeState, string, error) {
+	step := rollout.Step{Kind: rollout.Restart, Reason: reason}
 	a.log.Warn("restart", "reason", step.Reason)
 	a.rec.AddDecision("restart", step.Reason)
 	a.setChange(report.EtcdChange{State: report.ChangeRestarting, Change: rollout.Describe(applied, desired), Reason: step.Reason})
@@ -225,7 +252,7 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	a.setPlannedRestart(true)
 	defer a.setPlannedRestart(false)
 	a.setEtcdSpec(desired)
-	err = a.restartEtcd(ctx)
+	err := a.restartEtcd(ctx)
 	if err == nil {
 		a.writeAppliedSpec(desired)
 		err = a.waitChangeReady(ctx, a.opts.ChangeReadyTimeout)
@@ -258,6 +285,60 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	a.rec.AddDecision("restarted", fmt.Sprintf("etcd restarted with %s in %s;%s healthy and caught up", rollout.Describe(applied, desired), took, running))
 	a.log.Info("applied the etcd config change", "change", rollout.Describe(applied, desired), "took", took, "running", running)
 	return "", "", nil
+}
+
+// noSpace reports whether etcd's NOSPACE alarm is raised.
+func (a *Agent) noSpace(ctx context.Context, cli *clientv3.Client) bool {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	resp, err := cli.AlarmList(ctx)
+	if err != nil {
+		return false
+	}
+	for _, al := range resp.Alarms {
+		if al.Alarm == etcdserverpb.AlarmType_NOSPACE {
+			return true
+		}
+	}
+	return false
+}
+
+// raiseQuotaUnlocked raises the local member's quota while a NOSPACE alarm
+// refuses the membership lock's writes: the members go one at a time in ID
+// order (rollout.MayRaiseQuotaUnlocked), each once every other voter
+// answers and every lower one runs with the new quota.
+func (a *Agent) raiseQuotaUnlocked(ctx context.Context, cli *clientv3.Client, applied, desired etcdconf.Spec, failedKey string) (report.ChangeState, string, error) {
+	change := "etcd config changed (" + rollout.Describe(applied, desired) + ")"
+	facts, err := a.gatherMembers(ctx, cli, map[uint64]membership.Outage{})
+	if err != nil {
+		return "", "", err
+	}
+	ready, leader, why := a.changeReady(ctx)
+	if !ready {
+		return report.ChangeWaiting, change + ": waiting for the local member to be healthy and caught up (" + why + ")", nil
+	}
+	var selfID uint64
+	quotas := make([]rollout.MemberQuota, len(facts.Members))
+	for i, m := range facts.Members {
+		if slices.Contains(m.PeerURLs, facts.SelfPeerURL) {
+			selfID = m.ID
+		}
+		quotas[i] = rollout.MemberQuota{ID: m.ID, Name: m.Name, Learner: m.IsLearner, Healthy: m.Healthy}
+		for _, u := range m.ClientURLs {
+			sctx, cancel := context.WithTimeout(ctx, memberProbeTimeout)
+			st, err := cli.Status(sctx, u)
+			cancel()
+			if err == nil {
+				quotas[i].Quota = st.DbSizeQuota
+				break
+			}
+		}
+	}
+	if ok, why := rollout.MayRaiseQuotaUnlocked(selfID, desired.QuotaBackendBytes, quotas); !ok {
+		return report.ChangeWaiting, change + ": " + why, nil
+	}
+	return a.restartWithChange(ctx, cli, applied, desired, leader, facts, failedKey,
+		change+": the NOSPACE alarm refuses the membership lock, so members raise their quota one at a time in ID order: restarting etcd to load it")
 }
 
 // rollBack restarts the member with the spec it ran before a change that

@@ -50,6 +50,77 @@ func TestRollingQuotaChange(t *testing.T) {
 	lintest.HashKVEqual(t, r.cli, r.endpoints)
 }
 
+// TestRollingQuotaRaiseUnderNOSPACE: the database fills its 64 MiB quota
+// and etcd raises NOSPACE, which refuses every write, the membership lock's
+// included. Every node gets a 256 MiB quota at once; the agents (not ready:
+// NOSPACE) still raise it, one member at a time in member ID order with no
+// lock, and once every member runs with it the alarm is disarmed (as an
+// operator or the agents' NOSPACE handling does) and writes succeed again.
+// No acknowledged write is lost, the history is linearizable and the
+// members' hashes agree.
+func TestRollingQuotaRaiseUnderNOSPACE(t *testing.T) {
+	r := newRolling(t, 31, "  quotaBackendBytes: 64MiB\n") // discovery 127.0.11.31, nodes .32-.34
+	w := startWriter(t, r.cli, 2)
+	time.Sleep(2 * time.Second)
+	fillUntilNoSpace(t, r.cli)
+
+	r.restartAllNotReady("  quotaBackendBytes: 256MiB\n")
+	r.waitApplied(4*time.Minute, func(st *clientv3.StatusResponse) bool { return st.DbSizeQuota == 256<<20 }, "quota 256MiB")
+	r.assertOneAtATime(3)
+
+	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	defer cancel()
+	alarms, err := r.cli.AlarmList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(alarms.Alarms) == 0 {
+		t.Fatal("no alarm left to disarm: the NOSPACE alarm should still be raised")
+	}
+	for _, al := range alarms.Alarms {
+		if _, err := r.cli.AlarmDisarm(ctx, (*clientv3.AlarmMember)(al)); err != nil {
+			t.Fatalf("disarm %v: %v", al, err)
+		}
+	}
+	for _, n := range r.nodes {
+		n.waitReady(t, readyTimeout)
+	}
+	if _, err := r.cli.Put(ctx, "/_rolling-test/after", "ok"); err != nil {
+		t.Fatalf("a write after the quota raise and the disarm: %v", err)
+	}
+
+	w.verify(t, r.cli)
+	lintest.HashKVEqual(t, r.cli, r.endpoints)
+}
+
+// fillUntilNoSpace writes 1 MiB values until etcd refuses a write with
+// "database space exceeded" and lists the NOSPACE alarm.
+func fillUntilNoSpace(t *testing.T, cli *clientv3.Client) {
+	t.Helper()
+	value := strings.Repeat("x", 1<<20)
+	for i := 0; ; i++ {
+		if i > 400 {
+			t.Fatal("no NOSPACE after 400 MiB of writes")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := cli.Put(ctx, fmt.Sprintf("/_rolling-test/fill/%04d", i), value)
+		cancel()
+		if err != nil && strings.Contains(err.Error(), "database space exceeded") {
+			t.Logf("NOSPACE after %d MiB", i)
+			break
+		}
+		if err != nil {
+			t.Fatalf("fill: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alarms, err := cli.AlarmList(ctx)
+	if err != nil || len(alarms.Alarms) == 0 {
+		t.Fatalf("alarms after NOSPACE: %v %v", alarms, err)
+	}
+}
+
 // TestRollingUpgrade: a cluster formed on etcd v3.6 is upgraded to v3.7.3
 // by changing etcd.image in every node's config at once, under a writer.
 // The members restart one at a time, the cluster version becomes 3.7, and
@@ -257,15 +328,21 @@ func (r *rolling) start(i int, etcdYAML string) *node {
 // at once, as a fleet-wide config push does.
 func (r *rolling) restartAll(etcdYAML string) {
 	r.t.Helper()
+	r.restartAllNotReady(etcdYAML)
+	for _, n := range r.nodes {
+		n.waitReady(r.t, readyTimeout)
+	}
+}
+
+// restartAllNotReady is restartAll without waiting for READY.
+func (r *rolling) restartAllNotReady(etcdYAML string) {
+	r.t.Helper()
 	for _, n := range r.nodes {
 		n.stop()
 	}
 	r.since = time.Now()
 	for k, n := range r.nodes {
 		r.nodes[k] = r.start(n.i, etcdYAML)
-	}
-	for _, n := range r.nodes {
-		n.waitReady(r.t, readyTimeout)
 	}
 }
 

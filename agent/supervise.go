@@ -56,6 +56,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			}
 		}
 		if !h.ready {
+			a.checkEtcdChangeWhileNotReady(ctx)
 			a.observe(h)
 			// A learner catching up is expected; anything else that is
 			// not ready for a while may have been removed while away.

@@ -145,3 +145,47 @@ func PlanChange(f ChangeFacts) Step {
 	}
 	return MayRestart(why, f.LocalReady, f.SelfPeerURL, f.Members)
 }
+
+// OnlyRaisesQuota reports whether desired differs from applied in a higher
+// backend quota and nothing else: the one change that clears a NOSPACE
+// alarm, when etcd's writes, the membership lock's included, are refused.
+func OnlyRaisesQuota(applied, desired etcdconf.Spec) bool {
+	d := Differences(applied, desired)
+	return len(d) == 1 && strings.HasPrefix(d[0], "--quota-backend-bytes:") && desired.QuotaBackendBytes > applied.QuotaBackendBytes
+}
+
+// MemberQuota is one member as seen while no lock can be taken: whether it
+// answers, and the quota it runs with (etcd's status reports it).
+type MemberQuota struct {
+	ID      uint64
+	Name    string
+	Learner bool
+	Healthy bool
+	Quota   int64
+}
+
+// MayRaiseQuotaUnlocked decides, without the membership lock (a NOSPACE
+// alarm refuses the lock's writes), whether the local member may restart
+// now to raise its quota to want. The members go in ID order: a member
+// goes only when every other voter answers and every voter with a lower ID
+// already runs with want. A member's quota changes only through its
+// restart, so the next one cannot go before the previous one is back and
+// answering with the new quota: never two at once, with no lock.
+func MayRaiseQuotaUnlocked(selfID uint64, want int64, members []MemberQuota) (bool, string) {
+	for _, m := range members {
+		if m.ID == selfID || m.Learner {
+			continue
+		}
+		name := m.Name
+		if name == "" {
+			name = fmt.Sprintf("%x", m.ID)
+		}
+		if !m.Healthy {
+			return false, fmt.Sprintf("waiting until every other voter answers (not answering: %s)", name)
+		}
+		if m.ID < selfID && m.Quota < want {
+			return false, fmt.Sprintf("the NOSPACE alarm blocks the membership lock: members raise their quota in ID order, waiting for %s", name)
+		}
+	}
+	return true, ""
+}

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -164,5 +165,49 @@ func TestPlanChangeFailedElsewhere(t *testing.T) {
 	f.Failed = ""
 	if got := PlanChange(f); got.Kind != Restart {
 		t.Errorf("PlanChange without a failure = %s %q, want restart", got.Kind, got.Reason)
+	}
+}
+
+func TestOnlyRaisesQuota(t *testing.T) {
+	s := etcdconf.Spec{Name: "n1", DataDir: "/d", NodeIP: netip.MustParseAddr("10.0.0.1"), CertDir: "/p", QuotaBackendBytes: 64 << 20}
+	up, down, more := s, s, s
+	up.QuotaBackendBytes, down.QuotaBackendBytes = 256<<20, 32<<20
+	more.QuotaBackendBytes, more.SnapshotCount = 256<<20, 5000
+	for _, tc := range []struct {
+		name    string
+		desired etcdconf.Spec
+		want    bool
+	}{{"raise", up, true}, {"lower", down, false}, {"raise and more", more, false}, {"nothing", s, false}} {
+		if got := OnlyRaisesQuota(s, tc.desired); got != tc.want {
+			t.Errorf("%s: OnlyRaisesQuota = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestMayRaiseQuotaUnlocked(t *testing.T) {
+	const old, want = 64 << 20, 256 << 20
+	m := func(id uint64, healthy bool, quota int64) MemberQuota {
+		return MemberQuota{ID: id, Name: fmt.Sprintf("n%d", id), Healthy: healthy, Quota: quota}
+	}
+	for _, tc := range []struct {
+		name    string
+		self    uint64
+		members []MemberQuota
+		ok      bool
+		reason  string
+	}{
+		{"lowest goes first", 1, []MemberQuota{m(1, true, old), m(2, true, old), m(3, true, old)}, true, ""},
+		{"second waits for the first", 2, []MemberQuota{m(1, true, old), m(2, true, old), m(3, true, old)}, false, "waiting for n1"},
+		{"first restarting: second waits", 2, []MemberQuota{m(1, false, old), m(2, true, old), m(3, true, old)}, false, "not answering: n1"},
+		{"first done: second goes", 2, []MemberQuota{m(1, true, want), m(2, true, old), m(3, true, old)}, true, ""},
+		{"second restarting: third waits", 3, []MemberQuota{m(1, true, want), m(2, false, old), m(3, true, old)}, false, "not answering: n2"},
+		{"third waits for the second's new quota", 3, []MemberQuota{m(1, true, want), m(2, true, old), m(3, true, old)}, false, "waiting for n2"},
+		{"a higher member down blocks too", 1, []MemberQuota{m(1, true, old), m(2, true, old), m(3, false, old)}, false, "not answering: n3"},
+		{"a learner does not count", 2, []MemberQuota{m(1, true, want), m(2, true, old), {ID: 0, Learner: true}}, true, ""},
+	} {
+		ok, why := MayRaiseQuotaUnlocked(tc.self, want, tc.members)
+		if ok != tc.ok || !strings.Contains(why, tc.reason) {
+			t.Errorf("%s: = %v %q, want %v containing %q", tc.name, ok, why, tc.ok, tc.reason)
+		}
 	}
 }
