@@ -108,6 +108,8 @@ type Agent struct {
 	bundle etcdBundle
 	// lastChangeCheck: when a config change was last looked at before READY.
 	lastChangeCheck time.Time
+	// plannedExit is how etcd last exited during a planned restart.
+	plannedExit atomic.Value
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -444,6 +446,7 @@ func (a *Agent) runtimeEvent(ev runtime.Event) {
 	}
 	switch {
 	case ev.Kind == runtime.EventExited && a.plannedRestart():
+		a.plannedExit.Store(ev.Exit.String())
 		a.log.Info("etcd stopped for a planned restart", "event", ev.String())
 	case ev.Kind == runtime.EventEnsured && ev.Action == runtime.ActionAdopted,
 		ev.Kind == runtime.EventStable:

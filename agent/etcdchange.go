@@ -179,7 +179,7 @@ func (a *Agent) setChange(c report.EtcdChange) {
 // and restarts the member with desired if rollout.PlanChange allows it now.
 // It returns the change's state and reason ("" once applied).
 func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.Spec) (report.ChangeState, string, error) {
-	cluster, downgrade := a.clusterVersion(ctx)
+	cluster, downgrade, storage := a.clusterVersion(ctx)
 	// The version rules need no lock: a refused change is refused at once.
 	if refused, _ := rollout.CheckImage(applied, desired, cluster, downgrade); refused != "" {
 		step := rollout.PlanChange(rollout.ChangeFacts{Applied: applied, Desired: desired, ClusterVersion: cluster, DowngradeTarget: downgrade})
@@ -211,7 +211,7 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	if err != nil {
 		return "", "", fmt.Errorf("read %s: %w", failedKey, err)
 	}
-	f := rollout.ChangeFacts{Applied: applied, Desired: desired, ClusterVersion: cluster, DowngradeTarget: downgrade}
+	f := rollout.ChangeFacts{Applied: applied, Desired: desired, ClusterVersion: cluster, DowngradeTarget: downgrade, StorageVersion: storage}
 	if len(failed.Kvs) > 0 {
 		f.Failed = string(failed.Kvs[0].Value)
 	}
@@ -252,6 +252,7 @@ func (a *Agent) restartWithChange(ctx context.Context, cli *clientv3.Client, app
 	a.setPlannedRestart(true)
 	defer a.setPlannedRestart(false)
 	a.setEtcdSpec(desired)
+	a.plannedExit.Store("")
 	err := a.restartEtcd(ctx)
 	if err == nil {
 		a.writeAppliedSpec(desired)
@@ -406,6 +407,9 @@ func (a *Agent) waitChangeReady(ctx context.Context, limit time.Duration) error 
 		}
 		select {
 		case <-ctx.Done():
+			if exit, _ := a.plannedExit.Load().(string); exit != "" {
+				why += "; etcd last " + exit
+			}
 			return fmt.Errorf("etcd not healthy within %s after its restart: %s", limit, why)
 		case <-time.After(readyPoll):
 		}
@@ -431,32 +435,35 @@ func (a *Agent) moveLeadership(ctx context.Context, selfPeerURL string, members 
 }
 
 // clusterVersion asks the local member for etcd's cluster version (its
-// /version endpoint, "3.6.0") and the enabled downgrade target ("" when
-// none). Either is "" when the member does not say.
-func (a *Agent) clusterVersion(ctx context.Context) (cluster, downgrade string) {
+// /version endpoint, "3.6.0"), the enabled downgrade target ("" when none)
+// and its storage version. Each is "" when the member does not say.
+func (a *Agent) clusterVersion(ctx context.Context) (cluster, downgrade, storage string) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	spec := a.etcdSpec()
-	if st, err := a.client.Status(ctx, spec.ClientURL()); err == nil && st.DowngradeInfo != nil && st.DowngradeInfo.Enabled {
-		if v, err := rollout.ParseVersion(st.DowngradeInfo.TargetVersion); err == nil {
-			downgrade = fmt.Sprintf("%d.%d", v.Major, v.Minor)
+	if st, err := a.client.Status(ctx, spec.ClientURL()); err == nil {
+		storage = st.StorageVersion
+		if st.DowngradeInfo != nil && st.DowngradeInfo.Enabled {
+			if v, err := rollout.ParseVersion(st.DowngradeInfo.TargetVersion); err == nil {
+				downgrade = fmt.Sprintf("%d.%d", v.Major, v.Minor)
+			}
 		}
 	}
 	tlsCfg, err := pki.ClientTLS(a.cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
 	if err != nil {
-		return "", downgrade
+		return "", downgrade, storage
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
 	defer hc.CloseIdleConnections()
 	code, body, err := get(ctx, hc, spec.ClientURL()+"/version")
 	if err != nil || code != http.StatusOK {
-		return "", downgrade
+		return "", downgrade, storage
 	}
 	var v struct {
 		Cluster string `json:"etcdcluster"`
 	}
 	if json.Unmarshal(body, &v) != nil || v.Cluster == "not_decided" {
-		return "", downgrade
+		return "", downgrade, storage
 	}
-	return v.Cluster, downgrade
+	return v.Cluster, downgrade, storage
 }

@@ -126,7 +126,8 @@ func fillUntilNoSpace(t *testing.T, cli *clientv3.Client) {
 // The members restart one at a time, the cluster version becomes 3.7, and
 // then a change back to v3.6 (a downgrade without etcd's downgrade
 // procedure) is refused: reported by every agent with its reason, and no
-// member restarts. Every acknowledged write is read back, the history is
+// container changes. Once the operator enables etcd's downgrade to 3.6, the
+// same change rolls out, one member at a time, to cluster version 3.6. Every acknowledged write is read back, the history is
 // linearizable and the members' hashes agree.
 func TestRollingUpgrade(t *testing.T) {
 	if testing.Short() {
@@ -185,6 +186,19 @@ func TestRollingUpgrade(t *testing.T) {
 	if after := r.containers(); !slices.Equal(after, before) {
 		t.Errorf("containers changed under a refused change: before %v, after %v", before, after)
 	}
+
+	// etcd's downgrade procedure, as an operator runs it: the same refused
+	// change now rolls out by itself, one member at a time.
+	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	defer cancel()
+	for _, action := range []clientv3.DowngradeAction{clientv3.DowngradeValidate, clientv3.DowngradeEnable} {
+		if _, err := r.cli.Downgrade(ctx, action, "3.6"); err != nil {
+			t.Fatalf("downgrade %v 3.6: %v", action, err)
+		}
+	}
+	r.waitApplied(4*time.Minute, func(st *clientv3.StatusResponse) bool { return st.Version == "3.6.16" }, "etcd 3.6.16 after the downgrade procedure")
+	r.assertOneAtATime(3)
+	r.waitClusterVersion("3.6.0", 2*time.Minute)
 
 	w.verify(t, r.cli)
 	lintest.HashKVEqual(t, r.cli, r.endpoints)

@@ -88,6 +88,9 @@ type ChangeFacts struct {
 	// DowngradeTarget is etcd's enabled downgrade target ("3.6"), "" when
 	// no downgrade is enabled.
 	DowngradeTarget string
+	// StorageVersion is the local member's storage version ("3.7.0"), ""
+	// when unknown (etcd before 3.6).
+	StorageVersion string
 	// Failed is why this very change already failed on a member (it did
 	// not become healthy with it and was rolled back), "" if it did not:
 	// it is not tried again on any member.
@@ -123,6 +126,26 @@ func CheckImage(applied, desired etcdconf.Spec, clusterVersion, downgradeTarget 
 	return CheckUpgrade(cluster, target, downgradeTarget), true
 }
 
+// storageAhead says why an older etcd cannot run the member yet: its data
+// is at a newer storage version. etcd's downgrade procedure lowers it
+// after `etcdctl downgrade enable`; until then the older etcd would refuse
+// to start. "" when there is nothing to wait for.
+func storageAhead(f ChangeFacts) string {
+	if f.Applied.Image == f.Desired.Image || f.StorageVersion == "" {
+		return ""
+	}
+	target, err := ImageVersion(f.Desired.Image)
+	if err != nil {
+		return ""
+	}
+	storage, err := ParseVersion(f.StorageVersion)
+	if err != nil || storage.Major != target.Major || storage.Minor <= target.Minor {
+		return ""
+	}
+	return fmt.Sprintf("waiting for etcd to lower this member's storage version to %s (it is %s), which etcd's downgrade procedure does once the downgrade is enabled",
+		target.minor(), storage.minor())
+}
+
 // PlanChange decides what the local member does about a changed etcd image
 // or settings: nothing (None: the member runs what the config asks), never
 // (Refuse: etcd's version rules forbid it, or it failed on a member), not yet (Wait: the cluster is
@@ -140,6 +163,8 @@ func PlanChange(f ChangeFacts) Step {
 		return Step{Kind: Refuse, Reason: why + ": refused: " + refused}
 	case f.Failed != "":
 		return Step{Kind: Refuse, Reason: why + ": not tried again: " + f.Failed}
+	case storageAhead(f) != "":
+		return Step{Kind: Wait, Reason: why + ": " + storageAhead(f)}
 	case !known:
 		return Step{Kind: Wait, Reason: why + ": waiting for the cluster version to check the upgrade against"}
 	}

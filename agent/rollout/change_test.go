@@ -133,6 +133,32 @@ func TestPlanChange(t *testing.T) {
 	}
 }
 
+// During etcd's downgrade procedure a member goes to the older etcd only
+// once etcd has lowered its storage version.
+func TestPlanChangeDowngradeWaitsForStorage(t *testing.T) {
+	const self = "https://10.0.0.1:2380"
+	all := []membership.ClusterMember{
+		{ID: 1, Name: "n1", PeerURLs: []string{self}, Healthy: true},
+		{ID: 2, Name: "n2", PeerURLs: []string{"https://10.0.0.2:2380"}, Healthy: true},
+	}
+	applied := etcdconf.Spec{Name: "n1", DataDir: "/d", NodeIP: netip.MustParseAddr("10.0.0.1"), CertDir: "/p", Image: "etcd:v3.7.3"}
+	desired := applied
+	desired.Image = "etcd:v3.6.16"
+	f := ChangeFacts{Applied: applied, Desired: desired, ClusterVersion: "3.6.0", DowngradeTarget: "3.6", StorageVersion: "3.7.0",
+		LocalReady: true, SelfPeerURL: self, Members: all}
+	if got := PlanChange(f); got.Kind != Wait || !strings.Contains(got.Reason, "storage version to 3.6 (it is 3.7)") {
+		t.Errorf("storage 3.7: PlanChange = %s %q, want wait for the storage version", got.Kind, got.Reason)
+	}
+	f.StorageVersion = "3.6.0"
+	if got := PlanChange(f); got.Kind != Restart {
+		t.Errorf("storage 3.6: PlanChange = %s %q, want restart", got.Kind, got.Reason)
+	}
+	f.ClusterVersion, f.DowngradeTarget, f.StorageVersion = "3.7.0", "", "3.7.0"
+	if got := PlanChange(f); got.Kind != Refuse {
+		t.Errorf("no downgrade enabled: PlanChange = %s %q, want refuse", got.Kind, got.Reason)
+	}
+}
+
 func TestDifferences(t *testing.T) {
 	a := etcdconf.Spec{Name: "n1", DataDir: "/d", NodeIP: netip.MustParseAddr("10.0.0.1"), CertDir: "/p", ExtraFlags: []string{"--max-txn-ops=256"}}
 	b := a
