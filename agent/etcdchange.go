@@ -241,10 +241,9 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 // under failedKey.
 func (a *Agent) restartWithChange(ctx context.Context, cli *clientv3.Client, applied, desired etcdconf.Spec, leader bool,
 	facts membership.JoinFacts, failedKey, reason string) (report.ChangeState, string, error) {
-	step := rollout.Step{Kind: rollout.Restart, Reason: reason}
-	a.log.Warn("restart", "reason", step.Reason)
-	a.rec.AddDecision("restart", step.Reason)
-	a.setChange(report.EtcdChange{State: report.ChangeRestarting, Change: rollout.Describe(applied, desired), Reason: step.Reason})
+	a.log.Warn("restart", "reason", reason)
+	a.rec.AddDecision("restart", reason)
+	a.setChange(report.EtcdChange{State: report.ChangeRestarting, Change: rollout.Describe(applied, desired), Reason: reason})
 	begin := a.now()
 	if leader {
 		a.moveLeadership(ctx, facts.SelfPeerURL, facts.Members)
@@ -334,6 +333,10 @@ func (a *Agent) raiseQuotaUnlocked(ctx context.Context, cli *clientv3.Client, ap
 				break
 			}
 		}
+	}
+	if selfID == 0 {
+		// Without its own ID the member cannot take its turn.
+		return report.ChangeWaiting, change + ": the local member is not in the member list", nil
 	}
 	if ok, why := rollout.MayRaiseQuotaUnlocked(selfID, desired.QuotaBackendBytes, quotas); !ok {
 		return report.ChangeWaiting, change + ": " + why, nil
