@@ -306,43 +306,75 @@ func (a *Agent) noSpace(ctx context.Context, cli *clientv3.Client) bool {
 // raiseQuotaUnlocked raises the local member's quota while a NOSPACE alarm
 // refuses the membership lock's writes: the members go one at a time in ID
 // order (rollout.MayRaiseQuotaUnlocked), each once every other voter
-// answers and every lower one runs with the new quota.
+// answers and is caught up, and every lower one runs with the new quota.
+// The turn is confirmed again one check interval later, so the previous
+// member's agent has finished with it too.
 func (a *Agent) raiseQuotaUnlocked(ctx context.Context, cli *clientv3.Client, applied, desired etcdconf.Spec, failedKey string) (report.ChangeState, string, error) {
 	change := "etcd config changed (" + rollout.Describe(applied, desired) + ")"
-	facts, err := a.gatherMembers(ctx, cli, map[uint64]membership.Outage{})
-	if err != nil {
-		return "", "", err
-	}
-	ready, leader, why := a.changeReady(ctx)
-	if !ready {
-		return report.ChangeWaiting, change + ": waiting for the local member to be healthy and caught up (" + why + ")", nil
-	}
-	var selfID uint64
-	quotas := make([]rollout.MemberQuota, len(facts.Members))
-	for i, m := range facts.Members {
-		if slices.Contains(m.PeerURLs, facts.SelfPeerURL) {
-			selfID = m.ID
+	var facts membership.JoinFacts
+	var leader bool
+	for confirmed := false; ; confirmed = true {
+		var err error
+		if facts, err = a.gatherMembers(ctx, cli, map[uint64]membership.Outage{}); err != nil {
+			return "", "", err
 		}
-		quotas[i] = rollout.MemberQuota{ID: m.ID, Name: m.Name, Learner: m.IsLearner, Healthy: m.Healthy}
-		for _, u := range m.ClientURLs {
+		ready, lead, why := a.changeReady(ctx)
+		if !ready {
+			return report.ChangeWaiting, change + ": waiting for the local member to be healthy and caught up (" + why + ")", nil
+		}
+		leader = lead
+		selfID, quotas := a.memberQuotas(ctx, cli, facts)
+		if selfID == 0 {
+			// Without its own ID the member cannot take its turn.
+			return report.ChangeWaiting, change + ": the local member is not in the member list", nil
+		}
+		if ok, why := rollout.MayRaiseQuotaUnlocked(selfID, desired.QuotaBackendBytes, quotas); !ok {
+			return report.ChangeWaiting, change + ": " + why, nil
+		}
+		if confirmed {
+			break
+		}
+		if err := sleepCtx(ctx, changeCheckInterval); err != nil {
+			return "", "", err
+		}
+	}
+	return a.restartWithChange(ctx, cli, applied, desired, leader, facts, failedKey,
+		change+": the NOSPACE alarm refuses the membership lock, so members raise their quota one at a time in ID order: restarting etcd to load it")
+}
+
+// memberQuotas asks every member for its quota and applied index: a member
+// is caught up when it applied what the leader had committed.
+func (a *Agent) memberQuotas(ctx context.Context, cli *clientv3.Client, facts membership.JoinFacts) (selfID uint64, quotas []rollout.MemberQuota) {
+	status := func(urls []string) *clientv3.StatusResponse {
+		for _, u := range urls {
 			sctx, cancel := context.WithTimeout(ctx, memberProbeTimeout)
 			st, err := cli.Status(sctx, u)
 			cancel()
 			if err == nil {
-				quotas[i].Quota = st.DbSizeQuota
-				break
+				return st
 			}
 		}
+		return nil
 	}
-	if selfID == 0 {
-		// Without its own ID the member cannot take its turn.
-		return report.ChangeWaiting, change + ": the local member is not in the member list", nil
+	statuses := make([]*clientv3.StatusResponse, len(facts.Members))
+	var committed uint64
+	for i, m := range facts.Members {
+		if slices.Contains(m.PeerURLs, facts.SelfPeerURL) {
+			selfID = m.ID
+		}
+		if statuses[i] = status(m.ClientURLs); statuses[i] != nil && statuses[i].Leader == m.ID {
+			committed = statuses[i].RaftIndex
+		}
 	}
-	if ok, why := rollout.MayRaiseQuotaUnlocked(selfID, desired.QuotaBackendBytes, quotas); !ok {
-		return report.ChangeWaiting, change + ": " + why, nil
+	quotas = make([]rollout.MemberQuota, len(facts.Members))
+	for i, m := range facts.Members {
+		quotas[i] = rollout.MemberQuota{ID: m.ID, Name: m.Name, Learner: m.IsLearner, Healthy: m.Healthy && statuses[i] != nil}
+		if st := statuses[i]; st != nil {
+			quotas[i].Quota = st.DbSizeQuota
+			quotas[i].CaughtUp = committed > 0 && st.RaftAppliedIndex >= committed
+		}
 	}
-	return a.restartWithChange(ctx, cli, applied, desired, leader, facts, failedKey,
-		change+": the NOSPACE alarm refuses the membership lock, so members raise their quota one at a time in ID order: restarting etcd to load it")
+	return selfID, quotas
 }
 
 // rollBack restarts the member with the spec it ran before a change that

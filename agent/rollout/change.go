@@ -186,14 +186,16 @@ type MemberQuota struct {
 	Name    string
 	Learner bool
 	Healthy bool
-	Quota   int64
+	// CaughtUp: it applied what the leader had committed.
+	CaughtUp bool
+	Quota    int64
 }
 
 // MayRaiseQuotaUnlocked decides, without the membership lock (a NOSPACE
 // alarm refuses the lock's writes), whether the local member may restart
 // now to raise its quota to want. The members go in ID order: a member
-// goes only when every other voter answers and every voter with a lower ID
-// already runs with want. A member's quota changes only through its
+// goes only when every other voter answers and is caught up, and every
+// voter with a lower ID already runs with want. A member's quota changes only through its
 // restart, so the next one cannot go before the previous one is back and
 // answering with the new quota: never two at once, with no lock.
 func MayRaiseQuotaUnlocked(selfID uint64, want int64, members []MemberQuota) (bool, string) {
@@ -207,6 +209,9 @@ func MayRaiseQuotaUnlocked(selfID uint64, want int64, members []MemberQuota) (bo
 		}
 		if !m.Healthy {
 			return false, fmt.Sprintf("waiting until every other voter answers (not answering: %s)", name)
+		}
+		if !m.CaughtUp {
+			return false, fmt.Sprintf("waiting until every other voter is caught up (catching up: %s)", name)
 		}
 		if m.ID < selfID && m.Quota < want {
 			return false, fmt.Sprintf("the NOSPACE alarm blocks the membership lock: members raise their quota in ID order, waiting for %s", name)

@@ -213,7 +213,7 @@ func TestOnlyRaisesQuota(t *testing.T) {
 func TestMayRaiseQuotaUnlocked(t *testing.T) {
 	const old, want = 64 << 20, 256 << 20
 	m := func(id uint64, healthy bool, quota int64) MemberQuota {
-		return MemberQuota{ID: id, Name: fmt.Sprintf("n%d", id), Healthy: healthy, Quota: quota}
+		return MemberQuota{ID: id, Name: fmt.Sprintf("n%d", id), Healthy: healthy, CaughtUp: healthy, Quota: quota}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -229,6 +229,7 @@ func TestMayRaiseQuotaUnlocked(t *testing.T) {
 		{"second restarting: third waits", 3, []MemberQuota{m(1, true, want), m(2, false, old), m(3, true, old)}, false, "not answering: n2"},
 		{"third waits for the second's new quota", 3, []MemberQuota{m(1, true, want), m(2, true, old), m(3, true, old)}, false, "waiting for n2"},
 		{"a higher member down blocks too", 1, []MemberQuota{m(1, true, old), m(2, true, old), m(3, false, old)}, false, "not answering: n3"},
+		{"first back but catching up: second waits", 2, []MemberQuota{{ID: 1, Name: "n1", Healthy: true, Quota: want}, m(2, true, old), m(3, true, old)}, false, "catching up: n1"},
 		{"a learner does not count", 2, []MemberQuota{m(1, true, want), m(2, true, old), {ID: 0, Learner: true}}, true, ""},
 	} {
 		ok, why := MayRaiseQuotaUnlocked(tc.self, want, tc.members)
