@@ -54,8 +54,8 @@ func TestRollingQuotaChange(t *testing.T) {
 // and etcd raises NOSPACE, which refuses every write, the membership lock's
 // included. Every node gets a 256 MiB quota at once; the agents (not ready:
 // NOSPACE) still raise it, one member at a time in member ID order with no
-// lock, and once every member runs with it the alarm is disarmed (as an
-// operator or the agents' NOSPACE handling does) and writes succeed again.
+// lock, and once every member runs with it the alarm is disarmed (by the
+// test, if the agents' NOSPACE handling has not) and writes succeed again.
 // No acknowledged write is lost, the history is linearizable and the
 // members' hashes agree.
 func TestRollingQuotaRaiseUnderNOSPACE(t *testing.T) {
@@ -74,9 +74,8 @@ func TestRollingQuotaRaiseUnderNOSPACE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(alarms.Alarms) == 0 {
-		t.Fatal("no alarm left to disarm: the NOSPACE alarm should still be raised")
-	}
+	// The agents' own NOSPACE handling may have disarmed it already, the
+	// database being under the new quota now.
 	for _, al := range alarms.Alarms {
 		if _, err := r.cli.AlarmDisarm(ctx, (*clientv3.AlarmMember)(al)); err != nil {
 			t.Fatalf("disarm %v: %v", al, err)
