@@ -100,6 +100,8 @@ type Agent struct {
 	inconsistent atomic.Value
 	// bundle is the CA trust bundle the running etcd loaded (CA rotation).
 	bundle etcdBundle
+	// maint is the defragmentation and NOSPACE state (maintain.go).
+	maint maintainer
 }
 
 // New checks the options and returns an agent ready to Run.

@@ -109,6 +109,29 @@ type Facts struct {
 	// LockHeld: another agent holds the membership lock (read under
 	// NOSPACE, when the lock cannot be taken).
 	LockHeld bool
+	// Live is the live data's size as this agent's latest NOSPACE
+	// defragmentation measured it (zero: none).
+	Live Live
+}
+
+// Live is a member's database size right after its defragmentation: the
+// size of the data it holds, with nothing unused.
+type Live struct {
+	Member string
+	Size   int64
+	At     time.Time
+}
+
+// liveOverQuota reports whether a recent measurement shows that the live
+// data does not fit. It holds for one Pace (then one follower is measured
+// again, in case bbolt held pages back) and while no member's data in use
+// fell under the limit (a compaction made room: measure again).
+func (f Facts) liveOverQuota() bool {
+	limit := int64(float64(f.Quota) * f.Policy.DisarmBelow)
+	if f.Live.Size < limit || f.Now.Sub(f.Live.At) >= f.Policy.Pace {
+		return false
+	}
+	return !slices.ContainsFunc(f.Members, func(m Member) bool { return m.Answered() && m.DBInUse < f.disarmLimit(m) })
 }
 
 // NoSpace reports whether a NOSPACE alarm is raised.
@@ -218,24 +241,20 @@ func planNoSpace(f Facts) Step {
 		}
 		return s
 	}
-	// Defragmentation gives back only the unused space: if the data in use
-	// does not fit, no amount of it helps.
-	var over []string
-	for _, m := range f.Members {
-		if m.Answered() && m.DBInUse >= f.disarmLimit(m) {
-			over = append(over, fmt.Sprintf("%s has %s in use", m.label(), Bytes(m.DBInUse)))
-		}
-	}
-	if len(over) > 0 {
+	// Only a member just defragmented shows the live data's size: before,
+	// "in use" also counts pages a compaction freed but bbolt has not yet
+	// released, which can exceed the quota for a while.
+	if f.liveOverQuota() {
+		limit := int64(float64(f.Quota) * f.Policy.DisarmBelow)
 		return Step{Kind: Keep, NoSpace: true, Reason: fmt.Sprintf(
-			"NOSPACE alarm kept: the live data does not fit the quota: %s, quota %s, disarmed only below %s (%.0f%% of it); the history is already compacted to etcd.autoCompactionRetention (%s) — delete data, or raise etcd.quotaBackendBytes (it rolls out one node at a time)",
-			strings.Join(over, ", "), Bytes(f.Quota), Bytes(int64(float64(f.Quota)*f.Policy.DisarmBelow)), 100*f.Policy.DisarmBelow, f.Policy.Retention)}
+			"NOSPACE alarm kept: the live data does not fit the quota: %s holds %s in use after compacting to etcd.autoCompactionRetention (%s) and defragmenting; quota %s, the alarm is disarmed only below %s (%.0f%%) — delete data (it is freed once older than etcd.autoCompactionRetention), or raise etcd.quotaBackendBytes (it rolls out one node at a time)",
+			f.Live.Member, Bytes(f.Live.Size), f.Policy.Retention, Bytes(f.Quota), Bytes(limit), 100*f.Policy.DisarmBelow)}
 	}
 	if why := unhealthy(f); why != "" {
 		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE recovery waits: " + why}
 	}
 	if !f.Coordinator() {
-		return Step{Kind: Wait, NoSpace: true, Reason: fmt.Sprintf("NOSPACE: the leader's agent (%s) recovers: defragments, then disarms", f.leaderName())}
+		return Step{Kind: Wait, NoSpace: true, Reason: fmt.Sprintf("NOSPACE: the leader's agent (%s) recovers: it defragments the members, then disarms the alarm or, if the live data does not fit, keeps it and says why", f.leaderName())}
 	}
 	if f.LockHeld {
 		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE recovery waits for the membership lock's holder to finish (the lock itself cannot be taken under NOSPACE)"}

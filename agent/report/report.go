@@ -88,6 +88,9 @@ type NodeReport struct {
 
 	Transitions []Transition `json:"transitions,omitempty"` // last MaxHistory, newest last
 	Decisions   []Decision   `json:"decisions,omitempty"`   // last MaxHistory, newest last
+
+	// Maintenance is defragmentation and NOSPACE handling (maintenance.go).
+	Maintenance *Maintenance `json:"maintenance,omitempty"`
 }
 
 // clone returns a copy that shares no slices with r.
@@ -96,6 +99,7 @@ func (r NodeReport) clone() NodeReport {
 	r.Certs = cloneSlice(r.Certs)
 	r.Transitions = cloneSlice(r.Transitions)
 	r.Decisions = cloneSlice(r.Decisions)
+	r.Maintenance = r.Maintenance.clone()
 	return r
 }
 
