@@ -94,7 +94,7 @@ func (a *Agent) maintenanceFacts(ctx context.Context) (maintenance.Facts, error)
 	if err != nil {
 		return f, fmt.Errorf("local member status: %w", err)
 	}
-	f.Self, f.Leader = st.Header.GetMemberId(), st.Leader
+	f.Self, f.Leader, f.Revision = st.Header.GetMemberId(), st.Leader, st.Header.GetRevision()
 	list, err := a.client.MemberList(ctx)
 	if err != nil {
 		return f, fmt.Errorf("member list: %w", err)
@@ -303,7 +303,7 @@ func (a *Agent) defragMember(ctx context.Context, f maintenance.Facts, step main
 	}
 	a.maint.lastDefrag, a.maint.unpublished = &rec, true
 	if err == nil && step.NoSpace && rec.After > 0 {
-		a.maint.live = maintenance.Live{Member: m.Name, Size: rec.After, At: rec.At}
+		a.maint.live = maintenance.Live{Member: m.Name, Size: rec.After, At: rec.At, Revision: f.Revision}
 	}
 	a.maint.mu.Unlock()
 	a.flush()

@@ -192,7 +192,9 @@ func TestNoSpaceRecoveredByAgents(t *testing.T) {
 		return noSpaceAlarms(t, cli) == 0, reportsNext(nodes)
 	})
 	t.Logf("NOSPACE disarmed %s after the delete", time.Since(deleted).Round(time.Millisecond))
-	if _, err := cli.Put(ctx, "after-nospace", "ok"); err != nil {
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	if _, err := cli.Put(pctx, "after-nospace", "ok"); err != nil {
 		t.Fatalf("write after the recovery: %v", err)
 	}
 

@@ -106,6 +106,8 @@ type Facts struct {
 	// compacted at least that far.
 	CompactTarget int64
 	Compacted     bool
+	// Revision is the cluster's revision as the local member reports it.
+	Revision int64
 	// LockHeld: another agent holds the membership lock (read under
 	// NOSPACE, when the lock cannot be taken).
 	LockHeld bool
@@ -120,15 +122,18 @@ type Live struct {
 	Member string
 	Size   int64
 	At     time.Time
+	// Revision is the cluster's revision at the measurement.
+	Revision int64
 }
 
-// liveOverQuota reports whether a recent measurement shows that the live
-// data does not fit. It holds for one Pace (then one follower is measured
-// again, in case bbolt held pages back) and while no member's data in use
-// fell under the limit (a compaction made room: measure again).
+// liveOverQuota reports whether a measurement shows that the live data does
+// not fit. It holds until a compaction reaches a revision written after it
+// (data deleted since is now freed), a member's data in use falls under the
+// limit, or one Pace passed (the history older than the measurement that
+// compactions freed since: one follower is measured again).
 func (f Facts) liveOverQuota() bool {
 	limit := int64(float64(f.Quota) * f.Policy.DisarmBelow)
-	if f.Live.Size < limit || f.Now.Sub(f.Live.At) >= f.Policy.Pace {
+	if f.Live.Size < limit || f.Now.Sub(f.Live.At) >= f.Policy.Pace || f.CompactTarget > f.Live.Revision {
 		return false
 	}
 	return !slices.ContainsFunc(f.Members, func(m Member) bool { return m.Answered() && m.DBInUse < f.disarmLimit(m) })

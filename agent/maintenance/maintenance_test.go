@@ -68,17 +68,29 @@ func TestPlan(t *testing.T) {
 		{name: "nospace: all small again: disarm", f: facts(1, member(1, 11, 10, AlarmNoSpace), member(2, 11, 10, AlarmNoSpace), member(3, 11, 10)), kind: Disarm, act: true},
 		{name: "nospace: just under the margin is not enough", f: facts(1, member(1, 58, 10, AlarmNoSpace), member(2, 11, 10), member(3, 11, 10)), kind: Defrag, act: true, target: 1, move: 2},
 		{name: "nospace: a defragmented member shows the live data over the quota: keep",
-			f: with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 60), member(3, 64, 63)), func(f *Facts) { f.Live = Live{"etcd-b", 60 * mib, t0.Add(-10 * time.Second)} }), kind: Keep,
+			f: with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 60), member(3, 64, 63)), func(f *Facts) { f.Live = Live{"etcd-b", 60 * mib, t0.Add(-10 * time.Second), 700} }), kind: Keep,
 			reason: []string{"live data does not fit", "etcd-b holds 60 MiB in use", "quota 64 MiB", "below 57.6 MiB", "delete data", "raise etcd.quotaBackendBytes"}},
 		{name: "nospace: in use over the quota before a defrag is no proof: defragment",
 			f: facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 64, 63), member(3, 64, 63)), kind: Defrag, act: true, target: 2},
-		{name: "nospace: a defragmented member under the margin: go on", f: with(facts(1, member(1, 64, 50, AlarmNoSpace), member(2, 50, 50), member(3, 64, 50)), func(f *Facts) { f.Live = Live{"etcd-b", 50 * mib, t0} }),
+		{name: "nospace: a defragmented member under the margin: go on", f: with(facts(1, member(1, 64, 50, AlarmNoSpace), member(2, 50, 50), member(3, 64, 50)), func(f *Facts) { f.Live = Live{"etcd-b", 50 * mib, t0, 700} }),
 			kind: Defrag, act: true, target: 3},
 		{name: "nospace: a measurement older than the pace is taken again",
-			f:    with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 60), member(3, 64, 63)), func(f *Facts) { f.Live = Live{"etcd-b", 60 * mib, t0.Add(-time.Minute)} }),
+			f:    with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 60), member(3, 64, 63)), func(f *Facts) { f.Live = Live{"etcd-b", 60 * mib, t0.Add(-time.Minute), 700} }),
 			kind: Defrag, act: true, target: 3},
+		{name: "nospace: data deleted after the measurement is compacted: measure again",
+			f: with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 60), member(3, 64, 63)), func(f *Facts) {
+				f.Live = Live{"etcd-b", 60 * mib, t0, 700}
+				f.CompactTarget, f.Compacted = 701, true
+			}),
+			kind: Defrag, act: true, target: 3},
+		{name: "nospace: history older than the measurement compacted: still kept within the pace",
+			f: with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 60), member(3, 64, 63)), func(f *Facts) {
+				f.Live = Live{"etcd-b", 60 * mib, t0.Add(-30 * time.Second), 700}
+				f.CompactTarget, f.Compacted = 700, true
+			}),
+			kind: Keep},
 		{name: "nospace: in use fell under the limit since the measurement: measure again",
-			f:    with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 20), member(3, 64, 63)), func(f *Facts) { f.Live = Live{"etcd-b", 60 * mib, t0} }),
+			f:    with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 20), member(3, 64, 63)), func(f *Facts) { f.Live = Live{"etcd-b", 60 * mib, t0, 700} }),
 			kind: Defrag, act: true, target: 2},
 		{name: "nospace: a member down waits", f: facts(1, member(1, 64, 10, AlarmNoSpace), with2(member(2, 0, 0), func(m *Member) { m.Err = "deadline exceeded" }), member(3, 64, 10)),
 			kind: Wait, reason: []string{"etcd-b does not answer"}},
