@@ -43,7 +43,7 @@ lint:
 
 bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement and status benchmarks
 	go run ./cmd/etcd-agent-bench -bin $(BIN)
-	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode' -benchtime 3x -timeout 30m ./agent/
+	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode|DefragPass|NoSpaceRecovery' -benchtime 3x -timeout 30m ./agent/
 	go test -run '^$$' -bench 'Status' -benchtime 50x ./agent/status/
 
 local: build ## a 3-node TLS cluster on 127.0.0.11-13 with embedded etcd, until Ctrl-C

@@ -19,7 +19,7 @@ import (
 // maintCluster starts three agents on 127.0.10.2-4 (discovery on .1) with
 // short maintenance rounds and etcd's periodic compaction keeping 5s, edits
 // applied to each node's config.
-func maintCluster(t *testing.T, edit func(*config.Config)) ([]*node, *clientv3.Client, []string) {
+func maintCluster(t testing.TB, edit func(*config.Config)) ([]*node, *clientv3.Client, []string) {
 	t.Helper()
 	h := newHarnessNet(t, "127.0.10", 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -39,12 +39,14 @@ func maintCluster(t *testing.T, edit func(*config.Config)) ([]*node, *clientv3.C
 		n.waitReady(t, readyTimeout)
 		endpoints = append(endpoints, n.agent.Report().ClientURL)
 	}
-	return nodes, reloadingClient(t, nodes[0].certDir(), endpoints), endpoints
+	cli := h.client(strings.Join(endpoints, ","), nodes[0].certDir())
+	t.Cleanup(func() { cli.Close() })
+	return nodes, cli, endpoints
 }
 
 // fill puts 1 MiB values under prefix until etcd refuses one with NOSPACE,
 // and returns how many it put.
-func fill(t *testing.T, cli *clientv3.Client, prefix string, limit int) int {
+func fill(t testing.TB, cli *clientv3.Client, prefix string, limit int) int {
 	t.Helper()
 	value := strings.Repeat("x", 1<<20)
 	for i := range limit {
@@ -62,7 +64,7 @@ func fill(t *testing.T, cli *clientv3.Client, prefix string, limit int) int {
 	return limit
 }
 
-func noSpaceAlarms(t *testing.T, cli *clientv3.Client) int {
+func noSpaceAlarms(t testing.TB, cli *clientv3.Client) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -80,7 +82,7 @@ func noSpaceAlarms(t *testing.T, cli *clientv3.Client) int {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
