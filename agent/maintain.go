@@ -121,7 +121,11 @@ func (a *Agent) maintenanceFacts(ctx context.Context) (maintenance.Facts, error)
 			sctx, cancel := context.WithTimeout(ctx, memberProbeTimeout)
 			defer cancel()
 			s, err := a.client.Status(sctx, f.Members[i].Endpoint)
-			if err != nil {
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+				f.Members[i].Err = fmt.Sprintf("no answer within %s", memberProbeTimeout)
+				return
+			case err != nil:
 				f.Members[i].Err = shortErr(err)
 				return
 			}
