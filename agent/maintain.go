@@ -74,7 +74,12 @@ func (a *Agent) maintain(ctx context.Context) {
 		if !step.Act || ctx.Err() != nil {
 			return
 		}
-		if !a.maintenanceStep(ctx, f, step) || !step.NoSpace || step.Kind == maintenance.Disarm {
+		// A compaction or a defragmentation may outlast the watchdog: keep
+		// it fed while the step runs (every call in it has a deadline).
+		stopPetting := a.petDuringStartup(ctx)
+		more := a.maintenanceStep(ctx, f, step)
+		stopPetting()
+		if !more || !step.NoSpace || step.Kind == maintenance.Disarm {
 			return
 		}
 	}
@@ -278,13 +283,10 @@ func (a *Agent) defragMember(ctx context.Context, f maintenance.Facts, step main
 	a.rec.AddDecision("defrag", step.Reason)
 	a.log.Warn("defragmenting", "member", m.Name, "reason", step.Reason)
 	a.flush()
-	// A defragmentation may outlast the watchdog: keep it fed.
-	stopPetting := a.petDuringStartup(ctx)
 	begin := a.now()
 	dctx, cancel := context.WithTimeout(ctx, defragTimeout)
 	_, err := a.client.Defragment(dctx, m.Endpoint)
 	cancel()
-	stopPetting()
 	rec.TookSeconds = a.now().Sub(begin).Seconds()
 	rec.At = a.now().UTC().Round(0)
 	if err != nil {
