@@ -1,8 +1,12 @@
 package report
 
 import (
+	"maps"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 )
 
 // Recorder holds the agent's report while it runs. The agent's stages update
@@ -15,6 +19,9 @@ type Recorder struct {
 
 	mu sync.Mutex
 	r  NodeReport
+	// problems holds each source's current problems; r.Problems is their
+	// union, sorted.
+	problems map[string][]problem.Problem
 }
 
 // NewRecorder starts from base (PID, Version and identity as known at start;
@@ -63,6 +70,33 @@ func (rec *Recorder) AddDecision(action, reason string) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	rec.r.Decisions = lastN(append(rec.r.Decisions, Decision{At: rec.stamp(), Action: action, Reason: reason}), MaxHistory)
+	if rec.r.DecisionCounts == nil {
+		rec.r.DecisionCounts = map[string]uint64{}
+	}
+	rec.r.DecisionCounts[action]++
+}
+
+// SetProblems replaces the problems source found (nil: none now). Each part
+// of the agent owns one source ("health", "metrics", "backup", …) and sets
+// its whole current list after each check, so a problem disappears from the
+// report as soon as its check no longer finds it.
+func (rec *Recorder) SetProblems(source string, ps []problem.Problem) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.problems == nil {
+		rec.problems = map[string][]problem.Problem{}
+	}
+	if len(ps) == 0 {
+		delete(rec.problems, source)
+	} else {
+		rec.problems[source] = slices.Clone(ps)
+	}
+	var all []problem.Problem
+	for _, src := range slices.Sorted(maps.Keys(rec.problems)) {
+		all = append(all, rec.problems[src]...)
+	}
+	problem.Sort(all)
+	rec.r.Problems = all
 }
 
 // Update changes the report under the lock, for fields without a setter

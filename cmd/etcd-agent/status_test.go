@@ -20,7 +20,7 @@ func TestStatusCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd cluster")
 	}
-	c := statustest.Start(t, "127.0.0.47", "127.0.0.48", "127.0.0.49")
+	c := statustest.Start(t, "127.0.12.47", "127.0.12.48", "127.0.12.49")
 	m := c.Members[0]
 	dir := t.TempDir()
 	statusFile := filepath.Join(dir, "status.json")
