@@ -84,8 +84,8 @@ type Endpoint struct {
 	MemberID string `json:"member_id,omitempty"`
 	Name     string `json:"name,omitempty"`
 	// Role is "leader", "follower", "learner" or "" when unknown.
-	Role             string   `json:"role,omitempty"`
-	Leader           bool     `json:"leader"`
+	Role   string `json:"role,omitempty"`
+	Leader bool   `json:"leader"`
 	// LeaderID (hex) is the leader this member knows, "" when none.
 	LeaderID         string   `json:"leader_id,omitempty"`
 	RaftTerm         uint64   `json:"raft_term,omitempty"`
