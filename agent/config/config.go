@@ -28,6 +28,7 @@ type Config struct {
 	Etcd    Etcd    `yaml:"etcd"`
 	Podman  Podman  `yaml:"podman"`
 	Agent   Agent   `yaml:"agent"`
+	Metrics Metrics `yaml:"metrics"`
 }
 
 // Cluster describes the cluster this node belongs to.

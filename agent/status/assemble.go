@@ -302,22 +302,15 @@ func alarmProblem(v View, id uint64, alarm string) problem.Problem {
 	if i := slices.IndexFunc(v.Members, func(m Member) bool { return m.ID == memberID(id) }); i >= 0 {
 		name = displayName(v.Members[i])
 	}
-	switch alarm {
-	case pb.AlarmType_NOSPACE.String():
-		db := ""
-		if i := slices.IndexFunc(v.Endpoints, func(e Endpoint) bool { return e.MemberID == memberID(id) && e.DBSize > 0 }); i >= 0 {
-			e := v.Endpoints[i]
-			db = fmt.Sprintf(" (%s on disk, %s in use", humanBytes(e.DBSize), humanBytes(e.DBSizeInUse))
-			if e.Quota > 0 {
-				db += ", quota " + humanBytes(e.Quota)
-			}
-			db += ")"
+	space := ""
+	if i := slices.IndexFunc(v.Endpoints, func(e Endpoint) bool { return e.MemberID == memberID(id) && e.DBSize > 0 }); i >= 0 {
+		e := v.Endpoints[i]
+		space = fmt.Sprintf("%s on disk, %s in use", humanBytes(e.DBSize), humanBytes(e.DBSizeInUse))
+		if e.Quota > 0 {
+			space += ", quota " + humanBytes(e.Quota)
 		}
-		return problem.AlarmNoSpace.Newf(name, "database space exceeded: member %s's database reached its quota%s and etcd raised the NOSPACE alarm, so the whole cluster refuses writes; reads still work", name, db)
-	case pb.AlarmType_CORRUPT.String():
-		return problem.AlarmCorrupt.Newf(name, "data corruption: etcd's hash check found member %s's data different from its peers and raised the CORRUPT alarm, so the cluster refuses writes", name)
 	}
-	return problem.AlarmOther.Newf(name, "etcd alarm %s raised on member %s", alarm, name)
+	return problem.Alarm(alarm, name, space)
 }
 
 // nodeProblems are this node's agent and certificate problems, with the
