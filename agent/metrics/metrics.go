@@ -108,6 +108,15 @@ func families() []family {
 	}
 }
 
+// Names lists the full name of every agent metric (etcd_agent_…).
+func Names() []string {
+	var out []string
+	for _, f := range families() {
+		out = append(out, prometheus.BuildFQName(Namespace, "", f.name))
+	}
+	return out
+}
+
 // Collector exposes the agent's metrics, read from report at each scrape.
 type Collector struct {
 	report   func() report.NodeReport
