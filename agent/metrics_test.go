@@ -2,9 +2,13 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +151,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	if v, ok := sample(efams, "etcd_server_has_leader"); !ok || v != 1 {
 		t.Errorf("etcd_server_has_leader = %v (%v), want 1", v, ok)
 	}
+	checkDashboard(t, fams, efams)
 
 	// Node 2 could not listen: a problem in its report, then it serves once
 	// the port is free (retried with backoff).
@@ -236,6 +241,42 @@ func checkMatchesReport(t *testing.T, fams map[string]*dto.MetricFamily, r repor
 		if v, _ := sample(fams, "etcd_agent_problems", "code="+string(code)); v != float64(n) {
 			t.Errorf("etcd_agent_problems{code=%s} = %v, report has %d", code, v, n)
 		}
+	}
+}
+
+// checkDashboard asserts that every metric the Grafana dashboard queries is
+// one a real agent or its etcd exposes.
+func checkDashboard(t *testing.T, agentFams, etcdFams map[string]*dto.MetricFamily) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "docs", "grafana", "etcd-agent.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("docs/grafana/etcd-agent.json: %v", err)
+	}
+	ident := regexp.MustCompile(`\b(?:etcd|process|go)_[a-z0-9_]+\b`)
+	variable := regexp.MustCompile(`\$\w+`) // dashboard variables, e.g. $etcd_job
+	used := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range ident.FindAllString(variable.ReplaceAllString(tg.Expr, ""), -1) {
+				used++
+				family := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+				if agentFams[family] == nil && etcdFams[family] == nil {
+					t.Errorf("dashboard panel %q queries %s, which neither the agent nor etcd exposes", p.Title, name)
+				}
+			}
+		}
+	}
+	if used < 10 {
+		t.Errorf("dashboard queries %d metrics; did its format change?", used)
 	}
 }
 
