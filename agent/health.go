@@ -128,7 +128,8 @@ func (a *Agent) alarmsOrErrors(ctx context.Context, st *clientv3.StatusResponse)
 		name := cmp.Or(names[al.MemberID], fmt.Sprintf("%x", al.MemberID))
 		space := ""
 		if al.MemberID == st.Header.GetMemberId() {
-			space = fmt.Sprintf("%d MiB on disk, %d MiB in use, quota %d MiB", st.DbSize>>20, st.DbSizeInUse>>20, a.cfg.Etcd.QuotaBackendBytes>>20)
+			const mib = 1 << 20
+			space = fmt.Sprintf("%.1f MiB on disk, %.1f MiB in use, quota %.1f MiB", float64(st.DbSize)/mib, float64(st.DbSizeInUse)/mib, float64(a.cfg.Etcd.QuotaBackendBytes)/mib)
 		}
 		h.problems = append(h.problems, problem.Alarm(al.Alarm.String(), name, space))
 	}
