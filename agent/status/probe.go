@@ -227,7 +227,17 @@ func (p prober) diagnose(ctx context.Context, ep string) diagnosis {
 // describe turns a bare deadline into words that name the timeout.
 func (p prober) describe(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("no answer in %s: %w", p.timeout, err)
+		return noAnswer{timeout: p.timeout, err: err}
 	}
 	return err
 }
+
+// noAnswer is a call that hit its deadline: "no answer in 1s", still
+// matching context.DeadlineExceeded.
+type noAnswer struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e noAnswer) Error() string { return "no answer in " + e.timeout.String() }
+func (e noAnswer) Unwrap() error { return e.err }
