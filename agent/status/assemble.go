@@ -260,7 +260,9 @@ func summarize(v View, list memberList, alarms map[uint64][]string, answered int
 	s.Healthy = list.err == "" && s.Members > 0 && s.HealthyMembers == s.Members && s.HasLeader && len(alarms) == 0 && list.alarmsErr == "" &&
 		!v.HashKV.Mismatch
 
-	s.Problems = append(s.Problems, nodeProblems(v.Node, now)...)
+	// The agent's own findings that status found itself too (same code
+	// and subject, e.g. an alarm) are listed once.
+	s.Problems = problem.Merge(s.Problems, nodeProblems(v.Node, now)...)
 	problem.Sort(s.Problems)
 	return s
 }
@@ -336,9 +338,7 @@ func nodeProblems(n Node, now time.Time) []problem.Problem {
 		}
 	}
 	if n.AgentAlive {
-		// The agent's own findings; the cluster-wide ones status found
-		// itself already (same code and subject) are not repeated.
-		out = problem.Merge(out, n.Problems...)
+		out = append(out, n.Problems...)
 	}
 	return out
 }

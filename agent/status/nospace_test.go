@@ -58,9 +58,35 @@ func TestNoSpaceAlarm(t *testing.T) {
 		t.Fatalf("a linearizable read under NOSPACE: %v", err)
 	}
 
-	opts := status.Options{Endpoints: c.Endpoints()[:1], TLS: c.OperatorTLS(t), Timeout: gatherTimeout, CertDir: c.CertDir}
-	v := status.Gather(ctx, opts)
+	// The agent on this node reports the same alarm (same code and
+	// subject: listed once) and a problem of its own (listed too).
+	v := status.Gather(ctx, status.Options{Endpoints: c.Endpoints()[:1], TLS: c.OperatorTLS(t), Timeout: gatherTimeout, CertDir: c.CertDir})
+	stale := problem.Kind{Code: "snapshot-stale", Severity: problem.Warning, Title: "snapshot too old"}
+	r := liveReport(c, time.Now())
+	for _, p := range v.Summary.Problems {
+		if p.Code == problem.AlarmNoSpace.Code {
+			r.Problems = append(r.Problems, problem.AlarmNoSpace.New(p.Subject, "the agent's words for it"))
+		}
+	}
+	r.Problems = append(r.Problems, stale.New("", "last snapshot 3h ago"))
+	opts := status.Options{Endpoints: c.Endpoints()[:1], TLS: c.OperatorTLS(t), Timeout: gatherTimeout, CertDir: c.CertDir, Report: r}
+	v = status.Gather(ctx, opts)
 	s := v.Summary
+	seen := map[string]int{}
+	for _, p := range s.Problems {
+		seen[string(p.Code)+"/"+p.Subject]++
+		if p.Text == "the agent's words for it" {
+			t.Errorf("problem %+v: status's own finding should win over the agent's copy", p)
+		}
+	}
+	for key, n := range seen {
+		if n != 1 {
+			t.Errorf("problem %s listed %d times", key, n)
+		}
+	}
+	if seen["snapshot-stale/"] != 1 {
+		t.Errorf("problems %+v: want the agent's snapshot-stale listed", s.Problems)
+	}
 	if s.Healthy || !s.HasLeader || s.Leader == "" || s.HealthyMembers != 3 || s.Answered != 3 {
 		t.Errorf("summary = %+v: want a leader, 3/3 members healthy, and the cluster not healthy", s)
 	}
@@ -91,7 +117,7 @@ func TestNoSpaceAlarm(t *testing.T) {
 		t.Errorf("exit code %d, want %d", status.ExitCode(v), status.ExitUnhealthy)
 	}
 	table := render(t, v, "table")
-	for _, want := range []string{"Cluster  UNHEALTHY: leader " + s.Leader + ", 3/3 members healthy", "; database space exceeded (NOSPACE)",
+	for _, want := range []string{"Cluster  UNHEALTHY: leader " + s.Leader + ", 3/3 members healthy", "  - [warning] last snapshot 3h ago", "; database space exceeded (NOSPACE)",
 		"  - [critical] database space exceeded: member ", "      fix: free space: delete keys"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -126,9 +152,10 @@ func TestNoSpaceAlarm(t *testing.T) {
 	if _, err := cli.Put(ctx, "/after", "ok"); err != nil {
 		t.Fatalf("write after the fix: %v", err)
 	}
+	r.Problems = []problem.Problem{stale.New("", "last snapshot 3h ago")} // the agent saw the alarm go
 	v = status.Gather(ctx, opts)
-	// No agent runs here: its "agent not running" is the only problem left.
-	if !v.Summary.Healthy || len(v.Summary.Problems) != 1 || v.Summary.Problems[0].Code != problem.AgentNotRunning.Code {
+	// The agent's snapshot problem is the only one left.
+	if !v.Summary.Healthy || len(v.Summary.Problems) != 1 || v.Summary.Problems[0].Code != stale.Code {
 		t.Errorf("after the fix: summary %+v", v.Summary)
 	}
 }
