@@ -121,15 +121,25 @@ func (p prober) run(ctx context.Context, ep string, withList bool) probe {
 }
 
 // hashKV asks the endpoint for its HashKV at rev over the probe's connection.
+// Only members that just answered status are asked, and HashKV reads the
+// whole database, so it gets the longer of Timeout and minHashTimeout.
 func (p prober) hashKV(ctx context.Context, pr probe, rev int64) hashcheck.Answer {
-	qctx, cancel := context.WithTimeout(ctx, p.timeout)
+	timeout := max(p.timeout, minHashTimeout)
+	qctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	resp, err := pb.NewMaintenanceClient(pr.cli.ActiveConnection()).HashKV(qctx, &pb.HashKVRequest{Revision: rev}, grpc.WaitForReady(true))
 	if err != nil {
-		err = p.describe(clientv3.ContextError(qctx, err))
+		err = clientv3.ContextError(qctx, err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = noAnswer{timeout: timeout, err: err}
+		}
 	}
 	return hashcheck.FromHashKV(pr.endpoint, pr.status.GetHeader().GetMemberId(), resp, err)
 }
+
+// minHashTimeout bounds a HashKV call: hashing a database of a few GiB
+// takes seconds.
+const minHashTimeout = 5 * time.Second
 
 // diagnoseAfter is how long a status call may go unanswered before a
 // direct TCP+TLS dial runs beside it to find out why: a refused connection
