@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Code names a kind of problem. It is stable: scripts, alerts and
@@ -65,6 +66,10 @@ type Kind struct {
 	// Fix is the default advice: what the operator should do, or what the
 	// agent is doing about it. A Problem may carry a more specific one.
 	Fix string
+	// VisibleAfter is how long the agent must keep finding the problem
+	// before it publishes it, so a brief blip does not flap the STATUS=
+	// line and the metrics (tailscale's TimeToVisible). Zero: at once.
+	VisibleAfter time.Duration
 }
 
 // Problem is one occurrence of a Kind. Its JSON form is part of
@@ -81,11 +86,20 @@ type Problem struct {
 	Text string `json:"text"`
 	// Fix says what to do about it ("" when nothing needs doing).
 	Fix string `json:"fix,omitempty"`
+	// Since is when the agent first found it (zero for what `status`
+	// found itself, which is a point in time).
+	Since time.Time `json:"since,omitzero"`
+
+	// visibleAfter is the kind's VisibleAfter (report.Recorder applies it).
+	visibleAfter time.Duration
 }
+
+// VisibleAfter is how long p must persist before the agent publishes it.
+func (p Problem) VisibleAfter() time.Duration { return p.visibleAfter }
 
 // New is a problem of kind k about subject, with text as its description.
 func (k Kind) New(subject, text string) Problem {
-	return Problem{Code: k.Code, Severity: k.Severity, Title: k.Title, Subject: subject, Text: text, Fix: k.Fix}
+	return Problem{Code: k.Code, Severity: k.Severity, Title: k.Title, Subject: subject, Text: text, Fix: k.Fix, visibleAfter: k.VisibleAfter}
 }
 
 // Newf is New with a formatted text.

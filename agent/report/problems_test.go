@@ -3,6 +3,7 @@ package report_test
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
@@ -45,4 +46,43 @@ func TestRecorderProblemsBySource(t *testing.T) {
 	if s2 := rec.Snapshot(); s2.DecisionCounts["join"] != 1 || s2.Problems[0].Text == "changed" {
 		t.Errorf("snapshot shares state with the recorder: %+v", s2)
 	}
+}
+
+// TestRecorderProblemsSinceAndVisibleAfter: a problem found again keeps the
+// time it was first found; one whose kind asks for it is published only
+// once it has lasted VisibleAfter, so a blip does not flap.
+func TestRecorderProblemsSinceAndVisibleAfter(t *testing.T) {
+	rec, _ := newRecorder() // its clock advances one second per reading
+	slow := problem.Kind{Code: "snapshot-failed", Severity: problem.Warning, Title: "snapshot failed", VisibleAfter: 3 * time.Second}
+	rec.SetProblems("health", []problem.Problem{problem.MemberUnhealthy.New("etcd-a", "down")})
+	first := rec.Snapshot().Problems[0].Since
+	rec.SetProblems("health", []problem.Problem{problem.MemberUnhealthy.New("etcd-a", "still down")})
+	if p := rec.Snapshot().Problems[0]; !p.Since.Equal(first) || p.Text != "still down" || first.IsZero() {
+		t.Errorf("found again: %+v, want since %s kept and the new text", p, first)
+	}
+
+	rec.SetProblems("backup", []problem.Problem{slow.New("", "upload failed")}) // t+0
+	if hasCode(rec.Snapshot().Problems, "snapshot-failed") {
+		t.Error("published at once despite VisibleAfter")
+	}
+	rec.SetProblems("backup", nil) // a blip: gone before it was shown
+	rec.SetProblems("backup", []problem.Problem{slow.New("", "upload failed")})
+	for range 3 {
+		if hasCode(rec.Snapshot().Problems, "snapshot-failed") {
+			break
+		}
+		rec.SetProblems("backup", []problem.Problem{slow.New("", "upload failed")})
+	}
+	if !hasCode(rec.Snapshot().Problems, "snapshot-failed") {
+		t.Errorf("not published after lasting VisibleAfter: %+v", rec.Snapshot().Problems)
+	}
+}
+
+func hasCode(ps []problem.Problem, code problem.Code) bool {
+	for _, p := range ps {
+		if p.Code == code {
+			return true
+		}
+	}
+	return false
 }

@@ -19,8 +19,8 @@ type Recorder struct {
 
 	mu sync.Mutex
 	r  NodeReport
-	// problems holds each source's current problems; r.Problems is their
-	// union, sorted.
+	// problems holds each source's current problems, stamped with when
+	// they were first found; r.Problems is the union of the visible ones.
 	problems map[string][]problem.Problem
 }
 
@@ -79,21 +79,38 @@ func (rec *Recorder) AddDecision(action, reason string) {
 // SetProblems replaces the problems source found (nil: none now). Each part
 // of the agent owns one source ("health", "metrics", "backup", …) and sets
 // its whole current list after each check, so a problem disappears from the
-// report as soon as its check no longer finds it.
+// report as soon as its check no longer finds it. A problem found again
+// (same code and subject) keeps the time it was first found (Since); one
+// whose kind has a VisibleAfter is published only once it has lasted that
+// long.
 func (rec *Recorder) SetProblems(source string, ps []problem.Problem) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if rec.problems == nil {
 		rec.problems = map[string][]problem.Problem{}
 	}
-	if len(ps) == 0 {
+	now := rec.stamp()
+	prev := rec.problems[source]
+	next := make([]problem.Problem, 0, len(ps))
+	for _, p := range ps {
+		p.Since = now
+		if i := slices.IndexFunc(prev, func(q problem.Problem) bool { return q.Code == p.Code && q.Subject == p.Subject }); i >= 0 {
+			p.Since = prev[i].Since
+		}
+		next = append(next, p)
+	}
+	if len(next) == 0 {
 		delete(rec.problems, source)
 	} else {
-		rec.problems[source] = slices.Clone(ps)
+		rec.problems[source] = next
 	}
 	var all []problem.Problem
 	for _, src := range slices.Sorted(maps.Keys(rec.problems)) {
-		all = append(all, rec.problems[src]...)
+		for _, p := range rec.problems[src] {
+			if now.Sub(p.Since) >= p.VisibleAfter() {
+				all = append(all, p)
+			}
+		}
 	}
 	problem.Sort(all)
 	rec.r.Problems = all

@@ -57,7 +57,11 @@ func renderTable(w io.Writer, v View) error {
 	if len(v.Summary.Problems) > 0 {
 		b.WriteString("Problems:\n")
 		for _, p := range v.Summary.Problems {
-			fmt.Fprintf(&b, "  - [%s] %s\n", p.Severity, p.Text)
+			since := ""
+			if !p.Since.IsZero() {
+				since = " (since " + stamp(p.Since, v.CheckedAt) + ")"
+			}
+			fmt.Fprintf(&b, "  - [%s] %s%s\n", p.Severity, p.Text, since)
 			if p.Fix != "" {
 				fmt.Fprintf(&b, "      fix: %s\n", p.Fix)
 			}
