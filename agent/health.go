@@ -45,8 +45,11 @@ func (a *Agent) probe(ctx context.Context) health {
 	defer cancel()
 	degraded := func(format string, args ...any) health {
 		msg := fmt.Sprintf(format, args...)
-		return health{phase: report.PhaseDegraded, message: msg,
-			problems: []problem.Problem{problem.LocalMemberUnhealthy.New(a.spec.Name, "local member "+a.spec.Name+" "+strings.TrimPrefix(msg, "degraded: "))}}
+		text := strings.TrimPrefix(msg, "degraded: ")
+		if !strings.HasPrefix(text, "local member") {
+			text = "local member " + a.spec.Name + ": " + text
+		}
+		return health{phase: report.PhaseDegraded, message: msg, problems: []problem.Problem{problem.LocalMemberUnhealthy.New(a.spec.Name, text)}}
 	}
 	members, err := a.client.MemberList(ctx)
 	if err != nil && strings.Contains(err.Error(), rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner)) {
@@ -85,6 +88,7 @@ func (a *Agent) probe(ctx context.Context) health {
 	}
 	if st.Leader == 0 {
 		h := degraded("degraded: no leader (quorum lost?), %d members", len(members.Members))
+		h.problems = []problem.Problem{problem.NoLeader.Newf("", "local member %s knows no leader: the cluster has lost quorum or is electing one", a.spec.Name)}
 		h.endpoints = endpoints
 		return h
 	}

@@ -170,9 +170,11 @@ func TestMetricsEndpoint(t *testing.T) {
 	// Quorum lost: node 1's agent is degraded, not ready, with a problem.
 	nodes[1].stop()
 	nodes[2].stop()
+	// Which check fails first (the member list, or the leader) decides the code.
 	fams, r = scrapeUntil(t, wctx, url1, nodes[0], func(fams map[string]*dto.MetricFamily, r report.NodeReport) bool {
-		v, _ := sample(fams, "etcd_agent_problems", "code="+string(problem.LocalMemberUnhealthy.Code), "severity=warning")
-		return v == 1 && hasCode(r.Problems, problem.LocalMemberUnhealthy.Code)
+		unhealthy, _ := sample(fams, "etcd_agent_problems", "code="+string(problem.LocalMemberUnhealthy.Code), "severity=warning")
+		leaderless, _ := sample(fams, "etcd_agent_problems", "code="+string(problem.NoLeader.Code), "severity=critical")
+		return unhealthy+leaderless == 1 && (hasCode(r.Problems, problem.LocalMemberUnhealthy.Code) || hasCode(r.Problems, problem.NoLeader.Code))
 	})
 	checkMatchesReport(t, fams, r)
 	if v, _ := sample(fams, "etcd_agent_ready"); v != 0 || r.Ready {
