@@ -164,6 +164,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("create status dir: %w", err)
 	}
 	defer func() { a.shutdown(err) }()
+	defer a.serveMetrics(ctx)()
 	if left, what := leftMarker(a.cfg.Node.DataDir); left {
 		return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -73,6 +75,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			}
 			// READY=1 carries the healthy STATUS in one datagram.
 			a.record(h)
+			a.rec.SetProblems("health", nil)
 			a.rec.SetPhase(h.phase, h.message)
 			a.flush()
 			if err := a.opts.Notifier.Ready(h.message); err != nil {
@@ -152,14 +155,31 @@ func (a *Agent) supervise(ctx context.Context) error {
 	}
 }
 
-// observe publishes one health observation, with a CA restart that waits.
+// observe publishes one health observation, with a CA restart that waits
+// and the worst problem the rest of the agent found (backups, …).
 func (a *Agent) observe(h health) {
 	a.record(h)
+	a.rec.SetProblems("health", h.problems)
 	msg := h.message
 	if why := a.caRestartWaiting(); why != "" {
 		msg += "; " + why
 	}
+	if others := otherProblems(a.rec.Snapshot().Problems, h.problems); len(others) > 0 {
+		msg += "; " + problem.Line(others)
+	}
 	a.setPhase(h.phase, msg)
+}
+
+// otherProblems are the problems in all that mine does not hold (same code
+// and subject): what the STATUS= line adds to the health message.
+func otherProblems(all, mine []problem.Problem) []problem.Problem {
+	var out []problem.Problem
+	for _, p := range all {
+		if !slices.ContainsFunc(mine, func(q problem.Problem) bool { return q.Code == p.Code && q.Subject == p.Subject }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // checkCertificates reloads the CA (the operator may have pushed a new
