@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,6 @@ func TestUnitFileDefaults(t *testing.T) {
 	got := unitKeys(t, unit)
 	want := map[string]string{
 		"Unit.Wants":                       "network-online.target",
-		"Unit.After":                       "network-online.target",
 		"Unit.StartLimitIntervalSec":       "10min",
 		"Unit.StartLimitBurst":             "5",
 		"Service.Type":                     "notify",
@@ -75,6 +75,31 @@ func TestUnitFileDefaults(t *testing.T) {
 	}
 	if vs, ok := got["Service.Environment"]; ok {
 		t.Errorf("Environment = %q without a UID, want none", vs)
+	}
+}
+
+// TestUnitFileDoesNotHoldUpMultiUser: a node waiting in discovery for hours
+// must not keep multi-user.target (and all ordered after it) waiting, which
+// the default dependencies would do (test/node shows it on a booted node):
+// they are replaced by the same dependencies without that ordering.
+func TestUnitFileDoesNotHoldUpMultiUser(t *testing.T) {
+	unit, err := systemd.UnitFile(systemd.UnitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := unitKeys(t, unit)
+	want := map[string][]string{
+		"Unit.DefaultDependencies": {"no"},
+		"Unit.Requires":            {"sysinit.target"},
+		"Unit.After":               {"network-online.target", "sysinit.target basic.target"},
+		"Unit.Conflicts":           {"shutdown.target"},
+		"Unit.Before":              {"shutdown.target"},
+		"Install.WantedBy":         {"multi-user.target"},
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
 	}
 }
 
