@@ -66,7 +66,7 @@ func TestUnitFileDefaults(t *testing.T) {
 		"Service.LimitNOFILE":              "65536",
 		"Service.NoNewPrivileges":          "yes",
 		"Service.ProtectSystem":            "full",
-		"Install.WantedBy":                 "multi-user.target",
+		"Install.Also":                     "etcd-agent-start.service",
 	}
 	for k, v := range want {
 		if vs := got[k]; len(vs) != 1 || vs[0] != v {
@@ -94,7 +94,33 @@ func TestUnitFileDoesNotHoldUpMultiUser(t *testing.T) {
 		"Unit.After":               {"network-online.target", "sysinit.target basic.target"},
 		"Unit.Conflicts":           {"shutdown.target"},
 		"Unit.Before":              {"shutdown.target"},
-		"Install.WantedBy":         {"multi-user.target"},
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if vs, ok := got["Install.WantedBy"]; ok {
+		t.Errorf("WantedBy = %q: the agent must not be part of the boot transaction (etcd-agent-start.service starts it)", vs)
+	}
+}
+
+// TestStartUnitFile: the enabled unit's start job ends at once (Type=exec) and
+// its process queues the agent's start only after the boot completed, so a
+// node waiting for READY=1 for hours still completes its boot (test/node
+// checks it on a booted node).
+func TestStartUnitFile(t *testing.T) {
+	unit, err := systemd.StartUnitFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := unitKeys(t, unit)
+	want := map[string][]string{
+		"Service.Type":            {"exec"},
+		"Service.RemainAfterExit": {"yes"},
+		"Service.ExecStart": {"/bin/sh -c '/usr/bin/timeout 15m /usr/bin/systemctl is-system-running --wait --quiet; " +
+			"exec /usr/bin/systemctl start --no-block etcd-agent.service'"},
+		"Install.WantedBy": {"multi-user.target"},
 	}
 	for k, v := range want {
 		if !slices.Equal(got[k], v) {
@@ -175,15 +201,25 @@ func TestUnitFileVerifies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(t.TempDir(), systemd.UnitName)
+			start, err := systemd.StartUnitFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Both units, as installed together: each names the other.
+			dir := t.TempDir()
+			path := filepath.Join(dir, systemd.UnitName)
+			startPath := filepath.Join(dir, systemd.StartUnitName)
 			if err := os.WriteFile(path, unit, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(startPath, start, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, analyze, "verify", "--man=no", path).CombinedOutput()
+			out, err := exec.CommandContext(ctx, analyze, "verify", "--man=no", path, startPath).CombinedOutput()
 			if err != nil || len(out) != 0 {
-				t.Fatalf("systemd-analyze verify %s: %v\n%s\nunit:\n%s", path, err, out, unit)
+				t.Fatalf("systemd-analyze verify %s %s: %v\n%s\nunit:\n%s\n%s", path, startPath, err, out, unit, start)
 			}
 		})
 	}

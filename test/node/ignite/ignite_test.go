@@ -140,11 +140,11 @@ func TestApplyRenderedNodeConfig(t *testing.T) {
 		t.Errorf("unit not written: %v", err)
 	}
 	preset, _ := os.ReadFile(filepath.Join(root, ignite.PresetFile))
-	if string(preset) != "enable etcd-agent.service\n" {
+	if string(preset) != "enable etcd-agent-start.service\n" {
 		t.Errorf("preset = %q", preset)
 	}
-	if _, err := os.Lstat(filepath.Join(root, "/etc/systemd/system/multi-user.target.wants/etcd-agent.service")); err != nil {
-		t.Errorf("unit not enabled by the preset: %v", err)
+	if _, err := os.Lstat(filepath.Join(root, "/etc/systemd/system/multi-user.target.wants/etcd-agent-start.service")); err != nil {
+		t.Errorf("start unit not enabled by the preset: %v", err)
 	}
 }
 
