@@ -83,6 +83,14 @@ func run(args []string) error {
 		}
 		fmt.Fprintln(os.Stderr, "node-ignite: applied", *configPath)
 	}
+	// On a real host systemd makes / recursively shared at boot; it skips
+	// that in a container, whose root Podman makes private. Services with
+	// their own mount namespace (the agent's ProtectSystem=, PrivateTmp=)
+	// would then never see mounts made after they started — the user's
+	// /run/user/UID tmpfs with the Podman socket — as they do on the node.
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make / shared: %w", err)
+	}
 	init, err := exec.LookPath(fs.Arg(0))
 	if err != nil {
 		return err
