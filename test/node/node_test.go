@@ -3,6 +3,7 @@
 package node_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,11 @@ func TestNodes(t *testing.T) {
 	t.Run("ActiveOnlyAtReady", func(t *testing.T) {
 		for _, n := range h.nodes {
 			activeOnlyAtReady(t, n)
+		}
+	})
+	t.Run("UserPodmanSocketBeforeAgent", func(t *testing.T) {
+		for _, n := range []*node{n1, n2} {
+			userPodmanSocketBeforeAgent(t, n)
 		}
 	})
 	t.Run("PodmanSocketDownAtBoot", func(t *testing.T) { podmanSocketDownAtBoot(t, n3) })
@@ -109,6 +115,32 @@ func activeOnlyAtReady(t *testing.T, n *node) {
 	}
 	if !strings.Contains(p["StatusText"], "healthy") {
 		t.Errorf("%s: STATUS after READY=1 is %q, want the healthy status", n.name, p["StatusText"])
+	}
+}
+
+// userPodmanSocketBeforeAgent: linger and the sockets.target.wants link the
+// Butane config writes have the user's podman.socket listening before the
+// agent starts, so the agent never waits for it.
+func userPodmanSocketBeforeAgent(t *testing.T, n *node) {
+	sock, err := n.exec("systemctl", "--user", "-M", nodeUser+"@", "show", "podman.socket", "-p", "ActiveState,ActiveEnterTimestampMonotonic,ActiveEnterTimestamp")
+	if err != nil {
+		t.Fatalf("%s: systemctl --user show podman.socket: %v %s", n.name, err, sock)
+	}
+	p := n.show("ExecMainStartTimestampMonotonic", "ExecMainStartTimestamp")
+	props := map[string]string{}
+	for _, line := range strings.Split(sock, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			props[k] = v
+		}
+	}
+	t.Logf("%s: podman.socket %s since %s; agent started %s", n.name, props["ActiveState"], props["ActiveEnterTimestamp"], p["ExecMainStartTimestamp"])
+	sockAt, _ := strconv.ParseUint(props["ActiveEnterTimestampMonotonic"], 10, 64)
+	agentAt, _ := strconv.ParseUint(p["ExecMainStartTimestampMonotonic"], 10, 64)
+	if props["ActiveState"] != "active" || sockAt == 0 || agentAt == 0 || sockAt > agentAt {
+		t.Errorf("%s: podman.socket (%s, listening at %d µs) not up before the agent started (%d µs)", n.name, props["ActiveState"], sockAt, agentAt)
+	}
+	if strings.Contains(n.journal(), "connecting to the etcd runtime failed") {
+		t.Errorf("%s: the agent had to wait for the Podman socket", n.name)
 	}
 }
 
