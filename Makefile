@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.defaultEtcdVersion=$(ETCD_VERSION)
 BIN := bin
 
-.PHONY: build test test-short lint tools etcd-binaries etcd-v2 image podman-setup local bench clean
+.PHONY: build test test-short test-node lint tools etcd-binaries etcd-v2 image podman-setup local bench clean
 
 build: ## static, stripped agent binary with its version stamped
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-agent ./cmd/etcd-agent
@@ -35,6 +35,9 @@ test-short: tools ## fast tier: pure tables and single-process tests
 
 test: tools etcd-binaries build ## full suite, including multi-node and Podman scenarios when their setup is present
 	go test -count=1 -timeout 40m ./...
+
+test-node: tools build ## root: three systemd nodes booted from the rendered Ignition (test/node; needs Podman with the etcd image, mmdebstrap)
+	go test -tags=remote,containers_image_openpgp,nodetest -count=1 -v -timeout 40m -run TestNodes ./test/node/
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -353,6 +353,9 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 		return &config.Error{Problems: []config.Problem{{Field: "etcd", Problem: err.Error(), Fix: "correct etcd.extraFlags or the ports"}}}
 	}
 	a.spec = spec
+	if err := a.waitRuntime(ctx); err != nil {
+		return err
+	}
 	if a.decision.Path == membership.Bootstrap {
 		// Before its etcd first starts, a founder records that it did: a
 		// blank node finding this record never reuses the member's identity.
