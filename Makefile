@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.defaultEtcdVersion=$(ETCD_VERSION)
 BIN := bin
 
-.PHONY: build test test-short lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
+.PHONY: build test test-short test-node lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
 
 build: ## static, stripped agent binary with its version stamped
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-agent ./cmd/etcd-agent
@@ -39,6 +39,9 @@ test-short: tools ## fast tier: pure tables and single-process tests
 test: tools etcd-binaries build ## full suite, including multi-node and Podman scenarios when their setup is present
 	go test -count=1 -timeout 40m ./...
 
+test-node: tools build ## root: three systemd nodes booted from the rendered Ignition (test/node; needs Podman with the etcd image, mmdebstrap)
+	go test -tags=remote,containers_image_openpgp,nodetest -count=1 -v -timeout 40m -run TestNodes ./test/node/
+
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
@@ -46,7 +49,7 @@ lint:
 
 bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement and status benchmarks
 	go run ./cmd/etcd-agent-bench -bin $(BIN)
-	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode' -benchtime 3x -timeout 30m ./agent/
+	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode|DefragPass|NoSpaceRecovery' -benchtime 3x -timeout 30m ./agent/
 	go test -run '^$$' -bench 'Status' -benchtime 50x ./agent/status/
 
 local: build ## a 3-node TLS cluster on 127.0.0.11-13 with embedded etcd, until Ctrl-C

@@ -110,6 +110,8 @@ type Agent struct {
 	lastChangeCheck time.Time
 	// plannedExit is how etcd last exited during a planned restart.
 	plannedExit atomic.Value
+	// maint is the defragmentation and NOSPACE state (maintain.go).
+	maint maintainer
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -175,6 +177,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("create status dir: %w", err)
 	}
 	defer func() { a.shutdown(err) }()
+	defer a.serveMetrics(ctx)()
 	if left, what := leftMarker(a.cfg.Node.DataDir); left {
 		return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
 	}
@@ -371,6 +374,9 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	a.desired = spec
 	spec = a.specToRun(spec)
 	a.setEtcdSpec(spec)
+	if err := a.waitRuntime(ctx); err != nil {
+		return err
+	}
 	if a.decision.Path == membership.Bootstrap {
 		// Before its etcd first starts, a founder records that it did: a
 		// blank node finding this record never reuses the member's identity.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +10,10 @@ import (
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -28,6 +31,9 @@ type health struct {
 	phase     report.Phase
 	message   string
 	endpoints []string
+	// problems are what this observation found wrong, as data (the
+	// report's "health" problems).
+	problems []problem.Problem
 }
 
 // probe asks the local member, over TLS with the agent's client cert, whether
@@ -38,7 +44,12 @@ func (a *Agent) probe(ctx context.Context) health {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	degraded := func(format string, args ...any) health {
-		return health{phase: report.PhaseDegraded, message: fmt.Sprintf(format, args...)}
+		msg := fmt.Sprintf(format, args...)
+		text := strings.TrimPrefix(msg, "degraded: ")
+		if !strings.HasPrefix(text, "local member") {
+			text = "local member " + a.spec.Name + ": " + text
+		}
+		return health{phase: report.PhaseDegraded, message: msg, problems: []problem.Problem{problem.LocalMemberUnhealthy.New(a.spec.Name, text)}}
 	}
 	members, err := a.client.MemberList(ctx)
 	if err != nil && strings.Contains(err.Error(), rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner)) {
@@ -77,6 +88,7 @@ func (a *Agent) probe(ctx context.Context) health {
 	}
 	if st.Leader == 0 {
 		h := degraded("degraded: no leader (quorum lost?), %d members", len(members.Members))
+		h.problems = []problem.Problem{problem.NoLeader.Newf("", "local member %s knows no leader: the cluster has lost quorum or is electing one", a.spec.Name)}
 		h.endpoints = endpoints
 		return h
 	}
@@ -86,7 +98,7 @@ func (a *Agent) probe(ctx context.Context) health {
 		return h
 	}
 	if len(st.Errors) > 0 {
-		h := degraded("degraded: %v", st.Errors)
+		h := a.alarmsOrErrors(ctx, st)
 		h.endpoints = endpoints
 		return h
 	}
@@ -98,6 +110,36 @@ func (a *Agent) probe(ctx context.Context) health {
 	}
 	return health{ready: true, phase: report.PhaseHealthy, endpoints: endpoints, selfID: self.ID, clusterID: st.Header.GetClusterId(), leader: st.Leader == self.ID,
 		message: fmt.Sprintf("healthy, leader %s, %d/%d voters", leader, voters, a.cfg.Cluster.Size)}
+}
+
+// alarmsOrErrors words what the local member's status reports: etcd lists
+// every raised alarm there ("memberID:… alarm:NOSPACE"); the alarm list
+// names them, and problem.Alarm says what each means and what to do.
+func (a *Agent) alarmsOrErrors(ctx context.Context, st *clientv3.StatusResponse) health {
+	resp, err := a.client.AlarmList(ctx)
+	if err != nil || len(resp.Alarms) == 0 {
+		return health{phase: report.PhaseDegraded, message: fmt.Sprintf("degraded: %s", strings.Join(st.Errors, "; ")),
+			problems: []problem.Problem{problem.LocalMemberUnhealthy.Newf(a.spec.Name, "local member %s reports: %s", a.spec.Name, strings.Join(st.Errors, "; "))}}
+	}
+	names := map[uint64]string{}
+	if members, err := a.client.MemberList(ctx); err == nil {
+		for _, m := range members.Members {
+			names[m.ID] = m.Name
+		}
+	}
+	h := health{phase: report.PhaseDegraded}
+	for _, al := range resp.Alarms {
+		name := cmp.Or(names[al.MemberID], fmt.Sprintf("%x", al.MemberID))
+		space := ""
+		if al.MemberID == st.Header.GetMemberId() {
+			const mib = 1 << 20
+			space = fmt.Sprintf("%.1f MiB on disk, %.1f MiB in use, quota %.1f MiB", float64(st.DbSize)/mib, float64(st.DbSizeInUse)/mib, float64(a.cfg.Etcd.QuotaBackendBytes)/mib)
+		}
+		h.problems = append(h.problems, problem.Alarm(al.Alarm.String(), name, space))
+	}
+	problem.Sort(h.problems)
+	h.message = "degraded: " + problem.Line(h.problems)
+	return h
 }
 
 // shortErr keeps status lines to one readable line.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -74,6 +76,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			}
 			// READY=1 carries the healthy STATUS in one datagram.
 			a.record(h)
+			a.rec.SetProblems("health", nil)
 			a.rec.SetPhase(h.phase, h.message)
 			a.flush()
 			if err := a.opts.Notifier.Ready(h.message); err != nil {
@@ -108,6 +111,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 	defer hashes.Stop()
 	changes := time.NewTicker(changeCheckInterval)
 	defer changes.Stop()
+	maint := time.NewTicker(a.cfg.Maintenance.Interval.D())
+	defer maint.Stop()
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
 		t := time.NewTicker(a.opts.WatchdogInterval)
@@ -145,6 +150,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 			}
 		case <-hashes.C:
 			a.checkDivergence(ctx)
+		case <-maint.C:
+			a.maintain(ctx)
 		case <-certs.C:
 			a.checkCertificates(ctx)
 		case <-changes.C:
@@ -153,9 +160,11 @@ func (a *Agent) supervise(ctx context.Context) error {
 	}
 }
 
-// observe publishes one health observation, with a CA restart that waits.
+// observe publishes one health observation, with a CA restart that waits
+// and the worst problem the rest of the agent found (backups, …).
 func (a *Agent) observe(h health) {
 	a.record(h)
+	a.rec.SetProblems("health", h.problems)
 	msg := h.message
 	if why := a.caRestartWaiting(); why != "" {
 		msg += "; " + why
@@ -163,7 +172,22 @@ func (a *Agent) observe(h health) {
 	if c := a.rec.Snapshot().EtcdChange; c.State != "" {
 		msg += "; " + c.Reason
 	}
+	if others := otherProblems(a.rec.Snapshot().Problems, h.problems); len(others) > 0 {
+		msg += "; " + problem.Line(others)
+	}
 	a.setPhase(h.phase, msg)
+}
+
+// otherProblems are the problems in all that mine does not hold (same code
+// and subject): what the STATUS= line adds to the health message.
+func otherProblems(all, mine []problem.Problem) []problem.Problem {
+	var out []problem.Problem
+	for _, p := range all {
+		if !slices.ContainsFunc(mine, func(q problem.Problem) bool { return q.Code == p.Code && q.Subject == p.Subject }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // checkCertificates reloads the CA (the operator may have pushed a new

@@ -30,6 +30,7 @@ type agentConfigDoc struct {
 		QuotaBackendBytes string   `yaml:"quotaBackendBytes,omitempty"`
 		ExtraFlags        []string `yaml:"extraFlags,omitempty"`
 	} `yaml:"etcd"`
+	Metrics *config.Metrics `yaml:"metrics,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +
@@ -49,6 +50,9 @@ func agentConfig(s Spec) ([]byte, error) {
 		d.Etcd.QuotaBackendBytes = s.Etcd.QuotaBackendBytes
 	}
 	d.Etcd.ExtraFlags = s.Etcd.ExtraFlags
+	if s.Metrics != (config.Metrics{}) {
+		d.Metrics = &s.Metrics
+	}
 	var b strings.Builder
 	b.WriteString(agentConfigHeader)
 	enc := yaml.NewEncoder(&b)

@@ -131,15 +131,24 @@ func checkNodeConfig(t *testing.T, spec Spec, res Result) {
 		}
 	}
 
-	if len(c.Systemd.Units) != 1 {
-		t.Fatalf("units = %d, want 1", len(c.Systemd.Units))
+	if len(c.Systemd.Units) != 2 {
+		t.Fatalf("units = %d, want 2", len(c.Systemd.Units))
 	}
 	unit, err := systemd.UnitFile(systemd.UnitOptions{User: user})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := c.Systemd.Units[0]; u.Name != systemd.UnitName || u.Enabled == nil || !*u.Enabled || str(u.Contents) != string(unit) {
-		t.Errorf("unit %s enabled=%v, contents match systemd.UnitFile: %v", u.Name, u.Enabled, str(u.Contents) == string(unit))
+	startUnit, err := systemd.StartUnitFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the start unit is enabled; the agent's enablement is left alone
+	// (enabled: false would preset it disabled).
+	if u := c.Systemd.Units[0]; u.Name != systemd.StartUnitName || u.Enabled == nil || !*u.Enabled || str(u.Contents) != string(startUnit) {
+		t.Errorf("unit %s enabled=%v, contents match systemd.StartUnitFile: %v", u.Name, u.Enabled, str(u.Contents) == string(startUnit))
+	}
+	if u := c.Systemd.Units[1]; u.Name != systemd.UnitName || u.Enabled != nil || str(u.Contents) != string(unit) {
+		t.Errorf("unit %s enabled=%v (want unset), contents match systemd.UnitFile: %v", u.Name, u.Enabled, str(u.Contents) == string(unit))
 	}
 
 	// The node's config.yaml loads with the agent's own loader, as at boot.

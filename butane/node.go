@@ -26,7 +26,11 @@ type nodeParts struct {
 	in          inputs
 	agentConfig []byte
 	unit        []byte
+	startUnit   []byte
 }
+
+// enabled is addressable for buUnit.Enabled.
+var enabled = true
 
 // nodeConfig lays out the full node Butane config: nothing but what the
 // agent needs, SELinux untouched.
@@ -70,6 +74,11 @@ func nodeConfig(p nodeParts) buConfig {
 				Target: podmanSocketUnit,
 			}},
 		},
-		Systemd: &buSystemd{Units: []buUnit{{Name: systemd.UnitName, Enabled: true, Contents: string(p.unit)}}},
+		// The agent is started by the enabled start unit once the boot has
+		// completed, so that waiting for READY=1 never holds the boot up.
+		Systemd: &buSystemd{Units: []buUnit{
+			{Name: systemd.StartUnitName, Enabled: &enabled, Contents: string(p.startUnit)},
+			{Name: systemd.UnitName, Contents: string(p.unit)},
+		}},
 	}
 }

@@ -81,9 +81,13 @@ func Render(spec Spec, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("render node config: %w", err)
 	}
+	startUnit, err := systemd.StartUnitFile()
+	if err != nil {
+		return Result{}, fmt.Errorf("render node config: %w", err)
+	}
 	header := fmt.Sprintf("# Fedora CoreOS node config for etcd cluster %q, rendered by `etcd-agent butane`.\n"+
 		"# It contains the CA private key: keep it private.\n", s.Cluster.Name)
-	bu, err := nodeConfig(nodeParts{spec: s, in: in, agentConfig: agentCfg, unit: unit}).marshal(header)
+	bu, err := nodeConfig(nodeParts{spec: s, in: in, agentConfig: agentCfg, unit: unit, startUnit: startUnit}).marshal(header)
 	if err != nil {
 		return Result{}, fmt.Errorf("render node config: %w", err)
 	}

@@ -124,6 +124,7 @@ func TestBadSpecs(t *testing.T) {
 		{"bad extra flag", func(_ *testing.T, s *Spec) { s.Etcd.ExtraFlags = []string{"snapshot-count=5"} }, "etcd.extraFlags[0]", "--flag=value"},
 		{"etcd flag the agent owns", func(_ *testing.T, s *Spec) { s.Etcd.ExtraFlags = []string{"--snapshot-count=5"} }, "etcd.extraFlags[0]", "etcd.snapshotCount"},
 		{"bad quota", func(_ *testing.T, s *Spec) { s.Etcd.QuotaBackendBytes = "lots" }, "etcd.quotaBackendBytes", "size"},
+		{"bad metrics address", func(_ *testing.T, s *Spec) { s.Metrics = config.Metrics{Enabled: true, Address: "2382"} }, "metrics.address", "host:port"},
 		{"unreadable ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "missing.key" }, "ca.key", "missing.key"},
 		{"missing ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "" }, "ca.key", "is required"},
 		{"group-readable ca key", func(t *testing.T, s *Spec) {
@@ -229,5 +230,33 @@ func TestSHA512AcceptsPrefixAndUpperCase(t *testing.T) {
 	}
 	if !bytes.Contains(res.Ignition, []byte(`"hash":"sha512-`+want+`"`)) {
 		t.Error("the verification hash is not normalized to sha512-<lower-case hex>")
+	}
+}
+
+// TestMetricsReachTheNodeConfig: the spec's metrics section lands in every
+// node's config.yaml, and the agent's loader reads it back.
+func TestMetricsReachTheNodeConfig(t *testing.T) {
+	for _, m := range []config.Metrics{{}, {Enabled: true, Address: "127.0.0.1:9100"}} {
+		s := freshCASpec(t)
+		s.Metrics = m
+		data, err := agentConfig(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := config.Load(config.Source{Path: path, DefaultImageTag: "v3.7.3", UID: 1001})
+		if err != nil {
+			t.Fatalf("config.yaml does not load: %v\n%s", err, data)
+		}
+		want := m
+		if want.Address == "" {
+			want.Address = config.DefaultMetricsAddress
+		}
+		if cfg.Metrics != want || (m == config.Metrics{}) == strings.Contains(string(data), "metrics:") {
+			t.Errorf("spec metrics %+v: node config has %+v\n%s", m, cfg.Metrics, data)
+		}
 	}
 }

@@ -79,8 +79,10 @@ type buSystemd struct {
 }
 
 type buUnit struct {
-	Name     string `yaml:"name"`
-	Enabled  bool   `yaml:"enabled"`
+	Name string `yaml:"name"`
+	// Enabled nil leaves the unit's enablement alone: false would make
+	// Ignition preset it disabled.
+	Enabled  *bool  `yaml:"enabled,omitempty"`
 	Contents string `yaml:"contents"`
 }
 

@@ -34,6 +34,9 @@ type Spec struct {
 	SSH SpecSSH `yaml:"ssh"`
 	// Etcd tunes the etcd member.
 	Etcd SpecEtcd `yaml:"etcd"`
+	// Metrics is each agent's Prometheus endpoint, as in the agent's
+	// config (metrics.enabled, metrics.address). Zero: off.
+	Metrics config.Metrics `yaml:"metrics"`
 	// User is the unprivileged user that runs the agent and rootless Podman.
 	// Zero: "etcd-user".
 	User string `yaml:"user"`

@@ -19,12 +19,21 @@ const (
 	DefaultDataDir = "/var/lib/etcd-agent/data"
 	// UnitName is the name the unit file is installed under.
 	UnitName = "etcd-agent.service"
+	// StartUnitName is the unit that starts UnitName once the boot has
+	// completed; it is the one to enable.
+	StartUnitName = "etcd-agent-start.service"
 )
 
 //go:embed etcd-agent.service
 var unitTemplate string
 
-var unitTmpl = template.Must(template.New(UnitName).Option("missingkey=error").Parse(unitTemplate))
+//go:embed etcd-agent-start.service
+var startUnitTemplate string
+
+var (
+	unitTmpl      = template.Must(template.New(UnitName).Option("missingkey=error").Parse(unitTemplate))
+	startUnitTmpl = template.Must(template.New(StartUnitName).Option("missingkey=error").Parse(startUnitTemplate))
+)
 
 // UnitOptions are the values rendered into etcd-agent.service. The zero value
 // renders the defaults.
@@ -109,8 +118,21 @@ func UnitFile(opts UnitOptions) ([]byte, error) {
 		return nil, fmt.Errorf("render %s: %w", UnitName, err)
 	}
 	var buf bytes.Buffer
-	if err := unitTmpl.Execute(&buf, opts); err != nil {
+	if err := unitTmpl.Execute(&buf, struct {
+		UnitOptions
+		StartUnit string
+	}{opts, StartUnitName}); err != nil {
 		return nil, fmt.Errorf("render %s: %w", UnitName, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// StartUnitFile renders etcd-agent-start.service, the enabled unit that
+// starts etcd-agent.service once the boot has completed.
+func StartUnitFile() ([]byte, error) {
+	var buf bytes.Buffer
+	if err := startUnitTmpl.Execute(&buf, struct{ AgentUnit string }{UnitName}); err != nil {
+		return nil, fmt.Errorf("render %s: %w", StartUnitName, err)
 	}
 	return buf.Bytes(), nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,6 @@ func TestUnitFileDefaults(t *testing.T) {
 	got := unitKeys(t, unit)
 	want := map[string]string{
 		"Unit.Wants":                       "network-online.target",
-		"Unit.After":                       "network-online.target",
 		"Unit.StartLimitIntervalSec":       "10min",
 		"Unit.StartLimitBurst":             "5",
 		"Service.Type":                     "notify",
@@ -66,7 +66,7 @@ func TestUnitFileDefaults(t *testing.T) {
 		"Service.LimitNOFILE":              "65536",
 		"Service.NoNewPrivileges":          "yes",
 		"Service.ProtectSystem":            "full",
-		"Install.WantedBy":                 "multi-user.target",
+		"Install.Also":                     "etcd-agent-start.service",
 	}
 	for k, v := range want {
 		if vs := got[k]; len(vs) != 1 || vs[0] != v {
@@ -75,6 +75,57 @@ func TestUnitFileDefaults(t *testing.T) {
 	}
 	if vs, ok := got["Service.Environment"]; ok {
 		t.Errorf("Environment = %q without a UID, want none", vs)
+	}
+}
+
+// TestUnitFileDoesNotHoldUpMultiUser: a node waiting in discovery for hours
+// must not keep multi-user.target (and all ordered after it) waiting, which
+// the default dependencies would do (test/node shows it on a booted node):
+// they are replaced by the same dependencies without that ordering.
+func TestUnitFileDoesNotHoldUpMultiUser(t *testing.T) {
+	unit, err := systemd.UnitFile(systemd.UnitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := unitKeys(t, unit)
+	want := map[string][]string{
+		"Unit.DefaultDependencies": {"no"},
+		"Unit.Requires":            {"sysinit.target"},
+		"Unit.After":               {"network-online.target", "sysinit.target basic.target"},
+		"Unit.Conflicts":           {"shutdown.target"},
+		"Unit.Before":              {"shutdown.target"},
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if vs, ok := got["Install.WantedBy"]; ok {
+		t.Errorf("WantedBy = %q: the agent must not be part of the boot transaction (etcd-agent-start.service starts it)", vs)
+	}
+}
+
+// TestStartUnitFile: the enabled unit's start job ends at once (Type=exec) and
+// its process queues the agent's start only after the boot completed, so a
+// node waiting for READY=1 for hours still completes its boot (test/node
+// checks it on a booted node).
+func TestStartUnitFile(t *testing.T) {
+	unit, err := systemd.StartUnitFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := unitKeys(t, unit)
+	want := map[string][]string{
+		"Service.Type":            {"exec"},
+		"Service.RemainAfterExit": {"yes"},
+		"Service.ExecStart": {"/bin/sh -c '/usr/bin/timeout 15m /usr/bin/systemctl is-system-running --wait --quiet; " +
+			"exec /usr/bin/systemctl start --no-block etcd-agent.service'"},
+		"Install.WantedBy": {"multi-user.target"},
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
 	}
 }
 
@@ -150,15 +201,25 @@ func TestUnitFileVerifies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(t.TempDir(), systemd.UnitName)
+			start, err := systemd.StartUnitFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Both units, as installed together: each names the other.
+			dir := t.TempDir()
+			path := filepath.Join(dir, systemd.UnitName)
+			startPath := filepath.Join(dir, systemd.StartUnitName)
 			if err := os.WriteFile(path, unit, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(startPath, start, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, analyze, "verify", "--man=no", path).CombinedOutput()
+			out, err := exec.CommandContext(ctx, analyze, "verify", "--man=no", path, startPath).CombinedOutput()
 			if err != nil || len(out) != 0 {
-				t.Fatalf("systemd-analyze verify %s: %v\n%s\nunit:\n%s", path, err, out, unit)
+				t.Fatalf("systemd-analyze verify %s %s: %v\n%s\nunit:\n%s\n%s", path, startPath, err, out, unit, start)
 			}
 		})
 	}

@@ -28,6 +28,9 @@ type Config struct {
 	Etcd    Etcd    `yaml:"etcd"`
 	Podman  Podman  `yaml:"podman"`
 	Agent   Agent   `yaml:"agent"`
+	// Maintenance: defragmentation and NOSPACE recovery (maintenance.go).
+	Maintenance Maintenance `yaml:"maintenance"`
+	Metrics Metrics `yaml:"metrics"`
 }
 
 // Cluster describes the cluster this node belongs to.

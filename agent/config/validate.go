@@ -62,6 +62,8 @@ func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (strin
 	setStr(&c.Agent.StatusFile, DefaultStatusFile)
 	setStr(&c.Agent.LogLevel, "info")
 	setDur(&c.Agent.HealthInterval, DefaultHealthInterval)
+	c.Maintenance.applyDefaults()
+	c.Metrics.applyDefaults()
 }
 
 // memberName is what etcd accepts in --name and in initial-cluster strings.
@@ -179,6 +181,8 @@ func (c *Config) Validate() (warnings []string, err error) {
 	if c.Agent.HealthInterval.D() < 100*time.Millisecond {
 		bad("agent.healthInterval", c.Agent.HealthInterval.String(), "is too short", "use 1s or more (default 5s)")
 	}
+	c.Maintenance.validate(bad)
+	warnings = append(warnings, c.validateMetrics(bad)...)
 	if len(ps) > 0 {
 		return warnings, &Error{Problems: ps}
 	}

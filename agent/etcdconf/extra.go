@@ -81,6 +81,9 @@ func OwnedFlag(name string) (reason string, owned bool) {
 
 // ownedReason tells why the agent owns flag name, or "" when it does not.
 func ownedReason(name string) string {
+	if name == metricsURLsFlag {
+		return "" // allowed on loopback: checkMetricsURLs
+	}
 	if r, ok := ownedFlags[name]; ok {
 		return r
 	}
@@ -109,6 +112,9 @@ func CheckExtraFlag(raw string) error {
 	if r := ownedReason(f.name); r != "" {
 		return fmt.Errorf("extra flag --%s is set by etcd-agent and cannot be overridden (%s)", f.name, r)
 	}
+	if f.name == metricsURLsFlag {
+		return checkMetricsURLs(f.value)
+	}
 	if f.name == featureGatesFlag {
 		if !f.hasValue {
 			return fmt.Errorf("extra flag --%s needs a value (--%s=Gate=true,...)", f.name, f.name)
@@ -129,6 +135,9 @@ func CheckExtraFlag(raw string) error {
 // --feature-gates has no such field: it is applied to cfg.ServerFeatureGate,
 // on top of the gates already set, as etcd applies the flag.
 func applyExtraFlag(cfg *embed.Config, f extraFlag) error {
+	if f.name == metricsURLsFlag {
+		return applyMetricsURLs(cfg, f.value)
+	}
 	if f.name == featureGatesFlag {
 		if err := setFeatureGates(cfg.ServerFeatureGate, f.value); err != nil {
 			return fmt.Errorf("extra flag --%s=%s: %w", f.name, f.value, err)

@@ -54,7 +54,7 @@ func TestValidateNamesTheField(t *testing.T) {
 func TestExtraFlagsDenyList(t *testing.T) {
 	denied := []string{
 		"--name=x", "--data-dir=/x", "--wal-dir=/x", "--listen-client-urls=http://0.0.0.0:2379",
-		"--listen-metrics-urls=http://0.0.0.0:2381", "--advertise-client-urls=https://x:2379",
+		"--advertise-client-urls=https://x:2379",
 		"--initial-cluster=x=https://x:2380", "--initial-cluster-state=new", "--cert-file=/x",
 		"--key-file=/x", "--peer-key-file=/x", "--client-cert-auth=false", "--peer-client-cert-auth=false",
 		"--trusted-ca-file=/x", "--auto-tls", "--peer-auto-tls=true", "--discovery-token=x",
@@ -72,12 +72,18 @@ func TestExtraFlagsDenyList(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"max-txn-ops=256":             "want --flag=value",
-		"--quota-backed-bytes=1":      "--quota-backed-bytes is not an etcd server setting",
-		"--max-txn-ops=lots":          "--max-txn-ops=lots",
-		"--max-txn-ops":               "--max-txn-ops needs a value",
-		"--grpc-keepalive-time=5":     "not an etcd server setting",
-		"--grpc-keepalive-interval=5": "--grpc-keepalive-interval=5",
+		"max-txn-ops=256":                                        "want --flag=value",
+		"--quota-backed-bytes=1":                                 "--quota-backed-bytes is not an etcd server setting",
+		"--max-txn-ops=lots":                                     "--max-txn-ops=lots",
+		"--max-txn-ops":                                          "--max-txn-ops needs a value",
+		"--grpc-keepalive-time=5":                                "not an etcd server setting",
+		"--grpc-keepalive-interval=5":                            "--grpc-keepalive-interval=5",
+		"--listen-metrics-urls=http://0.0.0.0:2381":              "0.0.0.0 is not a loopback address",
+		"--listen-metrics-urls=http://10.0.1.5:2381":             "allows it on loopback only",
+		"--listen-metrics-urls=http://127.0.0.1":                 "is not a URL like http://127.0.0.1:2381",
+		"--listen-metrics-urls=unix:///x":                        "is not a URL like",
+		"--listen-metrics-urls":                                  "needs a value",
+		"--listen-metrics-urls=http://127.0.0.1:2381,http://x:1": "x is not a loopback address",
 	}
 	for f, want := range bad {
 		s := validSpec()
@@ -87,9 +93,18 @@ func TestExtraFlagsDenyList(t *testing.T) {
 		}
 	}
 	s := validSpec()
-	s.ExtraFlags = []string{"--max-txn-ops=256", "--enable-pprof", "--log-level=warn", "--pre-vote=false"}
+	s.ExtraFlags = []string{"--max-txn-ops=256", "--enable-pprof", "--log-level=warn", "--pre-vote=false",
+		"--listen-metrics-urls=http://127.0.0.1:2381,https://localhost:2382", "--metrics=extensive"}
 	if err := s.Validate(); err != nil {
 		t.Errorf("allowed ExtraFlags refused: %v", err)
+	}
+	// The embedded runtime listens where the flag says, as etcd would.
+	cfg, err := s.EmbedConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.ListenMetricsUrls) != 2 || cfg.ListenMetricsUrls[0].Host != "127.0.0.1:2381" || cfg.Metrics != "extensive" {
+		t.Errorf("embed metrics listeners %v, level %q", cfg.ListenMetricsUrls, cfg.Metrics)
 	}
 }
 

@@ -1,8 +1,12 @@
 package report
 
 import (
+	"maps"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 )
 
 // Recorder holds the agent's report while it runs. The agent's stages update
@@ -15,6 +19,9 @@ type Recorder struct {
 
 	mu sync.Mutex
 	r  NodeReport
+	// problems holds each source's current problems, stamped with when
+	// they were first found; r.Problems is the union of the visible ones.
+	problems map[string][]problem.Problem
 }
 
 // NewRecorder starts from base (PID, Version and identity as known at start;
@@ -63,6 +70,50 @@ func (rec *Recorder) AddDecision(action, reason string) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	rec.r.Decisions = lastN(append(rec.r.Decisions, Decision{At: rec.stamp(), Action: action, Reason: reason}), MaxHistory)
+	if rec.r.DecisionCounts == nil {
+		rec.r.DecisionCounts = map[string]uint64{}
+	}
+	rec.r.DecisionCounts[action]++
+}
+
+// SetProblems replaces the problems source found (nil: none now). Each part
+// of the agent owns one source ("health", "metrics", "backup", …) and sets
+// its whole current list after each check, so a problem disappears from the
+// report as soon as its check no longer finds it. A problem found again
+// (same code and subject) keeps the time it was first found (Since); one
+// whose kind has a VisibleAfter is published only once it has lasted that
+// long.
+func (rec *Recorder) SetProblems(source string, ps []problem.Problem) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.problems == nil {
+		rec.problems = map[string][]problem.Problem{}
+	}
+	now := rec.stamp()
+	prev := rec.problems[source]
+	next := make([]problem.Problem, 0, len(ps))
+	for _, p := range ps {
+		p.Since = now
+		if i := slices.IndexFunc(prev, func(q problem.Problem) bool { return q.Code == p.Code && q.Subject == p.Subject }); i >= 0 {
+			p.Since = prev[i].Since
+		}
+		next = append(next, p)
+	}
+	if len(next) == 0 {
+		delete(rec.problems, source)
+	} else {
+		rec.problems[source] = next
+	}
+	var all []problem.Problem
+	for _, src := range slices.Sorted(maps.Keys(rec.problems)) {
+		for _, p := range rec.problems[src] {
+			if now.Sub(p.Since) >= p.VisibleAfter() {
+				all = append(all, p)
+			}
+		}
+	}
+	problem.Sort(all)
+	rec.r.Problems = all
 }
 
 // Update changes the report under the lock, for fields without a setter

@@ -6,7 +6,12 @@
 // live agent from a stale file (Alive).
 package report
 
-import "time"
+import (
+	"maps"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/problem"
+)
 
 // DefaultPath is where the agent publishes its report: the unit's
 // RuntimeDirectory (mode 0755), so any local user can read it.
@@ -123,6 +128,17 @@ type NodeReport struct {
 
 	Transitions []Transition `json:"transitions,omitempty"` // last MaxHistory, newest last
 	Decisions   []Decision   `json:"decisions,omitempty"`   // last MaxHistory, newest last
+
+	// Maintenance is defragmentation and NOSPACE handling (maintenance.go).
+	Maintenance *Maintenance `json:"maintenance,omitempty"`
+	// DecisionCounts counts every decision by action since the agent
+	// started (Decisions keeps only the last few): the metrics' counters.
+	DecisionCounts map[string]uint64 `json:"decision_counts,omitempty"`
+
+	// Problems are what the agent finds wrong now, most severe first:
+	// each part of the agent sets its own (Recorder.SetProblems), and
+	// status, the STATUS= line and the metrics show them.
+	Problems []problem.Problem `json:"problems,omitempty"`
 }
 
 // clone returns a copy that shares no slices with r.
@@ -131,6 +147,9 @@ func (r NodeReport) clone() NodeReport {
 	r.Certs = cloneSlice(r.Certs)
 	r.Transitions = cloneSlice(r.Transitions)
 	r.Decisions = cloneSlice(r.Decisions)
+	r.Maintenance = r.Maintenance.clone()
+	r.DecisionCounts = maps.Clone(r.DecisionCounts)
+	r.Problems = cloneSlice(r.Problems)
 	return r
 }
 

@@ -11,6 +11,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -125,6 +126,9 @@ func endpointRow(pr probe, members []*pb.Member, byID map[uint64]*pb.Member, ala
 		m = byID[id]
 		e.MemberID = memberID(id)
 		e.Leader = st.Leader != 0 && st.Leader == id
+		if st.Leader != 0 {
+			e.LeaderID = memberID(st.Leader)
+		}
 		e.RaftTerm, e.RaftIndex, e.RaftAppliedIndex = st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex
 		e.DBSize, e.DBSizeInUse, e.Version = st.DbSize, st.DbSizeInUse, st.Version
 		if st.DbSizeQuota > 0 {
@@ -165,32 +169,45 @@ func endpointRow(pr probe, members []*pb.Member, byID map[uint64]*pb.Member, ala
 	default:
 		e.HealthLatencyMS = math.Round(float64(pr.latency)/float64(time.Millisecond)*100) / 100
 	}
-	if pr.status != nil && len(pr.status.Errors) > 0 {
-		errs = append(errs, "member reports: "+strings.Join(pr.status.Errors, ", "))
+	if pr.status != nil {
+		if reported := memberErrors(pr.status.Errors); len(reported) > 0 {
+			errs = append(errs, "member reports: "+strings.Join(reported, ", "))
+		}
 	}
 	e.Error = strings.Join(errs, "; ")
 	e.Healthy = e.Error == ""
 	return e
 }
 
-// summarize gives the verdict and lists every problem in words.
-func summarize(v View, list memberList, alarms map[uint64][]string, answered int, now time.Time) Summary {
-	s := Summary{Members: len(v.Members), Answered: answered, Problems: []string{}}
-	for _, e := range v.Endpoints {
-		if e.Leader && e.Healthy {
-			s.HasLeader, s.Leader = true, cmp.Or(e.Name, e.MemberID)
+// memberErrors drops the alarms from a member's status errors: etcd lists
+// every raised alarm there ("memberID:… alarm:NOSPACE"), and an alarm is a
+// cluster problem, shown in words from the alarm list, not a sign that this
+// member is unhealthy.
+func memberErrors(errs []string) []string {
+	var out []string
+	for _, e := range errs {
+		if strings.HasPrefix(e, "memberID:") && strings.Contains(e, " alarm:") {
+			continue
 		}
+		out = append(out, e)
 	}
-	problem := func(format string, args ...any) { s.Problems = append(s.Problems, fmt.Sprintf(format, args...)) }
+	return out
+}
+
+// summarize gives the verdict and lists every problem as data.
+func summarize(v View, list memberList, alarms map[uint64][]string, answered int, now time.Time) Summary {
+	s := Summary{Members: len(v.Members), Answered: answered, Problems: []problem.Problem{}}
+	s.HasLeader, s.Leader = leaderOf(v)
+	add := func(p problem.Problem) { s.Problems = append(s.Problems, p) }
 
 	if list.err != "" {
 		if s.Answered == 0 {
-			problem("no etcd member answered: %s", list.err)
+			add(problem.ClusterUnreachable.Newf("", "no etcd member answered: %s", list.err))
 		} else {
-			problem("no member list: %s", list.err)
+			add(problem.NoMemberList.Newf("", "no member list: %s", list.err))
 			for _, e := range v.Endpoints {
 				if e.Error != "" {
-					problem("endpoint %s: %s", e.Endpoint, e.Error)
+					add(problem.MemberUnhealthy.Newf(cmp.Or(e.Name, e.Endpoint), "endpoint %s: %s", e.Endpoint, e.Error))
 				}
 			}
 		}
@@ -198,7 +215,7 @@ func summarize(v View, list memberList, alarms map[uint64][]string, answered int
 	for _, m := range v.Members {
 		if m.IsLearner {
 			s.Learners++
-			problem("member %s is a learner (joining, not yet promoted to voter)", displayName(m))
+			add(problem.MemberLearner.Newf(displayName(m), "member %s is a learner (joining, not yet promoted to voter)", displayName(m)))
 		} else {
 			s.Voters++
 		}
@@ -210,81 +227,120 @@ func summarize(v View, list memberList, alarms map[uint64][]string, answered int
 		}
 		switch {
 		case len(m.ClientURLs) == 0:
-			problem("member %s has no client URL: it has not started yet", displayName(m))
+			add(problem.MemberUnstarted.Newf(displayName(m), "member %s has no client URL: it has not started yet", displayName(m)))
 		case slices.ContainsFunc(rows, func(e Endpoint) bool { return e.Healthy }):
 			s.HealthyMembers++
 		case len(rows) == 0:
-			problem("member %s: not asked", displayName(m))
+			add(problem.MemberUnhealthy.Newf(displayName(m), "member %s: not asked", displayName(m)))
 		default:
 			for _, e := range rows {
-				problem("member %s (%s): %s", displayName(m), e.Endpoint, e.Error)
+				add(problem.MemberUnhealthy.Newf(displayName(m), "member %s (%s): %s", displayName(m), e.Endpoint, e.Error))
 			}
 		}
 	}
 	if s.Answered > 0 && !s.HasLeader {
-		problem("no leader: the cluster has lost quorum or is electing one")
+		add(problem.NoLeader.New("", "no leader: no member that answered knows one; the cluster has lost quorum or is electing a leader"))
 	}
 	ids := make([]uint64, 0, len(alarms))
 	for id := range alarms {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	raised := 0
 	for _, id := range ids {
-		name := memberID(id)
-		if i := slices.IndexFunc(v.Members, func(m Member) bool { return m.ID == memberID(id) }); i >= 0 {
-			name = displayName(v.Members[i])
-		}
 		for _, a := range alarms[id] {
-			raised++
-			problem("alarm %s on member %s%s", a, name, alarmHint(a))
+			add(alarmProblem(v, id, a))
 		}
 	}
 	if list.alarmsErr != "" {
-		problem("%s", list.alarmsErr)
+		add(problem.AlarmsUnknown.New("", list.alarmsErr))
 	}
 	if v.HashKV.Mismatch {
-		problem("%s: replicas diverged (see the HASHKV column)", v.HashKV.Description)
+		add(problem.HashMismatch.Newf("", "%s: replicas diverged (see the HASHKV column)", v.HashKV.Description))
 	}
-	s.Healthy = list.err == "" && s.Members > 0 && s.HealthyMembers == s.Members && s.HasLeader && raised == 0 && list.alarmsErr == "" &&
+	s.Healthy = list.err == "" && s.Members > 0 && s.HealthyMembers == s.Members && s.HasLeader && len(alarms) == 0 && list.alarmsErr == "" &&
 		!v.HashKV.Mismatch
 
-	s.Problems = append(s.Problems, nodeProblems(v.Node, now)...)
+	// The agent's own findings that status found itself too (same code
+	// and subject, e.g. an alarm) are listed once.
+	s.Problems = problem.Merge(s.Problems, nodeProblems(v.Node, now)...)
+	problem.Sort(s.Problems)
 	return s
 }
 
-// nodeProblems are this node's agent and certificate problems.
-func nodeProblems(n Node, now time.Time) []string {
-	var out []string
+// leaderOf is the leader as the members that answered see it: the one an
+// endpoint reports as itself, else the ID most members report. A cluster
+// whose members name a leader is never called leaderless, even when a
+// health read fails (an alarm, a slow disk).
+func leaderOf(v View) (bool, string) {
+	for _, e := range v.Endpoints {
+		if e.Leader {
+			return true, cmp.Or(e.Name, e.MemberID)
+		}
+	}
+	votes := map[string]int{}
+	best := ""
+	for _, e := range v.Endpoints {
+		if e.LeaderID == "" {
+			continue
+		}
+		votes[e.LeaderID]++
+		if best == "" || votes[e.LeaderID] > votes[best] {
+			best = e.LeaderID
+		}
+	}
+	if best == "" {
+		return false, ""
+	}
+	if i := slices.IndexFunc(v.Members, func(m Member) bool { return m.ID == best }); i >= 0 {
+		return true, displayName(v.Members[i]) + " (did not answer here)"
+	}
+	return true, best + " (did not answer here)"
+}
+
+// alarmProblem names an etcd alarm in plain words, with what it does to
+// the cluster and what to do.
+func alarmProblem(v View, id uint64, alarm string) problem.Problem {
+	name := memberID(id)
+	if i := slices.IndexFunc(v.Members, func(m Member) bool { return m.ID == memberID(id) }); i >= 0 {
+		name = displayName(v.Members[i])
+	}
+	space := ""
+	if i := slices.IndexFunc(v.Endpoints, func(e Endpoint) bool { return e.MemberID == memberID(id) && e.DBSize > 0 }); i >= 0 {
+		e := v.Endpoints[i]
+		space = fmt.Sprintf("%s on disk, %s in use", humanBytes(e.DBSize), humanBytes(e.DBSizeInUse))
+		if e.Quota > 0 {
+			space += ", quota " + humanBytes(e.Quota)
+		}
+	}
+	return problem.Alarm(alarm, name, space)
+}
+
+// nodeProblems are this node's agent and certificate problems, with the
+// problems the agent itself published (backups, rolling changes, …).
+func nodeProblems(n Node, now time.Time) []problem.Problem {
+	var out []problem.Problem
 	switch {
 	case !n.AgentAlive:
-		out = append(out, "agent not running: "+n.AgentState)
+		out = append(out, problem.AgentNotRunning.New(n.Name, "agent not running: "+n.AgentState))
 	case n.Phase != report.PhaseHealthy:
 		msg := "agent on this node is " + string(n.Phase)
 		if n.Message != "" {
 			msg += ": " + n.Message
 		}
-		out = append(out, msg)
+		out = append(out, problem.AgentNotHealthy.New(n.Name, msg))
 	}
 	for _, c := range n.Certs {
 		switch {
 		case !c.NotAfter.After(now):
-			out = append(out, fmt.Sprintf("%s certificate expired %s (renewal failing? check the agent log)", c.Role, c.NotAfter.Format(time.DateOnly)))
+			out = append(out, problem.CertExpired.Newf(c.Role, "%s certificate expired %s", c.Role, c.NotAfter.Format(time.DateOnly)))
 		case c.DaysLeft < certWarnDays:
-			out = append(out, fmt.Sprintf("%s certificate expires in %dd on %s (renewal failing? check the agent log)", c.Role, c.DaysLeft, c.NotAfter.Format(time.DateOnly)))
+			out = append(out, problem.CertExpiring.Newf(c.Role, "%s certificate expires in %dd on %s", c.Role, c.DaysLeft, c.NotAfter.Format(time.DateOnly)))
 		}
 	}
-	return out
-}
-
-func alarmHint(alarm string) string {
-	switch alarm {
-	case pb.AlarmType_NOSPACE.String():
-		return ": the database reached its quota and accepts no writes (compact, defragment, then disarm the alarm)"
-	case pb.AlarmType_CORRUPT.String():
-		return ": data inconsistency between members detected"
+	if n.AgentAlive {
+		out = append(out, n.Problems...)
 	}
-	return ""
+	return out
 }
 
 func displayName(m Member) string {

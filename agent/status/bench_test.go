@@ -8,6 +8,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/agent/status/statustest"
+	"github.com/etcd-agent/etcd-agent/pki"
 )
 
 // BenchmarkStatus measures what `etcd-agent status` does on a healthy
@@ -16,7 +17,7 @@ import (
 //
 //	go test -run '^$' -bench Status ./agent/status/
 func BenchmarkStatus(b *testing.B) {
-	c := statustest.Start(b, "127.0.0.44", "127.0.0.45", "127.0.0.46")
+	c := statustest.Start(b, "127.0.12.44", "127.0.12.45", "127.0.12.46")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for i := range c.Members {
@@ -24,14 +25,62 @@ func BenchmarkStatus(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	opts := status.Options{Endpoints: c.Endpoints()[:1], TLS: c.OperatorTLS(b), Timeout: 3 * time.Second, CertDir: c.CertDir}
+	opts := status.Options{Endpoints: c.Endpoints()[:1], TLS: c.OperatorTLS(b), CertDir: c.CertDir}
 	for b.Loop() {
 		v := status.Gather(ctx, opts)
 		if !v.Summary.Healthy {
-			b.Fatalf("cluster not healthy: %q", v.Summary.Problems)
+			b.Fatalf("cluster not healthy: %+v", v.Summary.Problems)
 		}
 		if err := status.Render(io.Discard, v, "table"); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStatusFrozenMember measures the same with one follower frozen
+// (SIGSTOP on a real etcd process, bin/etcd): its socket still accepts TCP
+// in the kernel, and nothing answers. With the default per-call timeout
+// (status.DefaultTimeout) the goal is at most 1.2 s per status.
+//
+//	go test -run '^$' -bench StatusFrozenMember ./agent/status/
+func BenchmarkStatusFrozenMember(b *testing.B) {
+	c := statustest.StartProcesses(b, statustest.EtcdBinary(b), "127.0.12.51", "127.0.12.52", "127.0.12.53")
+	tlsCfg, err := pki.ClientTLS(c.CertDir, pki.OperatorCertFile, pki.OperatorKeyFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	opts := status.Options{Endpoints: c.Endpoints(), TLS: tlsCfg, CertDir: c.CertDir}
+	// Freeze a follower, so the cluster keeps its leader.
+	v := status.Gather(ctx, opts)
+	frozen := -1
+	for i, m := range c.Members {
+		for _, e := range v.Endpoints {
+			if e.Endpoint == m.ClientURL && e.Role == "follower" && frozen < 0 {
+				frozen = i
+			}
+		}
+	}
+	if frozen < 0 {
+		b.Fatalf("no follower to freeze: %+v", v.Endpoints)
+	}
+	if err := c.Freeze(frozen); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = c.Thaw(frozen) }()
+	for b.Loop() {
+		v = status.Gather(ctx, opts)
+		if !v.Summary.HasLeader || v.Summary.HealthyMembers != 2 {
+			b.Fatalf("want a leader and 2 healthy members with one frozen: %+v", v.Summary)
+		}
+		if err := status.Render(io.Discard, v, "table"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, e := range v.Endpoints {
+		if e.Endpoint == c.Members[frozen].ClientURL {
+			b.Logf("frozen member's row: %s", e.Error)
 		}
 	}
 }

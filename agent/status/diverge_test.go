@@ -105,7 +105,7 @@ func TestDivergence(t *testing.T) {
 			}
 		}
 		table := render(t, v, "table")
-		if !strings.Contains(table, "Data     "+h.Description) || !strings.Contains(table, "Problems:\n  - HashKV MISMATCH") {
+		if !strings.Contains(table, "Data     "+h.Description) || !strings.Contains(table, "  - [critical] HashKV MISMATCH") {
 			t.Errorf("table does not show the mismatch:\n%s", table)
 		}
 		var back struct {

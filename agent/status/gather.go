@@ -12,9 +12,10 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
-// Defaults for zero Options fields.
+// Defaults for zero Options fields. A healthy member answers status in
+// milliseconds; one second keeps `status` under 1.2 s with a member frozen.
 const (
-	DefaultTimeout      = 3 * time.Second
+	DefaultTimeout      = time.Second
 	DefaultReportMaxAge = 30 * time.Second
 )
 
@@ -63,8 +64,10 @@ func (o Options) withDefaults() Options {
 // fail: what could not be learned is in the view (Endpoint.Error,
 // MemberListError, Node.ReportError, Summary.Problems). Last, one more
 // parallel round asks every voter that answered for HashKV at the lowest
-// revision among them (hashcheck). It returns within about three Timeouts
-// plus a second, or when ctx ends.
+// revision among them (hashcheck). A member that does not answer costs one
+// Timeout (all are asked at once): Gather returns within about one Timeout
+// when every member is in the endpoints asked first, two when one is only in
+// the member list, or when ctx ends.
 func Gather(ctx context.Context, opts Options) View {
 	opts = opts.withDefaults()
 	p := prober{tls: opts.TLS, timeout: opts.Timeout}

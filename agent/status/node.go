@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ func nodeView(o Options) Node {
 		n.AgentAlive, n.AgentState = r.Alive(o.Now, o.ReportMaxAge)
 		n.Transitions = lastN(r.Transitions, recentHistory)
 		n.Decisions = lastN(r.Decisions, recentHistory)
+		n.Problems = slices.Clone(r.Problems)
 		for _, c := range r.Certs {
 			n.Certs = setCert(n.Certs, c.Role, c.NotAfter, c.Issuer, o.Now)
 		}

@@ -23,9 +23,6 @@ import (
 // does. The key need not exist; the read only has to be linearizable.
 const healthKey = "health"
 
-// maxDiagnoseTimeout bounds the TCP+TLS dial that explains a silent endpoint.
-const maxDiagnoseTimeout = time.Second
-
 // probe is what one endpoint answered. It is raw data; assemble turns it
 // into an Endpoint row.
 type probe struct {
@@ -56,8 +53,9 @@ type prober struct {
 
 // run queries ep: status first; when that answers, the health read (and,
 // withList, the member list and alarms) in parallel. Every query has its own
-// timeout, so a dead endpoint costs one timeout plus a short dial. When
-// status answered, the client is left open in the probe for hashKV.
+// timeout, so a frozen endpoint costs one timeout and a refused one a few
+// milliseconds. When status answered, the client is left open in the probe
+// for hashKV.
 func (p prober) run(ctx context.Context, ep string, withList bool) probe {
 	res := probe{endpoint: ep}
 	cli, err := clientv3.New(clientv3.Config{
@@ -71,10 +69,9 @@ func (p prober) run(ctx context.Context, ep string, withList bool) probe {
 		return res
 	}
 
-	res.status, res.statusErr = p.status(ctx, cli)
+	res.status, res.statusErr = p.status(ctx, cli, ep)
 	if res.statusErr != nil {
 		cli.Close()
-		res.statusErr = p.explain(ctx, ep, res.statusErr)
 		return res
 	}
 	res.cli = cli
@@ -124,68 +121,133 @@ func (p prober) run(ctx context.Context, ep string, withList bool) probe {
 }
 
 // hashKV asks the endpoint for its HashKV at rev over the probe's connection.
+// Only members that just answered status are asked, and HashKV reads the
+// whole database, so it gets the longer of Timeout and minHashTimeout.
 func (p prober) hashKV(ctx context.Context, pr probe, rev int64) hashcheck.Answer {
-	qctx, cancel := context.WithTimeout(ctx, p.timeout)
+	timeout := max(p.timeout, minHashTimeout)
+	qctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	resp, err := pb.NewMaintenanceClient(pr.cli.ActiveConnection()).HashKV(qctx, &pb.HashKVRequest{Revision: rev}, grpc.WaitForReady(true))
 	if err != nil {
-		err = p.describe(clientv3.ContextError(qctx, err))
+		err = clientv3.ContextError(qctx, err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = noAnswer{timeout: timeout, err: err}
+		}
 	}
 	return hashcheck.FromHashKV(pr.endpoint, pr.status.GetHeader().GetMemberId(), resp, err)
 }
 
+// minHashTimeout bounds a HashKV call: hashing a database of a few GiB
+// takes seconds.
+const minHashTimeout = 5 * time.Second
+
+// diagnoseAfter is how long a status call may go unanswered before a
+// direct TCP+TLS dial runs beside it to find out why: a refused connection
+// or a rejected certificate then ends the probe at once instead of at the
+// deadline, and a frozen member's row says what the dial saw.
+const diagnoseAfter = 150 * time.Millisecond
+
 // status asks the endpoint for its status over the client's own connection
-// (clientv3's Maintenance.Status would dial a second one).
-func (p prober) status(ctx context.Context, cli *clientv3.Client) (*pb.StatusResponse, error) {
+// (clientv3's Maintenance.Status would dial a second one). gRPC only says
+// "deadline exceeded" for an endpoint it cannot reach, so a diagnosis dial
+// runs beside a call that is slow to answer (see diagnoseAfter).
+func (p prober) status(ctx context.Context, cli *clientv3.Client, ep string) (*pb.StatusResponse, error) {
 	qctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	resp, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Status(qctx, &pb.StatusRequest{}, grpc.WaitForReady(true))
-	if err != nil {
-		return nil, fmt.Errorf("get status: %w", p.describe(clientv3.ContextError(qctx, err)))
+	type answer struct {
+		resp *pb.StatusResponse
+		err  error
 	}
-	return resp, nil
-}
-
-// describe turns a bare deadline into words that name the timeout.
-func (p prober) describe(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("no answer within %s: %w", p.timeout, err)
-	}
-	return err
-}
-
-// explain adds why a silent endpoint is silent: gRPC waits for a connection
-// until the deadline and then only says "deadline exceeded", which hides a
-// refused connection or a rejected certificate. A direct TCP+TLS dial finds
-// out which.
-func (p prober) explain(ctx context.Context, ep string, err error) error {
-	if !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	u, perr := url.Parse(ep)
-	if perr != nil || u.Host == "" {
-		return err
-	}
-	timeout := min(p.timeout, maxDiagnoseTimeout)
-	dctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if u.Scheme != "https" {
-		conn, derr := (&net.Dialer{}).DialContext(dctx, "tcp", u.Host)
-		if derr != nil {
-			return fmt.Errorf("%w (%v)", err, derr)
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Status(qctx, &pb.StatusRequest{}, grpc.WaitForReady(true))
+		answered <- answer{resp, err}
+	}()
+	hedge := time.NewTimer(min(diagnoseAfter, p.timeout/2))
+	defer hedge.Stop()
+	var diagnosed chan diagnosis
+	note := ""
+	for {
+		select {
+		case a := <-answered:
+			if a.err == nil {
+				return a.resp, nil
+			}
+			err := p.describe(clientv3.ContextError(qctx, a.err))
+			if diagnosed != nil {
+				// The dial shares the call's deadline: it is done or about to be.
+				note = (<-diagnosed).note
+			}
+			if note != "" {
+				err = fmt.Errorf("%w (%s)", err, note)
+			}
+			return nil, fmt.Errorf("get status: %w", err)
+		case <-hedge.C:
+			diagnosed = make(chan diagnosis, 1)
+			go func() { diagnosed <- p.diagnose(qctx, ep) }()
+		case d := <-diagnosed:
+			if d.fatal != nil {
+				return nil, fmt.Errorf("get status: %w", d.fatal)
+			}
+			note, diagnosed = d.note, nil
 		}
-		conn.Close()
-		return err
+	}
+}
+
+// diagnosis is what a direct dial found: a fatal error that no waiting
+// fixes (refused, certificate rejected), or a note on why the call waits.
+type diagnosis struct {
+	fatal error
+	note  string
+}
+
+// diagnose dials ep over TCP, then TLS, until ctx ends. A frozen process
+// (SIGSTOP, swapping) still has its socket accept TCP in the kernel, but
+// never answers the TLS handshake.
+func (p prober) diagnose(ctx context.Context, ep string) diagnosis {
+	u, err := url.Parse(ep)
+	if err != nil || u.Host == "" {
+		return diagnosis{}
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		if ctx.Err() != nil {
+			return diagnosis{note: "TCP connect gets no answer: host down or packets dropped"}
+		}
+		return diagnosis{fatal: err}
+	}
+	defer conn.Close()
+	if u.Scheme != "https" {
+		return diagnosis{note: "TCP connects fine: etcd is up but not answering"}
 	}
 	cfg := p.tls.Clone()
 	if cfg == nil {
 		cfg = &tls.Config{}
 	}
 	cfg.ServerName = u.Hostname()
-	conn, derr := (&tls.Dialer{Config: cfg}).DialContext(dctx, "tcp", u.Host)
-	if derr != nil {
-		return fmt.Errorf("%w (%v)", err, derr)
+	if err := tls.Client(conn, cfg).HandshakeContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return diagnosis{note: "TCP connects, but the TLS handshake gets no answer: the etcd process is frozen, swapping or overloaded"}
+		}
+		return diagnosis{fatal: fmt.Errorf("TLS handshake: %w", err)}
 	}
-	conn.Close()
-	return fmt.Errorf("%w (TCP and TLS connect fine: etcd is up but not answering)", err)
+	return diagnosis{note: "TCP and TLS connect fine: etcd is up but not answering"}
 }
+
+// describe turns a bare deadline into words that name the timeout.
+func (p prober) describe(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return noAnswer{timeout: p.timeout, err: err}
+	}
+	return err
+}
+
+// noAnswer is a call that hit its deadline: "no answer in 1s", still
+// matching context.DeadlineExceeded.
+type noAnswer struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e noAnswer) Error() string { return "no answer in " + e.timeout.String() }
+func (e noAnswer) Unwrap() error { return e.err }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 )
 
 // Output formats accepted by Render.
@@ -55,7 +57,14 @@ func renderTable(w io.Writer, v View) error {
 	if len(v.Summary.Problems) > 0 {
 		b.WriteString("Problems:\n")
 		for _, p := range v.Summary.Problems {
-			fmt.Fprintf(&b, "  - %s\n", p)
+			since := ""
+			if !p.Since.IsZero() {
+				since = " (since " + stamp(p.Since, v.CheckedAt) + ")"
+			}
+			fmt.Fprintf(&b, "  - [%s] %s%s\n", p.Severity, p.Text, since)
+			if p.Fix != "" {
+				fmt.Fprintf(&b, "      fix: %s\n", p.Fix)
+			}
 		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
@@ -163,7 +172,8 @@ func memberTable(v View) ([]string, [][]string) {
 	return header, rows
 }
 
-// verdict is the one-line cluster summary under the table.
+// verdict is the one-line cluster summary under the table, naming the
+// worst cluster problem when there is one.
 func verdict(s Summary) string {
 	state := "UNHEALTHY"
 	if s.Healthy {
@@ -173,6 +183,10 @@ func verdict(s Summary) string {
 	if s.HasLeader {
 		leader = "leader " + s.Leader
 	}
-	return fmt.Sprintf("%s: %s, %d/%d members healthy (%d voters, %d learners)",
+	line := fmt.Sprintf("%s: %s, %d/%d members healthy (%d voters, %d learners)",
 		state, leader, s.HealthyMembers, s.Members, s.Voters, s.Learners)
+	if !s.Healthy && len(s.Problems) > 0 && s.Problems[0].Severity == problem.Critical {
+		line += "; " + s.Problems[0].Title
+	}
+	return line
 }

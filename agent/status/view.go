@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -51,6 +52,9 @@ type Node struct {
 	Certs       []Cert              `json:"certs,omitempty"`
 	Transitions []report.Transition `json:"transitions,omitempty"` // newest last
 	Decisions   []report.Decision   `json:"decisions,omitempty"`   // newest last
+	// Problems are what the agent itself found (its report), shown under
+	// the summary's problems too.
+	Problems []problem.Problem `json:"problems,omitempty"`
 }
 
 // Cert is one certificate's expiry.
@@ -80,8 +84,10 @@ type Endpoint struct {
 	MemberID string `json:"member_id,omitempty"`
 	Name     string `json:"name,omitempty"`
 	// Role is "leader", "follower", "learner" or "" when unknown.
-	Role             string   `json:"role,omitempty"`
-	Leader           bool     `json:"leader"`
+	Role   string `json:"role,omitempty"`
+	Leader bool   `json:"leader"`
+	// LeaderID (hex) is the leader this member knows, "" when none.
+	LeaderID         string   `json:"leader_id,omitempty"`
 	RaftTerm         uint64   `json:"raft_term,omitempty"`
 	RaftIndex        uint64   `json:"raft_index,omitempty"`
 	RaftAppliedIndex uint64   `json:"raft_applied_index,omitempty"`
@@ -104,8 +110,8 @@ type Endpoint struct {
 // Summary is the verdict over the whole view.
 type Summary struct {
 	// Healthy: every member answers and is healthy, there is a leader, no
-	// alarm is raised and no HashKV mismatch was found. Agent problems do not change it, but are listed
-	// in Problems and do change the exit code.
+	// alarm is raised and no HashKV mismatch was found. Agent problems do
+	// not change it, but are listed in Problems and do change the exit code.
 	Healthy        bool   `json:"healthy"`
 	HasLeader      bool   `json:"has_leader"`
 	Leader         string `json:"leader,omitempty"` // the leader's name
@@ -116,6 +122,8 @@ type Summary struct {
 	// Answered counts endpoints that answered at all; 0 means the cluster
 	// could not be reached from here.
 	Answered int `json:"answered"`
-	// Problems lists, in words, everything that keeps the exit code from 0.
-	Problems []string `json:"problems"`
+	// Problems lists everything wrong, most severe first, each with a
+	// stable code, a severity, the text and what to do. Any problem of
+	// severity warning or worse keeps the exit code from 0.
+	Problems []problem.Problem `json:"problems"`
 }

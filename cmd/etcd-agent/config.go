@@ -60,6 +60,9 @@ func printCheckSummary(w io.Writer, path string, cfg *config.Config, warnings []
 	row("runtime", rt)
 	row("data dir", cfg.Node.DataDir)
 	row("etcd", fmt.Sprintf("%d member flags (%d extra)", len(spec.Flags()), len(cfg.Etcd.ExtraFlags)))
+	if cfg.Metrics.Enabled {
+		row("metrics", "http://"+cfg.Metrics.Address+"/metrics")
+	}
 	if !files {
 		row("files", "not checked (--files=false)")
 	}

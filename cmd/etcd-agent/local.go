@@ -36,10 +36,13 @@ type localOptions struct {
 	socket        string
 	firstIP       netip.Addr
 	discoveryAddr string
+	// metrics turns on each node's agent metrics (<ip>:2382) and etcd's
+	// own metrics listener (<ip>:2381).
+	metrics bool
 }
 
 func localUpCommand() *command {
-	const usage = "etcd-agent local up [--nodes 3] [--dir .local] [--runtime embedded|podman]"
+	const usage = "etcd-agent local up [--nodes 3] [--dir .local] [--runtime embedded|podman] [--metrics]"
 	const summary = "Run an N-node cluster on this machine through the production code path: a local CA,\n" +
 		"a TLS v3 discovery service, one agent per node on 127.0.0.x with static identity,\n" +
 		"certificates, discovery, membership and readiness. Prints the status table once every\n" +
@@ -55,6 +58,7 @@ func localUpCommand() *command {
 			fs.StringVar(&o.socket, "podman-socket", "", "Podman API socket for --runtime podman (default: the rootless socket of this user)")
 			first := fs.String("first-ip", "127.0.0.11", "loopback address of node 1; node i gets the i-1'th next address")
 			fs.StringVar(&o.discoveryAddr, "discovery-addr", "127.0.0.1:23790", "where the local discovery service listens")
+			fs.BoolVar(&o.metrics, "metrics", false, "serve each node's agent metrics on <node ip>:2382 and etcd's on <node ip>:2381")
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
@@ -191,6 +195,13 @@ func runLocal(ctx context.Context, e env, o localOptions) error {
 		endpoints = append(endpoints, a.Report().ClientURL)
 	}
 	fmt.Fprintf(e.stdout, "\nendpoints: %s\n", strings.Join(endpoints, ","))
+	if o.metrics {
+		var urls []string
+		for _, a := range agents {
+			urls = append(urls, "http://"+a.Report().PrivateIP+":2382/metrics")
+		}
+		fmt.Fprintf(e.stdout, "metrics: %s (etcd's own on port 2381)\n", strings.Join(urls, " "))
+	}
 	fmt.Fprintf(e.stdout, "try: etcd-agent status --config %s\n", filepath.Join(o.dir, "node1", "config.yaml"))
 	fmt.Fprintln(e.stdout, "Ctrl-C stops the cluster (data is kept; run again to restart the same members).")
 
@@ -269,6 +280,9 @@ func writeLocalConfig(o localOptions, nodeDir string, ip netip.Addr, caCert, caK
 	fmt.Fprintf(&b, "node:\n  identity: static\n  ip: %s\n  dataDir: %s\n", ip, filepath.Join(nodeDir, "data"))
 	fmt.Fprintf(&b, "pki:\n  caCert: %s\n  caKey: %s\n  dir: %s\n", caCert, caKey, filepath.Join(nodeDir, "pki"))
 	fmt.Fprintf(&b, "etcd:\n  runtime: %s\n  quotaBackendBytes: 2GiB\n", o.runtime)
+	if o.metrics {
+		fmt.Fprintf(&b, "  extraFlags: [--listen-metrics-urls=http://%s:2381]\nmetrics:\n  enabled: true\n  address: %s:2382\n", ip, ip)
+	}
 	if o.runtime == "podman" {
 		fmt.Fprintf(&b, "podman:\n  containerName: etcd-local-%s\n", strings.ReplaceAll(ip.String(), ".", "-"))
 		if o.socket != "" {

@@ -19,17 +19,21 @@ func statusCommand() *command {
 	const summary = "Show this node's agent phase and certificate expiry, the member list, per-endpoint status\n" +
 		"(leader, raft term/index, DB size against quota, version, alarms) and health with latency.\n" +
 		"Runs as the operator (the etcd user) with the operator client certificate; needs no root.\n" +
-		"Every member is asked in parallel with a short timeout; a dead member shows its error in its row.\n" +
+		"Every member is asked in parallel, each call with its own deadline (--timeout, 1s): a member that is down,\n" +
+		"frozen or refusing shows why in its row (\"no answer in 1s\", \"connection refused\", …) and costs at most that.\n" +
 		"Then every voter's HashKV is compared at a common revision (the HASHKV column and the Data line):\n" +
 		"two members with the same compact revision but different hashes have diverged.\n\n" +
-		"Exit codes: 0 every member healthy, a leader, no alarm, no HashKV mismatch, this node's agent healthy;\n" +
-		"3 anything else (the table's last lines say what); 78 configuration error."
+		"Problems are listed most severe first, each with a stable code, a severity (critical, warning, info),\n" +
+		"the text and what to do; `-o json` gives the same under summary.problems.\n\n" +
+		"Exit codes: 0 every member healthy, a leader, no alarm, no HashKV mismatch, this node's agent healthy\n" +
+		"(no problem of severity warning or worse); 3 anything else (the table's last lines say what);\n" +
+		"78 configuration error."
 	return &command{name: "status", usage: usage, summary: "show the node, its members and their health (exit 0 only when all is well)",
 		run: func(ctx context.Context, e env, args []string) error {
 			fs := newFlagSet(e, "status", usage, summary)
 			cf := addConfigFlags(fs)
 			format := fs.String("o", "table", "output format: table or json")
-			timeout := fs.Duration("timeout", status.DefaultTimeout, "per-endpoint query timeout")
+			timeout := fs.Duration("timeout", status.DefaultTimeout, "deadline of each call to each member")
 			endpoints := fs.String("endpoints", "", "client URLs to ask first (default: from the agent report, else this node)")
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err

@@ -20,7 +20,7 @@ func TestStatusCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd cluster")
 	}
-	c := statustest.Start(t, "127.0.0.47", "127.0.0.48", "127.0.0.49")
+	c := statustest.Start(t, "127.0.12.47", "127.0.12.48", "127.0.12.49")
 	m := c.Members[0]
 	dir := t.TempDir()
 	statusFile := filepath.Join(dir, "status.json")
@@ -32,7 +32,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 	statusJSON := func(t *testing.T) (int, status.View) {
 		t.Helper()
-		code, out, errOut := runCLI(t, nil, "status", "--config", cfgPath, "-o", "json")
+		code, out, errOut := runCLI(t, nil, "status", "--config", cfgPath, "--timeout", "5s", "-o", "json")
 		var v status.View
 		if err := json.Unmarshal([]byte(out), &v); err != nil {
 			t.Fatalf("status -o json (exit %d) does not parse: %v\n%s\n%s", code, err, out, errOut)
@@ -48,7 +48,7 @@ func TestStatusCommand(t *testing.T) {
 		if v.Summary.HealthyMembers != 3 || !v.Summary.HasLeader {
 			t.Errorf("the cluster is still shown: %+v", v.Summary)
 		}
-		code, out, _ := runCLI(t, nil, "status", "--config", cfgPath)
+		code, out, _ := runCLI(t, nil, "status", "--config", cfgPath, "--timeout", "5s")
 		if code != status.ExitUnhealthy || !strings.Contains(out, "no agent report") || !strings.Contains(out, m.Name) {
 			t.Errorf("table (exit %d):\n%s", code, out)
 		}

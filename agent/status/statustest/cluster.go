@@ -56,41 +56,12 @@ type Cluster struct {
 // waits until every member is ready. The cluster is closed at test cleanup.
 func Start(t testing.TB, ips ...string) *Cluster {
 	t.Helper()
-	dir := t.TempDir()
-	now := time.Now()
-	caCert, caKey, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{CommonName: "status test CA"}, now)
-	if err != nil {
-		t.Fatalf("init CA: %v", err)
-	}
-	ca, err := pki.LoadCA(caCert, caKey, now)
-	if err != nil {
-		t.Fatalf("load CA: %v", err)
-	}
-
-	c := &Cluster{}
-	var initial []string
-	for i, ip := range ips {
-		m := &Member{
-			Name:      fmt.Sprintf("etcd-%s", strings.ReplaceAll(ip, ".", "-")),
-			IP:        ip,
-			ClientURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
-			PeerURL:   fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
-			CertDir:   filepath.Join(dir, fmt.Sprintf("pki-%d", i)),
-			DataDir:   filepath.Join(dir, fmt.Sprintf("data-%d", i)),
-		}
-		if _, err := ca.EnsureNodeCerts(pki.NodeRequest{Dir: m.CertDir, NodeIP: netip.MustParseAddr(ip),
-			Validity: 365 * 24 * time.Hour, RenewBefore: 24 * time.Hour, Now: now}); err != nil {
-			t.Fatalf("issue certs for %s: %v", ip, err)
-		}
-		initial = append(initial, m.Name+"="+m.PeerURL)
-		c.Members = append(c.Members, m)
-	}
-	c.CertDir = c.Members[0].CertDir
+	members, initial, token := newMembers(t, ips)
+	c := &Cluster{Members: members, CertDir: members[0].CertDir}
 	t.Cleanup(c.Close)
 
-	token := fmt.Sprintf("status-test-%d", now.UnixNano())
 	for _, m := range c.Members {
-		m.config = memberConfig(m, strings.Join(initial, ","), token)
+		m.config = memberConfig(m, initial, token)
 		e, err := embed.StartEtcd(m.config)
 		if err != nil {
 			t.Fatalf("start etcd member %s: %v", m.Name, err)
@@ -110,6 +81,42 @@ func Start(t testing.TB, ips ...string) *Cluster {
 		}
 	}
 	return c
+}
+
+// newMembers issues certificates for one member per IP from a new test CA
+// and picks its ports; it returns the members, the initial cluster string
+// and a cluster token.
+func newMembers(t testing.TB, ips []string) ([]*Member, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	now := time.Now()
+	caCert, caKey, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{CommonName: "status test CA"}, now)
+	if err != nil {
+		t.Fatalf("init CA: %v", err)
+	}
+	ca, err := pki.LoadCA(caCert, caKey, now)
+	if err != nil {
+		t.Fatalf("load CA: %v", err)
+	}
+	var members []*Member
+	var initial []string
+	for i, ip := range ips {
+		m := &Member{
+			Name:      fmt.Sprintf("etcd-%s", strings.ReplaceAll(ip, ".", "-")),
+			IP:        ip,
+			ClientURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
+			PeerURL:   fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
+			CertDir:   filepath.Join(dir, fmt.Sprintf("pki-%d", i)),
+			DataDir:   filepath.Join(dir, fmt.Sprintf("data-%d", i)),
+		}
+		if _, err := ca.EnsureNodeCerts(pki.NodeRequest{Dir: m.CertDir, NodeIP: netip.MustParseAddr(ip),
+			Validity: 365 * 24 * time.Hour, RenewBefore: 24 * time.Hour, Now: now}); err != nil {
+			t.Fatalf("issue certs for %s: %v", ip, err)
+		}
+		initial = append(initial, m.Name+"="+m.PeerURL)
+		members = append(members, m)
+	}
+	return members, strings.Join(initial, ","), fmt.Sprintf("status-test-%d", now.UnixNano())
 }
 
 // corruptionGates are the etcd feature gates etcd-agent turns on for every

@@ -1,0 +1,364 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/internal/lintest"
+)
+
+// maintCluster starts three agents on 127.0.10.2-4 (discovery on .1) with
+// short maintenance rounds and etcd's periodic compaction keeping 5s, edits
+// applied to each node's config.
+func maintCluster(t testing.TB, edit func(*config.Config)) ([]*node, *clientv3.Client, []string) {
+	t.Helper()
+	h := newHarnessNet(t, "127.0.10", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token := h.startDiscovery(ctx, 3)
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		cfg := h.config(i+1, 3, h.v3Discovery(token))
+		cfg.Etcd.AutoCompactionRetention = config.Duration(5 * time.Second)
+		cfg.Maintenance.Interval = config.Duration(time.Second)
+		cfg.Maintenance.DefragPace = config.Duration(3 * time.Second)
+		edit(cfg)
+		nodes[i] = h.start(ctx, i+1, cfg)
+	}
+	var endpoints []string
+	for _, n := range nodes {
+		n.waitReady(t, readyTimeout)
+		endpoints = append(endpoints, n.agent.Report().ClientURL)
+	}
+	cli := h.client(strings.Join(endpoints, ","), nodes[0].certDir())
+	t.Cleanup(func() { cli.Close() })
+	return nodes, cli, endpoints
+}
+
+// fill puts 1 MiB values under prefix until etcd refuses one with NOSPACE,
+// and returns how many it put.
+func fill(t testing.TB, cli *clientv3.Client, prefix string, limit int) int {
+	t.Helper()
+	value := strings.Repeat("x", 1<<20)
+	for i := range limit {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := cli.Put(ctx, fmt.Sprintf("%s%04d", prefix, i), value)
+		cancel()
+		switch {
+		case err == nil:
+		case strings.Contains(err.Error(), "database space exceeded"):
+			return i
+		default:
+			t.Fatalf("put %s%04d: %v", prefix, i, err)
+		}
+	}
+	return limit
+}
+
+func noSpaceAlarms(t testing.TB, cli *clientv3.Client) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.AlarmList(ctx)
+	if err != nil {
+		t.Fatalf("alarm list: %v", err)
+	}
+	n := 0
+	for _, a := range resp.Alarms {
+		if a.Alarm == pb.AlarmType_NOSPACE {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, limit, state)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestNoSpaceRecoveredByAgents: with a 64 MiB quota, 1 MiB values are put
+// until etcd raises NOSPACE. While defragmentation can make room, the agents
+// compact, defragment and disarm, and the writes go on; once the live data
+// itself does not fit, the alarm is kept and the coordinating agent's
+// report says exactly why and what to do. When the big keys are deleted,
+// the agents clear the alarm with no command typed (the leader defragmented
+// last) and writes succeed again. A writer runs throughout: every write
+// acknowledged is read back, the history is linearizable, the members'
+// hashes agree.
+func TestNoSpaceRecoveredByAgents(t *testing.T) {
+	nodes, cli, endpoints := maintCluster(t, func(c *config.Config) {
+		c.Etcd.QuotaBackendBytes = 64 << 20
+		// A kept alarm is measured again after a pace: not within the test.
+		c.Maintenance.DefragPace = config.Duration(time.Minute)
+	})
+	w := lintest.Start(t, cli, 1)
+
+	kept := func() *node {
+		for _, n := range nodes {
+			if m := n.agent.Report().Maintenance; m != nil && m.NoSpace.State == report.NoSpaceKept {
+				return n
+			}
+		}
+		return nil
+	}
+	var keeper *node
+	put, recovered := 0, 0
+	for keeper == nil {
+		if put > 200 {
+			t.Fatalf("%d MiB put into a 64 MiB quota and the alarm never kept", put)
+		}
+		if n := fill(t, cli, fmt.Sprintf("big/%04d-", put), 1); n == 1 {
+			put++
+			continue
+		}
+		if noSpaceAlarms(t, cli) == 0 {
+			continue // disarmed in between
+		}
+		waitFor(t, 2*time.Minute, "NOSPACE disarmed or kept", func() (bool, string) {
+			keeper = kept()
+			return keeper != nil || noSpaceAlarms(t, cli) == 0, reportsNext(nodes)
+		})
+		if keeper == nil {
+			recovered++
+			t.Logf("NOSPACE after %d MiB: recovered by the agents", put)
+		}
+	}
+	t.Logf("NOSPACE after %d MiB: kept by node %d's agent (%d recoveries before)", put, keeper.i, recovered)
+
+	// Kept, round after round, without defragmenting again.
+	count := func() (n int) {
+		for _, nd := range nodes {
+			n += len(nd.agent.Report().Maintenance.Defrags)
+		}
+		return n
+	}
+	before := count()
+	time.Sleep(5 * time.Second) // five more rounds
+	ns := keeper.agent.Report().Maintenance.NoSpace
+	if ns.State != report.NoSpaceKept {
+		t.Fatalf("node %d: NOSPACE %s after five more rounds: %s", keeper.i, ns.State, ns.Message)
+	}
+	for _, want := range []string{"live data does not fit the quota", "quota 64 MiB", "in use", "delete data", "raise etcd.quotaBackendBytes"} {
+		if !strings.Contains(ns.Message, want) {
+			t.Errorf("node %d: NOSPACE message %q lacks %q", keeper.i, ns.Message, want)
+		}
+	}
+	if ns.Since.IsZero() {
+		t.Errorf("node %d: NOSPACE since is not set", keeper.i)
+	}
+	for _, n := range nodes {
+		if n != keeper {
+			if ns := n.agent.Report().Maintenance.NoSpace; ns.State != report.NoSpaceRecovering || !strings.Contains(ns.Message, "leader's agent") {
+				t.Errorf("node %d: NOSPACE %s %q, want the leader's agent named", n.i, ns.State, ns.Message)
+			}
+		}
+	}
+	if noSpaceAlarms(t, cli) == 0 {
+		t.Fatal("the NOSPACE alarm was disarmed while the live data fills the quota")
+	}
+	if after := count(); after != before {
+		t.Errorf("%d defragmentations while the alarm was kept", after-before)
+	}
+	t.Logf("kept: %s", ns.Message)
+
+	// Deleting the big keys (deletes work under NOSPACE) is all the
+	// operator does.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	deleted := time.Now()
+	if _, err := cli.Delete(ctx, "big/", clientv3.WithPrefix()); err != nil {
+		t.Fatalf("delete the big keys: %v", err)
+	}
+	waitFor(t, 2*time.Minute, "NOSPACE disarmed by the agents", func() (bool, string) {
+		return noSpaceAlarms(t, cli) == 0, reportsNext(nodes)
+	})
+	t.Logf("NOSPACE disarmed %s after the delete", time.Since(deleted).Round(time.Millisecond))
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	if _, err := cli.Put(pctx, "after-nospace", "ok"); err != nil {
+		t.Fatalf("write after the recovery: %v", err)
+	}
+
+	// What the agents did since the delete: every member defragmented, the
+	// leader last, and one disarm.
+	var defrags []report.Defrag
+	disarms := 0
+	for _, n := range nodes {
+		r := n.agent.Report()
+		for _, d := range r.Maintenance.Defrags {
+			if d.At.After(deleted) {
+				defrags = append(defrags, d)
+			}
+		}
+		for _, d := range r.Decisions {
+			if d.Action == "disarm" && d.At.After(deleted) {
+				disarms++
+			}
+		}
+	}
+	checkDefragOrder(t, defrags, 3, false)
+	for _, d := range defrags {
+		if !d.NoSpace {
+			t.Errorf("defrag of %s at %s not part of the NOSPACE recovery", d.Member, d.At)
+		}
+	}
+	if disarms != 1 {
+		t.Errorf("%d disarm decisions since the delete, want 1", disarms)
+	}
+	waitFor(t, 10*time.Second, "reports show no NOSPACE", func() (bool, string) {
+		for _, n := range nodes {
+			if ns := n.agent.Report().Maintenance.NoSpace; ns.State != report.NoSpaceNone {
+				return false, fmt.Sprintf("node %d: %s %s", n.i, ns.State, ns.Message)
+			}
+		}
+		return true, ""
+	})
+	w.Verify(t, cli)
+	lintest.HashKVEqual(t, cli, endpoints)
+}
+
+func reportsNext(nodes []*node) string {
+	var s []string
+	for _, n := range nodes {
+		if m := n.agent.Report().Maintenance; m != nil {
+			s = append(s, fmt.Sprintf("node %d: %s", n.i, m.Next))
+		}
+	}
+	return strings.Join(s, "; ")
+}
+
+// TestDefragFragmentedUnderLoad: values written and deleted leave every
+// member's database mostly unused once etcd compacts; the agents
+// defragment the members one at a time, followers first, the leader last
+// after moving leadership away, paced, while a writer runs: no write fails,
+// every acknowledged write is read back, the history is linearizable and
+// the members' hashes agree.
+func TestDefragFragmentedUnderLoad(t *testing.T) {
+	nodes, cli, endpoints := maintCluster(t, func(c *config.Config) {
+		c.Maintenance.DefragFreeBytes = 8 << 20
+		c.Maintenance.DefragFreeRatio = 0.5
+	})
+	w := lintest.Start(t, cli, 2)
+	// 30 MiB written, 20 MiB of it deleted: once etcd compacts, two thirds
+	// of every member's file is unused and the rest must be copied.
+	if n := fill(t, cli, "frag/", 30); n != 30 {
+		t.Fatalf("NOSPACE after %d values", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 30 {
+		if i%3 == 0 {
+			continue
+		}
+		if _, err := cli.Delete(ctx, fmt.Sprintf("frag/%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var defrags []report.Defrag
+	waitFor(t, 3*time.Minute, "every member defragmented", func() (bool, string) {
+		defrags = defrags[:0]
+		var next []string
+		for _, n := range nodes {
+			m := n.agent.Report().Maintenance
+			if m == nil {
+				continue
+			}
+			defrags = append(defrags, m.Defrags...)
+			next = append(next, fmt.Sprintf("node %d: %s", n.i, m.Next))
+		}
+		return len(defrags) >= 3, fmt.Sprintf("%d defragmented; %s", len(defrags), strings.Join(next, "; "))
+	})
+	checkDefragOrder(t, defrags, 3, true)
+	pace := nodes[0].cfg.Maintenance.DefragPace.D()
+	slices.SortFunc(defrags, func(a, b report.Defrag) int { return a.At.Compare(b.At) })
+	for i := 1; i < len(defrags); i++ {
+		begin := defrags[i].At.Add(-time.Duration(defrags[i].TookSeconds * float64(time.Second)))
+		if gap := begin.Sub(defrags[i-1].At); gap < pace {
+			t.Errorf("%s defragmented %s after %s: paced by less than %s", defrags[i].Member, gap, defrags[i-1].Member, pace)
+		}
+	}
+	for _, d := range defrags {
+		if d.NoSpace || d.After >= d.Before {
+			t.Errorf("defrag of %s: nospace=%v, %d → %d bytes", d.Member, d.NoSpace, d.Before, d.After)
+		}
+	}
+	// The reports show the members' fragmentation gone, and the last defrag.
+	waitFor(t, 30*time.Second, "reports show the members defragmented", func() (bool, string) {
+		for _, n := range nodes {
+			m := n.agent.Report().Maintenance
+			if m.LastDefrag == nil || len(m.Members) != 3 {
+				return false, fmt.Sprintf("node %d: %+v", n.i, m)
+			}
+			for _, ms := range m.Members {
+				if ms.DBSize-ms.DBSizeInUse >= 8<<20 {
+					return false, fmt.Sprintf("node %d sees %s with %d of %d bytes unused", n.i, ms.Name, ms.DBSize-ms.DBSizeInUse, ms.DBSize)
+				}
+			}
+		}
+		return true, ""
+	})
+	time.Sleep(2 * time.Second) // writes after the last defragmentation
+	if f := w.Failed(); f != 0 {
+		t.Errorf("%d writes failed during the defragmentations", f)
+	}
+	t.Logf("%d writes acknowledged, none failed", w.Acked())
+	w.Verify(t, cli)
+	lintest.HashKVEqual(t, cli, endpoints)
+}
+
+// checkDefragOrder checks that the defragmentations succeeded, one at a
+// time, covering members members (each exactly once when once), and that
+// the member that led was the last, with leadership moved away first.
+func checkDefragOrder(t *testing.T, defrags []report.Defrag, members int, once bool) {
+	t.Helper()
+	defrags = slices.Clone(defrags)
+	slices.SortFunc(defrags, func(a, b report.Defrag) int { return a.At.Compare(b.At) })
+	seen := map[string]bool{}
+	for i, d := range defrags {
+		t.Logf("defragmented %s by %s at %s in %.2fs: %d → %d bytes, leader %v (moved to %q): %s",
+			d.Member, d.By, d.At.Format(time.StampMilli), d.TookSeconds, d.Before, d.After, d.WasLeader, d.MovedTo, d.Reason)
+		if d.Error != "" {
+			t.Errorf("defrag of %s failed: %s", d.Member, d.Error)
+		}
+		if seen[d.Member] && once {
+			t.Errorf("%s defragmented twice", d.Member)
+		}
+		seen[d.Member] = true
+		if i > 0 {
+			prevEnd := defrags[i-1].At
+			if begin := d.At.Add(-time.Duration(d.TookSeconds * float64(time.Second))); begin.Before(prevEnd) {
+				t.Errorf("defragmentations of %s and %s overlap", defrags[i-1].Member, d.Member)
+			}
+		}
+		if last := i == len(defrags)-1; d.WasLeader != last {
+			t.Errorf("defrag %d of %d (%s): was leader %v; want the leader last, and only it", i+1, len(defrags), d.Member, d.WasLeader)
+		}
+		if d.WasLeader && (d.MovedTo == "" || d.MovedTo == d.Member) {
+			t.Errorf("leader %s defragmented without moving leadership away (moved to %q)", d.Member, d.MovedTo)
+		}
+	}
+	if len(seen) != members || (once && len(defrags) != members) {
+		t.Errorf("%d defragmentations of %d members, want every one of %d members", len(defrags), len(seen), members)
+	}
+}

@@ -1,0 +1,58 @@
+package problem
+
+// The kinds of problem the agent and `status` detect today. To add one:
+// declare it here (or in the package that detects it), add it to Known, and
+// make occurrences with Kind.New/Newf. Codes are stable once released.
+var (
+	// The cluster, as `etcd-agent status` sees it.
+
+	ClusterUnreachable = Kind{Code: "cluster-unreachable", Severity: Critical, Title: "no member answers",
+		Fix: "check that etcd runs on the members (systemctl status etcd-agent) and that this node reaches their client port"}
+	NoMemberList = Kind{Code: "member-list-unavailable", Severity: Warning, Title: "no member list",
+		Fix: "the members that answered could not list the members: see each endpoint's error"}
+	NoLeader = Kind{Code: "no-leader", Severity: Critical, Title: "no leader",
+		Fix: "a majority of voters must answer for a leader to be elected: bring the members that do not answer back"}
+	MemberUnhealthy = Kind{Code: "member-unhealthy", Severity: Warning, Title: "member not healthy",
+		Fix: "check the member's node (etcd-agent status there, journalctl -u etcd-agent)"}
+	MemberLearner = Kind{Code: "member-learner", Severity: Warning, Title: "learner catching up",
+		Fix: "nothing to do: the joining node's agent promotes it once it caught up"}
+	MemberUnstarted = Kind{Code: "member-unstarted", Severity: Warning, Title: "member added, not started",
+		Fix: "the joining node's agent starts it; if that node is gone, its agent or a replacement removes it"}
+	AlarmNoSpace = Kind{Code: "alarm-nospace", Severity: Critical, Title: "database space exceeded (NOSPACE)",
+		Fix: "free space: delete keys you no longer need, then compact and defragment every member and disarm the alarm " +
+			"(etcdctl compact, etcdctl defrag, etcdctl alarm disarm); or raise etcd.quotaBackendBytes"}
+	AlarmCorrupt = Kind{Code: "alarm-corrupt", Severity: Critical, Title: "data corruption detected (CORRUPT)",
+		Fix: "find the member whose HashKV differs (HASHKV column), stop its agent, move its data dir aside so it rejoins as a new member, " +
+			"then disarm the alarm (etcdctl alarm disarm)"}
+	AlarmOther = Kind{Code: "alarm-other", Severity: Critical, Title: "etcd alarm raised",
+		Fix: "see etcd's documentation for this alarm"}
+	AlarmsUnknown = Kind{Code: "alarms-unknown", Severity: Warning, Title: "alarms not listed",
+		Fix: "no member answered the alarm list: see the endpoints' errors"}
+	HashMismatch = Kind{Code: "hashkv-mismatch", Severity: Critical, Title: "replicas diverged",
+		Fix: "the member whose HashKV differs from the majority holds other data: stop its agent and move its data dir aside so it rejoins as a new member"}
+
+	// This node's agent.
+
+	AgentNotRunning = Kind{Code: "agent-not-running", Severity: Warning, Title: "agent not running",
+		Fix: "systemctl status etcd-agent; journalctl -u etcd-agent"}
+	AgentNotHealthy = Kind{Code: "agent-not-healthy", Severity: Warning, Title: "agent not healthy",
+		Fix: "see the agent's message and journalctl -u etcd-agent"}
+	LocalMemberUnhealthy = Kind{Code: "local-member-unhealthy", Severity: Warning, Title: "local member not healthy",
+		Fix: "the agent restarts etcd with backoff when it exits; see journalctl -u etcd-agent"}
+	CertExpired = Kind{Code: "cert-expired", Severity: Critical, Title: "certificate expired",
+		Fix: "renewal is failing: check the agent log (journalctl -u etcd-agent) and the CA files"}
+	CertExpiring = Kind{Code: "cert-expiring", Severity: Warning, Title: "certificate expires soon",
+		Fix: "renewal is failing: check the agent log (journalctl -u etcd-agent) and the CA files"}
+	MetricsUnavailable = Kind{Code: "metrics-unavailable", Severity: Warning, Title: "metrics endpoint not serving",
+		Fix: "free the port or change metrics.address; the agent keeps retrying"}
+)
+
+// Known lists every kind declared above, so metrics can show each code at
+// zero before it first happens. Problems of kinds not listed still show.
+func Known() []Kind {
+	return []Kind{
+		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
+		AlarmNoSpace, AlarmCorrupt, AlarmOther, AlarmsUnknown, HashMismatch,
+		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
+	}
+}
