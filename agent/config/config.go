@@ -30,7 +30,7 @@ type Config struct {
 	Agent   Agent   `yaml:"agent"`
 	// Maintenance: defragmentation and NOSPACE recovery (maintenance.go).
 	Maintenance Maintenance `yaml:"maintenance"`
-	Metrics Metrics `yaml:"metrics"`
+	Metrics     Metrics     `yaml:"metrics"`
 }
 
 // Cluster describes the cluster this node belongs to.
