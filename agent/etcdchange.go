@@ -17,6 +17,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/rollout"
 	"github.com/etcd-agent/etcd-agent/pki"
@@ -172,7 +173,21 @@ func (a *Agent) setChange(c report.EtcdChange) {
 		c.Since = a.now().UTC()
 	}
 	a.rec.Update(func(r *report.NodeReport) { r.EtcdChange = c })
+	a.rec.SetProblems("etcd-change", changeProblems(a.id.Name, c))
 	a.flush()
+}
+
+// changeProblems is a change's state as problems (status, STATUS=, metrics).
+func changeProblems(member string, c report.EtcdChange) []problem.Problem {
+	switch c.State {
+	case report.ChangeRefused:
+		return []problem.Problem{problem.EtcdChangeRefused.New(member, c.Reason)}
+	case report.ChangeFailed:
+		return []problem.Problem{problem.EtcdChangeFailed.New(member, c.Reason)}
+	case report.ChangeWaiting, report.ChangeRestarting:
+		return []problem.Problem{problem.EtcdChangeRolling.New(member, c.Reason)}
+	}
+	return nil
 }
 
 // applyEtcdChange checks etcd's version rules, takes the membership lock

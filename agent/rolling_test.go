@@ -19,6 +19,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 	"github.com/etcd-agent/etcd-agent/pki"
@@ -174,6 +175,11 @@ func TestRollingUpgrade(t *testing.T) {
 		if rep.EtcdImage != image37 {
 			t.Errorf("node %d runs %q, want %s", n.i, rep.EtcdImage, image37)
 		}
+		if !slices.ContainsFunc(rep.Problems, func(p problem.Problem) bool {
+			return p.Code == problem.EtcdChangeRefused.Code && strings.Contains(p.Text, "downgrade")
+		}) {
+			t.Errorf("node %d problems %+v: no %s naming the downgrade", n.i, rep.Problems, problem.EtcdChangeRefused.Code)
+		}
 		for _, d := range rep.Decisions {
 			if d.Action == "restarted" || d.Action == "restart" && strings.Contains(d.Reason, "etcd config changed") {
 				t.Errorf("node %d restarted for a refused change: %s %s", n.i, d.Action, d.Reason)
@@ -256,6 +262,9 @@ func TestRollingChangeRolledBack(t *testing.T) {
 		}
 		if rep.EtcdImage != image37 {
 			t.Errorf("node %d runs %q, want %s", n.i, rep.EtcdImage, image37)
+		}
+		if !slices.ContainsFunc(rep.Problems, func(p problem.Problem) bool { return p.Code == problem.EtcdChangeFailed.Code }) {
+			t.Errorf("node %d problems %+v: no %s", n.i, rep.Problems, problem.EtcdChangeFailed.Code)
 		}
 		t.Logf("node %d: %s %q", n.i, rep.EtcdChange.State, rep.EtcdChange.Reason)
 	}

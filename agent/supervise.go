@@ -169,9 +169,6 @@ func (a *Agent) observe(h health) {
 	if why := a.caRestartWaiting(); why != "" {
 		msg += "; " + why
 	}
-	if c := a.rec.Snapshot().EtcdChange; c.State != "" {
-		msg += "; " + c.Reason
-	}
 	if others := otherProblems(a.rec.Snapshot().Problems, h.problems); len(others) > 0 {
 		msg += "; " + problem.Line(others)
 	}

@@ -43,6 +43,13 @@ var (
 		Fix: "renewal is failing: check the agent log (journalctl -u etcd-agent) and the CA files"}
 	CertExpiring = Kind{Code: "cert-expiring", Severity: Warning, Title: "certificate expires soon",
 		Fix: "renewal is failing: check the agent log (journalctl -u etcd-agent) and the CA files"}
+	EtcdChangeRolling = Kind{Code: "etcd-change-rolling", Severity: Info, Title: "etcd config change rolling out",
+		Fix: "nothing to do: the agents restart one member at a time, each once every other voter is healthy"}
+	EtcdChangeRefused = Kind{Code: "etcd-change-refused", Severity: Warning, Title: "etcd config change refused",
+		Fix: "etcd upgrades one minor version at a time, and downgrades only through its downgrade procedure: correct etcd.image in the node's config (see the reason)"}
+	EtcdChangeFailed = Kind{Code: "etcd-change-failed", Severity: Warning, Title: "etcd config change failed",
+		Fix: "the member was not healthy with the change and was rolled back: correct the config (another image or setting is a new change), " +
+			"or delete /_etcd-agent/change-failed/ to try the same one again"}
 	MetricsUnavailable = Kind{Code: "metrics-unavailable", Severity: Warning, Title: "metrics endpoint not serving",
 		Fix: "free the port or change metrics.address; the agent keeps retrying"}
 )
@@ -54,5 +61,6 @@ func Known() []Kind {
 		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
 		AlarmNoSpace, AlarmCorrupt, AlarmOther, AlarmsUnknown, HashMismatch,
 		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
+		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 	}
 }
