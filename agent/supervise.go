@@ -65,6 +65,9 @@ func (a *Agent) waitReady(ctx context.Context) error {
 				}
 			}
 		} else {
+			if a.recovering != nil {
+				a.finishRecovery(ctx, h)
+			}
 			if a.decision.Path != membership.Restart {
 				// This node changed the membership: record the formation
 				// (idempotent) and the cluster's endpoints in discovery.

@@ -33,6 +33,9 @@ const (
 	RecoveryStarted = "started"
 	// RecoveryDone: the new cluster was healthy.
 	RecoveryDone = "done"
+	// RecoveryFailed: the recovery stopped before the new member's data
+	// was in place; the cluster it names never ran.
+	RecoveryFailed = "failed"
 )
 
 // Recovery is the recovery record.
@@ -57,9 +60,11 @@ func (r Recovery) String() string {
 }
 
 // Replaces reports whether clusterID (hex) is one of the clusters this
-// recovery replaced.
+// recovery replaced. A recovery replaces nothing until its new cluster
+// exists (ClusterID set), nor once it failed.
 func (r Recovery) Replaces(clusterID string) bool {
-	return clusterID != "" && clusterID != r.ClusterID && slices.Contains(r.Replaced, clusterID)
+	return r.State != RecoveryFailed && r.ClusterID != "" &&
+		clusterID != "" && clusterID != r.ClusterID && slices.Contains(r.Replaced, clusterID)
 }
 
 // RecoveryBook is a registry that keeps the recovery record (V3, V2). Each

@@ -87,10 +87,10 @@ type ClaimFacts struct {
 // request takes it over.
 func Claim(f ClaimFacts) (discovery.Recovery, error) {
 	prev := f.Existing
+	if prev != nil && prev.By == f.Self && prev.Token == f.Request.Token && prev.State != discovery.RecoveryFailed {
+		return *prev, nil // resuming our own recovery
+	}
 	if prev != nil && prev.State == discovery.RecoveryStarted {
-		if prev.By == f.Self && prev.Token == f.Request.Token {
-			return *prev, nil // resuming our own recovery
-		}
 		if !f.Request.Takeover {
 			return discovery.Recovery{}, fmt.Errorf("refused: %s is unfinished: if that recovery is abandoned (its node is gone), run recover again with --takeover", prev)
 		}

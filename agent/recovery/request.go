@@ -60,7 +60,10 @@ type Request struct {
 	// resumed recovery builds the same cluster.
 	Token string `json:"token"`
 	// Takeover: replace a recovery another node started and never finished.
-	Takeover    bool      `json:"takeover,omitempty"`
+	Takeover bool `json:"takeover,omitempty"`
+	// Force: recover from this member although another member of the
+	// cluster answers with newer entries.
+	Force       bool      `json:"force,omitempty"`
 	RequestedAt time.Time `json:"requestedAt"`
 	RequestedBy int       `json:"requestedBy"` // pid of `recover`
 

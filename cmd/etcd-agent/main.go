@@ -55,6 +55,7 @@ func commands() []*command {
 		configCommand(),
 		statusCommand(),
 		leaveCommand(),
+		recoverCommand(),
 		localCommand(),
 		caCommand(),
 		discoveryCommand(),
