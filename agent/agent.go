@@ -25,7 +25,6 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
-	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -210,7 +209,7 @@ func (a *Agent) runPass(ctx context.Context, stages []stage) error {
 		if s.name == "membership" {
 			// From here on a recovery request ends the pass, whatever it
 			// waits for.
-			if req, ok := recovery.Pending(a.cfg.Node.DataDir); ok {
+			if req, ok := a.recoveryToResume(); ok {
 				return &recoverNeeded{req: req}
 			}
 			go a.watchRecoveryRequest(pass, cancel)

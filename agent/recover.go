@@ -49,7 +49,7 @@ func (a *Agent) watchRecoveryRequest(ctx context.Context, cancel context.CancelC
 	t := time.NewTicker(recoveryPoll)
 	defer t.Stop()
 	for {
-		if req, ok := recovery.Pending(a.cfg.Node.DataDir); ok {
+		if req, ok := recovery.Pending(a.cfg.Node.DataDir); ok && req.State == recovery.Requested {
 			a.log.Warn("recovery requested", "from", req.Describe())
 			cancel(&recoverNeeded{req: req})
 			return
@@ -60,6 +60,17 @@ func (a *Agent) watchRecoveryRequest(ctx context.Context, cancel context.CancelC
 		case <-t.C:
 		}
 	}
+}
+
+// recoveryToResume is a request the agent must act on when a pass reaches
+// the membership stage: a new one, one it was carrying out when it died, or
+// one whose new member it started and must see healthy.
+func (a *Agent) recoveryToResume() (recovery.Request, bool) {
+	req, ok := recovery.Pending(a.cfg.Node.DataDir)
+	if !ok || (req.State == recovery.Starting && a.recovering != nil) {
+		return recovery.Request{}, false
+	}
+	return req, true
 }
 
 // recovering is a recovery whose new member has not been healthy yet: the
@@ -114,6 +125,10 @@ func (a *Agent) recoverCluster(ctx context.Context, req recovery.Request) error 
 		a.rec.AddDecision("recover-"+string(req.State), err.Error())
 		a.log.Error("recovery not done", "state", req.State, "err", err)
 		return nil
+	}
+	req.State = recovery.Starting
+	if err := recovery.WriteRequest(a.cfg.Node.DataDir, req); err != nil {
+		a.log.Warn("write recovery progress", "err", err)
 	}
 	r.req = req
 	a.recovering = r
@@ -259,8 +274,13 @@ func (a *Agent) rebuild(ctx context.Context, req *recovery.Request, r *recoverin
 func (a *Agent) recoverySnapshot(ctx context.Context, req *recovery.Request, r *recovering, dataID datadir.Identity, work string, progress func(string)) (string, error) {
 	switch req.From {
 	case recovery.FromMember:
-		progress(fmt.Sprintf("applying every entry of member %x's WAL in a throw-away copy (loopback only), then taking a snapshot", dataID.MemberID))
-		ms, err := recovery.SnapshotFromMember(ctx, a.cfg.Node.DataDir, work, a.id.Name, a.log)
+		progress(fmt.Sprintf("applying every entry of member %x's WAL in a throw-away copy started alone, then taking a snapshot", dataID.MemberID))
+		spec := a.specBase()
+		member, err := spec.EmbedConfig(a.log)
+		if err != nil {
+			return "", err
+		}
+		ms, err := recovery.SnapshotFromMember(ctx, a.cfg.Node.DataDir, work, member, a.log)
 		if err != nil {
 			return "", fmt.Errorf("snapshot this member's data: %w", err)
 		}

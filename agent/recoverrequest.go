@@ -34,7 +34,8 @@ const agentAliveWithin = 30 * time.Second
 // refuses at once what it can tell here (no member data for FromMember,
 // another node's unfinished recovery; a quorum that answers when no agent
 // runs to check it); the agent checks the quorum again before it acts.
-func (a *Agent) RequestRecovery(ctx context.Context, o RecoverOptions, progress func(string)) (recovery.Request, error) {
+func (a *Agent) RequestRecovery(ctx context.Context, o RecoverOptions, say func(at time.Time, msg string)) (recovery.Request, error) {
+	progress := func(msg string) { say(time.Now(), msg) }
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Minute
 	}
@@ -44,7 +45,7 @@ func (a *Agent) RequestRecovery(ctx context.Context, o RecoverOptions, progress 
 	dataDir := a.cfg.Node.DataDir
 	if cur, pending := recovery.Pending(dataDir); pending {
 		progress(fmt.Sprintf("a recovery from %s requested at %s is %s: following it", cur.Describe(), cur.RequestedAt.UTC().Format(time.RFC3339), cur.State))
-		return a.followRecovery(ctx, len(cur.Progress), o.Timeout, progress)
+		return a.followRecovery(ctx, len(cur.Progress), o.Timeout, say)
 	}
 	dataID, err := memberIdentity(dataDir)
 	if err != nil {
@@ -90,12 +91,12 @@ func (a *Agent) RequestRecovery(ctx context.Context, o RecoverOptions, progress 
 		return recovery.Request{}, err
 	}
 	progress(fmt.Sprintf("recovery from %s requested (%s); the agent carries it out", req.Describe(), recovery.RequestPath(dataDir)))
-	return a.followRecovery(ctx, 0, o.Timeout, progress)
+	return a.followRecovery(ctx, 0, o.Timeout, say)
 }
 
 // followRecovery prints the request's progress from line `seen` on until the
 // agent finishes it.
-func (a *Agent) followRecovery(ctx context.Context, seen int, timeout time.Duration, progress func(string)) (recovery.Request, error) {
+func (a *Agent) followRecovery(ctx context.Context, seen int, timeout time.Duration, say func(at time.Time, msg string)) (recovery.Request, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		req, ok, err := recovery.ReadRequest(a.cfg.Node.DataDir)
@@ -106,7 +107,7 @@ func (a *Agent) followRecovery(ctx context.Context, seen int, timeout time.Durat
 			return req, errors.New("the recovery request was deleted while it ran")
 		}
 		for ; seen < len(req.Progress); seen++ {
-			progress(req.Progress[seen].Msg)
+			say(req.Progress[seen].At, req.Progress[seen].Msg)
 		}
 		switch req.State {
 		case recovery.Done:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -41,9 +42,10 @@ const throwAwayStart = 5 * time.Minute
 // SnapshotFromMember makes a snapshot holding every entry of the member in
 // dataDir, which it never modifies: it copies the member into workDir, marks
 // every entry of the copy's WAL committed, starts the copy alone
-// (--force-new-cluster, loopback only, in-process) so etcd applies them all,
-// and saves a snapshot of it. name is the member's name.
-func SnapshotFromMember(ctx context.Context, dataDir, workDir, name string, log *slog.Logger) (MemberSnapshot, error) {
+// (--force-new-cluster, in-process, on ports nobody knows) so etcd applies
+// them all, and saves a snapshot of it. member is the member's own
+// configuration (TLS, limits); its data dir and ports are replaced.
+func SnapshotFromMember(ctx context.Context, dataDir, workDir string, member *embed.Config, log *slog.Logger) (MemberSnapshot, error) {
 	copyDir := filepath.Join(workDir, "member-copy")
 	if err := os.RemoveAll(copyDir); err != nil { // an earlier attempt's copy
 		return MemberSnapshot{}, fmt.Errorf("clear %s: %w", copyDir, err)
@@ -61,7 +63,7 @@ func SnapshotFromMember(ctx context.Context, dataDir, workDir, name string, log 
 		return MemberSnapshot{}, err
 	}
 	snap := MemberSnapshot{Path: filepath.Join(workDir, "member.snapshot"), MemberID: id.MemberID, ClusterID: id.ClusterID, WALCommit: commit, LastIndex: last}
-	if snap.Revision, err = snapshotAlone(ctx, copyDir, name, snap.Path, lg); err != nil {
+	if snap.Revision, err = snapshotAlone(ctx, copyDir, member, snap.Path, lg); err != nil {
 		return MemberSnapshot{}, err
 	}
 	if err := os.RemoveAll(copyDir); err != nil {
@@ -124,18 +126,23 @@ func commitWALTail(dataDir string, lg *zap.Logger) (commit, last uint64, err err
 	return commit, last, nil
 }
 
-// snapshotAlone starts the member in dir alone (--force-new-cluster) on
-// loopback ports nobody else knows, saves a snapshot to path once it serves,
-// and stops it. It returns the snapshot's revision.
-func snapshotAlone(ctx context.Context, dir, name, path string, lg *zap.Logger) (int64, error) {
-	loop, _ := url.Parse("http://127.0.0.1:0")
-	cfg := embed.NewConfig()
-	cfg.Name = name
+// snapshotAlone starts the member in dir alone (--force-new-cluster) with
+// the member's configuration but on ports the system picks (on the member's
+// own hosts, with its TLS: never a plaintext listener), saves a snapshot to
+// path through an in-process client once it serves, and stops it. It
+// returns the snapshot's revision.
+func snapshotAlone(ctx context.Context, dir string, member *embed.Config, path string, lg *zap.Logger) (int64, error) {
+	cfg := member // built for this start: changed in place
 	cfg.Dir = dir
+	cfg.WalDir = ""
 	cfg.ForceNewCluster = true
 	cfg.InitialCluster = "" // restarting from the WAL
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*loop}, []url.URL{*loop}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*loop}, []url.URL{*loop}
+	cfg.DiscoveryCfg.Token = ""
+	peer, client := anyPort(cfg.ListenPeerUrls), anyPort(cfg.ListenClientUrls)
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = peer, peer
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = client, client
+	cfg.ListenClientHttpUrls = nil
+	cfg.ListenMetricsUrls = nil
 	cfg.QuotaBackendBytes = 8 << 30 // etcd's maximum: never NOSPACE on a large member
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
@@ -170,6 +177,16 @@ func snapshotAlone(ctx context.Context, dir, name, path string, lg *zap.Logger) 
 		return 0, fmt.Errorf("snapshot the member's copy: %w", err)
 	}
 	return resp.Header.GetRevision(), nil
+}
+
+// anyPort is the first of urls with port 0: the system picks a free one.
+func anyPort(urls []url.URL) []url.URL {
+	if len(urls) == 0 {
+		return []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
+	}
+	u := urls[0]
+	u.Host = net.JoinHostPort(u.Hostname(), "0")
+	return []url.URL{u}
 }
 
 // writeFileAtomic writes r to path through a synced temporary file.

@@ -34,6 +34,9 @@ const (
 	Requested State = "requested"
 	// Running: the agent is recovering (a restarted agent resumes it).
 	Running State = "running"
+	// Starting: the new member's data is in place; its etcd starts and
+	// the recovery is done once it is healthy.
+	Starting State = "starting"
 	// Done: the new cluster is healthy.
 	Done State = "done"
 	// Refused: the agent found a reason not to (a quorum answers, …).
@@ -123,13 +126,13 @@ func WriteRequest(dataDir string, r Request) error {
 	return nil
 }
 
-// Pending reports whether the data dir has a request the agent must act on.
+// Pending returns the data dir's request when it is not finished.
 func Pending(dataDir string) (Request, bool) {
 	r, ok, err := ReadRequest(dataDir)
 	if err != nil || !ok {
 		return Request{}, false
 	}
-	return r, r.State == Requested || r.State == Running
+	return r, !r.State.Finished()
 }
 
 // NewToken is a new cluster's initial cluster token: the cluster name, the

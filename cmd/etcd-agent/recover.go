@@ -52,8 +52,8 @@ func recoverCommand() *command {
 				return err
 			}
 			start := time.Now()
-			req, err := a.RequestRecovery(ctx, o, func(msg string) {
-				fmt.Fprintf(e.stdout, "%s  %s\n", time.Now().Format("15:04:05.000"), msg)
+			req, err := a.RequestRecovery(ctx, o, func(at time.Time, msg string) {
+				fmt.Fprintf(e.stdout, "%s  %s\n", at.Local().Format("15:04:05.000"), msg)
 			})
 			if err != nil {
 				return err

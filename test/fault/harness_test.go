@@ -84,6 +84,8 @@ type cluster struct {
 	bin    string
 	dir    string
 	logDir string
+	// net is the /24 of the scenario's addresses; ipBase its first host.
+	net    string
 	ipBase int
 	caCert string
 	caKey  string
@@ -108,10 +110,16 @@ type cluster struct {
 
 func newCluster(t *testing.T, ipBase int) *cluster {
 	t.Helper()
+	return newClusterIn(t, loopbackNet, ipBase)
+}
+
+// newClusterIn is newCluster in another /24 (net is "127.0.9").
+func newClusterIn(t *testing.T, net string, ipBase int) *cluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("fault scenario with real processes")
 	}
-	c := &cluster{t: t, bin: agentBinary(t), dir: t.TempDir(), ipBase: ipBase, grace: 3 * time.Second,
+	c := &cluster{t: t, bin: agentBinary(t), dir: t.TempDir(), net: net, ipBase: ipBase, grace: 3 * time.Second,
 		seq: map[string]int{}, nodes: map[int]*node{}}
 	c.logDir = filepath.Join(c.dir, "logs")
 	if d := os.Getenv("ETCD_AGENT_TEST_LOGDIR"); d != "" {
@@ -143,7 +151,7 @@ func newCluster(t *testing.T, ipBase int) *cluster {
 // its own sub-block 100-149 of it (ipBase).
 const loopbackNet = "127.0.1"
 
-func (c *cluster) ip(i int) string   { return fmt.Sprintf("%s.%d", loopbackNet, c.ipBase+i) }
+func (c *cluster) ip(i int) string   { return fmt.Sprintf("%s.%d", c.net, c.ipBase+i) }
 func (c *cluster) name(i int) string { return "etcd-" + strings.ReplaceAll(c.ip(i), ".", "-") }
 func (c *cluster) clientURL(i int) string {
 	return fmt.Sprintf("https://%s:2379", c.ip(i))

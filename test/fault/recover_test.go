@@ -1,0 +1,199 @@
+package fault_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/internal/lintest"
+)
+
+// The recovery scenarios live in 127.0.9.x (this branch's block).
+const recoverNet = "127.0.9"
+
+// recoverTimeout bounds `etcd-agent recover` from request to a healthy
+// new cluster.
+const recoverTimeout = 5 * time.Minute
+
+// TestRecoverFromMember: 2 of 3 nodes are lost for good (killed, disks
+// gone), one after the other, under a writer. Two replacement instances
+// (new IPs) boot and wait: no quorum. `etcd-agent recover --from-member` on
+// the survivor builds a new cluster from its data; the replacements join it
+// by themselves. Every acknowledged write is there, the history is
+// linearizable, the cluster ID is new and the revision bumped.
+func TestRecoverFromMember(t *testing.T) {
+	t.Parallel()
+	c := newClusterIn(t, recoverNet, 10)
+	c.useV3Discovery(3)
+	n := c.form(3)
+	cli := c.client(1, 2, 3)
+	c.waitMembers(cli, time.Minute, 1, 2, 3)
+	oldID := clusterID(t, cli)
+	w := lintest.Start(t, cli, 2)
+	waitAcked(t, w, 20)
+
+	n[3].kill()
+	n[3].wipe()
+	waitAcked(t, w, w.Acked()+20) // acknowledged by nodes 1 and 2 only
+	put(t, cli, keyK, "v1")
+	n[2].kill()
+	n[2].wipe()
+	acked := w.Acked()
+	t.Logf("nodes 2 and 3 lost for good; %d writes acknowledged before the quorum loss", acked)
+
+	// The replacements boot before anyone recovers: they wait.
+	n4, n5 := c.node(4), c.node(5)
+	n4.start()
+	n5.start()
+	time.Sleep(3 * time.Second)
+	for _, nd := range []*node{n4, n5} {
+		if r, ok := nd.current(); ok && r.Ready {
+			t.Fatalf("node %d is ready before the recovery: %s", nd.i, nd.describe())
+		}
+	}
+
+	start := time.Now()
+	out := runRecover(t, c, n[1], "--from-member")
+	recovered := time.Since(start)
+	cli.SetEndpoints(c.endpoints(1, 4, 5)...)
+	c.waitMembers(cli, joinTimeout, 1, 4, 5)
+	toVoters := time.Since(start)
+	t.Logf("FIGURE recover --from-member: new cluster healthy after %s; 3 healthy voters after %s (from the recover command's start)", recovered.Round(time.Millisecond), toVoters.Round(time.Millisecond))
+	if !strings.Contains(out, "no quorum answers") {
+		t.Errorf("recover's output does not show the quorum check:\n%s", out)
+	}
+
+	c.proof(w, cli, 1, 4, 5)
+	if v, found, err := getValue(cli, keyK, 10*time.Second); err != nil || !found || v != "v1" {
+		t.Fatalf("get %s = %q (found %v, err %v), want v1", keyK, v, found, err)
+	}
+	checkNewCluster(t, cli, oldID)
+}
+
+// TestRecoveredClusterOldMembersMoveAside: nodes 2 and 3 go down with their
+// data (2 of 3: no quorum), the survivor recovers; then 2 and 3 come back
+// with the old cluster's data. Together they would be a quorum of the old
+// cluster, with writes the new one has since taken missing: they must not
+// start it. Their agents find the recovery in discovery, move the old data
+// aside and join the new cluster as learners.
+func TestRecoveredClusterOldMembersMoveAside(t *testing.T) {
+	t.Parallel()
+	c := newClusterIn(t, recoverNet, 20)
+	c.useV3Discovery(3)
+	n := c.form(3)
+	cli := c.client(1, 2, 3)
+	before := c.waitMembers(cli, time.Minute, 1, 2, 3)
+	oldID := clusterID(t, cli)
+	w := lintest.Start(t, cli, 2)
+	waitAcked(t, w, 20)
+	n[3].kill()
+	waitAcked(t, w, w.Acked()+20)
+	n[2].kill()
+
+	runRecover(t, c, n[1], "--from-member")
+	cli.SetEndpoints(c.endpoints(1)...)
+	put(t, cli, keyK, "after-recovery") // only the new cluster has it
+
+	n[2].start()
+	n[3].start()
+	n[2].waitReady(joinTimeout)
+	n[3].waitReady(joinTimeout)
+	after := c.proof(w, cli, 1, 2, 3)
+	if v, found, err := getValue(cli, keyK, 10*time.Second); err != nil || !found || v != "after-recovery" {
+		t.Fatalf("get %s = %q (found %v, err %v), want after-recovery", keyK, v, found, err)
+	}
+	checkNewCluster(t, cli, oldID)
+	for _, i := range []int{2, 3} {
+		if after[c.name(i)].ID == before[c.name(i)].ID {
+			t.Errorf("node %d kept member ID %x: it must join the new cluster as a new member", i, before[c.name(i)].ID)
+		}
+		r := n[i].report()
+		for _, d := range r.Decisions {
+			if d.Action == "restart" {
+				t.Errorf("node %d restarted its member of the replaced cluster (decision %q): it must move that data aside first", i, d.Reason)
+			}
+		}
+		if !slices.ContainsFunc(r.Decisions, func(d report.Decision) bool {
+			return d.Action == "move-aside" && strings.Contains(d.Reason, "replaced")
+		}) {
+			t.Errorf("node %d has no move-aside decision naming the recovery: %s", i, decisions(r))
+		}
+		aside, _ := filepath.Glob(n[i].dataDir + ".removed-*")
+		if len(aside) != 1 {
+			t.Fatalf("node %d: want its old data moved aside once, found %q", i, aside)
+		}
+		id, err := datadir.ReadIdentity(aside[0])
+		if err != nil || id.ClusterID != oldID {
+			t.Errorf("node %d: the moved-aside data %s holds cluster %x (%v), want the old cluster %x", i, aside[0], id.ClusterID, err, oldID)
+		}
+	}
+}
+
+// runRecover runs `etcd-agent recover` with args on node nd and returns its
+// output; it must succeed.
+func runRecover(t *testing.T, c *cluster, nd *node, args ...string) string {
+	t.Helper()
+	p := c.spawn(fmt.Sprintf("recover-node%d", nd.i), nil, nil, append([]string{"recover", "--config", nd.configPath}, args...)...)
+	code, err := p.wait(recoverTimeout)
+	b, _ := os.ReadFile(p.log)
+	if err != nil || code != 0 {
+		t.Fatalf("recover %v on node %d: exit %d, %v:\n%s\n%s", args, nd.i, code, err, b, nd.describe())
+	}
+	t.Logf("recover %v on node %d:\n%s", args, nd.i, strings.TrimSpace(string(b)))
+	return string(b)
+}
+
+// waitAcked waits until the writer has at least want acknowledged writes.
+func waitAcked(t *testing.T, w *lintest.Writer, want int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for w.Acked() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("writer: %d acknowledged writes after a minute, want %d", w.Acked(), want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func clusterID(t *testing.T, cli *clientv3.Client) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.GetClusterId()
+}
+
+// checkNewCluster checks that the cluster has a new ID, its revision was
+// bumped (etcd's recovery guide: watchers must never see it go back) and
+// the recovery is recorded inside it.
+func checkNewCluster(t *testing.T, cli *clientv3.Client, oldID uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "/_etcd-agent/recovery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := resp.Header.GetClusterId(); id == oldID {
+		t.Errorf("the recovered cluster kept the lost cluster's ID %x", id)
+	}
+	if rev := resp.Header.GetRevision(); rev < 1_000_000_000 {
+		t.Errorf("revision %d after the recovery: want it bumped above 1e9", rev)
+	}
+	if len(resp.Kvs) == 0 || !strings.Contains(string(resp.Kvs[0].Value), fmt.Sprintf("%x", oldID)) {
+		t.Errorf("the new cluster's recovery record %q does not name the replaced cluster %x", resp.Kvs, oldID)
+	}
+	t.Logf("new cluster %x (was %x), revision %d", resp.Header.GetClusterId(), oldID, resp.Header.GetRevision())
+}
