@@ -20,6 +20,12 @@ import (
 // The recovery scenarios live in 127.0.9.x (this branch's block).
 const recoverNet = "127.0.9"
 
+// recoverGrace is the nodes' deadMemberGrace. No member needs removing
+// after a recovery (the new cluster holds only its first member), and a
+// short grace would let one joiner remove the other's learner while it still
+// catches up (a learner answers nothing before it has caught up).
+const recoverGrace = 30 * time.Second
+
 // recoverTimeout bounds `etcd-agent recover` from request to a healthy
 // new cluster.
 const recoverTimeout = 5 * time.Minute
@@ -33,6 +39,7 @@ const recoverTimeout = 5 * time.Minute
 func TestRecoverFromMember(t *testing.T) {
 	t.Parallel()
 	c := newClusterIn(t, recoverNet, 10)
+	c.grace = recoverGrace
 	c.useV3Discovery(3)
 	n := c.form(3)
 	cli := c.client(1, 2, 3)
@@ -88,6 +95,7 @@ func TestRecoverFromMember(t *testing.T) {
 func TestRecoveredClusterOldMembersMoveAside(t *testing.T) {
 	t.Parallel()
 	c := newClusterIn(t, recoverNet, 20)
+	c.grace = recoverGrace
 	c.useV3Discovery(3)
 	n := c.form(3)
 	cli := c.client(1, 2, 3)
