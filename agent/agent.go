@@ -100,6 +100,8 @@ type Agent struct {
 	inconsistent atomic.Value
 	// bundle is the CA trust bundle the running etcd loaded (CA rotation).
 	bundle etcdBundle
+	// backups is the scheduled snapshot job (backupjob.go).
+	backups backupJob
 }
 
 // New checks the options and returns an agent ready to Run.

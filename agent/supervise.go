@@ -105,6 +105,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 	var watch membershipWatch
 	hashes := time.NewTicker(hashCheckInterval)
 	defer hashes.Stop()
+	backups, stopBackups := a.backupTicks()
+	defer stopBackups()
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
 		t := time.NewTicker(a.opts.WatchdogInterval)
@@ -142,6 +144,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 			}
 		case <-hashes.C:
 			a.checkDivergence(ctx)
+		case <-backups:
+			a.backupTick(ctx)
 		case <-certs.C:
 			a.checkCertificates(ctx)
 		}
