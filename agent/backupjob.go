@@ -258,8 +258,11 @@ func (a *Agent) verifyNewest(ctx context.Context) {
 	}
 	file := filepath.Join(a.cfg.Backup.Dir, ".tmp-verify.db")
 	defer os.Remove(file)
-	m, err := backup.Fetch(ctx, src, backup.Latest, file)
-	name := m.Name
+	_, name, err := backup.Newest(ctx, src.Stores)
+	var m backup.Meta
+	if err == nil {
+		m, err = backup.Fetch(ctx, src, name, file)
+	}
 	if err == nil {
 		_, err = backup.Verify(ctx, file, m, backup.VerifyOptions{Host: verifyHost(a.id.PrivateIP), TempDir: a.cfg.Backup.Dir, Logger: a.log})
 	}
