@@ -132,6 +132,7 @@ func TestScheduledSnapshots(t *testing.T) {
 			t.Fatalf("slot %d handled twice or out of order: slots %v, snapshots %v", slots[i], slots, names)
 		}
 	}
+	t.Logf("scheduled snapshots %v for slots %v, taken by %v", names, slots, takers)
 	s3 := s3Store(t, srv, "prod/test/")
 	inS3, err := backup.List(ctx, s3)
 	if err != nil || len(inS3) == 0 {
@@ -179,6 +180,7 @@ func TestScheduledSnapshots(t *testing.T) {
 			reasons = append(reasons, r.Last.Reason)
 		}
 	}
+	t.Logf("snapshot reasons in the record's history: %q", reasons)
 	for _, want := range []string{"before removing member etcd-127-0-8-3", "before adding learner etcd-127-0-8-34"} {
 		if !slices.ContainsFunc(reasons, func(r string) bool { return strings.HasPrefix(r, want) }) {
 			t.Errorf("no snapshot %q; snapshot reasons seen: %q", want, reasons)
