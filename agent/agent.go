@@ -102,6 +102,8 @@ type Agent struct {
 	bundle etcdBundle
 	// recovering is a recovery whose new member is not healthy yet.
 	recovering *recovering
+	// backups is the scheduled snapshot job (backupjob.go).
+	backups backupJob
 }
 
 // New checks the options and returns an agent ready to Run.

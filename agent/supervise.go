@@ -108,6 +108,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 	var watch membershipWatch
 	hashes := time.NewTicker(hashCheckInterval)
 	defer hashes.Stop()
+	backups, stopBackups := a.backupTicks()
+	defer stopBackups()
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
 		t := time.NewTicker(a.opts.WatchdogInterval)
@@ -145,6 +147,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 			}
 		case <-hashes.C:
 			a.checkDivergence(ctx)
+		case <-backups:
+			a.backupTick(ctx)
 		case <-certs.C:
 			a.checkCertificates(ctx)
 		}

@@ -55,7 +55,7 @@ func Fetch(ctx context.Context, src Sources, ref, dst string) (Meta, error) {
 func fetch(ctx context.Context, src Sources, ref, dst string) (Meta, error) {
 	switch {
 	case ref == Latest:
-		st, name, err := latest(ctx, src.Stores)
+		st, name, err := Newest(ctx, src.Stores)
 		if err != nil {
 			return Meta{}, err
 		}
@@ -101,8 +101,10 @@ func isFile(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// latest finds the newest complete snapshot across stores.
-func latest(ctx context.Context, stores []store.Store) (store.Store, string, error) {
+// Newest finds the newest complete snapshot across stores: its store and
+// name. On a tie the later store wins (S3 after the local dir: the copy a
+// recovery would use).
+func Newest(ctx context.Context, stores []store.Store) (store.Store, string, error) {
 	var best string
 	var bestStore store.Store
 	var errs []error
@@ -112,7 +114,7 @@ func latest(ctx context.Context, stores []store.Store) (store.Store, string, err
 			errs = append(errs, err)
 			continue
 		}
-		if n := len(names); n > 0 && names[n-1] > best {
+		if n := len(names); n > 0 && names[n-1] >= best {
 			best, bestStore = names[n-1], st
 		}
 	}

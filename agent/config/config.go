@@ -28,6 +28,7 @@ type Config struct {
 	Etcd    Etcd    `yaml:"etcd"`
 	Podman  Podman  `yaml:"podman"`
 	Agent   Agent   `yaml:"agent"`
+	Backup  Backup  `yaml:"backup"`
 }
 
 // Cluster describes the cluster this node belongs to.

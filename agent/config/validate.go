@@ -62,6 +62,7 @@ func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (strin
 	setStr(&c.Agent.StatusFile, DefaultStatusFile)
 	setStr(&c.Agent.LogLevel, "info")
 	setDur(&c.Agent.HealthInterval, DefaultHealthInterval)
+	c.applyBackupDefaults()
 }
 
 // memberName is what etcd accepts in --name and in initial-cluster strings.
@@ -179,6 +180,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 	if c.Agent.HealthInterval.D() < 100*time.Millisecond {
 		bad("agent.healthInterval", c.Agent.HealthInterval.String(), "is too short", "use 1s or more (default 5s)")
 	}
+	c.validateBackup(bad, func(w string) { warnings = append(warnings, w) })
 	if len(ps) > 0 {
 		return warnings, &Error{Problems: ps}
 	}

@@ -87,6 +87,8 @@ type NodeReport struct {
 
 	Ready bool `json:"ready"` // READY=1 has been sent
 
+	Backup *Backup `json:"backup,omitempty"` // snapshots; nil when backups are off
+
 	Transitions []Transition `json:"transitions,omitempty"` // last MaxHistory, newest last
 	Decisions   []Decision   `json:"decisions,omitempty"`   // last MaxHistory, newest last
 }

@@ -266,6 +266,7 @@ func nodeProblems(n Node, now time.Time) []string {
 		}
 		out = append(out, msg)
 	}
+	out = append(out, backupProblems(n.Backup, now, firstTransition(n))...)
 	for _, c := range n.Certs {
 		switch {
 		case !c.NotAfter.After(now):

@@ -35,6 +35,7 @@ func nodeView(o Options) Node {
 		n.AgentAlive, n.AgentState = r.Alive(o.Now, o.ReportMaxAge)
 		n.Transitions = lastN(r.Transitions, recentHistory)
 		n.Decisions = lastN(r.Decisions, recentHistory)
+		n.Backup = r.Backup
 		for _, c := range r.Certs {
 			n.Certs = setCert(n.Certs, c.Role, c.NotAfter, c.Issuer, o.Now)
 		}

@@ -51,6 +51,9 @@ type Node struct {
 	Certs       []Cert              `json:"certs,omitempty"`
 	Transitions []report.Transition `json:"transitions,omitempty"` // newest last
 	Decisions   []report.Decision   `json:"decisions,omitempty"`   // newest last
+	// Backup is the cluster's snapshot state as the agent last read it;
+	// nil when backups are off.
+	Backup *report.Backup `json:"backup,omitempty"`
 }
 
 // Cert is one certificate's expiry.
