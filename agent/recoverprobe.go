@@ -156,5 +156,9 @@ func describeProbes(f recovery.QuorumFacts) string {
 // snapshotSources is where --from-snapshot looks: the configured snapshot
 // stores (backup.dir, backup.s3); a FILE or s3:// reference needs none.
 func (a *Agent) snapshotSources(ctx context.Context) (backup.Sources, error) {
-	return backup.Sources{}, nil
+	src, err := backup.OpenSources(ctx, a.cfg)
+	if err != nil {
+		return backup.Sources{}, fmt.Errorf("open the snapshot stores: %w", err)
+	}
+	return src, nil
 }

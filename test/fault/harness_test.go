@@ -102,6 +102,10 @@ type cluster struct {
 	token         string
 	// podmanSocket, when set, makes nodes run etcd in containers.
 	podmanSocket string
+	// extraYAML is appended to every node's config (top-level sections);
+	// env to every node's environment.
+	extraYAML string
+	env       []string
 
 	mu    sync.Mutex
 	seq   map[string]int
@@ -350,7 +354,7 @@ pki:
 %sagent:
   statusFile: %s
   healthInterval: 200ms
-`, c.size, c.grace, c.discoveryYAML, c.ip(i), n.dataDir, c.caCert, c.caKey, filepath.Join(dir, "pki"), runtimeYAML, n.statusFile)
+%s`, c.size, c.grace, c.discoveryYAML, c.ip(i), n.dataDir, c.caCert, c.caKey, filepath.Join(dir, "pki"), runtimeYAML, n.statusFile, c.extraYAML)
 	if err := os.WriteFile(n.configPath, []byte(yaml), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
@@ -371,7 +375,7 @@ func (n *node) start() {
 		n.c.t.Fatalf("node %d is already running", n.i)
 	}
 	n.notify = notifytest.New(n.c.t)
-	n.proc = n.c.spawn(fmt.Sprintf("node%d", n.i), []string{"NOTIFY_SOCKET=" + n.notify.Path()}, nil, "run", "--config", n.configPath)
+	n.proc = n.c.spawn(fmt.Sprintf("node%d", n.i), append([]string{"NOTIFY_SOCKET=" + n.notify.Path()}, n.c.env...), nil, "run", "--config", n.configPath)
 }
 
 // kill is SIGKILL to the agent (embedded etcd dies with it; a container

@@ -150,7 +150,7 @@ func TestRecoveredClusterOldMembersMoveAside(t *testing.T) {
 // output; it must succeed.
 func runRecover(t *testing.T, c *cluster, nd *node, args ...string) string {
 	t.Helper()
-	p := c.spawn(fmt.Sprintf("recover-node%d", nd.i), nil, nil, append([]string{"recover", "--config", nd.configPath}, args...)...)
+	p := c.spawn(fmt.Sprintf("recover-node%d", nd.i), c.env, nil, append([]string{"recover", "--config", nd.configPath}, args...)...)
 	code, err := p.wait(recoverTimeout)
 	b, _ := os.ReadFile(p.log)
 	if err != nil || code != 0 {
