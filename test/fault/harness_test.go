@@ -280,7 +280,7 @@ func (c *cluster) useV3Discovery(size int) {
 	c.t.Helper()
 	c.size = size
 	c.discURL = fmt.Sprintf("https://%s:2379", c.ip(0))
-	c.spawn("discovery", nil, nil, "discovery", "serve", "--listen", c.discURL,
+	c.spawn("discovery", nil, nil, "discovery", "serve", "--listen", c.discURL, "--listen-peer", fmt.Sprintf("https://%s:2380", c.ip(0)),
 		"--data-dir", filepath.Join(c.dir, "discovery-data"), "--cert-dir", c.testPKI)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
