@@ -328,6 +328,9 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 		if r := a.supersededByRecovery(ctx, supersededCheckTimeout); r != nil {
 			return r
 		}
+		if r := a.supersededByCluster(ctx, supersededCheckTimeout); r != nil {
+			return r
+		}
 		d, err = membership.Decide(membership.Facts{HasData: true, Self: a.self()})
 	default:
 		var res discovery.Result

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -121,7 +122,11 @@ func (a *Agent) recoverCluster(ctx context.Context, req recovery.Request) error 
 		if strings.HasPrefix(err.Error(), "refused") {
 			req.State = recovery.Refused
 		}
-		progress(string(req.State) + ": " + err.Error())
+		if req.State == recovery.Refused {
+			progress("recovery refused; nothing was changed")
+		} else {
+			progress("recovery failed; the node goes on as before (its data is kept)")
+		}
 		a.rec.AddDecision("recover-"+string(req.State), err.Error())
 		a.log.Error("recovery not done", "state", req.State, "err", err)
 		return nil
@@ -486,6 +491,54 @@ func (a *Agent) supersededByRecovery(ctx context.Context, timeout time.Duration)
 		return &rejoinNeeded{reason: why}
 	}
 	return nil
+}
+
+// supersededByCluster returns a rejoin when another cluster answers at one
+// of the endpoints this node knows (its last list, discovery's, the static
+// founders') and records that it replaced this node's cluster: what tells an
+// old member with static discovery, or with a registry that does not answer,
+// that its cluster was recovered elsewhere. Status is served without a
+// quorum, so a cluster that is merely down costs a refused dial or one
+// status call.
+func (a *Agent) supersededByCluster(ctx context.Context, timeout time.Duration) *rejoinNeeded {
+	id, err := datadir.ReadIdentity(a.cfg.Node.DataDir)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	self := a.specBase().ClientURL()
+	found := make(chan *rejoinNeeded, 1)
+	var wg sync.WaitGroup
+	for _, ep := range a.recoveryEndpoints(ctx, false) { // the registry was asked already
+		if ep == self {
+			continue
+		}
+		wg.Go(func() {
+			p := a.probeEndpoint(ctx, ep)
+			if !p.Answered || p.ClusterID == id.ClusterID {
+				return
+			}
+			cli, err := a.newClusterClient([]string{ep})
+			if err != nil {
+				return
+			}
+			defer cli.Close()
+			if r := a.supersededByAnswer(ctx, cli, id.ClusterID); r != nil {
+				select {
+				case found <- r:
+				default:
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case r := <-found:
+		return r
+	default:
+		return nil
+	}
 }
 
 // supersededByAnswer returns a rejoin when the cluster answering through cli

@@ -23,13 +23,13 @@ const (
 )
 
 // recoveryEndpoints are the client URLs where the cluster may answer: this
-// node's, the ones it last knew, the ones published in discovery, the
-// founders' recorded in the registry, and a static list's.
-func (a *Agent) recoveryEndpoints(ctx context.Context) []string {
+// node's, the ones it last knew, a static list's and, when registry is set,
+// the ones published in discovery and the founders' recorded there.
+func (a *Agent) recoveryEndpoints(ctx context.Context, registry bool) []string {
 	eps := []string{a.specBase().ClientURL()}
 	eps = append(eps, readEndpoints(a.cfg.Node.DataDir)...)
 	src, err := a.discoverySource()
-	if err == nil {
+	if err == nil && registry {
 		if book, ok := src.(endpointBook); ok {
 			if published, err := book.ClusterEndpoints(ctx); err == nil {
 				eps = append(eps, published...)
@@ -44,6 +44,8 @@ func (a *Agent) recoveryEndpoints(ctx context.Context) []string {
 				}
 			}
 		}
+	}
+	if err == nil {
 		if st, ok := src.(*discovery.Static); ok {
 			for _, m := range st.Members {
 				if ep, err := a.clientURLFor(m.PeerURL); err == nil {
@@ -61,7 +63,7 @@ func (a *Agent) recoveryEndpoints(ctx context.Context) []string {
 // quorum serves.
 func (a *Agent) quorumFacts(ctx context.Context, dataClusterID uint64) recovery.QuorumFacts {
 	f := recovery.QuorumFacts{DataClusterID: dataClusterID}
-	eps := a.recoveryEndpoints(ctx)
+	eps := a.recoveryEndpoints(ctx, true)
 	f.Probes = make([]recovery.Probe, len(eps))
 	var wg sync.WaitGroup
 	for i, ep := range eps {

@@ -73,6 +73,12 @@ func TestRecoverFromSnapshotS3(t *testing.T) {
 		}
 	}
 
+	// A fresh node has no member data to recover from.
+	noData := c.spawn("recover-nodata-node5", c.env, nil, "recover", "--config", fresh[1].configPath, "--from-member")
+	if code, err := noData.wait(time.Minute); err != nil || code == 0 || !strings.Contains(noData.tail(5), "holds no etcd member") {
+		t.Fatalf("recover --from-member on a node without data: exit %d, %v, want a refusal:\n%s", code, err, noData.tail(20))
+	}
+
 	start := time.Now()
 	out := runRecover(t, c, fresh[0], "--from-snapshot", "latest")
 	recovered := time.Since(start)

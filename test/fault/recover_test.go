@@ -52,6 +52,15 @@ func TestRecoverFromMember(t *testing.T) {
 	n[3].wipe()
 	waitAcked(t, w, w.Acked()+20) // acknowledged by nodes 1 and 2 only
 	put(t, cli, keyK, "v1")
+
+	// Nodes 1 and 2 still make a quorum: recover must refuse and change
+	// nothing.
+	refused := c.spawn("recover-refused-node1", nil, nil, "recover", "--config", n[1].configPath, "--from-member")
+	if code, err := refused.wait(2 * time.Minute); err != nil || code == 0 || !strings.Contains(refused.tail(5), "still has a quorum") {
+		t.Fatalf("recover while nodes 1 and 2 make a quorum: exit %d, %v, want a refusal naming the quorum:\n%s", code, err, refused.tail(20))
+	}
+	t.Logf("refused while a quorum answers:\n%s", refused.tail(3))
+	waitAcked(t, w, w.Acked()+10) // the cluster goes on
 	n[2].kill()
 	n[2].wipe()
 	acked := w.Acked()
@@ -97,6 +106,22 @@ func TestRecoveredClusterOldMembersMoveAside(t *testing.T) {
 	c := newClusterIn(t, recoverNet, 20)
 	c.grace = recoverGrace
 	c.useV3Discovery(3)
+	oldMembersMoveAside(t, c)
+}
+
+// TestRecoveredClusterOldMembersMoveAsideStatic is the same with a static
+// founder list: no registry records the recovery, so the old members learn
+// it from the new cluster itself, which answers at a founder's address and
+// holds the recovery record.
+func TestRecoveredClusterOldMembersMoveAsideStatic(t *testing.T) {
+	t.Parallel()
+	c := newClusterIn(t, recoverNet, 60)
+	c.grace = recoverGrace
+	c.useStaticDiscovery(3)
+	oldMembersMoveAside(t, c)
+}
+
+func oldMembersMoveAside(t *testing.T, c *cluster) {
 	n := c.form(3)
 	cli := c.client(1, 2, 3)
 	before := c.waitMembers(cli, time.Minute, 1, 2, 3)
