@@ -55,6 +55,7 @@ func commands() []*command {
 		configCommand(),
 		statusCommand(),
 		leaveCommand(),
+		snapshotCommand(),
 		localCommand(),
 		caCommand(),
 		discoveryCommand(),
