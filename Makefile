@@ -17,9 +17,10 @@ build: ## static, stripped agent binary with its version stamped
 tools: ## test tools: IMDS simulator, staticcheck (pinned in tools/go.mod)
 	cd tools && GOBIN=$(CURDIR)/$(BIN) go install tool
 
-etcd-binaries: ## etcd and etcdctl at the module's pinned version
+etcd-binaries: ## etcd, etcdctl and etcdutl at the module's pinned version
 	go build -trimpath -ldflags '-s -w' -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 	go build -trimpath -ldflags '-s -w' -o $(BIN)/etcdctl go.etcd.io/etcd/etcdctl/v3
+	go build -trimpath -ldflags '-s -w' -o $(BIN)/etcdutl go.etcd.io/etcd/etcdutl/v3
 
 etcd-v2: ## etcd v3.5 with the v2 keys API, only for the v2 discovery tests (built outside go.mod)
 	@test -x $(BIN)/etcd-v2 || .ci/etcd-v2.sh $(BIN)/etcd-v2

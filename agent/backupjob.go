@@ -16,6 +16,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/backup/retention"
 	"github.com/etcd-agent/etcd-agent/agent/backup/schedule"
+	"github.com/etcd-agent/etcd-agent/agent/backup/store"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -40,28 +41,42 @@ type backupJob struct {
 	localErr string
 }
 
-// backupTicks is the supervise loop's snapshot tick: a few times per
-// interval (so a slot left by a dead agent is taken soon), at most each
-// minute. Nil when backups are off.
-func (a *Agent) backupTicks() (<-chan time.Time, func()) {
-	if a.cfg.Backup.Disabled {
-		return nil, func() {}
-	}
-	t := time.NewTicker(max(time.Second, min(time.Minute, a.cfg.Backup.Interval.D()/4)))
-	return t.C, t.Stop
+// backupTicker is the snapshot job as the supervise loop drives it: C
+// ticks a few times per interval (so a slot left by a dead agent is taken
+// soon), at most each minute; tick starts a round in the background unless
+// one still runs (a snapshot of a large database takes a while, and the
+// loop must keep petting the watchdog); stop cancels a running round and
+// waits for it, so nothing writes snapshots once supervision ended.
+type backupTicker struct {
+	C    <-chan time.Time
+	tick func()
+	stop func()
 }
 
-// backupTick starts one round of the snapshot job in the background unless
-// one still runs: a snapshot of a large database takes a while, and the
-// supervise loop must keep petting the watchdog.
-func (a *Agent) backupTick(ctx context.Context) {
-	if !a.backups.running.CompareAndSwap(false, true) {
-		return
+func (a *Agent) backupTicker(ctx context.Context) backupTicker {
+	if a.cfg.Backup.Disabled {
+		return backupTicker{tick: func() {}, stop: func() {}}
 	}
-	go func() {
-		defer a.backups.running.Store(false)
-		a.backupRound(ctx)
-	}()
+	t := time.NewTicker(max(time.Second, min(time.Minute, a.cfg.Backup.Interval.D()/4)))
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	return backupTicker{
+		C: t.C,
+		tick: func() {
+			if !a.backups.running.CompareAndSwap(false, true) {
+				return
+			}
+			wg.Go(func() {
+				defer a.backups.running.Store(false)
+				a.backupRound(ctx)
+			})
+		},
+		stop: func() {
+			t.Stop()
+			cancel()
+			wg.Wait()
+		},
+	}
 }
 
 // backupRound: read the shared record (for status); when this interval's
@@ -210,6 +225,8 @@ func (a *Agent) backupSources(ctx context.Context) (backup.Sources, error) {
 	if err != nil {
 		return src, fmt.Errorf("open snapshot stores: %w", err)
 	}
+	// Leftovers of a crash mid-snapshot can be as large as the database.
+	store.Local{Dir: a.cfg.Backup.Dir}.Clean(time.Hour, a.now())
 	a.backups.src, a.backups.srcOK = src, true
 	return src, nil
 }

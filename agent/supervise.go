@@ -108,8 +108,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 	var watch membershipWatch
 	hashes := time.NewTicker(hashCheckInterval)
 	defer hashes.Stop()
-	backups, stopBackups := a.backupTicks()
-	defer stopBackups()
+	backups := a.backupTicker(ctx)
+	defer backups.stop()
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
 		t := time.NewTicker(a.opts.WatchdogInterval)
@@ -147,8 +147,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 			}
 		case <-hashes.C:
 			a.checkDivergence(ctx)
-		case <-backups:
-			a.backupTick(ctx)
+		case <-backups.C:
+			backups.tick()
 		case <-certs.C:
 			a.checkCertificates(ctx)
 		}

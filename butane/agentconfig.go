@@ -30,6 +30,7 @@ type agentConfigDoc struct {
 		QuotaBackendBytes string   `yaml:"quotaBackendBytes,omitempty"`
 		ExtraFlags        []string `yaml:"extraFlags,omitempty"`
 	} `yaml:"etcd"`
+	Backup *SpecBackup `yaml:"backup,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +
@@ -49,6 +50,7 @@ func agentConfig(s Spec) ([]byte, error) {
 		d.Etcd.QuotaBackendBytes = s.Etcd.QuotaBackendBytes
 	}
 	d.Etcd.ExtraFlags = s.Etcd.ExtraFlags
+	d.Backup = backupDoc(s.Backup)
 	var b strings.Builder
 	b.WriteString(agentConfigHeader)
 	enc := yaml.NewEncoder(&b)

@@ -34,6 +34,10 @@ type Spec struct {
 	SSH SpecSSH `yaml:"ssh"`
 	// Etcd tunes the etcd member.
 	Etcd SpecEtcd `yaml:"etcd"`
+	// Backup configures the agents' snapshots (the agent config's backup:
+	// section, copied to every node). Zero: the agent's defaults, local
+	// snapshots every 30m.
+	Backup SpecBackup `yaml:"backup"`
 	// User is the unprivileged user that runs the agent and rootless Podman.
 	// Zero: "etcd-user".
 	User string `yaml:"user"`

@@ -9,9 +9,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// fileRevision reads the newest revision in a snapshot's database: the last
-// key of etcd's "key" bucket (8 bytes big-endian main revision first). A
-// cursor seek, so cheap for any size; the file is opened read-only.
+// fileRevision reads the revision a member restored from a snapshot's
+// database will have, by etcd's own rule (mvcc store restore): the last key
+// of the "key" bucket (8 bytes big-endian main revision first), raised to
+// the finished or scheduled compaction revision (a compaction may have
+// removed the newest tombstones), at least 1. Cursor seeks only, so cheap
+// for any size; the file is opened read-only.
 func fileRevision(file string) (int64, error) {
 	db, err := bolt.Open(file, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
@@ -24,9 +27,16 @@ func fileRevision(file string) (int64, error) {
 		if b == nil {
 			return errors.New("no key bucket: not an etcd database")
 		}
-		k, _ := b.Cursor().Last()
-		if len(k) >= 8 {
-			rev = int64(binary.BigEndian.Uint64(k[:8]))
+		rev = 1
+		if k, _ := b.Cursor().Last(); len(k) >= 8 {
+			rev = max(rev, int64(binary.BigEndian.Uint64(k[:8])))
+		}
+		if meta := tx.Bucket([]byte("meta")); meta != nil {
+			for _, name := range []string{"finishedCompactRev", "scheduledCompactRev"} {
+				if v := meta.Get([]byte(name)); len(v) >= 8 {
+					rev = max(rev, int64(binary.BigEndian.Uint64(v[:8])))
+				}
+			}
 		}
 		return nil
 	})

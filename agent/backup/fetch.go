@@ -209,10 +209,14 @@ func sameFile(a, b string) bool {
 
 // describeFile is the metadata of a snapshot file that came without any.
 func describeFile(file string) (Meta, error) {
-	sum, size, err := hashFile(file)
+	h, err := hashSnapshotFile(file)
 	if err != nil {
 		return Meta{}, err
 	}
+	if !h.trailerOK() {
+		return Meta{}, fmt.Errorf("%s has no metadata beside it and does not end with the sha256 etcd appends to a snapshot: truncated, damaged, or not saved through etcd's Snapshot API", file)
+	}
+	sum, size := h.sum(), h.n
 	rev, err := fileRevision(file)
 	if err != nil {
 		return Meta{}, err

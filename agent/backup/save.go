@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -69,15 +68,15 @@ func Save(ctx context.Context, opts SaveOptions) (file string, m Meta, err error
 		return "", Meta{}, fmt.Errorf("save snapshot: open stream from %s: %w", endpoint, err)
 	}
 	defer resp.Snapshot.Close()
-	h := sha256.New()
+	h := newSnapshotHasher()
 	size, err := io.Copy(io.MultiWriter(f, h), resp.Snapshot)
 	if err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot from %s to %s: %w", endpoint, opts.Dir, explainWrite(err))
 	}
-	// etcd sends the database then its sha256: a database is whole pages
-	// (multiples of 512 bytes), so anything else was cut short.
-	if size%512 != etcdTrailer {
-		return "", Meta{}, fmt.Errorf("save snapshot from %s: stream ended after %d bytes, without etcd's checksum: incomplete", endpoint, size)
+	// etcd sends the database then its sha256: anything else was cut
+	// short or damaged on the way.
+	if !h.trailerOK() {
+		return "", Meta{}, fmt.Errorf("save snapshot from %s: stream of %d bytes does not end with the sha256 etcd appends: incomplete or damaged", endpoint, size)
 	}
 	if err := f.Sync(); err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot to %s: %w", opts.Dir, explainWrite(err))
@@ -91,7 +90,7 @@ func Save(ctx context.Context, opts SaveOptions) (file string, m Meta, err error
 	}
 	m = Meta{
 		Cluster: opts.Cluster, Revision: rev, StorageVersion: resp.Version,
-		SHA256: hex.EncodeToString(h.Sum(nil)), Size: size,
+		SHA256: h.sum(), Size: size,
 		TakenBy: opts.TakenBy, Reason: opts.Reason, Time: taken,
 	}
 	if err := describeMember(ctx, cli, endpoint, &m); err != nil {

@@ -76,7 +76,7 @@ func verifyRestored(ctx context.Context, file string, m Meta, opts VerifyOptions
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	tmp, err := os.MkdirTemp(opts.TempDir, "etcd-agent-verify-")
+	tmp, err := os.MkdirTemp(opts.TempDir, ".tmp-verify-")
 	if err != nil {
 		return Verified{}, err
 	}

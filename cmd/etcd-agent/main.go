@@ -56,6 +56,7 @@ func commands() []*command {
 		statusCommand(),
 		leaveCommand(),
 		recoverCommand(),
+		snapshotCommand(),
 		localCommand(),
 		caCommand(),
 		discoveryCommand(),

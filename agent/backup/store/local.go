@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Local keeps objects as files in one directory (mode 0600: a snapshot
@@ -149,12 +150,17 @@ func (l Local) Delete(_ context.Context, key string) error {
 	return nil
 }
 
-// Clean removes temp files a crash left behind.
-func (l Local) Clean() {
+// Clean removes what a crash left behind: temp files and dirs (TempPrefix)
+// older than olderThan (younger ones may belong to a save or verify still
+// running, e.g. `etcd-agent snapshot save` beside the agent).
+func (l Local) Clean(olderThan time.Duration, now time.Time) {
 	entries, _ := os.ReadDir(l.Dir)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), TempPrefix) {
-			_ = os.Remove(filepath.Join(l.Dir, e.Name()))
+		if !strings.HasPrefix(e.Name(), TempPrefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > olderThan {
+			_ = os.RemoveAll(filepath.Join(l.Dir, e.Name()))
 		}
 	}
 }
