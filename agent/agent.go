@@ -325,10 +325,7 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 		// A recovery may have replaced this member's cluster while the
 		// node was away: then its data must not start again. Best effort:
 		// a registry that does not answer never blocks a restart.
-		if r := a.supersededByRecovery(ctx, supersededCheckTimeout); r != nil {
-			return r
-		}
-		if r := a.supersededByCluster(ctx, supersededCheckTimeout); r != nil {
+		if r := a.supersededBeforeRestart(ctx); r != nil {
 			return r
 		}
 		d, err = membership.Decide(membership.Facts{HasData: true, Self: a.self()})

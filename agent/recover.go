@@ -168,20 +168,25 @@ func (a *Agent) rebuild(ctx context.Context, req *recovery.Request, r *recoverin
 		return fmt.Errorf("refused: %s holds no etcd member: there is nothing to recover from on this node; run recover --from-member on a node whose data survived, or recover --from-snapshot", dataDir)
 	}
 
-	if !resumed {
-		progress("checking that no quorum answers")
-		facts := a.quorumFacts(ctx, dataID.ClusterID)
-		facts.From, facts.Force = req.From, req.Force
-		if err := recovery.Refusal(facts); err != nil {
-			return err
-		}
-		progress(describeProbes(facts))
-	}
-
 	src, err := a.discoverySource()
 	if err != nil {
 		return err
 	}
+	r.req = *req
+	if resumed {
+		a.resumeRecord(ctx, src, r)
+		progress("the new member's data is already in place (resuming)")
+		return nil
+	}
+
+	progress("checking that no quorum answers")
+	facts := a.quorumFacts(ctx, dataID.ClusterID)
+	facts.From, facts.Force = req.From, req.Force
+	if err := recovery.Refusal(facts); err != nil {
+		return err
+	}
+	progress(describeProbes(facts))
+
 	known := []string{hexID(dataID.ClusterID)}
 	if fb, ok := src.(discovery.FormationBook); ok {
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -197,7 +202,6 @@ func (a *Agent) rebuild(ctx context.Context, req *recovery.Request, r *recoverin
 			return fmt.Errorf("discovery does not answer, so the recovery cannot be recorded where the other nodes look: %w", err)
 		}
 	}
-	r.req = *req
 	if book, ok := src.(discovery.RecoveryBook); ok {
 		r.book = book
 		if err := a.claimRecovery(ctx, r, known); err != nil {
@@ -208,13 +212,6 @@ func (a *Agent) rebuild(ctx context.Context, req *recovery.Request, r *recoverin
 		r.rec, _ = recovery.Claim(recovery.ClaimFacts{Self: a.id.Name, Request: *req, Known: known, Now: a.now()})
 		progress("static discovery keeps no registry: the recovery is recorded in the new cluster itself, where old members that reach it read it")
 	}
-	if resumed {
-		r.moved = true
-		r.rec.ClusterID = req.ClusterID
-		progress("the new member's data is already in place (resuming)")
-		return nil
-	}
-
 	progress("stopping the local etcd")
 	if err := a.stopForRecovery(ctx); err != nil {
 		return err
@@ -247,7 +244,7 @@ func (a *Agent) rebuild(ctx context.Context, req *recovery.Request, r *recoverin
 			return err
 		}
 	}
-	req.ClusterID = r.rec.ClusterID
+	req.ClusterID, req.Replaced = r.rec.ClusterID, r.rec.Replaced
 	progress(fmt.Sprintf("new cluster %s, member %x", r.rec.ClusterID, newID.MemberID))
 
 	if dataID.ClusterID != 0 {
@@ -324,6 +321,31 @@ func memberIdentity(dir string) (datadir.Identity, error) {
 		return datadir.Identity{}, err
 	}
 	return datadir.ReadIdentity(dir)
+}
+
+// resumeRecord sets r for a recovery whose new member's data is in place:
+// the registry's record when it is ours (best effort: the new member starts
+// either way, and an unreadable registry only leaves the record as it was).
+func (a *Agent) resumeRecord(ctx context.Context, src discovery.Source, r *recovering) {
+	r.moved = true
+	r.rec, _ = recovery.Claim(recovery.ClaimFacts{Self: a.id.Name, Request: r.req, Now: a.now()})
+	r.rec.ClusterID, r.rec.Replaced = r.req.ClusterID, r.req.Replaced
+	book, ok := src.(discovery.RecoveryBook)
+	if !ok {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := a.retry(rctx, "reading the recovery record", func(ctx context.Context) error {
+		rec, v, err := book.Recovery(ctx)
+		if err == nil && rec != nil && rec.By == a.id.Name && rec.Token == r.req.Token {
+			r.book, r.rec, r.version = book, *rec, v
+		}
+		return err
+	})
+	if err != nil {
+		a.log.Warn("resume the recovery without the registry's record", "err", err)
+	}
 }
 
 // claimRecovery writes this node's claim on the recovery record, retrying
@@ -465,32 +487,43 @@ func (a *Agent) discoverySource() (discovery.Source, error) {
 }
 
 // supersededByRecovery returns a rejoin when a recovery replaced the cluster
-// this node's data belongs to, as the registry records it. No answer proves
-// nothing.
-func (a *Agent) supersededByRecovery(ctx context.Context, timeout time.Duration) *rejoinNeeded {
+// this node's data belongs to, as the registry records it. answered is false
+// when there is no registry or it did not answer: no answer proves nothing.
+func (a *Agent) supersededByRecovery(ctx context.Context, timeout time.Duration) (r *rejoinNeeded, answered bool) {
 	id, err := datadir.ReadIdentity(a.cfg.Node.DataDir)
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	src, err := a.discoverySource()
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	book, ok := src.(discovery.RecoveryBook)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rec, _, err := book.Recovery(ctx)
 	if err != nil {
 		a.log.Debug("read the recovery record", "err", err)
-		return nil
+		return nil, false
 	}
 	if why, ok := recovery.Superseded(rec, id.ClusterID); ok {
-		return &rejoinNeeded{reason: why}
+		return &rejoinNeeded{reason: why}, true
 	}
-	return nil
+	return nil, true
+}
+
+// supersededBeforeRestart is the check before a member restarts in place:
+// the registry when it answers, else the clusters at the addresses this node
+// knows.
+func (a *Agent) supersededBeforeRestart(ctx context.Context) *rejoinNeeded {
+	r, answered := a.supersededByRecovery(ctx, supersededCheckTimeout)
+	if r != nil || answered {
+		return r
+	}
+	return a.supersededByCluster(ctx, supersededCheckTimeout)
 }
 
 // supersededByCluster returns a rejoin when another cluster answers at one

@@ -48,7 +48,7 @@ func (a *Agent) checkMembership(ctx context.Context) *rejoinNeeded {
 		a.log.Debug("membership check: read member identity", "err", err)
 		return nil
 	}
-	if r := a.supersededByRecovery(ctx, supersededCheckTimeout); r != nil {
+	if r, _ := a.supersededByRecovery(ctx, supersededCheckTimeout); r != nil {
 		return r
 	}
 	self := a.specBase().ClientURL()

@@ -74,6 +74,9 @@ type Request struct {
 	Progress  []Line `json:"progress,omitempty"`
 	Error     string `json:"error,omitempty"`
 	ClusterID string `json:"clusterID,omitempty"` // hex, the new cluster's
+	// Replaced are the cluster IDs (hex) the new cluster replaces, kept
+	// here for a resumed recovery that cannot read the registry.
+	Replaced []string `json:"replaced,omitempty"`
 	// Elapsed is the time from the request to the new cluster's health.
 	Elapsed string `json:"elapsed,omitempty"`
 }
