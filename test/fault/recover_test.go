@@ -230,3 +230,61 @@ func checkNewCluster(t *testing.T, cli *clientv3.Client, oldID uint64) {
 	}
 	t.Logf("new cluster %x (was %x), revision %d", resp.Header.GetClusterId(), oldID, resp.Header.GetRevision())
 }
+
+// TestRecoverAgentKilledMidway: the survivor's agent is killed (SIGKILL,
+// its embedded etcd with it) in the middle of the recovery, once after the
+// throw-away copy started and once after the new cluster's ID was recorded.
+// Restarted, it resumes the same recovery — same token, same new cluster —
+// and `recover`, still following, reports it done.
+func TestRecoverAgentKilledMidway(t *testing.T) {
+	t.Parallel()
+	c := newClusterIn(t, recoverNet, 80)
+	c.grace = recoverGrace
+	c.useV3Discovery(3)
+	n := c.form(3)
+	cli := c.client(1, 2, 3)
+	c.waitMembers(cli, time.Minute, 1, 2, 3)
+	oldID := clusterID(t, cli)
+	w := lintest.Start(t, cli, 2)
+	waitAcked(t, w, 20)
+	n[3].kill()
+	n[3].wipe()
+	waitAcked(t, w, w.Acked()+20)
+	n[2].kill()
+	n[2].wipe()
+
+	steps := []string{"throw-away copy", "  new cluster "}
+	next := make(chan struct{}, len(steps))
+	var seen int
+	rec := c.spawn("recover-killed-node1", nil, func(line string) {
+		if seen < len(steps) && strings.Contains(line, steps[seen]) && !strings.Contains(line, "healthy") {
+			seen++
+			next <- struct{}{}
+		}
+	}, "recover", "--config", n[1].configPath, "--from-member")
+	for i, step := range steps {
+		select {
+		case <-next:
+		case <-rec.done:
+			t.Fatalf("recover ended before %q:\n%s", step, rec.tail(30))
+		case <-time.After(recoverTimeout):
+			t.Fatalf("recover did not reach %q:\n%s", step, rec.tail(30))
+		}
+		n[1].kill()
+		t.Logf("node 1's agent killed at %q (kill %d)", step, i+1)
+		n[1].start()
+	}
+	if code, err := rec.wait(recoverTimeout); err != nil || code != 0 {
+		t.Fatalf("recover after the agent was killed twice: exit %d, %v:\n%s\n%s", code, err, rec.tail(40), n[1].describe())
+	}
+	t.Logf("recover:\n%s", rec.tail(40))
+	n4 := c.node(4)
+	n4.start()
+	n4.waitReady(joinTimeout)
+	c.proof(w, cli, 1, 4)
+	checkNewCluster(t, cli, oldID)
+	aside, _ := filepath.Glob(n[1].dataDir + ".removed-*")
+	if len(aside) != 1 {
+		t.Errorf("want the old data moved aside once, found %q", aside)
+	}
+}
