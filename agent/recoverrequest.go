@@ -39,9 +39,16 @@ func (a *Agent) RequestRecovery(ctx context.Context, o RecoverOptions, say func(
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Minute
 	}
-	if err := a.resolveIdentity(ctx); err != nil {
+	// The running agent's report, read before anything here could be
+	// mistaken for it.
+	rep, _ := report.Read(a.cfg.Agent.StatusFile)
+	// Not resolveIdentity: that publishes this process's phase in the
+	// status file, which belongs to the running agent.
+	id, err := a.opts.Identity.Identity(ctx)
+	if err != nil {
 		return recovery.Request{}, fmt.Errorf("recover: %w", err)
 	}
+	a.id = id
 	dataDir := a.cfg.Node.DataDir
 	if cur, pending := recovery.Pending(dataDir); pending {
 		progress(fmt.Sprintf("a recovery from %s requested at %s is %s: following it", cur.Describe(), cur.RequestedAt.UTC().Format(time.RFC3339), cur.State))
@@ -74,7 +81,6 @@ func (a *Agent) RequestRecovery(ctx context.Context, o RecoverOptions, say func(
 		}
 	}
 
-	rep, _ := report.Read(a.cfg.Agent.StatusFile)
 	if alive, why := rep.Alive(a.now(), agentAliveWithin); !alive {
 		// Nobody checks the quorum soon: check it here, so a mistake is
 		// refused now rather than when the agent starts.

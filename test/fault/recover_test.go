@@ -231,9 +231,11 @@ func checkNewCluster(t *testing.T, cli *clientv3.Client, oldID uint64) {
 	t.Logf("new cluster %x (was %x), revision %d", resp.Header.GetClusterId(), oldID, resp.Header.GetRevision())
 }
 
-// TestRecoverAgentKilledMidway: the survivor's agent is killed (SIGKILL,
-// its embedded etcd with it) in the middle of the recovery, once after the
-// throw-away copy started and once after the new cluster's ID was recorded.
+// TestRecoverAgentKilledMidway: `recover` runs while the survivor's agent
+// is down (the command checks the quorum itself and leaves the request);
+// the agent starts and picks it up, and is killed (SIGKILL, its embedded
+// etcd with it) in the middle of the recovery, once after the throw-away
+// copy started and once after the new cluster's ID was recorded.
 // Restarted, it resumes the same recovery — same token, same new cluster —
 // and `recover`, still following, reports it done.
 func TestRecoverAgentKilledMidway(t *testing.T) {
@@ -253,7 +255,10 @@ func TestRecoverAgentKilledMidway(t *testing.T) {
 	n[2].kill()
 	n[2].wipe()
 
-	steps := []string{"throw-away copy", "  new cluster "}
+	// The agent is down when recover runs: the command checks the quorum
+	// itself and leaves the request for the agent's start.
+	n[1].kill()
+	steps := []string{"the request is written", "throw-away copy", "  new cluster "}
 	next := make(chan struct{}, len(steps))
 	var seen int
 	rec := c.spawn("recover-killed-node1", nil, func(line string) {
@@ -262,7 +267,15 @@ func TestRecoverAgentKilledMidway(t *testing.T) {
 			next <- struct{}{}
 		}
 	}, "recover", "--config", n[1].configPath, "--from-member")
-	for i, step := range steps {
+	select {
+	case <-next:
+	case <-rec.done:
+		t.Fatalf("recover without a running agent ended at once:\n%s", rec.tail(30))
+	case <-time.After(time.Minute):
+		t.Fatalf("recover without a running agent did not write the request:\n%s", rec.tail(30))
+	}
+	n[1].start()
+	for i, step := range steps[1:] {
 		select {
 		case <-next:
 		case <-rec.done:
