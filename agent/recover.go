@@ -2,17 +2,13 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
@@ -323,135 +319,6 @@ func memberIdentity(dir string) (datadir.Identity, error) {
 	return datadir.ReadIdentity(dir)
 }
 
-// resumeRecord sets r for a recovery whose new member's data is in place:
-// the registry's record when it is ours (best effort: the new member starts
-// either way, and an unreadable registry only leaves the record as it was).
-func (a *Agent) resumeRecord(ctx context.Context, src discovery.Source, r *recovering) {
-	r.moved = true
-	r.rec, _ = recovery.Claim(recovery.ClaimFacts{Self: a.id.Name, Request: r.req, Now: a.now()})
-	r.rec.ClusterID, r.rec.Replaced = r.req.ClusterID, r.req.Replaced
-	book, ok := src.(discovery.RecoveryBook)
-	if !ok {
-		return
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err := a.retry(rctx, "reading the recovery record", func(ctx context.Context) error {
-		rec, v, err := book.Recovery(ctx)
-		if err == nil && rec != nil && rec.By == a.id.Name && rec.Token == r.req.Token {
-			r.book, r.rec, r.version = book, *rec, v
-		}
-		return err
-	})
-	if err != nil {
-		a.log.Warn("resume the recovery without the registry's record", "err", err)
-	}
-}
-
-// claimRecovery writes this node's claim on the recovery record, retrying
-// while discovery does not answer; another node's claim refuses.
-func (a *Agent) claimRecovery(ctx context.Context, r *recovering, known []string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for {
-		var existing *discovery.Recovery
-		var version int64
-		err := a.retry(ctx, "reading the recovery record", func(ctx context.Context) error {
-			var err error
-			existing, version, err = r.book.Recovery(ctx)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("discovery does not answer, so the recovery cannot be recorded where the other nodes look: %w", err)
-		}
-		rec, err := recovery.Claim(recovery.ClaimFacts{Existing: existing, Self: a.id.Name, Request: r.req, Known: known, Now: a.now()})
-		if err != nil {
-			return err
-		}
-		err = a.retry(ctx, "recording the recovery", func(ctx context.Context) error {
-			err := r.book.SwapRecovery(ctx, rec, version)
-			if errors.Is(err, discovery.ErrRecoveryChanged) {
-				return nil // handled below
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if cur, v, err := r.book.Recovery(ctx); err == nil && cur != nil && cur.By == rec.By && cur.Token == rec.Token {
-			r.rec, r.version = *cur, v
-			return nil
-		}
-		// Changed in between: read it again and decide again.
-	}
-}
-
-// writeRecoveryRecord replaces the registry's record with r.rec, if it is
-// still ours.
-func (a *Agent) writeRecoveryRecord(ctx context.Context, r *recovering) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return a.retry(ctx, "updating the recovery record", func(ctx context.Context) error {
-		if err := r.book.SwapRecovery(ctx, r.rec, r.version); err != nil {
-			if errors.Is(err, discovery.ErrRecoveryChanged) {
-				return fmt.Errorf("%w: stopping this recovery", err)
-			}
-			return err
-		}
-		_, v, err := r.book.Recovery(ctx)
-		if err == nil {
-			r.version = v
-		}
-		return err
-	})
-}
-
-// finishRecovery runs once the new member is healthy: the recovery is
-// recorded in the new cluster (for old members that reach it, also with
-// static discovery) and as done in the registry, and the new endpoints are
-// published. Failures are logged: the cluster runs either way.
-func (a *Agent) finishRecovery(ctx context.Context, h health) {
-	r := a.recovering
-	a.recovering = nil
-	r.rec.State, r.rec.DoneAt = discovery.RecoveryDone, a.now().UTC()
-	b, _ := json.Marshal(r.rec)
-	err := a.retry(withTimeout(ctx, 30*time.Second), "recording the recovery in the new cluster", func(ctx context.Context) error {
-		_, err := a.client.Put(ctx, recoveryKey, string(b))
-		return err
-	})
-	if err != nil {
-		a.log.Warn("record the recovery in the new cluster", "err", err)
-	}
-	if r.book != nil {
-		if err := a.writeRecoveryRecord(ctx, r); err != nil {
-			a.log.Warn("record the recovery as done in discovery", "err", err)
-		}
-	}
-	if a.disc == nil {
-		a.disc, _ = a.discoverySource()
-	}
-	a.publishEndpoints(ctx, h.endpoints)
-	req := r.req
-	req.State = recovery.Done
-	req.ClusterID = r.rec.ClusterID
-	req.Elapsed = a.now().Sub(req.RequestedAt).Round(time.Millisecond).String()
-	req.Progress = append(req.Progress, recovery.Line{At: a.now().UTC(), Msg: fmt.Sprintf("new cluster %s healthy (%s): %s", r.rec.ClusterID, req.Elapsed, h.message)})
-	if err := recovery.WriteRequest(a.cfg.Node.DataDir, req); err != nil {
-		a.log.Warn("write recovery result", "err", err)
-	}
-	a.rec.AddDecision("recovered", fmt.Sprintf("new cluster %s healthy %s after the request", r.rec.ClusterID, req.Elapsed))
-	a.log.Warn("recovered: new cluster healthy", "cluster", r.rec.ClusterID, "elapsed", req.Elapsed)
-}
-
-// recoveryKey holds the recovery record inside the recovered cluster.
-const recoveryKey = "/_etcd-agent/recovery"
-
-func withTimeout(ctx context.Context, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	go func() { <-ctx.Done(); cancel() }()
-	return ctx
-}
-
 // stopForRecovery stops (and, for a container, removes) the local etcd and
 // closes the clients to it.
 func (a *Agent) stopForRecovery(ctx context.Context) error {
@@ -484,111 +351,6 @@ func (a *Agent) discoverySource() (discovery.Source, error) {
 		return a.opts.Discovery, nil
 	}
 	return newDiscovery(a.cfg, a.log)
-}
-
-// supersededByRecovery returns a rejoin when a recovery replaced the cluster
-// this node's data belongs to, as the registry records it. answered is false
-// when there is no registry or it did not answer: no answer proves nothing.
-func (a *Agent) supersededByRecovery(ctx context.Context, timeout time.Duration) (r *rejoinNeeded, answered bool) {
-	id, err := datadir.ReadIdentity(a.cfg.Node.DataDir)
-	if err != nil {
-		return nil, false
-	}
-	src, err := a.discoverySource()
-	if err != nil {
-		return nil, false
-	}
-	book, ok := src.(discovery.RecoveryBook)
-	if !ok {
-		return nil, false
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	rec, _, err := book.Recovery(ctx)
-	if err != nil {
-		a.log.Debug("read the recovery record", "err", err)
-		return nil, false
-	}
-	if why, ok := recovery.Superseded(rec, id.ClusterID); ok {
-		return &rejoinNeeded{reason: why}, true
-	}
-	return nil, true
-}
-
-// supersededBeforeRestart is the check before a member restarts in place:
-// the registry when it answers, else the clusters at the addresses this node
-// knows.
-func (a *Agent) supersededBeforeRestart(ctx context.Context) *rejoinNeeded {
-	r, answered := a.supersededByRecovery(ctx, supersededCheckTimeout)
-	if r != nil || answered {
-		return r
-	}
-	return a.supersededByCluster(ctx, supersededCheckTimeout)
-}
-
-// supersededByCluster returns a rejoin when another cluster answers at one
-// of the endpoints this node knows (its last list, discovery's, the static
-// founders') and records that it replaced this node's cluster: what tells an
-// old member with static discovery, or with a registry that does not answer,
-// that its cluster was recovered elsewhere. Status is served without a
-// quorum, so a cluster that is merely down costs a refused dial or one
-// status call.
-func (a *Agent) supersededByCluster(ctx context.Context, timeout time.Duration) *rejoinNeeded {
-	id, err := datadir.ReadIdentity(a.cfg.Node.DataDir)
-	if err != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	self := a.specBase().ClientURL()
-	found := make(chan *rejoinNeeded, 1)
-	var wg sync.WaitGroup
-	for _, ep := range a.recoveryEndpoints(ctx, false) { // the registry was asked already
-		if ep == self {
-			continue
-		}
-		wg.Go(func() {
-			p := a.probeEndpoint(ctx, ep)
-			if !p.Answered || p.ClusterID == id.ClusterID {
-				return
-			}
-			cli, err := a.newClusterClient([]string{ep})
-			if err != nil {
-				return
-			}
-			defer cli.Close()
-			if r := a.supersededByAnswer(ctx, cli, id.ClusterID); r != nil {
-				select {
-				case found <- r:
-				default:
-				}
-			}
-		})
-	}
-	wg.Wait()
-	select {
-	case r := <-found:
-		return r
-	default:
-		return nil
-	}
-}
-
-// supersededByAnswer returns a rejoin when the cluster answering through cli
-// (another cluster than dataClusterID) records that it replaced it.
-func (a *Agent) supersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64) *rejoinNeeded {
-	resp, err := cli.Get(ctx, recoveryKey)
-	if err != nil || len(resp.Kvs) == 0 {
-		return nil
-	}
-	var rec discovery.Recovery
-	if json.Unmarshal(resp.Kvs[0].Value, &rec) != nil {
-		return nil
-	}
-	if why, ok := recovery.Superseded(&rec, dataClusterID); ok {
-		return &rejoinNeeded{reason: why}
-	}
-	return nil
 }
 
 func hexID(id uint64) string {
