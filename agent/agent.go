@@ -102,6 +102,9 @@ type Agent struct {
 	bundle etcdBundle
 	// recovering is a recovery whose new member is not healthy yet.
 	recovering *recovering
+	// lastReplacedReport is when a replaced-but-running cluster was last
+	// reported (checkReplaced).
+	lastReplacedReport time.Time
 	// backups is the scheduled snapshot job (backupjob.go).
 	backups backupJob
 }

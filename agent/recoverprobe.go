@@ -81,6 +81,9 @@ func (a *Agent) quorumFacts(ctx context.Context, dataClusterID uint64) recovery.
 			f.LocalIndex = p.RaftIndex
 		}
 	}
+	if len(answered) == 0 {
+		return f // nothing runs that could serve a read
+	}
 	for attempt := range quorumReadAttempts {
 		if attempt > 0 {
 			if sleepCtx(ctx, quorumReadPause) != nil {

@@ -122,3 +122,27 @@ func (a *Agent) supersededByAnswer(ctx context.Context, cli *clientv3.Client, da
 	}
 	return nil
 }
+
+// replacedCheckInterval is how often a running member asks the registry
+// whether a recovery replaced its cluster.
+const replacedCheckInterval = time.Minute
+
+// checkReplaced reports a split cluster: this member runs (its agent
+// restarted it before the registry answered, say) although a recovery
+// replaced its cluster. Nothing is moved while it serves — its clients may
+// be writing — but the problem is logged and listed as a decision for the
+// operator, with the way out.
+func (a *Agent) checkReplaced(ctx context.Context) {
+	r, _ := a.supersededByRecovery(ctx, supersededCheckTimeout)
+	if r == nil {
+		return
+	}
+	if !a.lastReplacedReport.IsZero() && a.now().Sub(a.lastReplacedReport) < time.Hour {
+		return
+	}
+	a.lastReplacedReport = a.now()
+	why := r.reason + ": this member still serves the replaced cluster, whose writes since the recovery are not in the new one. Point its clients at the new cluster, then restart etcd-agent on this node: it moves the data aside and joins the new cluster"
+	a.log.Error("this member's cluster was replaced by a recovery", "reason", why)
+	a.rec.AddDecision("divergence", why)
+	a.flush()
+}

@@ -108,6 +108,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 	var watch membershipWatch
 	hashes := time.NewTicker(hashCheckInterval)
 	defer hashes.Stop()
+	replaced := time.NewTicker(replacedCheckInterval)
+	defer replaced.Stop()
 	backups := a.backupTicker(ctx)
 	defer backups.stop()
 	var watchdog <-chan time.Time
@@ -145,6 +147,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 					return r
 				}
 			}
+		case <-replaced.C:
+			a.checkReplaced(ctx)
 		case <-hashes.C:
 			a.checkDivergence(ctx)
 		case <-backups.C:
