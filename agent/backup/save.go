@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"syscall"
 	"time"
@@ -28,6 +29,8 @@ type SaveOptions struct {
 	Reason  string
 	// Now is the clock. Zero: time.Now.
 	Now func() time.Time
+	// Logger receives how long each step took (debug). Zero: discarded.
+	Logger *slog.Logger
 }
 
 // etcdTrailer is the sha256 etcd's Snapshot API appends to the database.
@@ -49,6 +52,11 @@ func Save(ctx context.Context, opts SaveOptions) (file string, m Meta, err error
 	}
 	endpoint := cli.Endpoints()[0]
 	taken := now().UTC()
+	lg := opts.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	start := time.Now()
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot: %w", err)
 	}
@@ -69,7 +77,7 @@ func Save(ctx context.Context, opts SaveOptions) (file string, m Meta, err error
 	}
 	defer resp.Snapshot.Close()
 	h := newSnapshotHasher()
-	size, err := io.Copy(io.MultiWriter(f, h), resp.Snapshot)
+	size, err := io.CopyBuffer(io.MultiWriter(f, h), resp.Snapshot, make([]byte, copyBuffer))
 	if err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot from %s to %s: %w", endpoint, opts.Dir, explainWrite(err))
 	}
@@ -78,9 +86,11 @@ func Save(ctx context.Context, opts SaveOptions) (file string, m Meta, err error
 	if !h.trailerOK() {
 		return "", Meta{}, fmt.Errorf("save snapshot from %s: stream of %d bytes does not end with the sha256 etcd appends: incomplete or damaged", endpoint, size)
 	}
+	streamed := time.Now()
 	if err := f.Sync(); err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot to %s: %w", opts.Dir, explainWrite(err))
 	}
+	synced := time.Now()
 	if err := f.Close(); err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot to %s: %w", opts.Dir, explainWrite(err))
 	}
@@ -96,6 +106,8 @@ func Save(ctx context.Context, opts SaveOptions) (file string, m Meta, err error
 	if err := describeMember(ctx, cli, endpoint, &m); err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot: %w", err)
 	}
+	lg.Debug("snapshot saved", "bytes", size, "stream", streamed.Sub(start), "fsync", synced.Sub(streamed),
+		"describe", time.Since(synced))
 	id, _ := parseHexID(m.ClusterID)
 	m.Name = Name{Time: taken, Cluster: opts.Cluster, ClusterID: id, Revision: rev}.String()
 	return file, m, nil
