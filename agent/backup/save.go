@@ -76,8 +76,9 @@ func Save(ctx context.Context, opts SaveOptions) (file string, m Meta, err error
 		return "", Meta{}, fmt.Errorf("save snapshot: open stream from %s: %w", endpoint, err)
 	}
 	defer resp.Snapshot.Close()
-	h := newSnapshotHasher()
-	size, err := io.CopyBuffer(io.MultiWriter(f, h), resp.Snapshot, make([]byte, copyBuffer))
+	ah := newAsyncHasher()
+	size, err := io.CopyBuffer(io.MultiWriter(f, ah), resp.Snapshot, make([]byte, copyBuffer))
+	h := ah.Close()
 	if err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot from %s to %s: %w", endpoint, opts.Dir, explainWrite(err))
 	}

@@ -69,3 +69,47 @@ func hashSnapshotFile(file string) (*snapshotHasher, error) {
 // copyBuffer is the read size for snapshot files and streams: large reads,
 // few syscalls.
 const copyBuffer = 1 << 20
+
+// asyncHasher feeds a snapshotHasher from its own goroutine, so the sha256
+// runs beside the stream's receiving and writing (on another core when
+// there is one) instead of in line with them. Close waits for it.
+type asyncHasher struct {
+	h    *snapshotHasher
+	ch   chan []byte
+	done chan struct{}
+	free chan []byte // recycled chunk buffers
+}
+
+func newAsyncHasher() *asyncHasher {
+	a := &asyncHasher{h: newSnapshotHasher(), ch: make(chan []byte, 16), done: make(chan struct{}), free: make(chan []byte, 18)}
+	go func() {
+		defer close(a.done)
+		for b := range a.ch {
+			a.h.Write(b)
+			select {
+			case a.free <- b[:0]:
+			default:
+			}
+		}
+	}()
+	return a
+}
+
+// Write queues a copy of p (the caller reuses p).
+func (a *asyncHasher) Write(p []byte) (int, error) {
+	var b []byte
+	select {
+	case b = <-a.free:
+	default:
+		b = make([]byte, 0, max(len(p), copyBuffer))
+	}
+	a.ch <- append(b, p...)
+	return len(p), nil
+}
+
+// Close waits until everything written is hashed and returns the hasher.
+func (a *asyncHasher) Close() *snapshotHasher {
+	close(a.ch)
+	<-a.done
+	return a.h
+}
