@@ -88,29 +88,30 @@ func Save(ctx context.Context, opts SaveOptions) (file string, m Meta, err error
 		return "", Meta{}, fmt.Errorf("save snapshot from %s: stream of %d bytes does not end with the sha256 etcd appends: incomplete or damaged", endpoint, size)
 	}
 	streamed := time.Now()
-	if err := f.Sync(); err != nil {
-		return "", Meta{}, fmt.Errorf("save snapshot to %s: %w", opts.Dir, explainWrite(err))
+	// fsync while the source member describes the snapshot: the file's
+	// pages are in the page cache, so its revision can be read meanwhile.
+	synced := make(chan error, 1)
+	go func() { synced <- f.Sync() }()
+	m = Meta{
+		Cluster: opts.Cluster, StorageVersion: resp.Version, SHA256: h.sum(), Size: size,
+		TakenBy: opts.TakenBy, Reason: opts.Reason, Time: taken,
 	}
-	synced := time.Now()
-	if err := f.Close(); err != nil {
-		return "", Meta{}, fmt.Errorf("save snapshot to %s: %w", opts.Dir, explainWrite(err))
+	m.Revision, err = fileRevision(file)
+	if err == nil {
+		err = describeMember(ctx, cli, endpoint, &m)
 	}
-	rev, err := fileRevision(file)
+	if syncErr := <-synced; err == nil && syncErr != nil {
+		err = fmt.Errorf("write to %s: %w", opts.Dir, explainWrite(syncErr))
+	}
+	if err == nil {
+		err = f.Close()
+	}
 	if err != nil {
 		return "", Meta{}, fmt.Errorf("save snapshot: %w", err)
 	}
-	m = Meta{
-		Cluster: opts.Cluster, Revision: rev, StorageVersion: resp.Version,
-		SHA256: h.sum(), Size: size,
-		TakenBy: opts.TakenBy, Reason: opts.Reason, Time: taken,
-	}
-	if err := describeMember(ctx, cli, endpoint, &m); err != nil {
-		return "", Meta{}, fmt.Errorf("save snapshot: %w", err)
-	}
-	lg.Debug("snapshot saved", "bytes", size, "stream", streamed.Sub(start), "fsync", synced.Sub(streamed),
-		"describe", time.Since(synced))
+	lg.Debug("snapshot saved", "bytes", size, "stream", streamed.Sub(start), "fsync+describe", time.Since(streamed))
 	id, _ := parseHexID(m.ClusterID)
-	m.Name = Name{Time: taken, Cluster: opts.Cluster, ClusterID: id, Revision: rev}.String()
+	m.Name = Name{Time: taken, Cluster: opts.Cluster, ClusterID: id, Revision: m.Revision}.String()
 	return file, m, nil
 }
 
