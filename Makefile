@@ -42,10 +42,11 @@ lint:
 	go vet ./...
 	$(BIN)/staticcheck ./... 
 
-bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement and status benchmarks
+bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement, status and snapshot benchmarks
 	go run ./cmd/etcd-agent-bench -bin $(BIN)
 	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode' -benchtime 3x -timeout 30m ./agent/
 	go test -run '^$$' -bench 'Status' -benchtime 50x ./agent/status/
+	go test -run '^$$' -bench 'Snapshot' -benchtime 3x -timeout 60m ./agent/backup/
 
 local: build ## a 3-node TLS cluster on 127.0.0.11-13 with embedded etcd, until Ctrl-C
 	$(BIN)/etcd-agent local up --nodes 3

@@ -84,9 +84,7 @@ func (a *Agent) backupTicker(ctx context.Context) backupTicker {
 // snapshot from the local member, apply retention, verify the newest
 // snapshot when that is due, and record the outcome for every agent.
 func (a *Agent) backupRound(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	rec, err := schedule.Read(rctx, a.client)
-	cancel()
+	rec, err := a.readBackupRecord(ctx, a.client)
 	if err != nil {
 		a.publishBackup(rec, err)
 		return
@@ -112,12 +110,19 @@ func (a *Agent) backupRound(ctx context.Context) {
 	if !claim.Alive() {
 		a.log.Warn("snapshot claim lease ended during the snapshot: another agent may have taken this slot too")
 	}
-	if rec, err := schedule.Read(ctx, a.client); err == nil && a.verifyDue(rec) {
+	if rec, err := a.readBackupRecord(ctx, a.client); err == nil && a.verifyDue(rec) {
 		a.verifyNewest(ctx)
 	}
-	if rec, err := schedule.Read(ctx, a.client); err == nil {
+	if rec, err := a.readBackupRecord(ctx, a.client); err == nil {
 		a.publishBackup(rec, nil)
 	}
+}
+
+// readBackupRecord reads the shared record within probeTimeout.
+func (a *Agent) readBackupRecord(ctx context.Context, cli *clientv3.Client) (report.Backup, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	return schedule.Read(ctx, cli)
 }
 
 // takeSnapshot snapshots the member source reaches (its first endpoint),
@@ -239,7 +244,7 @@ func (a *Agent) pruneSnapshots(ctx context.Context) {
 		return
 	}
 	var protect []string
-	if rec, err := schedule.Read(ctx, a.client); err == nil && rec.Verification != nil && rec.Verification.OK {
+	if rec, err := a.readBackupRecord(ctx, a.client); err == nil && rec.Verification != nil && rec.Verification.OK {
 		protect = append(protect, rec.Verification.Name)
 	}
 	r := a.cfg.Backup.Retention

@@ -54,7 +54,7 @@ func take(t *testing.T, cli *clientv3.Client, st store.Store) backup.Meta {
 		t.Fatal(err)
 	}
 	defer os.Remove(file)
-	if err := st.PutFile(ctx, m.Name+backup.SnapshotSuffix, file, m.SHA256); err != nil {
+	if err := st.PutFile(ctx, m.Name+backup.SnapshotSuffix, file); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Put(ctx, m.Name+backup.MetaSuffix, m.Marshal()); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,67 +47,87 @@ var (
 )
 
 // BenchmarkSnapshot runs, side by side in one process against one etcd
-// with ~1 GiB of data: the agent's snapshot (backup.Save: stream, sha256,
-// etcd's trailer checked, plus HashKV and key count at the revision for
+// with ~1 GiB of data: the agent's snapshot (backup.Save: stream, etcd's
+// sha256 trailer checked, plus HashKV and key count at the revision for
 // verification) against `etcdctl snapshot save`, and backup.Restore
 // (revision bumped, compacted) against `etcdutl snapshot restore
-// --bump-revision --mark-compacted`. Run with -benchtime 3x.
+// --bump-revision --mark-compacted`. Each iteration runs both, in
+// alternating order, so a busy shared machine weighs on both alike; the
+// figures are agent-s/op, tool-s/op and their ratio. Run with -benchtime 3x.
 func BenchmarkSnapshot(b *testing.B) {
 	fx := benchSetup(b)
 	ctx := context.Background()
 	b.Logf("database %d MiB at %s", fx.dbSize>>20, fx.endpoint)
-	b.Run("save/agent", func(b *testing.B) {
-		b.SetBytes(fx.dbSize)
-		for b.Loop() {
-			file, m, err := backup.Save(ctx, backup.SaveOptions{Client: fx.cli, Dir: b.TempDir(), Cluster: "bench", TakenBy: "bench"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			if m.KeyCount == 0 {
-				b.Fatal("no keys")
-			}
-			os.Remove(file)
-			b.StartTimer()
+	sideBySide(b, "save", fx.dbSize, func(b *testing.B) {
+		file, m, err := backup.Save(ctx, backup.SaveOptions{Client: fx.cli, Dir: b.TempDir(), Cluster: "bench", TakenBy: "bench", Logger: benchLogger(b)})
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
-	b.Run("save/etcdctl", func(b *testing.B) {
-		b.SetBytes(fx.dbSize)
-		for b.Loop() {
-			file := filepath.Join(b.TempDir(), "s.db")
-			run(b, filepath.Join(fx.bin, "etcdctl"), "snapshot", "save", file, "--endpoints", fx.endpoint,
-				"--cacert", filepath.Join(fx.certDir, pki.CACertFile), "--cert", filepath.Join(fx.certDir, pki.ClientCertFile),
-				"--key", filepath.Join(fx.certDir, pki.ClientKeyFile))
-			b.StopTimer()
-			os.Remove(file)
-			b.StartTimer()
+		if m.KeyCount == 0 {
+			b.Fatal("no keys")
 		}
+		defer os.Remove(file)
+	}, func(b *testing.B) {
+		file := filepath.Join(b.TempDir(), "s.db")
+		run(b, filepath.Join(fx.bin, "etcdctl"), "snapshot", "save", file, "--endpoints", fx.endpoint,
+			"--cacert", filepath.Join(fx.certDir, pki.CACertFile), "--cert", filepath.Join(fx.certDir, pki.ClientCertFile),
+			"--key", filepath.Join(fx.certDir, pki.ClientKeyFile))
+		defer os.Remove(file)
 	})
 	peer := "https://" + benchIP + ":2380"
-	b.Run("restore/agent", func(b *testing.B) {
-		b.SetBytes(fx.dbSize)
+	sideBySide(b, "restore", fx.dbSize, func(b *testing.B) {
+		dir := filepath.Join(b.TempDir(), "data")
+		if err := backup.Restore(ctx, fx.snapshot, backup.RestoreOptions{DataDir: dir, Name: "r", PeerURL: peer, ClusterToken: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+	}, func(b *testing.B) {
+		dir := filepath.Join(b.TempDir(), "data")
+		run(b, filepath.Join(fx.bin, "etcdutl"), "snapshot", "restore", fx.snapshot, "--data-dir", dir, "--name", "r",
+			"--initial-cluster", "r="+peer, "--initial-advertise-peer-urls", peer, "--initial-cluster-token", "bench",
+			"--bump-revision", strconv.Itoa(backup.DefaultRevisionBump), "--mark-compacted")
+		defer os.RemoveAll(dir)
+	})
+}
+
+// sideBySide runs agent and tool once per iteration, alternating which goes
+// first, and reports each one's mean time and the ratio.
+func sideBySide(b *testing.B, name string, bytes int64, agent, tool func(*testing.B)) {
+	b.Run(name, func(b *testing.B) {
+		b.SetBytes(2 * bytes)
+		var ta, tt time.Duration
+		timed := func(f func(*testing.B)) time.Duration {
+			start := time.Now()
+			f(b)
+			return time.Since(start)
+		}
+		i := 0
 		for b.Loop() {
-			dir := filepath.Join(b.TempDir(), "data")
-			if err := backup.Restore(ctx, fx.snapshot, backup.RestoreOptions{DataDir: dir, Name: "r", PeerURL: peer, ClusterToken: "bench"}); err != nil {
-				b.Fatal(err)
+			if i%2 == 0 {
+				ta += timed(agent)
+				tt += timed(tool)
+			} else {
+				tt += timed(tool)
+				ta += timed(agent)
 			}
-			b.StopTimer()
-			os.RemoveAll(dir)
-			b.StartTimer()
+			i++
 		}
+		b.ReportMetric(ta.Seconds()/float64(i), "agent-s/op")
+		b.ReportMetric(tt.Seconds()/float64(i), "tool-s/op")
+		b.ReportMetric(ta.Seconds()/tt.Seconds(), "agent/tool")
 	})
-	b.Run("restore/etcdutl", func(b *testing.B) {
-		b.SetBytes(fx.dbSize)
-		for b.Loop() {
-			dir := filepath.Join(b.TempDir(), "data")
-			run(b, filepath.Join(fx.bin, "etcdutl"), "snapshot", "restore", fx.snapshot, "--data-dir", dir, "--name", "r",
-				"--initial-cluster", "r="+peer, "--initial-advertise-peer-urls", peer, "--initial-cluster-token", "bench",
-				"--bump-revision", strconv.Itoa(backup.DefaultRevisionBump), "--mark-compacted")
-			b.StopTimer()
-			os.RemoveAll(dir)
-			b.StartTimer()
-		}
-	})
+}
+
+// benchLogger shows Save's step timings in the benchmark's output.
+func benchLogger(b *testing.B) *slog.Logger {
+	return slog.New(slog.NewTextHandler(bLogWriter{b}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type bLogWriter struct{ b *testing.B }
+
+func (w bLogWriter) Write(p []byte) (int, error) {
+	w.b.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func run(b *testing.B, bin string, args ...string) {

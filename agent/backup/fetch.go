@@ -2,11 +2,8 @@ package backup
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -227,32 +224,22 @@ func describeFile(file string) (Meta, error) {
 	}, nil
 }
 
-// CheckFile proves file is the snapshot m describes: same size, same sha256.
-// A truncated or corrupted file fails here, before anything restores it.
+// CheckFile proves file is the snapshot m describes: same size, ending with
+// etcd's sha256 of the database before it, that sha256 the metadata's. A
+// truncated or corrupted file fails here, before anything restores it.
 func CheckFile(file string, m Meta) error {
-	sum, size, err := hashFile(file)
+	h, err := hashSnapshotFile(file)
 	if err != nil {
 		return err
 	}
-	if size != m.Size {
-		return fmt.Errorf("snapshot has %d bytes, its metadata says %d: truncated or corrupt (fetch it again or use another snapshot)", size, m.Size)
+	if h.n != m.Size {
+		return fmt.Errorf("snapshot has %d bytes, its metadata says %d: truncated or corrupt (fetch it again or use another snapshot)", h.n, m.Size)
 	}
-	if sum != m.SHA256 {
-		return fmt.Errorf("snapshot sha256 %s differs from its metadata's %s: corrupt (fetch it again or use another snapshot)", sum, m.SHA256)
+	if !h.trailerOK() {
+		return fmt.Errorf("snapshot does not end with the sha256 of its database: corrupt (fetch it again or use another snapshot)")
+	}
+	if sum := h.sum(); sum != m.SHA256 {
+		return fmt.Errorf("snapshot sha256 %s differs from its metadata's %s: another or a corrupt snapshot (fetch it again or use another snapshot)", sum, m.SHA256)
 	}
 	return nil
-}
-
-func hashFile(file string) (string, int64, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("read %s: %w", file, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

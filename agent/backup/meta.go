@@ -29,7 +29,9 @@ type Meta struct {
 	// snapshot's storage version (what etcdutl needs to restore it).
 	EtcdVersion    string `json:"etcdVersion"`
 	StorageVersion string `json:"storageVersion,omitempty"`
-	// SHA256 (hex) and Size are of the NAME.db file.
+	// SHA256 (hex) is the database's sha256 as etcd computed it: the last
+	// 32 bytes of NAME.db, the sha256 of the bytes before them (`head -c -32
+	// NAME.db | sha256sum`). Size is NAME.db's size.
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
 	// TakenBy is the member name of the agent that took it; Reason why

@@ -36,7 +36,7 @@ func Take(ctx context.Context, opts SaveOptions, stores []store.Store) (Meta, []
 
 // Put stores one snapshot file and its metadata in st.
 func Put(ctx context.Context, st store.Store, file string, m Meta) error {
-	if err := st.PutFile(ctx, m.Name+SnapshotSuffix, file, m.SHA256); err != nil {
+	if err := st.PutFile(ctx, m.Name+SnapshotSuffix, file); err != nil {
 		return fmt.Errorf("store snapshot %s: %w", m.Name, err)
 	}
 	if err := st.Put(ctx, m.Name+MetaSuffix, m.Marshal()); err != nil {

@@ -29,9 +29,10 @@ const TempPrefix = ".tmp-"
 // Where implements Store.
 func (l Local) Where() string { return l.Dir }
 
-// PutFile implements Store. A file already in the directory is hard-linked
-// (no copy of a large database); otherwise it is copied, hashing the copy.
-func (l Local) PutFile(ctx context.Context, key, path, sha256Hex string) error {
+// PutFile implements Store. A file on the directory's file system is
+// hard-linked (no copy of a large database); otherwise it is copied, and the
+// copy's sha256 compared with the source's.
+func (l Local) PutFile(ctx context.Context, key, path string) error {
 	if err := l.ensureDir(); err != nil {
 		return err
 	}
@@ -47,9 +48,10 @@ func (l Local) PutFile(ctx context.Context, key, path, sha256Hex string) error {
 	}
 	defer src.Close()
 	h := sha256.New()
-	if err := l.write(ctx, key, io.TeeReader(src, h), func() error {
-		if got := hex.EncodeToString(h.Sum(nil)); got != sha256Hex {
-			return fmt.Errorf("copied %s has sha256 %s, expected %s", key, got, sha256Hex)
+	if err := l.write(ctx, key, io.TeeReader(src, h), func(tmp string) error {
+		want := hex.EncodeToString(h.Sum(nil))
+		if got, err := FileSHA256(tmp); err != nil || got != want {
+			return fmt.Errorf("copied %s has sha256 %s (%v), the source %s", key, got, err, want)
 		}
 		return nil
 	}); err != nil {
@@ -67,7 +69,7 @@ func (l Local) Put(ctx context.Context, key string, data []byte) error {
 }
 
 // write writes key atomically: a temp file, fsync, check, rename, fsync dir.
-func (l Local) write(ctx context.Context, key string, r io.Reader, check func() error) error {
+func (l Local) write(ctx context.Context, key string, r io.Reader, check func(tmp string) error) error {
 	f, err := os.CreateTemp(l.Dir, TempPrefix+key+"-*")
 	if err != nil {
 		return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
@@ -90,7 +92,7 @@ func (l Local) write(ctx context.Context, key string, r io.Reader, check func() 
 		return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
 	}
 	if check != nil {
-		if err := check(); err != nil {
+		if err := check(tmp); err != nil {
 			return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
 		}
 	}
@@ -170,6 +172,20 @@ func (l Local) ensureDir() error {
 		return fmt.Errorf("snapshot dir: %w", err)
 	}
 	return nil
+}
+
+// FileSHA256 is the sha256 (hex) of a file's content.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // WriteFileAtomic copies r to path through a temp file beside it, so path

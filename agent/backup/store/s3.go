@@ -83,11 +83,12 @@ func (s *S3) key(k string) string { return s.cfg.Prefix + k }
 // checks on arrival (BadDigest otherwise); afterwards the stored object's
 // checksum and size are read back and compared, and where the store keeps
 // no checksum the object is downloaded and hashed.
-func (s *S3) PutFile(ctx context.Context, key, file, sha256Hex string) error {
-	sum, err := hex.DecodeString(sha256Hex)
-	if err != nil || len(sum) != sha256.Size {
-		return fmt.Errorf("upload %s: bad sha256 %q", key, sha256Hex)
+func (s *S3) PutFile(ctx context.Context, key, file string) error {
+	sha256Hex, err := FileSHA256(file)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", key, err)
 	}
+	sum, _ := hex.DecodeString(sha256Hex)
 	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)

@@ -19,8 +19,8 @@ type Store interface {
 	// s3://bucket/prefix.
 	Where() string
 	// PutFile stores the file at path under key and proves the stored
-	// copy's sha256 (hex) is sha256Hex.
-	PutFile(ctx context.Context, key, path, sha256Hex string) error
+	// copy identical (its sha256 compared, or a hard link).
+	PutFile(ctx context.Context, key, path string) error
 	// Put stores a small object.
 	Put(ctx context.Context, key string, data []byte) error
 	// GetFile writes the object to dst (atomically: dst appears complete
