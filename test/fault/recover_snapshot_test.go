@@ -60,7 +60,10 @@ func TestRecoverFromSnapshotS3(t *testing.T) {
 		n[i].kill()
 		n[i].wipe()
 	}
-	t.Log("all three nodes lost for good")
+	// Scheduled snapshots went on until the kill: the newest is what
+	// `latest` must restore.
+	meta = waitSnapshot(t, srv, bucket, last)
+	t.Logf("all three nodes lost for good; the newest snapshot is %s (revision %d)", meta.Name, meta.Revision)
 
 	fresh := []*node{c.node(4), c.node(5), c.node(6)}
 	for _, nd := range fresh {
