@@ -28,7 +28,7 @@ func TestCheckReplacedReportsASplitCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a discovery service")
 	}
-	const ip = "127.0.9.90"
+	const ip = "127.0.9.98"
 	dir := t.TempDir()
 	caCert, caKey, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{}, time.Now())
 	if err != nil {
@@ -88,7 +88,7 @@ func TestCheckReplacedReportsASplitCluster(t *testing.T) {
 	cfg.Cluster.Name = "split"
 	cfg.Node.DataDir = dataDir
 	cfg.Agent.StatusFile = filepath.Join(dir, "status.json")
-	a, err := New(Options{Config: cfg, Identity: identity.Static{IP: netip.MustParseAddr(ip), Name: "etcd-127-0-9-90"}, Discovery: disc})
+	a, err := New(Options{Config: cfg, Identity: identity.Static{IP: netip.MustParseAddr(ip), Name: "etcd-127-0-9-98"}, Discovery: disc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,8 @@ type cluster struct {
 	// env to every node's environment.
 	extraYAML string
 	env       []string
+	// containerPrefix names the nodes' containers; "": etcd-agent-fault-.
+	containerPrefix string
 
 	mu    sync.Mutex
 	seq   map[string]int
@@ -365,7 +367,11 @@ pki:
 }
 
 func (n *node) containerName() string {
-	return "etcd-agent-fault-" + strings.ReplaceAll(n.c.ip(n.i), ".", "-")
+	prefix := n.c.containerPrefix
+	if prefix == "" {
+		prefix = "etcd-agent-fault-"
+	}
+	return prefix + strings.ReplaceAll(n.c.ip(n.i), ".", "-")
 }
 
 // start runs `etcd-agent run --config` with a fresh sd_notify socket.

@@ -41,6 +41,23 @@ func TestRecoverFromMember(t *testing.T) {
 	c := newClusterIn(t, recoverNet, 10)
 	c.grace = recoverGrace
 	c.useV3Discovery(3)
+	recoverFromMember(t, c)
+}
+
+// TestRecoverFromMemberPodman is the same with etcd in containers (the
+// production runtime): the agent removes the survivor's container before it
+// works on the data, and starts a new one for the new member.
+func TestRecoverFromMemberPodman(t *testing.T) {
+	t.Parallel()
+	c := newClusterIn(t, recoverNet, 90)
+	c.grace = recoverGrace
+	c.containerPrefix = "etcd-agent-recover-"
+	c.usePodman()
+	c.useV3Discovery(3)
+	recoverFromMember(t, c)
+}
+
+func recoverFromMember(t *testing.T, c *cluster) {
 	n := c.form(3)
 	cli := c.client(1, 2, 3)
 	c.waitMembers(cli, time.Minute, 1, 2, 3)
@@ -48,7 +65,7 @@ func TestRecoverFromMember(t *testing.T) {
 	w := lintest.Start(t, cli, 2)
 	waitAcked(t, w, 20)
 
-	n[3].kill()
+	n[3].powerCut()
 	n[3].wipe()
 	waitAcked(t, w, w.Acked()+20) // acknowledged by nodes 1 and 2 only
 	put(t, cli, keyK, "v1")
@@ -61,7 +78,7 @@ func TestRecoverFromMember(t *testing.T) {
 	}
 	t.Logf("refused while a quorum answers:\n%s", refused.tail(3))
 	waitAcked(t, w, w.Acked()+10) // the cluster goes on
-	n[2].kill()
+	n[2].powerCut()
 	n[2].wipe()
 	acked := w.Acked()
 	t.Logf("nodes 2 and 3 lost for good; %d writes acknowledged before the quorum loss", acked)
