@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/backup/s3test"
 	"github.com/etcd-agent/etcd-agent/agent/backup/schedule"
@@ -393,4 +395,47 @@ func agentLog(t *testing.T, n *node) string {
 		}
 	}
 	return b.String()
+}
+
+// TestSnapshotBeforeLeave: `leave` takes a snapshot before it removes its
+// member (the one change the agents do not make by themselves), under a
+// writer; the cluster keeps every acknowledged write.
+func TestSnapshotBeforeLeave(t *testing.T) {
+	h := newHarnessNet(t, backupTestNet, 60) // discovery .60, nodes .61-.64
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes...)
+	defer cli.Close()
+	w := startWriter(t, cli, 2)
+	n4 := h.start(ctx, 4, h.config(4, 5, h.v3Discovery(token)))
+	n4.waitReady(t, joinTimeout)
+
+	logger := slog.New(slog.DiscardHandler)
+	leaver, err := agent.New(agent.Options{Config: n4.cfg, Identity: agent.NewIdentity(n4.cfg, logger), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer lcancel()
+	if err := leaver.Leave(lctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.wantMembers(t, cli, 1, 2, 3)
+	var reasons []string
+	for _, r := range recordHistory(t, cli) {
+		if r.Last != nil && !slices.Contains(reasons, r.Last.Reason) {
+			reasons = append(reasons, r.Last.Reason)
+		}
+	}
+	t.Logf("snapshot reasons in the record's history: %q", reasons)
+	if !slices.Contains(reasons, "before removing member etcd-127-0-8-64 (leave)") || !slices.Contains(reasons, "before adding learner etcd-127-0-8-64") {
+		t.Errorf("no snapshot before the join and the leave of node 4: %q", reasons)
+	}
+	names, err := backup.List(ctx, store.Local{Dir: n4.cfg.Backup.Dir})
+	if err != nil || len(names) < 2 {
+		t.Errorf("node 4's snapshot dir holds %v (%v), want its two snapshots", names, err)
+	}
+	w.verify(t, cli)
+	lintest.HashKVEqual(t, cli, []string{nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, nodes[2].agent.Report().ClientURL})
 }
