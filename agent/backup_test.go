@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/backup/s3test"
 	"github.com/etcd-agent/etcd-agent/agent/backup/schedule"
@@ -121,7 +123,7 @@ func TestScheduledSnapshots(t *testing.T) {
 	w := startWriter(t, cli, 3)
 
 	// Three scheduled snapshots and a verification.
-	waitFor(t, 90*time.Second, "3 scheduled snapshots and a verified one", func() bool {
+	waitForBackup(t, 90*time.Second, "3 scheduled snapshots and a verified one", func() bool {
 		names, _, _ := scheduledSnapshots(recordHistory(t, cli))
 		b := nodes[2].agent.Report().Backup
 		return len(names) >= 3 && b != nil && b.Verification != nil && b.Verification.OK
@@ -157,9 +159,9 @@ func TestScheduledSnapshots(t *testing.T) {
 	for _, n := range nodes {
 		alive = append(alive, n.agent.Report().ClientURL)
 	}
-	cli2 := h.client(strings.Join(alive, ","), nodes[firstKey(nodes)].certDir())
+	cli2 := h.client(strings.Join(alive, ","), nodes[lowestNode(nodes)].certDir())
 	defer cli2.Close()
-	waitFor(t, 60*time.Second, "2 scheduled snapshots after the taker died", func() bool {
+	waitForBackup(t, 60*time.Second, "2 scheduled snapshots after the taker died", func() bool {
 		after, _, tk := scheduledSnapshots(recordHistory(t, cli2))
 		n := 0
 		for _, name := range after {
@@ -188,9 +190,9 @@ func TestScheduledSnapshots(t *testing.T) {
 	}
 
 	// Status on a surviving node: the newest snapshot, verified, no problem.
-	n := nodes[firstKey(nodes)]
+	n := nodes[lowestNode(nodes)]
 	rep := n.agent.Report()
-	v := status.Gather(ctx, status.Options{Endpoints: []string{rep.ClientURL}, TLS: operatorTLS(t, n), Report: &rep})
+	v := status.Gather(ctx, status.Options{Endpoints: []string{rep.ClientURL}, TLS: nodeOperatorTLS(t, n), Report: &rep})
 	if v.Node.Backup == nil || v.Node.Backup.Last == nil || v.Node.Backup.Verification == nil {
 		t.Fatalf("status shows no snapshot: %+v", v.Node.Backup)
 	}
@@ -210,7 +212,7 @@ func TestScheduledSnapshots(t *testing.T) {
 	lintest.HashKVEqual(t, cli3, final)
 }
 
-func firstKey(m map[int]*node) int {
+func lowestNode(m map[int]*node) int {
 	keys := make([]int, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -228,7 +230,7 @@ func s3Store(t *testing.T, srv *s3test.Server, prefix string) store.Store {
 	return st
 }
 
-func operatorTLS(t *testing.T, n *node) *tls.Config {
+func nodeOperatorTLS(t *testing.T, n *node) *tls.Config {
 	t.Helper()
 	cfg, err := pki.ClientTLS(n.certDir(), pki.OperatorCertFile, pki.OperatorKeyFile)
 	if err != nil {
@@ -237,8 +239,8 @@ func operatorTLS(t *testing.T, n *node) *tls.Config {
 	return cfg
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// waitForBackup polls cond until it holds or the deadline passes.
+func waitForBackup(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -300,9 +302,9 @@ func TestSnapshotFaults(t *testing.T) {
 				c.after(t, cfg)
 			}
 			var problems []string
-			waitFor(t, 90*time.Second, "status problem saying "+strings.Join(c.want, ", "), func() bool {
+			waitForBackup(t, 90*time.Second, "status problem saying "+strings.Join(c.want, ", "), func() bool {
 				rep := n.agent.Report()
-				v := status.Gather(ctx, status.Options{Endpoints: []string{ep}, TLS: operatorTLS(t, n), Report: &rep})
+				v := status.Gather(ctx, status.Options{Endpoints: []string{ep}, TLS: nodeOperatorTLS(t, n), Report: &rep})
 				problems = v.Summary.Problems
 				all := strings.Join(problems, "\n")
 				for _, want := range c.want {
@@ -313,7 +315,7 @@ func TestSnapshotFaults(t *testing.T) {
 				return true
 			})
 			t.Logf("status problems: %q", problems)
-			log := strings.ReplaceAll(agentLog(t, n), `\"`, `"`) // slog quotes values
+			log := strings.ReplaceAll(nodeLog(t, n), `\"`, `"`) // slog quotes values
 			if !strings.Contains(log, c.want[0]) {
 				t.Errorf("agent log does not say %q", c.want[0])
 			}
@@ -333,7 +335,7 @@ func truncateNewest(t *testing.T, cfg *config.Config) {
 	t.Helper()
 	local := store.Local{Dir: cfg.Backup.Dir}
 	var names []string
-	waitFor(t, 60*time.Second, "a local snapshot", func() bool {
+	waitForBackup(t, 60*time.Second, "a local snapshot", func() bool {
 		names, _ = backup.List(context.Background(), local)
 		return len(names) > 0
 	})
@@ -381,8 +383,8 @@ func mountTinyTmpfs(t *testing.T, dir string) {
 	})
 }
 
-// agentLog is node n's log so far.
-func agentLog(t *testing.T, n *node) string {
+// nodeLog is node n's log so far.
+func nodeLog(t *testing.T, n *node) string {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(n.dir, "node*.log"))
 	var b strings.Builder
@@ -393,4 +395,47 @@ func agentLog(t *testing.T, n *node) string {
 		}
 	}
 	return b.String()
+}
+
+// TestSnapshotBeforeLeave: `leave` takes a snapshot before it removes its
+// member (the one change the agents do not make by themselves), under a
+// writer; the cluster keeps every acknowledged write.
+func TestSnapshotBeforeLeave(t *testing.T) {
+	h := newHarnessNet(t, backupTestNet, 60) // discovery .60, nodes .61-.64
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes...)
+	defer cli.Close()
+	w := startWriter(t, cli, 2)
+	n4 := h.start(ctx, 4, h.config(4, 5, h.v3Discovery(token)))
+	n4.waitReady(t, joinTimeout)
+
+	logger := slog.New(slog.DiscardHandler)
+	leaver, err := agent.New(agent.Options{Config: n4.cfg, Identity: agent.NewIdentity(n4.cfg, logger), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer lcancel()
+	if err := leaver.Leave(lctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.wantMembers(t, cli, 1, 2, 3)
+	var reasons []string
+	for _, r := range recordHistory(t, cli) {
+		if r.Last != nil && !slices.Contains(reasons, r.Last.Reason) {
+			reasons = append(reasons, r.Last.Reason)
+		}
+	}
+	t.Logf("snapshot reasons in the record's history: %q", reasons)
+	if !slices.Contains(reasons, "before removing member etcd-127-0-8-64 (leave)") || !slices.Contains(reasons, "before adding learner etcd-127-0-8-64") {
+		t.Errorf("no snapshot before the join and the leave of node 4: %q", reasons)
+	}
+	names, err := backup.List(ctx, store.Local{Dir: n4.cfg.Backup.Dir})
+	if err != nil || len(names) < 2 {
+		t.Errorf("node 4's snapshot dir holds %v (%v), want its two snapshots", names, err)
+	}
+	w.verify(t, cli)
+	lintest.HashKVEqual(t, cli, []string{nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, nodes[2].agent.Report().ClientURL})
 }
