@@ -30,7 +30,8 @@ type Config struct {
 	Agent   Agent   `yaml:"agent"`
 	// Maintenance: defragmentation and NOSPACE recovery (maintenance.go).
 	Maintenance Maintenance `yaml:"maintenance"`
-	Metrics Metrics `yaml:"metrics"`
+	Metrics     Metrics     `yaml:"metrics"`
+	Backup      Backup      `yaml:"backup"`
 }
 
 // Cluster describes the cluster this node belongs to.
