@@ -197,8 +197,8 @@ func TestScheduledSnapshots(t *testing.T) {
 		t.Fatalf("status shows no snapshot: %+v", v.Node.Backup)
 	}
 	for _, p := range v.Summary.Problems {
-		if strings.Contains(p, "snapshot") {
-			t.Errorf("status problem: %s", p)
+		if strings.HasPrefix(string(p.Code), "snapshot") {
+			t.Errorf("status problem: %s", p.Text)
 		}
 	}
 
@@ -305,7 +305,10 @@ func TestSnapshotFaults(t *testing.T) {
 			waitForBackup(t, 90*time.Second, "status problem saying "+strings.Join(c.want, ", "), func() bool {
 				rep := n.agent.Report()
 				v := status.Gather(ctx, status.Options{Endpoints: []string{ep}, TLS: nodeOperatorTLS(t, n), Report: &rep})
-				problems = v.Summary.Problems
+				problems = problems[:0]
+				for _, p := range v.Summary.Problems {
+					problems = append(problems, p.Text)
+				}
 				all := strings.Join(problems, "\n")
 				for _, want := range c.want {
 					if !strings.Contains(all, want) {

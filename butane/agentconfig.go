@@ -31,7 +31,7 @@ type agentConfigDoc struct {
 		ExtraFlags        []string `yaml:"extraFlags,omitempty"`
 	} `yaml:"etcd"`
 	Metrics *config.Metrics `yaml:"metrics,omitempty"`
-	Backup *SpecBackup `yaml:"backup,omitempty"`
+	Backup  *SpecBackup     `yaml:"backup,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +

@@ -31,6 +31,15 @@ var (
 	HashMismatch = Kind{Code: "hashkv-mismatch", Severity: Critical, Title: "replicas diverged",
 		Fix: "the member whose HashKV differs from the majority holds other data: stop its agent and move its data dir aside so it rejoins as a new member"}
 
+	// Backups (the agents' shared snapshot record).
+
+	SnapshotStale = Kind{Code: "snapshot-stale", Severity: Warning, Title: "no recent snapshot",
+		Fix: "check the agents' logs (journalctl -u etcd-agent) for the snapshot job; etcd-agent snapshot save takes one now"}
+	SnapshotFailed = Kind{Code: "snapshot-failed", Severity: Warning, Title: "snapshot attempt failed",
+		Fix: "the message names the cause (bucket, credentials, disk); fix it and the next interval retries, or run etcd-agent snapshot save"}
+	SnapshotUnverified = Kind{Code: "snapshot-unverified", Severity: Critical, Title: "snapshot failed verification",
+		Fix: "the newest snapshot does not restore as recorded: take a new one (etcd-agent snapshot save) and check the store (etcd-agent snapshot verify latest)"}
+
 	// This node's agent.
 
 	AgentNotRunning = Kind{Code: "agent-not-running", Severity: Warning, Title: "agent not running",
@@ -53,6 +62,7 @@ func Known() []Kind {
 	return []Kind{
 		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
 		AlarmNoSpace, AlarmCorrupt, AlarmOther, AlarmsUnknown, HashMismatch,
+		SnapshotStale, SnapshotFailed, SnapshotUnverified,
 		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
 	}
 }

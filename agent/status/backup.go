@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -35,26 +36,26 @@ func backupLine(b *report.Backup, now time.Time) string {
 
 // backupProblems: no recent snapshot, a failed attempt, a failed
 // verification, or this agent unable to take part.
-func backupProblems(b *report.Backup, now time.Time, agentUp time.Time) []string {
+func backupProblems(b *report.Backup, now time.Time, agentUp time.Time) []problem.Problem {
 	if b == nil {
 		return nil
 	}
-	var out []string
+	var out []problem.Problem
 	stale := 2 * b.Interval
 	switch l := b.Last; {
 	case l == nil && now.Sub(agentUp) > stale:
-		out = append(out, fmt.Sprintf("no snapshot taken yet (interval %s): check the agents' logs", b.Interval))
+		out = append(out, problem.SnapshotStale.Newf("backup", "no snapshot taken yet (interval %s): check the agents' logs", b.Interval))
 	case l != nil && now.Sub(l.Time) > stale:
-		out = append(out, fmt.Sprintf("newest snapshot %s is %s old, more than twice the interval %s", l.Name, age(now.Sub(l.Time)), b.Interval))
+		out = append(out, problem.SnapshotStale.Newf("backup", "newest snapshot %s is %s old, more than twice the interval %s", l.Name, age(now.Sub(l.Time)), b.Interval))
 	}
 	if f := b.Failure; f != nil {
-		out = append(out, fmt.Sprintf("last snapshot attempt failed (%s, on %s): %s", stamp(f.At, now), f.By, f.Error))
+		out = append(out, problem.SnapshotFailed.Newf("backup", "last snapshot attempt failed (%s, on %s): %s", stamp(f.At, now), f.By, f.Error))
 	}
 	if v := b.Verification; v != nil && !v.OK {
-		out = append(out, fmt.Sprintf("snapshot %s failed verification (%s, on %s): %s", v.Name, stamp(v.At, now), v.By, v.Error))
+		out = append(out, problem.SnapshotUnverified.Newf("backup", "snapshot %s failed verification (%s, on %s): %s", v.Name, stamp(v.At, now), v.By, v.Error))
 	}
 	if b.LocalError != "" && (b.Failure == nil || !strings.Contains(b.LocalError, b.Failure.Error)) {
-		out = append(out, "snapshots on this node: "+b.LocalError)
+		out = append(out, problem.SnapshotFailed.New("backup", "snapshots on this node: "+b.LocalError))
 	}
 	return out
 }

@@ -43,8 +43,8 @@ func TestBackupProblems(t *testing.T) {
 				t.Fatalf("problems %q, want %d like %q", got, len(c.problems), c.problems)
 			}
 			for i, want := range c.problems {
-				if !strings.Contains(got[i], want) {
-					t.Errorf("problem %q does not say %q", got[i], want)
+				if !strings.Contains(got[i].Text, want) {
+					t.Errorf("problem %q does not say %q", got[i].Text, want)
 				}
 			}
 			if line := backupLine(c.b, now); !strings.Contains(line, c.line) {
