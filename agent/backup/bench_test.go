@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,6 +199,7 @@ func startFixture(bin string) (*benchFixture, error) {
 		"--quota-backend-bytes", strconv.Itoa(8<<30), "--log-level", "warn")
 	logf, _ := os.Create(filepath.Join(dir, "etcd.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with a crashed benchmark
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

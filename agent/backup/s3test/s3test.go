@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,6 +79,8 @@ func Start(t testing.TB, ip string) *Server {
 	s.cmd = exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey,
 		"--port", fmt.Sprintf("%s:%d", ip, port), "--quiet", "posix", "--sidecar", sidecar, root)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	// The gateway dies with the test process, even one that crashed.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start versitygw: %v", err)
 	}
