@@ -17,9 +17,10 @@ build: ## static, stripped agent binary with its version stamped
 tools: ## test tools: IMDS simulator, staticcheck (pinned in tools/go.mod)
 	cd tools && GOBIN=$(CURDIR)/$(BIN) go install tool
 
-etcd-binaries: ## etcd and etcdctl at the module's pinned version
+etcd-binaries: ## etcd, etcdctl and etcdutl at the module's pinned version
 	go build -trimpath -ldflags '-s -w' -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 	go build -trimpath -ldflags '-s -w' -o $(BIN)/etcdctl go.etcd.io/etcd/etcdctl/v3
+	go build -trimpath -ldflags '-s -w' -o $(BIN)/etcdutl go.etcd.io/etcd/etcdutl/v3
 
 etcd-v2: ## etcd v3.5 with the v2 keys API, only for the v2 discovery tests (built outside go.mod)
 	@test -x $(BIN)/etcd-v2 || .ci/etcd-v2.sh $(BIN)/etcd-v2
@@ -47,10 +48,11 @@ lint:
 	go vet ./...
 	$(BIN)/staticcheck ./... 
 
-bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement and status benchmarks
+bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement, status and snapshot benchmarks
 	go run ./cmd/etcd-agent-bench -bin $(BIN)
 	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode|DefragPass|NoSpaceRecovery' -benchtime 3x -timeout 30m ./agent/
 	go test -run '^$$' -bench 'Status' -benchtime 50x ./agent/status/
+	go test -run '^$$' -bench 'Snapshot' -benchtime 3x -timeout 60m ./agent/backup/
 
 local: build ## a 3-node TLS cluster on 127.0.0.11-13 with embedded etcd, until Ctrl-C
 	$(BIN)/etcd-agent local up --nodes 3

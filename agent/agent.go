@@ -112,6 +112,13 @@ type Agent struct {
 	plannedExit atomic.Value
 	// maint is the defragmentation and NOSPACE state (maintain.go).
 	maint maintainer
+	// recovering is a recovery whose new member is not healthy yet.
+	recovering *recovering
+	// lastReplacedReport is when a replaced-but-running cluster was last
+	// reported (checkReplaced).
+	lastReplacedReport time.Time
+	// backups is the scheduled snapshot job (backupjob.go).
+	backups backupJob
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -184,6 +191,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	stages := a.stages()
 	for {
 		err := a.runPass(ctx, stages)
+		if rq, ok := asRecover(err); ok {
+			if err := a.recoverCluster(ctx, rq.req); err != nil {
+				return nil // cancelled: shutting down
+			}
+			stages = a.stages()[2:] // identity and certificates stay
+			continue
+		}
 		r, ok := asRejoin(err)
 		if !ok {
 			return err
@@ -195,16 +209,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if err := a.rejoin(ctx, r); err != nil {
 			return fmt.Errorf("rejoin: %w", err)
 		}
-		stages = stages[2:] // identity and certificates stay
+		stages = a.stages()[2:] // identity and certificates stay
 	}
 }
 
 // runPass runs stages, then supervises. etcd's supervision lives with the
 // pass, so a rejoin stops it before the data dir is moved.
 func (a *Agent) runPass(ctx context.Context, stages []stage) error {
-	pass, cancel := context.WithCancel(ctx)
+	pass, cancel := context.WithCancelCause(ctx)
 	defer func() {
-		cancel()
+		cancel(nil)
 		if a.etcdSupervised != nil {
 			<-a.etcdSupervised
 			a.etcdSupervised = nil
@@ -213,10 +227,21 @@ func (a *Agent) runPass(ctx context.Context, stages []stage) error {
 	stopPetting := a.petDuringStartup(pass)
 	defer stopPetting()
 	for _, s := range stages {
+		if s.name == "membership" {
+			// From here on a recovery request ends the pass, whatever it
+			// waits for.
+			if req, ok := a.recoveryToResume(); ok {
+				return &recoverNeeded{req: req}
+			}
+			go a.watchRecoveryRequest(pass, cancel)
+		}
 		a.setPhase(s.phase, s.name)
 		if err := s.run(pass); err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if r, ok := asRecover(context.Cause(pass)); ok {
+				return r
 			}
 			if _, ok := asRejoin(err); ok {
 				return err
@@ -225,7 +250,11 @@ func (a *Agent) runPass(ctx context.Context, stages []stage) error {
 		}
 	}
 	stopPetting()
-	return a.supervise(pass)
+	err := a.supervise(pass)
+	if r, ok := asRecover(context.Cause(pass)); ok {
+		return r
+	}
+	return err
 }
 
 func (a *Agent) resolveIdentity(ctx context.Context) error {
@@ -312,6 +341,12 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 	var d membership.Decision
 	switch {
 	case hasData:
+		// A recovery may have replaced this member's cluster while the
+		// node was away: then its data must not start again. Best effort:
+		// a registry that does not answer never blocks a restart.
+		if r := a.supersededBeforeRestart(ctx); r != nil {
+			return r
+		}
 		d, err = membership.Decide(membership.Facts{HasData: true, Self: a.self()})
 	default:
 		var res discovery.Result

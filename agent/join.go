@@ -114,6 +114,7 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 		case membership.StepRemove:
 			r := step.Remove
 			a.setPhase(report.PhaseJoining, fmt.Sprintf("removing member %s: %s", r.Name, r.Reason))
+			a.snapshotBeforeChange(ctx, cli, "removing member "+r.Name)
 			if err := lock.check(ctx); err != nil {
 				return d, false, err
 			}
@@ -129,6 +130,7 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 		case membership.StepResume, membership.StepAdd:
 			if step.Kind == membership.StepAdd {
 				a.setPhase(report.PhaseJoining, "adding this node as a learner: "+step.Reason)
+				a.snapshotBeforeChange(ctx, cli, "adding learner "+self.Name)
 				if err := lock.check(ctx); err != nil {
 					return d, false, err
 				}

@@ -76,6 +76,7 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 		if err := writeMarker(marker, fmt.Sprintf("leaving since %s: removing member %s (%x)", a.now().UTC().Format(time.RFC3339), self.Name, me.ID)); err != nil {
 			return err
 		}
+		a.snapshotBeforeChange(ctx, cli, "removing member "+self.Name+" (leave)")
 		progress(fmt.Sprintf("removing member %s (%x)", self.Name, me.ID))
 		if err := a.removeMember(ctx, cli, me.ID, progress); err != nil {
 			return fmt.Errorf("leave: remove member %x: %w (run leave again to retry)", me.ID, err)

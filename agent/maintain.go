@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/maintenance"
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -415,6 +416,11 @@ func (a *Agent) recordMaintenance(f maintenance.Facts, step maintenance.Step) {
 	a.maint.mu.Unlock()
 
 	a.rec.Update(func(r *report.NodeReport) { r.Maintenance = m })
+	var ps []problem.Problem
+	if m.NoSpace.State == report.NoSpaceKept {
+		ps = append(ps, problem.NoSpaceKept.New("", m.NoSpace.Message))
+	}
+	a.rec.SetProblems("maintenance", ps)
 	switch {
 	case changed && step.Kind == maintenance.Keep:
 		// The operator must act: say it where they look.

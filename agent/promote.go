@@ -80,6 +80,7 @@ func (a *Agent) abandonLearner(ctx context.Context, id uint64) error {
 		return fmt.Errorf("abandon learner: %w", err)
 	}
 	defer lock.release(a.log)
+	a.snapshotBeforeChange(ctx, cli, "removing learner "+a.id.Name)
 	if err := lock.check(ctx); err != nil {
 		return fmt.Errorf("abandon learner: %w", err)
 	}

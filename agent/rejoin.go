@@ -28,6 +28,9 @@ func (r *rejoinNeeded) Error() string { return "rejoin as a new member: " + r.re
 // to it (and how often it asks again).
 const removedCheckAfter = 5 * time.Second
 
+// supersededCheckTimeout bounds reading the registry's recovery record.
+const supersededCheckTimeout = 5 * time.Second
+
 // defaultLearnerCatchUpTimeout bounds a learner's catch-up: a learner still
 // not promoted after it removes itself and the join starts over.
 const defaultLearnerCatchUpTimeout = 15 * time.Minute
@@ -44,6 +47,9 @@ func (a *Agent) checkMembership(ctx context.Context) *rejoinNeeded {
 	if err != nil {
 		a.log.Debug("membership check: read member identity", "err", err)
 		return nil
+	}
+	if r, _ := a.supersededByRecovery(ctx, supersededCheckTimeout); r != nil {
+		return r
 	}
 	self := a.specBase().ClientURL()
 	eps := slices.DeleteFunc(readEndpoints(a.cfg.Node.DataDir), func(ep string) bool { return ep == self })
@@ -63,8 +69,12 @@ func (a *Agent) checkMembership(ctx context.Context) *rejoinNeeded {
 		return nil
 	}
 	if got := list.Header.GetClusterId(); got != id.ClusterID {
-		// Another cluster answers at the addresses this node knew: not
-		// proof about this node's own cluster, so nothing is moved.
+		// Another cluster answers at the addresses this node knew. Proof
+		// only when it records that it replaced this node's cluster (a
+		// recovery); otherwise nothing is moved.
+		if r := a.supersededByAnswer(ctx, cli, id.ClusterID); r != nil {
+			return r
+		}
 		a.log.Warn("membership check: another cluster answers at this node's known endpoints",
 			"data_cluster", fmt.Sprintf("%x", id.ClusterID), "answering_cluster", fmt.Sprintf("%x", got), "endpoints", eps)
 		return nil

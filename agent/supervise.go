@@ -68,6 +68,9 @@ func (a *Agent) waitReady(ctx context.Context) error {
 				}
 			}
 		} else {
+			if a.recovering != nil {
+				a.finishRecovery(ctx, h)
+			}
 			if a.decision.Path != membership.Restart {
 				// This node changed the membership: record the formation
 				// (idempotent) and the cluster's endpoints in discovery.
@@ -113,6 +116,10 @@ func (a *Agent) supervise(ctx context.Context) error {
 	defer changes.Stop()
 	maint := time.NewTicker(a.cfg.Maintenance.Interval.D())
 	defer maint.Stop()
+	replaced := time.NewTicker(replacedCheckInterval)
+	defer replaced.Stop()
+	backups := a.backupTicker(ctx)
+	defer backups.stop()
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
 		t := time.NewTicker(a.opts.WatchdogInterval)
@@ -148,10 +155,14 @@ func (a *Agent) supervise(ctx context.Context) error {
 					return r
 				}
 			}
+		case <-replaced.C:
+			a.checkReplaced(ctx)
 		case <-hashes.C:
 			a.checkDivergence(ctx)
 		case <-maint.C:
 			a.maintain(ctx)
+		case <-backups.C:
+			backups.tick()
 		case <-certs.C:
 			a.checkCertificates(ctx)
 		case <-changes.C:

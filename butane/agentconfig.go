@@ -31,6 +31,7 @@ type agentConfigDoc struct {
 		ExtraFlags        []string `yaml:"extraFlags,omitempty"`
 	} `yaml:"etcd"`
 	Metrics *config.Metrics `yaml:"metrics,omitempty"`
+	Backup  *SpecBackup     `yaml:"backup,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +
@@ -53,6 +54,7 @@ func agentConfig(s Spec) ([]byte, error) {
 	if s.Metrics != (config.Metrics{}) {
 		d.Metrics = &s.Metrics
 	}
+	d.Backup = backupDoc(s.Backup)
 	var b strings.Builder
 	b.WriteString(agentConfigHeader)
 	enc := yaml.NewEncoder(&b)

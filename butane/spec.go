@@ -37,6 +37,10 @@ type Spec struct {
 	// Metrics is each agent's Prometheus endpoint, as in the agent's
 	// config (metrics.enabled, metrics.address). Zero: off.
 	Metrics config.Metrics `yaml:"metrics"`
+	// Backup configures the agents' snapshots (the agent config's backup:
+	// section, copied to every node). Zero: the agent's defaults, local
+	// snapshots every 30m.
+	Backup SpecBackup `yaml:"backup"`
 	// User is the unprivileged user that runs the agent and rootless Podman.
 	// Zero: "etcd-user".
 	User string `yaml:"user"`

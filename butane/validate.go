@@ -39,6 +39,7 @@ func (s Spec) validate(ps *problems) {
 		ps.add("cluster.size", fmt.Sprint(n), fmt.Sprintf("is even: %d members tolerate no more failures than %d and need a larger quorum", n, n-1), "use 3 or 5")
 	}
 
+	s.Backup.validate(ps)
 	if q := s.Etcd.QuotaBackendBytes; q != "" {
 		if _, err := config.ParseSize(q); err != nil {
 			ps.add("etcd.quotaBackendBytes", q, "is not a size", "write it like 4GiB or 8589934592")

@@ -84,13 +84,20 @@ type discoveryService struct {
 
 func startDiscovery(t *testing.T, p *testPKI) *discoveryService {
 	t.Helper()
-	dir := p.node("127.0.0.1")
+	return startDiscoveryOn(t, p, "127.0.0.1")
+}
+
+// startDiscoveryOn is startDiscovery listening on ip.
+func startDiscoveryOn(t *testing.T, p *testPKI, ip string) *discoveryService {
+	t.Helper()
+	dir := p.node(ip)
 	ctx, cancel := context.WithCancel(context.Background())
 	readyc := make(chan string, 1)
 	done := make(chan error, 1)
 	cfg := ServeConfig{
 		DataDir:         filepath.Join(t.TempDir(), "data"),
-		ListenClientURL: fmt.Sprintf("https://127.0.0.1:%d", freePort(t, "127.0.0.1")),
+		ListenClientURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
+		ListenPeerURL:   fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
 		CertFile:        filepath.Join(dir, pki.ServerCertFile),
 		KeyFile:         filepath.Join(dir, pki.ServerKeyFile),
 		TrustedCAFile:   filepath.Join(dir, pki.CACertFile),

@@ -31,6 +31,7 @@ type Config struct {
 	// Maintenance: defragmentation and NOSPACE recovery (maintenance.go).
 	Maintenance Maintenance `yaml:"maintenance"`
 	Metrics     Metrics     `yaml:"metrics"`
+	Backup      Backup      `yaml:"backup"`
 }
 
 // Cluster describes the cluster this node belongs to.

@@ -64,6 +64,7 @@ func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (strin
 	setDur(&c.Agent.HealthInterval, DefaultHealthInterval)
 	c.Maintenance.applyDefaults()
 	c.Metrics.applyDefaults()
+	c.applyBackupDefaults()
 }
 
 // memberName is what etcd accepts in --name and in initial-cluster strings.
@@ -183,6 +184,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 	}
 	c.Maintenance.validate(bad)
 	warnings = append(warnings, c.validateMetrics(bad)...)
+	c.validateBackup(bad, func(w string) { warnings = append(warnings, w) })
 	if len(ps) > 0 {
 		return warnings, &Error{Problems: ps}
 	}

@@ -105,7 +105,79 @@ func families() []family {
 					e(float64(byCode[code]), string(code), string(severity[code]))
 				}
 			}},
+		{"member_db_size_bytes", "Each member's database file size as this agent's maintenance round last saw it, by member.", prometheus.GaugeValue, []string{"member"},
+			func(r report.NodeReport, e emit) {
+				for _, m := range maintenanceMembers(r) {
+					e(float64(m.DBSize), m.Name)
+				}
+			}},
+		{"member_db_size_in_use_bytes", "The part of each member's database file holding data, by member.", prometheus.GaugeValue, []string{"member"},
+			func(r report.NodeReport, e emit) {
+				for _, m := range maintenanceMembers(r) {
+					e(float64(m.DBSizeInUse), m.Name)
+				}
+			}},
+		{"member_fragmentation_ratio", "The unused fraction (0-1) of each member's database file, by member: what a defragmentation gives back.", prometheus.GaugeValue, []string{"member"},
+			func(r report.NodeReport, e emit) {
+				for _, m := range maintenanceMembers(r) {
+					e(m.Fragmentation, m.Name)
+				}
+			}},
+		{"last_defrag_timestamp_seconds", "When the cluster's last defragmentation, by any agent, ended (Unix time).", prometheus.GaugeValue, nil,
+			func(r report.NodeReport, e emit) {
+				if m := r.Maintenance; m != nil && m.LastDefrag != nil {
+					e(unix(m.LastDefrag.At))
+				}
+			}},
+		{"nospace", "1 for the NOSPACE handling state (none, recovering, kept: the data does not fit the quota), 0 for the others.", prometheus.GaugeValue, []string{"state"},
+			func(r report.NodeReport, e emit) {
+				if r.Maintenance == nil {
+					return
+				}
+				for _, st := range []string{report.NoSpaceNone, report.NoSpaceRecovering, report.NoSpaceKept} {
+					e(boolValue(r.Maintenance.NoSpace.State == st), st)
+				}
+			}},
+		{"snapshot_last_timestamp_seconds", "When the cluster's newest snapshot was taken, by any agent (Unix time).", prometheus.GaugeValue, nil,
+			func(r report.NodeReport, e emit) {
+				if b := r.Backup; b != nil && b.Last != nil {
+					e(unix(b.Last.Time))
+				}
+			}},
+		{"snapshot_last_revision", "The revision of the cluster's newest snapshot.", prometheus.GaugeValue, nil,
+			func(r report.NodeReport, e emit) {
+				if b := r.Backup; b != nil && b.Last != nil {
+					e(float64(b.Last.Revision))
+				}
+			}},
+		{"snapshot_last_verified", "1 when the newest verification of a snapshot (a restore into a throw-away member) succeeded, 0 when it failed.", prometheus.GaugeValue, nil,
+			func(r report.NodeReport, e emit) {
+				if b := r.Backup; b != nil && b.Verification != nil {
+					e(boolValue(b.Verification.OK))
+				}
+			}},
+		{"snapshot_interval_seconds", "The configured snapshot interval: alert when time() - snapshot_last_timestamp_seconds exceeds twice this.", prometheus.GaugeValue, nil,
+			func(r report.NodeReport, e emit) {
+				if b := r.Backup; b != nil {
+					e(b.Interval.Seconds())
+				}
+			}},
 	}
+}
+
+// maintenanceMembers are the members the last maintenance round measured
+// (none before the first round, or for a member that did not answer).
+func maintenanceMembers(r report.NodeReport) []report.MemberSpace {
+	if r.Maintenance == nil {
+		return nil
+	}
+	var out []report.MemberSpace
+	for _, m := range r.Maintenance.Members {
+		if m.Error == "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Names lists the full name of every agent metric (etcd_agent_…).

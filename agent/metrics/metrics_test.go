@@ -31,6 +31,19 @@ func TestCollectorReadsTheReport(t *testing.T) {
 			problem.AlarmNoSpace.New("etcd-10-0-1-5", "full"),
 			stale.New("", "last snapshot 3h ago"),
 		},
+		Maintenance: &report.Maintenance{
+			Members: []report.MemberSpace{
+				{Name: "etcd-10-0-1-5", DBSize: 64 << 20, DBSizeInUse: 16 << 20, Fragmentation: 0.75},
+				{Name: "etcd-10-0-1-6", Error: "no answer within 2s"},
+			},
+			LastDefrag: &report.Defrag{Member: "etcd-10-0-1-5", At: expiry},
+			NoSpace:    report.NoSpace{State: report.NoSpaceRecovering},
+		},
+		Backup: &report.Backup{
+			Interval:     30 * time.Minute,
+			Last:         &report.Snapshot{Name: "s1", Revision: 4242, Time: expiry},
+			Verification: &report.Verification{Name: "s1", OK: true},
+		},
 	}
 	reg := metrics.NewRegistry(func() report.NodeReport { return r })
 	fams, err := reg.Gather()
@@ -63,11 +76,24 @@ func TestCollectorReadsTheReport(t *testing.T) {
 		`etcd_agent_problems{code="alarm-nospace",severity="critical"} 1`,
 		`etcd_agent_problems{code="no-leader",severity="critical"} 0`,
 		`etcd_agent_problems{code="snapshot-stale",severity="warning"} 1`,
+		`etcd_agent_member_db_size_bytes{member="etcd-10-0-1-5"} 6.7108864e+07`,
+		`etcd_agent_member_db_size_in_use_bytes{member="etcd-10-0-1-5"} 1.6777216e+07`,
+		`etcd_agent_member_fragmentation_ratio{member="etcd-10-0-1-5"} 0.75`,
+		`etcd_agent_last_defrag_timestamp_seconds 1.8276552e+09`,
+		`etcd_agent_nospace{state="recovering"} 1`,
+		`etcd_agent_nospace{state="kept"} 0`,
+		`etcd_agent_snapshot_last_timestamp_seconds 1.8276552e+09`,
+		`etcd_agent_snapshot_last_revision 4242`,
+		`etcd_agent_snapshot_last_verified 1`,
+		`etcd_agent_snapshot_interval_seconds 1800`,
 		"# TYPE etcd_agent_decisions_total counter",
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("exposition lacks %q", want)
 		}
+	}
+	if strings.Contains(text, `member="etcd-10-0-1-6"`) {
+		t.Error("a member that did not answer has size samples")
 	}
 	// Prometheus naming: the prefix, snake case, counters end in _total.
 	name := regexp.MustCompile(`^etcd_agent_[a-z0-9_]+$`)

@@ -19,8 +19,10 @@ var (
 	MemberUnstarted = Kind{Code: "member-unstarted", Severity: Warning, Title: "member added, not started",
 		Fix: "the joining node's agent starts it; if that node is gone, its agent or a replacement removes it"}
 	AlarmNoSpace = Kind{Code: "alarm-nospace", Severity: Critical, Title: "database space exceeded (NOSPACE)",
-		Fix: "free space: delete keys you no longer need, then compact and defragment every member and disarm the alarm " +
-			"(etcdctl compact, etcdctl defrag, etcdctl alarm disarm); or raise etcd.quotaBackendBytes"}
+		Fix: "the agents compact, defragment and disarm by themselves once the data fits under the quota; " +
+			"if the leader's agent reports that it does not (nospace-kept), delete keys you no longer need or raise etcd.quotaBackendBytes"}
+	NoSpaceKept = Kind{Code: "nospace-kept", Severity: Critical, Title: "NOSPACE alarm kept: the live data does not fit",
+		Fix: "delete keys you no longer need (freed once older than etcd.autoCompactionRetention), or raise etcd.quotaBackendBytes (it rolls out one node at a time)"}
 	AlarmCorrupt = Kind{Code: "alarm-corrupt", Severity: Critical, Title: "data corruption detected (CORRUPT)",
 		Fix: "find the member whose HashKV differs (HASHKV column), stop its agent, move its data dir aside so it rejoins as a new member, " +
 			"then disarm the alarm (etcdctl alarm disarm)"}
@@ -30,6 +32,15 @@ var (
 		Fix: "no member answered the alarm list: see the endpoints' errors"}
 	HashMismatch = Kind{Code: "hashkv-mismatch", Severity: Critical, Title: "replicas diverged",
 		Fix: "the member whose HashKV differs from the majority holds other data: stop its agent and move its data dir aside so it rejoins as a new member"}
+
+	// Backups (the agents' shared snapshot record).
+
+	SnapshotStale = Kind{Code: "snapshot-stale", Severity: Warning, Title: "no recent snapshot",
+		Fix: "check the agents' logs (journalctl -u etcd-agent) for the snapshot job; etcd-agent snapshot save takes one now"}
+	SnapshotFailed = Kind{Code: "snapshot-failed", Severity: Warning, Title: "snapshot attempt failed",
+		Fix: "the message names the cause (bucket, credentials, disk); fix it and the next interval retries, or run etcd-agent snapshot save"}
+	SnapshotUnverified = Kind{Code: "snapshot-unverified", Severity: Critical, Title: "snapshot failed verification",
+		Fix: "the newest snapshot does not restore as recorded: take a new one (etcd-agent snapshot save) and check the store (etcd-agent snapshot verify latest)"}
 
 	// This node's agent.
 
@@ -59,7 +70,8 @@ var (
 func Known() []Kind {
 	return []Kind{
 		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
-		AlarmNoSpace, AlarmCorrupt, AlarmOther, AlarmsUnknown, HashMismatch,
+		AlarmNoSpace, NoSpaceKept, AlarmCorrupt, AlarmOther, AlarmsUnknown, HashMismatch,
+		SnapshotStale, SnapshotFailed, SnapshotUnverified,
 		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 	}

@@ -34,6 +34,7 @@ const (
 	PhaseLearner      Phase = "learner"       // member is a learner, catching up
 	PhaseLeaving      Phase = "leaving"       // removing this member on request (etcd-agent leave)
 	PhaseLeft         Phase = "left"          // this node left the cluster; nothing runs
+	PhaseRecovering   Phase = "recovering"    // rebuilding the cluster after a quorum loss (etcd-agent recover)
 	PhaseStartingEtcd Phase = "starting-etcd" // etcd starting or being adopted
 	PhaseHealthy      Phase = "healthy"       // healthy voter, READY=1 sent
 	PhaseDegraded     Phase = "degraded"      // was healthy, now is not
@@ -125,6 +126,8 @@ type NodeReport struct {
 	// config that the member does not run yet (a rolling change waiting or
 	// in progress, or refused); zero when the member runs what the config asks.
 	EtcdChange EtcdChange `json:"etcd_change,omitzero"`
+
+	Backup *Backup `json:"backup,omitempty"` // snapshots; nil when backups are off
 
 	Transitions []Transition `json:"transitions,omitempty"` // last MaxHistory, newest last
 	Decisions   []Decision   `json:"decisions,omitempty"`   // last MaxHistory, newest last

@@ -329,6 +329,7 @@ func nodeProblems(n Node, now time.Time) []problem.Problem {
 		}
 		out = append(out, problem.AgentNotHealthy.New(n.Name, msg))
 	}
+	out = append(out, backupProblems(n.Backup, now, firstTransition(n))...)
 	for _, c := range n.Certs {
 		switch {
 		case !c.NotAfter.After(now):

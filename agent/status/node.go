@@ -37,6 +37,7 @@ func nodeView(o Options) Node {
 		n.Transitions = lastN(r.Transitions, recentHistory)
 		n.Decisions = lastN(r.Decisions, recentHistory)
 		n.Problems = slices.Clone(r.Problems)
+		n.Backup = r.Backup
 		for _, c := range r.Certs {
 			n.Certs = setCert(n.Certs, c.Role, c.NotAfter, c.Issuer, o.Now)
 		}

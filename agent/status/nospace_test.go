@@ -104,7 +104,7 @@ func TestNoSpaceAlarm(t *testing.T) {
 	}
 	for _, p := range nospace {
 		if p.Severity != problem.Critical || !strings.Contains(p.Text, "refuses writes; reads still work") ||
-			!strings.Contains(p.Text, "quota 64MiB") || !strings.Contains(p.Fix, "etcdctl alarm disarm") {
+			!strings.Contains(p.Text, "quota 64MiB") || !strings.Contains(p.Fix, "etcd.quotaBackendBytes") {
 			t.Errorf("NOSPACE problem %+v: want critical, in words, with the quota and the fix", p)
 		}
 	}

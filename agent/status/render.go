@@ -101,6 +101,9 @@ func headerLines(v View) [][2]string {
 		}
 		add("Certs", line)
 	}
+	if n.Backup != nil {
+		add("Backup", backupLine(n.Backup, v.CheckedAt))
+	}
 	if n.LastError != "" {
 		add("Error", n.LastError)
 	}

@@ -55,6 +55,9 @@ type Node struct {
 	// Problems are what the agent itself found (its report), shown under
 	// the summary's problems too.
 	Problems []problem.Problem `json:"problems,omitempty"`
+	// Backup is the cluster's snapshot state as the agent last read it;
+	// nil when backups are off.
+	Backup *report.Backup `json:"backup,omitempty"`
 }
 
 // Cert is one certificate's expiry.

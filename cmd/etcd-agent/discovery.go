@@ -160,6 +160,7 @@ func discoveryServeCommand() *command {
 			dataDir := fs.String("data-dir", "", "data directory (required)")
 			certDir := fs.String("cert-dir", "", "directory with ca.crt, server.crt, server.key (required)")
 			noClientAuth := fs.Bool("no-client-cert-auth", false, "accept clients without a certificate (not recommended)")
+			listenPeer := fs.String("listen-peer", "", "peer URL of the service's single member, https://IP:PORT (default: a free port on 127.0.0.1)")
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
@@ -174,7 +175,7 @@ func discoveryServeCommand() *command {
 			}
 			logger := newLogger(e, "info")
 			return discovery.Serve(ctx, discovery.ServeConfig{
-				DataDir: *dataDir, ListenClientURL: *listen,
+				DataDir: *dataDir, ListenClientURL: *listen, ListenPeerURL: *listenPeer,
 				CertFile: *certDir + "/" + pki.ServerCertFile, KeyFile: *certDir + "/" + pki.ServerKeyFile,
 				TrustedCAFile: *certDir + "/" + pki.CACertFile, ClientCertAuth: !*noClientAuth, Logger: logger,
 			}, func(endpoint string) {

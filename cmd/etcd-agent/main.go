@@ -55,6 +55,8 @@ func commands() []*command {
 		configCommand(),
 		statusCommand(),
 		leaveCommand(),
+		recoverCommand(),
+		snapshotCommand(),
 		localCommand(),
 		caCommand(),
 		discoveryCommand(),

@@ -84,6 +84,8 @@ type cluster struct {
 	bin    string
 	dir    string
 	logDir string
+	// net is the /24 of the scenario's addresses; ipBase its first host.
+	net    string
 	ipBase int
 	caCert string
 	caKey  string
@@ -100,6 +102,12 @@ type cluster struct {
 	token         string
 	// podmanSocket, when set, makes nodes run etcd in containers.
 	podmanSocket string
+	// extraYAML is appended to every node's config (top-level sections);
+	// env to every node's environment.
+	extraYAML string
+	env       []string
+	// containerPrefix names the nodes' containers; "": etcd-agent-fault-.
+	containerPrefix string
 
 	mu    sync.Mutex
 	seq   map[string]int
@@ -108,10 +116,16 @@ type cluster struct {
 
 func newCluster(t *testing.T, ipBase int) *cluster {
 	t.Helper()
+	return newClusterIn(t, loopbackNet, ipBase)
+}
+
+// newClusterIn is newCluster in another /24 (net is "127.0.9").
+func newClusterIn(t *testing.T, net string, ipBase int) *cluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("fault scenario with real processes")
 	}
-	c := &cluster{t: t, bin: agentBinary(t), dir: t.TempDir(), ipBase: ipBase, grace: 3 * time.Second,
+	c := &cluster{t: t, bin: agentBinary(t), dir: t.TempDir(), net: net, ipBase: ipBase, grace: 3 * time.Second,
 		seq: map[string]int{}, nodes: map[int]*node{}}
 	c.logDir = filepath.Join(c.dir, "logs")
 	if d := os.Getenv("ETCD_AGENT_TEST_LOGDIR"); d != "" {
@@ -143,7 +157,7 @@ func newCluster(t *testing.T, ipBase int) *cluster {
 // its own sub-block 100-149 of it (ipBase).
 const loopbackNet = "127.0.1"
 
-func (c *cluster) ip(i int) string   { return fmt.Sprintf("%s.%d", loopbackNet, c.ipBase+i) }
+func (c *cluster) ip(i int) string   { return fmt.Sprintf("%s.%d", c.net, c.ipBase+i) }
 func (c *cluster) name(i int) string { return "etcd-" + strings.ReplaceAll(c.ip(i), ".", "-") }
 func (c *cluster) clientURL(i int) string {
 	return fmt.Sprintf("https://%s:2379", c.ip(i))
@@ -268,7 +282,7 @@ func (c *cluster) useV3Discovery(size int) {
 	c.t.Helper()
 	c.size = size
 	c.discURL = fmt.Sprintf("https://%s:2379", c.ip(0))
-	c.spawn("discovery", nil, nil, "discovery", "serve", "--listen", c.discURL,
+	c.spawn("discovery", nil, nil, "discovery", "serve", "--listen", c.discURL, "--listen-peer", fmt.Sprintf("https://%s:2380", c.ip(0)),
 		"--data-dir", filepath.Join(c.dir, "discovery-data"), "--cert-dir", c.testPKI)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -342,7 +356,7 @@ pki:
 %sagent:
   statusFile: %s
   healthInterval: 200ms
-`, c.size, c.grace, c.discoveryYAML, c.ip(i), n.dataDir, c.caCert, c.caKey, filepath.Join(dir, "pki"), runtimeYAML, n.statusFile)
+%s`, c.size, c.grace, c.discoveryYAML, c.ip(i), n.dataDir, c.caCert, c.caKey, filepath.Join(dir, "pki"), runtimeYAML, n.statusFile, c.extraYAML)
 	if err := os.WriteFile(n.configPath, []byte(yaml), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
@@ -353,7 +367,11 @@ pki:
 }
 
 func (n *node) containerName() string {
-	return "etcd-agent-fault-" + strings.ReplaceAll(n.c.ip(n.i), ".", "-")
+	prefix := n.c.containerPrefix
+	if prefix == "" {
+		prefix = "etcd-agent-fault-"
+	}
+	return prefix + strings.ReplaceAll(n.c.ip(n.i), ".", "-")
 }
 
 // start runs `etcd-agent run --config` with a fresh sd_notify socket.
@@ -363,7 +381,7 @@ func (n *node) start() {
 		n.c.t.Fatalf("node %d is already running", n.i)
 	}
 	n.notify = notifytest.New(n.c.t)
-	n.proc = n.c.spawn(fmt.Sprintf("node%d", n.i), []string{"NOTIFY_SOCKET=" + n.notify.Path()}, nil, "run", "--config", n.configPath)
+	n.proc = n.c.spawn(fmt.Sprintf("node%d", n.i), append([]string{"NOTIFY_SOCKET=" + n.notify.Path()}, n.c.env...), nil, "run", "--config", n.configPath)
 }
 
 // kill is SIGKILL to the agent (embedded etcd dies with it; a container

@@ -1,0 +1,127 @@
+package recovery
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/discovery"
+)
+
+// Probe is what one endpoint of the cluster answered. Status is served
+// without a quorum, so an answer only says the member runs.
+type Probe struct {
+	Endpoint  string
+	Answered  bool
+	ClusterID uint64
+	MemberID  uint64
+	RaftIndex uint64
+	Err       string
+}
+
+// QuorumFacts is what the node found out before a recovery: every known
+// endpoint's Status, and whether a linearizable read succeeded anywhere
+// (only a quorum serves one).
+type QuorumFacts struct {
+	Probes []Probe
+	// ReadOK: a linearizable read succeeded through ReadVia, a member of
+	// cluster ReadClusterID.
+	ReadOK        bool
+	ReadVia       string
+	ReadClusterID uint64
+	// From is the requested source; for FromMember, DataClusterID and
+	// LocalIndex describe this node's member (LocalIndex 0: unknown).
+	From          Source
+	DataClusterID uint64
+	LocalIndex    uint64
+	// Force: recover from this member even though another holds newer
+	// entries.
+	Force bool
+}
+
+// Refusal is why the recovery must not run, or nil. A recovery while a
+// quorum answers would split the cluster in two; a recovery from a member
+// while another member of the same cluster holds newer entries would lose
+// them.
+func Refusal(f QuorumFacts) error {
+	if f.ReadOK {
+		msg := fmt.Sprintf("the cluster still has a quorum: a linearizable read through %s succeeded (cluster %x). recover is only for a quorum lost for good; replace lost nodes instead (new nodes join as members automatically)",
+			f.ReadVia, f.ReadClusterID)
+		if f.DataClusterID != 0 && f.DataClusterID != f.ReadClusterID {
+			msg += fmt.Sprintf(". This node's data belongs to cluster %x: if that cluster was replaced by a recovery, the agent moves this data aside and joins cluster %x by itself", f.DataClusterID, f.ReadClusterID)
+		}
+		return fmt.Errorf("refused: %s", msg)
+	}
+	if f.From != FromMember || f.Force || f.LocalIndex == 0 {
+		return nil
+	}
+	var newer []string
+	for _, p := range f.Probes {
+		if p.Answered && p.ClusterID == f.DataClusterID && p.RaftIndex > f.LocalIndex {
+			newer = append(newer, fmt.Sprintf("%s (raft index %d)", p.Endpoint, p.RaftIndex))
+		}
+	}
+	if len(newer) > 0 {
+		return fmt.Errorf("refused: member %s of this cluster answers with newer entries than this member (raft index %d): run recover --from-member on that node, or pass --force to recover from this member and lose them",
+			strings.Join(newer, ", "), f.LocalIndex)
+	}
+	return nil
+}
+
+// ClaimFacts is what a node knows when it claims the recovery record.
+type ClaimFacts struct {
+	Existing *discovery.Recovery // the registry's record; nil: none
+	Self     string              // this node's member name
+	Request  Request
+	// Known are cluster IDs (hex) the new cluster replaces besides the
+	// registry's: the formation record's, this member's data's, the
+	// snapshot's.
+	Known []string
+	Now   time.Time
+}
+
+// Claim returns the record this node writes before it builds the new
+// cluster: a new generation, or its own unfinished one again (a resumed
+// recovery). Another node's unfinished recovery is refused unless the
+// request takes it over.
+func Claim(f ClaimFacts) (discovery.Recovery, error) {
+	prev := f.Existing
+	if prev != nil && prev.By == f.Self && prev.Token == f.Request.Token && prev.State != discovery.RecoveryFailed {
+		return *prev, nil // resuming our own recovery
+	}
+	if prev != nil && prev.State == discovery.RecoveryStarted {
+		if !f.Request.Takeover {
+			return discovery.Recovery{}, fmt.Errorf("refused: %s is unfinished: if that recovery is abandoned (its node is gone), run recover again with --takeover", prev)
+		}
+	}
+	rec := discovery.Recovery{
+		Generation: 1,
+		State:      discovery.RecoveryStarted,
+		By:         f.Self,
+		From:       f.Request.Describe(),
+		Token:      f.Request.Token,
+		StartedAt:  f.Now.UTC(),
+	}
+	var replaced []string
+	if prev != nil {
+		rec.Generation = prev.Generation + 1
+		replaced = append(replaced, prev.Replaced...)
+		replaced = append(replaced, prev.ClusterID)
+	}
+	replaced = append(replaced, f.Known...)
+	replaced = slices.DeleteFunc(replaced, func(s string) bool { return s == "" || s == "0" })
+	slices.Sort(replaced)
+	rec.Replaced = slices.Compact(replaced)
+	return rec, nil
+}
+
+// Superseded says why data of cluster dataClusterID must not be used any
+// more: rec (the registry's or the answering cluster's record) names it as
+// replaced. ok is false when rec says nothing about it.
+func Superseded(rec *discovery.Recovery, dataClusterID uint64) (reason string, ok bool) {
+	if rec == nil || dataClusterID == 0 || !rec.Replaces(fmt.Sprintf("%x", dataClusterID)) {
+		return "", false
+	}
+	return fmt.Sprintf("this node's data belongs to cluster %x, which %s replaced after its quorum was lost", dataClusterID, rec), true
+}

@@ -1,0 +1,147 @@
+package recovery
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/discovery"
+)
+
+func TestRefusal(t *testing.T) {
+	const c1, c2 = 0xc1, 0xc2
+	down := Probe{Endpoint: "https://10.0.1.6:2379", Err: "connection refused"}
+	for _, tc := range []struct {
+		name   string
+		facts  QuorumFacts
+		refuse string // substring of the refusal; "" = allowed
+	}{
+		{"nothing answers", QuorumFacts{Probes: []Probe{down}, From: FromSnapshot}, ""},
+		{"members run without a quorum", QuorumFacts{Probes: []Probe{
+			{Endpoint: "https://10.0.1.5:2379", Answered: true, ClusterID: c1, RaftIndex: 90}, down,
+		}, From: FromMember, DataClusterID: c1, LocalIndex: 90}, ""},
+		{"a quorum answers", QuorumFacts{ReadOK: true, ReadVia: "https://10.0.1.6:2379", ReadClusterID: c1, From: FromMember, DataClusterID: c1},
+			"still has a quorum: a linearizable read through https://10.0.1.6:2379"},
+		{"another cluster answers with a quorum", QuorumFacts{ReadOK: true, ReadVia: "https://10.0.1.7:2379", ReadClusterID: c2, From: FromMember, DataClusterID: c1},
+			"moves this data aside and joins cluster c2"},
+		{"a quorum answers, from a snapshot", QuorumFacts{ReadOK: true, ReadVia: "x", ReadClusterID: c1, From: FromSnapshot}, "still has a quorum"},
+		{"another member of the cluster holds newer entries", QuorumFacts{Probes: []Probe{
+			{Endpoint: "https://10.0.1.6:2379", Answered: true, ClusterID: c1, RaftIndex: 120},
+		}, From: FromMember, DataClusterID: c1, LocalIndex: 100}, "https://10.0.1.6:2379 (raft index 120)"},
+		{"newer entries, forced", QuorumFacts{Probes: []Probe{
+			{Endpoint: "https://10.0.1.6:2379", Answered: true, ClusterID: c1, RaftIndex: 120},
+		}, From: FromMember, DataClusterID: c1, LocalIndex: 100, Force: true}, ""},
+		{"a newer member of another cluster does not count", QuorumFacts{Probes: []Probe{
+			{Endpoint: "https://10.0.1.6:2379", Answered: true, ClusterID: c2, RaftIndex: 500},
+		}, From: FromMember, DataClusterID: c1, LocalIndex: 100}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Refusal(tc.facts)
+			switch {
+			case tc.refuse == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.refuse != "" && (err == nil || !strings.Contains(err.Error(), tc.refuse) || !strings.HasPrefix(err.Error(), "refused")):
+				t.Fatalf("Refusal = %v, want a refusal containing %q", err, tc.refuse)
+			}
+		})
+	}
+}
+
+func TestClaim(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	req := Request{From: FromMember, Token: "t-new"}
+	started := &discovery.Recovery{Generation: 2, State: discovery.RecoveryStarted, By: "etcd-10-0-1-6", Token: "t-other", Replaced: []string{"a1"}}
+	for _, tc := range []struct {
+		name     string
+		facts    ClaimFacts
+		gen      int
+		replaced []string
+		refuse   string
+	}{
+		{"first recovery", ClaimFacts{Self: "etcd-10-0-1-5", Request: req, Known: []string{"c1", "", "c1"}, Now: now}, 1, []string{"c1"}, ""},
+		{"after a finished one: its cluster is replaced too",
+			ClaimFacts{Existing: &discovery.Recovery{Generation: 1, State: discovery.RecoveryDone, By: "x", Token: "t1", ClusterID: "c2", Replaced: []string{"c1"}},
+				Self: "etcd-10-0-1-5", Request: req, Known: []string{"c2"}, Now: now}, 2, []string{"c1", "c2"}, ""},
+		{"another node's unfinished recovery", ClaimFacts{Existing: started, Self: "etcd-10-0-1-5", Request: req, Now: now}, 0, nil, "--takeover"},
+		{"taken over", ClaimFacts{Existing: started, Self: "etcd-10-0-1-5", Request: Request{From: FromMember, Token: "t-new", Takeover: true}, Now: now}, 3, []string{"a1"}, ""},
+		{"our own, resumed", ClaimFacts{Existing: &discovery.Recovery{Generation: 4, State: discovery.RecoveryStarted, By: "etcd-10-0-1-5", Token: "t-new", Replaced: []string{"z"}},
+			Self: "etcd-10-0-1-5", Request: req, Known: []string{"other"}, Now: now}, 4, []string{"z"}, ""},
+		{"our own that failed: a new generation", ClaimFacts{Existing: &discovery.Recovery{Generation: 4, State: discovery.RecoveryFailed, By: "etcd-10-0-1-5", Token: "t-new", ClusterID: "dead", Replaced: []string{"z"}},
+			Self: "etcd-10-0-1-5", Request: req, Now: now}, 5, []string{"dead", "z"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := Claim(tc.facts)
+			if tc.refuse != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refuse) {
+					t.Fatalf("Claim = %+v, %v; want a refusal mentioning %q", rec, err, tc.refuse)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Generation != tc.gen || strings.Join(rec.Replaced, ",") != strings.Join(tc.replaced, ",") {
+				t.Fatalf("Claim = generation %d replacing %v, want %d replacing %v", rec.Generation, rec.Replaced, tc.gen, tc.replaced)
+			}
+		})
+	}
+}
+
+func TestSuperseded(t *testing.T) {
+	rec := &discovery.Recovery{Generation: 1, State: discovery.RecoveryStarted, By: "n1", ClusterID: "c2", Replaced: []string{"c1"}}
+	if why, ok := Superseded(rec, 0xc1); !ok || !strings.Contains(why, "cluster c1") {
+		t.Errorf("data of the replaced cluster: %q, %v; want superseded", why, ok)
+	}
+	if _, ok := Superseded(rec, 0xc2); ok {
+		t.Error("data of the new cluster itself counted as superseded")
+	}
+	if _, ok := Superseded(rec, 0xc3); ok {
+		t.Error("data of an unrelated cluster counted as superseded")
+	}
+	if _, ok := Superseded(nil, 0xc1); ok {
+		t.Error("no record counted as superseded")
+	}
+	claimed := *rec
+	claimed.ClusterID = ""
+	if _, ok := Superseded(&claimed, 0xc1); ok {
+		t.Error("a claim without a new cluster yet counted as superseded: a failed recovery would make every old member move its data aside")
+	}
+	failed := *rec
+	failed.State = discovery.RecoveryFailed
+	if _, ok := Superseded(&failed, 0xc1); ok {
+		t.Error("a failed recovery counted as superseded")
+	}
+}
+
+func TestRequestFile(t *testing.T) {
+	dataDir := t.TempDir() + "/data"
+	if _, ok := Pending(dataDir); ok {
+		t.Fatal("pending without a request file")
+	}
+	now := time.Now()
+	req := Request{From: FromSnapshot, Snapshot: "latest", Token: NewToken("prod", now), RequestedAt: now, State: Requested}
+	if err := WriteRequest(dataDir, req); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := Pending(dataDir)
+	if !ok || got.Token != req.Token || got.Describe() != "snapshot latest" {
+		t.Fatalf("Pending = %+v, %v", got, ok)
+	}
+	for _, s := range []State{Running, Starting} {
+		req.State = s
+		_ = WriteRequest(dataDir, req)
+		if _, ok := Pending(dataDir); !ok {
+			t.Errorf("state %s not pending", s)
+		}
+	}
+	for _, s := range []State{Done, Refused, Failed} {
+		req.State = s
+		_ = WriteRequest(dataDir, req)
+		if _, ok := Pending(dataDir); ok {
+			t.Errorf("state %s still pending", s)
+		}
+	}
+	if !strings.HasPrefix(req.Token, "prod-recovered-") || req.Token == NewToken("prod", now.Add(time.Nanosecond)) {
+		t.Errorf("token %q: want prod-recovered-<time>, unique", req.Token)
+	}
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent"
+	"github.com/etcd-agent/etcd-agent/agent/recovery"
+)
+
+func recoverCommand() *command {
+	const usage = "etcd-agent recover (--from-member | --from-snapshot latest|NAME|FILE|s3://BUCKET/KEY) [--config PATH]"
+	const summary = "Rebuild the cluster on this node after its quorum was lost for good (e.g. 2 of 3 instances\n" +
+		"terminated): a new cluster with a new cluster ID, from this member's data (--from-member:\n" +
+		"every entry of its WAL) or from a snapshot (--from-snapshot), the revision bumped and old\n" +
+		"revisions marked compacted. The running agent does the work; this command asks it and prints\n" +
+		"its progress until the new cluster is healthy. The recovery is recorded in discovery: the\n" +
+		"other nodes' agents move data of the lost cluster aside and join the new one as learners.\n" +
+		"Refused while a quorum answers, and for --from-member when this node holds no member data."
+	return &command{name: "recover", usage: usage, summary: "rebuild the cluster on this node after a quorum loss",
+		run: func(ctx context.Context, e env, args []string) error {
+			fs := newFlagSet(e, "recover", usage, summary)
+			cf := addConfigFlags(fs)
+			fromMember := fs.Bool("from-member", false, "rebuild from this node's member data")
+			fromSnapshot := fs.String("from-snapshot", "", "rebuild from a snapshot: latest, a NAME from `etcd-agent snapshot list`, a FILE or s3://BUCKET/KEY")
+			takeover := fs.Bool("takeover", false, "replace a recovery another node started and never finished (its node is gone)")
+			force := fs.Bool("force", false, "with --from-member: recover from this member although another member answers with newer entries")
+			timeout := fs.Duration("timeout", 30*time.Minute, "how long to follow the recovery (the agent goes on after)")
+			if err := parseFlags(fs, args, 0); err != nil {
+				return err
+			}
+			o := agent.RecoverOptions{Takeover: *takeover, Force: *force, Timeout: *timeout}
+			switch {
+			case *fromMember && *fromSnapshot != "":
+				return &exitError{code: exitUsage, err: fmt.Errorf("--from-member and --from-snapshot exclude each other: pick one")}
+			case *fromMember:
+				o.From = recovery.FromMember
+			case *fromSnapshot != "":
+				o.From, o.Snapshot = recovery.FromSnapshot, *fromSnapshot
+			default:
+				fs.Usage()
+				return &exitError{code: exitUsage, err: fmt.Errorf("say what to recover from: --from-member or --from-snapshot latest|NAME|FILE|s3://BUCKET/KEY")}
+			}
+			cfg, _, err := cf.load(e)
+			if err != nil {
+				return err
+			}
+			logger := newLogger(e, cfg.Agent.LogLevel)
+			a, err := agent.New(agent.Options{Config: cfg, Identity: agent.NewIdentity(cfg, logger), Logger: logger, Version: version})
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			req, err := a.RequestRecovery(ctx, o, func(at time.Time, msg string) {
+				fmt.Fprintf(e.stdout, "%s  %s\n", at.Local().Format("15:04:05.000"), msg)
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "recovered: new cluster %s is healthy (%s after the request, %s in this command); the other nodes join it by themselves: watch `etcd-agent status`\n",
+				req.ClusterID, req.Elapsed, time.Since(start).Round(time.Millisecond))
+			return nil
+		}}
+}
