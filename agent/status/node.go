@@ -38,6 +38,7 @@ func nodeView(o Options) Node {
 		n.Decisions = lastN(r.Decisions, recentHistory)
 		n.Problems = slices.Clone(r.Problems)
 		n.Backup = r.Backup
+		n.Maintenance, n.EtcdChange = r.Maintenance, r.EtcdChange
 		for _, c := range r.Certs {
 			n.Certs = setCert(n.Certs, c.Role, c.NotAfter, c.Issuer, o.Now)
 		}

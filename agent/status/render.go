@@ -104,6 +104,12 @@ func headerLines(v View) [][2]string {
 	if n.Backup != nil {
 		add("Backup", backupLine(n.Backup, v.CheckedAt))
 	}
+	if line := maintenanceLine(n.Maintenance, v.CheckedAt); line != "" {
+		add("Maint", line)
+	}
+	if c := n.EtcdChange; c.State != "" {
+		add("Change", changeLine(c, v.CheckedAt))
+	}
 	if n.LastError != "" {
 		add("Error", n.LastError)
 	}

@@ -58,6 +58,12 @@ type Node struct {
 	// Backup is the cluster's snapshot state as the agent last read it;
 	// nil when backups are off.
 	Backup *report.Backup `json:"backup,omitempty"`
+	// Maintenance is the agent's last defragmentation/NOSPACE round: every
+	// member's fragmentation, the cluster's last defragmentation.
+	Maintenance *report.Maintenance `json:"maintenance,omitempty"`
+	// EtcdChange is a change of the etcd image or settings rolling out,
+	// refused or failed on this node (zero: none).
+	EtcdChange report.EtcdChange `json:"etcd_change,omitzero"`
 }
 
 // Cert is one certificate's expiry.
