@@ -34,6 +34,7 @@ const backupTestNet = "127.0.8"
 // snapshotConfig is node i's config with snapshots every few seconds into
 // the S3 gateway srv (bucket "etcd-backups").
 func snapshotConfig(h *harness, i, size int, disc string, srv *s3test.Server) *config.Config {
+	h.backups = true
 	cfg := h.config(i, size, disc)
 	cfg.Backup.Interval = config.Duration(3 * time.Second)
 	cfg.Backup.VerifyInterval = config.Duration(3 * time.Second)
@@ -405,6 +406,7 @@ func nodeLog(t *testing.T, n *node) string {
 // writer; the cluster keeps every acknowledged write.
 func TestSnapshotBeforeLeave(t *testing.T) {
 	h := newHarnessNet(t, backupTestNet, 60) // discovery .60, nodes .61-.64
+	h.backups = true
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token, nodes := formCluster(t, h, ctx, 3)

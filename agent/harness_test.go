@@ -41,6 +41,10 @@ type harness struct {
 	// podmanSocket, when set, makes the nodes run etcd in containers
 	// through this Podman socket instead of embedded.
 	podmanSocket string
+	// backups keeps the nodes' snapshots on (their default). Off otherwise:
+	// a snapshot and a verifying etcd per cluster would load every other
+	// test; the backup tests turn it on.
+	backups bool
 }
 
 // usePodman switches the harness's nodes to the Podman runtime on the rootful
@@ -192,8 +196,10 @@ pki:
 %sagent:
   statusFile: %s
   healthInterval: 200ms
+backup:
+  disabled: %t
 `, size, h.grace(), discoveryBlock, h.ip(i), filepath.Join(nodeDir, "data"), h.caCert, h.caKey,
-		filepath.Join(nodeDir, "pki"), h.runtimeYAML(i), filepath.Join(nodeDir, "status.json"))
+		filepath.Join(nodeDir, "pki"), h.runtimeYAML(i), filepath.Join(nodeDir, "status.json"), !h.backups)
 	path := filepath.Join(nodeDir, "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		h.t.Fatal(err)

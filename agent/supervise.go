@@ -156,19 +156,31 @@ func (a *Agent) supervise(ctx context.Context) error {
 				}
 			}
 		case <-replaced.C:
-			a.checkReplaced(ctx)
+			a.unlessLeaving(ctx, a.checkReplaced)
 		case <-hashes.C:
-			a.checkDivergence(ctx)
+			a.unlessLeaving(ctx, a.checkDivergence)
 		case <-maint.C:
-			a.maintain(ctx)
+			a.unlessLeaving(ctx, a.maintain)
 		case <-backups.C:
-			backups.tick()
+			a.unlessLeaving(ctx, func(context.Context) { backups.tick() })
 		case <-certs.C:
 			a.checkCertificates(ctx)
 		case <-changes.C:
-			a.checkEtcdChange(ctx)
+			a.unlessLeaving(ctx, a.checkEtcdChange)
 		}
 	}
+}
+
+// unlessLeaving runs a periodic job that talks to etcd only while `leave`
+// is not removing this member: etcd 3.7 panics on a Status call between a
+// member's removal and its stop (see the health case), and a job that
+// waits on the leaving member would keep the loop from noticing the left
+// marker.
+func (a *Agent) unlessLeaving(ctx context.Context, job func(context.Context)) {
+	if leaving, _ := leftMarker(a.cfg.Node.DataDir); leaving {
+		return
+	}
+	job(ctx)
 }
 
 // observe publishes one health observation, with a CA restart that waits

@@ -118,7 +118,7 @@ func TestNoSpaceAlarm(t *testing.T) {
 	}
 	table := render(t, v, "table")
 	for _, want := range []string{"Cluster  UNHEALTHY: leader " + s.Leader + ", 3/3 members healthy", "  - [warning] last snapshot 3h ago", "; database space exceeded (NOSPACE)",
-		"  - [critical] database space exceeded: member ", "      fix: free space: delete keys"} {
+		"  - [critical] database space exceeded: member ", "      fix: the agents compact, defragment and disarm by themselves"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
