@@ -319,10 +319,16 @@ func TestDefragFragmentedUnderLoad(t *testing.T) {
 		return true, ""
 	})
 	time.Sleep(2 * time.Second) // writes after the last defragmentation
-	if f := w.Failed(); f != 0 {
-		t.Errorf("%d writes failed during the defragmentations", f)
+	// A put that reaches the leader while it hands leadership over is
+	// dropped by raft before it enters the log (etcd's leader transfer;
+	// safe to retry, as etcd clients such as kube-apiserver do). Any other
+	// failure is the agents' fault.
+	if f, d := w.Failed(), w.Dropped(); f != d {
+		t.Errorf("%d writes failed during the defragmentations (%d of them dropped by raft during the leader transfer): %q", f, d, w.Errors())
+	} else if d > 0 {
+		t.Logf("%d puts dropped by raft during the leader transfer: %q", d, w.Errors())
 	}
-	t.Logf("%d writes acknowledged, none failed", w.Acked())
+	t.Logf("%d writes acknowledged, %d failed", w.Acked(), w.Failed())
 	w.Verify(t, cli)
 	lintest.HashKVEqual(t, cli, endpoints)
 }

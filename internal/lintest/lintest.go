@@ -14,6 +14,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,8 +49,13 @@ type Writer struct {
 	history []porcupine.Operation
 	acked   []string
 	unknown map[int]string // history index of an ambiguous put -> its own key
+	errs    []string       // the first maxErrs put errors, for the failing test's log
+	dropped int            // puts raft dropped (see Dropped)
 	next    int
 }
+
+// maxErrs bounds how many put errors a writer keeps.
+const maxErrs = 10
 
 type regInput struct {
 	put   bool
@@ -134,6 +140,12 @@ func (w *Writer) put(ctx context.Context, client int) bool {
 		w.acked = append(w.acked, own)
 	} else {
 		w.unknown[len(w.history)-1] = own
+		if strings.Contains(err.Error(), raftProposalDropped) {
+			w.dropped++
+		}
+		if len(w.errs) < maxErrs {
+			w.errs = append(w.errs, fmt.Sprintf("%s after %s: %v", time.Now().Format("15:04:05.000"), time.Duration(ret-call).Round(time.Millisecond), err))
+		}
 	}
 	w.mu.Unlock()
 	return err == nil
