@@ -322,22 +322,8 @@ func memberIdentity(dir string) (datadir.Identity, error) {
 // stopForRecovery stops (and, for a container, removes) the local etcd and
 // closes the clients to it.
 func (a *Agent) stopForRecovery(ctx context.Context) error {
-	sctx, cancel := context.WithTimeout(ctx, a.cfg.Podman.StopTimeout.D()+10*time.Second)
-	defer cancel()
-	stop := a.opts.Runtime.Stop
-	if rm, ok := a.opts.Runtime.(interface{ Remove(context.Context) error }); ok {
-		stop = rm.Remove
-	}
-	if err := stop(sctx); err != nil {
+	if err := a.stopAndForgetEtcd(ctx); err != nil {
 		return fmt.Errorf("stop etcd before the recovery: %w", err)
-	}
-	if a.client != nil {
-		_ = a.client.Close()
-		a.client = nil
-	}
-	if a.cluster != nil {
-		_ = a.cluster.Close()
-		a.cluster = nil
 	}
 	return nil
 }

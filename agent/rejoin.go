@@ -116,14 +116,30 @@ func (w *membershipWatch) observe(healthy bool, now time.Time) bool {
 func (a *Agent) rejoin(ctx context.Context, r *rejoinNeeded) error {
 	a.log.Warn("moving data aside to rejoin as a new member", "reason", r.reason)
 	a.setPhase(report.PhaseJoining, "moving data aside to rejoin as a new member: "+r.reason)
+	if err := a.stopAndForgetEtcd(ctx); err != nil {
+		return fmt.Errorf("stop etcd before moving its data aside: %w", err)
+	}
+	moved, err := datadir.MoveAside(a.cfg.Node.DataDir, r.reason, a.now())
+	if err != nil {
+		return err
+	}
+	a.rec.AddDecision("move-aside", fmt.Sprintf("%s; data kept at %s", r.reason, moved))
+	a.log.Warn("data dir moved aside", "to", moved)
+	return nil
+}
+
+// stopAndForgetEtcd stops the local etcd (a container is removed: the next
+// member gets a new container spec anyway) and closes the clients to it,
+// before its data dir is replaced (rejoin, recovery).
+func (a *Agent) stopAndForgetEtcd(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.Podman.StopTimeout.D()+10*time.Second)
 	defer cancel()
 	stop := a.opts.Runtime.Stop
 	if rm, ok := a.opts.Runtime.(interface{ Remove(context.Context) error }); ok {
-		stop = rm.Remove // the next member gets a new container spec anyway
+		stop = rm.Remove
 	}
 	if err := stop(sctx); err != nil {
-		return fmt.Errorf("stop etcd before moving its data aside: %w", err)
+		return err
 	}
 	if a.client != nil {
 		_ = a.client.Close()
@@ -133,12 +149,6 @@ func (a *Agent) rejoin(ctx context.Context, r *rejoinNeeded) error {
 		_ = a.cluster.Close()
 		a.cluster = nil
 	}
-	moved, err := datadir.MoveAside(a.cfg.Node.DataDir, r.reason, a.now())
-	if err != nil {
-		return err
-	}
-	a.rec.AddDecision("move-aside", fmt.Sprintf("%s; data kept at %s", r.reason, moved))
-	a.log.Warn("data dir moved aside", "to", moved)
 	return nil
 }
 

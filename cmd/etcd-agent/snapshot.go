@@ -109,8 +109,8 @@ func snapshotListCommand() *command {
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
-			if *format != "table" && *format != "json" {
-				return &exitError{code: exitUsage, err: fmt.Errorf("-o %q: use table or json", *format)}
+			if err := checkOutputFormat(*format); err != nil {
+				return err
 			}
 			cfg, _, err := cf.load(e)
 			if err != nil {

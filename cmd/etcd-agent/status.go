@@ -38,8 +38,8 @@ func statusCommand() *command {
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
-			if *format != "table" && *format != "json" {
-				return &exitError{code: exitUsage, err: fmt.Errorf("-o %q: use table or json", *format)}
+			if err := checkOutputFormat(*format); err != nil {
+				return err
 			}
 			cfg, _, err := cf.load(e)
 			if err != nil {
@@ -105,4 +105,12 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// checkOutputFormat refuses an -o other than table or json (usage error).
+func checkOutputFormat(format string) error {
+	if format != "table" && format != "json" {
+		return &exitError{code: exitUsage, err: fmt.Errorf("-o %q: use table or json", format)}
+	}
+	return nil
 }

@@ -68,39 +68,13 @@ func (l Local) Put(ctx context.Context, key string, data []byte) error {
 	return l.write(ctx, key, bytes.NewReader(data), nil)
 }
 
-// write writes key atomically: a temp file, fsync, check, rename, fsync dir.
+// write writes key atomically (writeAtomic), with check run on the
+// complete temp file before it takes the key's name.
 func (l Local) write(ctx context.Context, key string, r io.Reader, check func(tmp string) error) error {
-	f, err := os.CreateTemp(l.Dir, TempPrefix+key+"-*")
-	if err != nil {
+	if err := writeAtomic(ctx, filepath.Join(l.Dir, key), r, check); err != nil {
 		return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
-		return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
-	}
-	if check != nil {
-		if err := check(tmp); err != nil {
-			return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
-		}
-	}
-	if err := os.Rename(tmp, filepath.Join(l.Dir, key)); err != nil {
-		return fmt.Errorf("store %s in %s: %w", key, l.Dir, err)
-	}
-	ok = true
-	return syncDir(l.Dir)
+	return nil
 }
 
 // GetFile implements Store.
@@ -191,10 +165,20 @@ func FileSHA256(path string) (string, error) {
 // WriteFileAtomic copies r to path through a temp file beside it, so path
 // is complete or absent.
 func WriteFileAtomic(ctx context.Context, path string, r io.Reader) error {
+	if err := writeAtomic(ctx, path, r, nil); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeAtomic writes r to a temp file beside path, fsyncs it, runs check
+// (when set) on it, renames it to path and fsyncs the directory: path is
+// complete or absent, whatever happens.
+func writeAtomic(ctx context.Context, path string, r io.Reader, check func(tmp string) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	tmp := f.Name()
 	ok := false
@@ -205,16 +189,21 @@ func WriteFileAtomic(ctx context.Context, path string, r io.Reader) error {
 		}
 	}()
 	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
+	}
+	if check != nil {
+		if err := check(tmp); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	ok = true
 	return syncDir(dir)
