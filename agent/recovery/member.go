@@ -23,6 +23,8 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/internal/zapslog"
+
+	"github.com/etcd-agent/etcd-agent/internal/atomicfile"
 )
 
 // MemberSnapshot is a snapshot made from a member's data dir.
@@ -191,23 +193,7 @@ func anyPort(urls []url.URL) []url.URL {
 
 // writeFileAtomic writes r to path through a synced temporary file.
 func writeFileAtomic(path string, r io.Reader) error {
-	tmp := path + ".part"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFrom(context.Background(), path, r, atomicfile.Options{Mode: 0o600})
 }
 
 // copyTree copies the regular files and directories under src to dst.

@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
+	"github.com/etcd-agent/etcd-agent/internal/atomicfile"
 )
 
 // Source is what the new cluster is built from.
@@ -91,11 +93,11 @@ func (r Request) Describe() string {
 
 // RequestPath is the request file of a data dir: beside it, not in it (etcd
 // owns the data dir, and the recovery replaces it).
-func RequestPath(dataDir string) string { return strings.TrimRight(dataDir, "/") + ".recover" }
+func RequestPath(dataDir string) string { return sidefile.RecoverRequestPath(dataDir) }
 
 // WorkDir is where the recovery keeps its intermediate files (the copy of the
 // member, the snapshot, the new member's data before it is moved in).
-func WorkDir(dataDir string) string { return strings.TrimRight(dataDir, "/") + ".recover-work" }
+func WorkDir(dataDir string) string { return sidefile.RecoverWorkDir(dataDir) }
 
 // ReadRequest reads the request file; ok is false when there is none.
 func ReadRequest(dataDir string) (r Request, ok bool, err error) {
@@ -118,12 +120,7 @@ func WriteRequest(dataDir string, r Request) error {
 	if err != nil {
 		return err
 	}
-	path := RequestPath(dataDir)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write recovery request: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(RequestPath(dataDir), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write recovery request: %w", err)
 	}
 	return nil

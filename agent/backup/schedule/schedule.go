@@ -17,14 +17,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/etcd-agent/etcd-agent/agent/keys"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
-// Keys under the agent's prefix (plain etcd and other tools ignore them).
+// Keys of the schedule (declared in package keys).
 const (
-	Prefix    = "/_etcd-agent/backup/"
-	ClaimKey  = Prefix + "claim"
-	RecordKey = Prefix + "record"
+	ClaimKey  = keys.BackupClaim
+	RecordKey = keys.BackupRecord
 )
 
 // ClaimTTL is how long a claim outlives an agent that died holding it.

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/internal/atomicfile"
 )
 
 // Local keeps objects as files in one directory (mode 0600: a snapshot
@@ -24,7 +26,7 @@ type Local struct {
 
 // TempPrefix marks files being written; List skips them and Clean removes
 // the leftovers of a crash.
-const TempPrefix = ".tmp-"
+const TempPrefix = atomicfile.TempPrefix
 
 // Where implements Store.
 func (l Local) Where() string { return l.Dir }
@@ -38,7 +40,7 @@ func (l Local) PutFile(ctx context.Context, key, path string) error {
 	}
 	dst := filepath.Join(l.Dir, key)
 	if err := os.Link(path, dst); err == nil {
-		return syncDir(l.Dir)
+		return atomicfile.SyncDir(l.Dir)
 	} else if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("store %s: %s exists already", l.Dir, key)
 	}
@@ -175,61 +177,5 @@ func WriteFileAtomic(ctx context.Context, path string, r io.Reader) error {
 // (when set) on it, renames it to path and fsyncs the directory: path is
 // complete or absent, whatever happens.
 func writeAtomic(ctx context.Context, path string, r io.Reader, check func(tmp string) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if check != nil {
-		if err := check(tmp); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// ctxReader stops a long copy when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
+	return atomicfile.WriteFrom(ctx, path, r, atomicfile.Options{Mode: 0o600, Check: check})
 }
