@@ -363,7 +363,7 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 		return err
 	}
 	a.decision = d
-	a.rec.AddDecision(string(d.Path), d.Reason)
+	a.rec.AddDecision(report.Action(d.Path), d.Reason)
 	a.log.Info("membership decision", "path", d.Path, "reason", d.Reason)
 	return nil
 }
@@ -498,10 +498,10 @@ func (a *Agent) runtimeEvent(ev runtime.Event) {
 			a.cfg.Node.DataDir + " aside to let the node rejoin as a new member"
 		a.inconsistent.Store(why)
 		a.log.Error("etcd refused to start: data inconsistent with peers", "event", ev.String())
-		a.rec.AddDecision("divergence", why)
+		a.rec.AddDecision(report.ActionDivergence, why)
 	default:
 		a.log.Warn("etcd runtime event", "event", ev.String())
-		a.rec.AddDecision("runtime", ev.String())
+		a.rec.AddDecision(report.ActionRuntime, ev.String())
 	}
 }
 

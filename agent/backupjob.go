@@ -144,7 +144,7 @@ func (a *Agent) takeSnapshot(ctx context.Context, source, cluster *clientv3.Clie
 	now := a.now().UTC()
 	if err != nil {
 		a.log.Error("snapshot failed", "reason", reason, "stored", where, "err", err)
-		a.rec.AddDecision("snapshot-failed", reason+": "+err.Error())
+		a.rec.AddDecision(report.ActionSnapshotFailed, reason+": "+err.Error())
 	} else {
 		a.log.Info("snapshot taken", "name", m.Name, "revision", m.Revision, "size", m.Size, "where", where, "reason", reason)
 	}
@@ -292,7 +292,7 @@ func (a *Agent) verifyNewest(ctx context.Context) {
 	if err != nil {
 		v.Error = err.Error()
 		a.log.Error("snapshot verification failed", "name", name, "err", err)
-		a.rec.AddDecision("snapshot-verify-failed", err.Error())
+		a.rec.AddDecision(report.ActionSnapshotVerifyFailed, err.Error())
 	} else {
 		a.log.Info("snapshot verified", "name", name, "revision", m.Revision)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/rollout"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
 	"github.com/etcd-agent/etcd-agent/pki"
@@ -163,7 +164,7 @@ func (a *Agent) restartForCA(ctx context.Context, started, current rollout.Bundl
 		return "", err
 	}
 	a.log.Warn("restart", "reason", step.Reason)
-	a.rec.AddDecision("restart", step.Reason)
+	a.rec.AddDecision(report.ActionCARestart, step.Reason)
 	a.setPhase(a.rec.Snapshot().Phase, "restarting etcd: "+step.Reason)
 	begin := a.now()
 	if h.leader {
@@ -178,7 +179,7 @@ func (a *Agent) restartForCA(ctx context.Context, started, current rollout.Bundl
 		return "", err
 	}
 	took := a.now().Sub(begin).Round(time.Millisecond)
-	a.rec.AddDecision("restarted", fmt.Sprintf("etcd restarted with %s in %s; healthy and caught up", a.caBundleStarted(), took))
+	a.rec.AddDecision(report.ActionCARestarted, fmt.Sprintf("etcd restarted with %s in %s; healthy and caught up", a.caBundleStarted(), took))
 	a.log.Info("restarted etcd for the CA bundle", "bundle", a.caBundleStarted().String(), "took", took)
 	return "", nil
 }

@@ -206,7 +206,7 @@ func waitRotation(t *testing.T, h *harness, nodes []*node, restarts int, signer 
 			}
 			got := 0
 			for _, d := range n.agent.Report().Decisions {
-				if d.Action == "restarted" {
+				if d.Action == report.ActionCARestarted {
 					got++
 				}
 			}

@@ -395,7 +395,7 @@ func TestFailedFirstStartIsNotFenced(t *testing.T) {
 		n.waitReady(t, readyTimeout)
 		var bootstrapped bool
 		for _, d := range n.agent.Report().Decisions {
-			bootstrapped = bootstrapped || d.Action == "bootstrap"
+			bootstrapped = bootstrapped || d.Action == report.ActionBootstrap
 		}
 		if !bootstrapped {
 			t.Errorf("node %d did not bootstrap: %+v", n.i, n.agent.Report().Decisions)

@@ -165,7 +165,7 @@ func (a *Agent) setChange(c report.EtcdChange) {
 	switch c.State {
 	case report.ChangeRefused:
 		a.log.Error("etcd config change refused", "change", c.Change, "reason", c.Reason)
-		a.rec.AddDecision("refused", c.Reason)
+		a.rec.AddDecision(report.ActionChangeRefused, c.Reason)
 	case report.ChangeWaiting:
 		a.log.Info("etcd config change waits", "change", c.Change, "reason", c.Reason)
 	}
@@ -257,7 +257,7 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 func (a *Agent) restartWithChange(ctx context.Context, cli *clientv3.Client, applied, desired etcdconf.Spec, leader bool,
 	facts membership.JoinFacts, failedKey, reason string) (report.ChangeState, string, error) {
 	a.log.Warn("restart", "reason", reason)
-	a.rec.AddDecision("restart", reason)
+	a.rec.AddDecision(report.ActionChangeRestart, reason)
 	a.setChange(report.EtcdChange{State: report.ChangeRestarting, Change: rollout.Describe(applied, desired), Reason: reason})
 	begin := a.now()
 	if leader {
@@ -278,7 +278,7 @@ func (a *Agent) restartWithChange(ctx context.Context, cli *clientv3.Client, app
 		}
 		why := fmt.Sprintf("%s did not run healthy with it (%s) and was rolled back", a.id.Name, shortErr(err))
 		a.log.Error("etcd config change failed: rolling back", "change", rollout.Describe(applied, desired), "err", err)
-		a.rec.AddDecision("rollback", why)
+		a.rec.AddDecision(report.ActionRollback, why)
 		// Recorded first, so no other member tries it even if the
 		// rollback fails too.
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
@@ -297,7 +297,7 @@ func (a *Agent) restartWithChange(ctx context.Context, cli *clientv3.Client, app
 	if st, err := a.client.Status(ctx, desired.ClientURL()); err == nil {
 		running = " etcd " + st.Version
 	}
-	a.rec.AddDecision("restarted", fmt.Sprintf("etcd restarted with %s in %s;%s healthy and caught up", rollout.Describe(applied, desired), took, running))
+	a.rec.AddDecision(report.ActionChangeRestarted, fmt.Sprintf("etcd restarted with %s in %s;%s healthy and caught up", rollout.Describe(applied, desired), took, running))
 	a.log.Info("applied the etcd config change", "change", rollout.Describe(applied, desired), "took", took, "running", running)
 	return "", "", nil
 }
@@ -403,7 +403,7 @@ func (a *Agent) rollBack(ctx context.Context, applied etcdconf.Spec) error {
 	if err := a.waitChangeReady(ctx, caRestartReady); err != nil {
 		return err
 	}
-	a.rec.AddDecision("rolled back", "etcd runs "+orDefault(applied.Image, "the agent's etcd")+" with the settings it ran before; healthy and caught up")
+	a.rec.AddDecision(report.ActionRolledBack, "etcd runs "+orDefault(applied.Image, "the agent's etcd")+" with the settings it ran before; healthy and caught up")
 	return nil
 }
 

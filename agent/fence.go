@@ -47,7 +47,7 @@ func (a *Agent) enterAsFounder(ctx context.Context, res discovery.Result) (membe
 			d.Reason += " (" + v.Reason + ")"
 			return d, err
 		case membership.FenceJoin:
-			a.rec.AddDecision("fence", v.Reason)
+			a.rec.AddDecision(report.ActionFence, v.Reason)
 			return a.joinCluster(ctx, res, true)
 		}
 		a.setPhase(report.PhaseDiscovery, v.Reason)
@@ -146,7 +146,7 @@ func (a *Agent) forgetFailedStart(ctx context.Context) {
 		a.log.Warn("withdraw the started record after a failed first start", "err", err)
 		return
 	}
-	a.rec.AddDecision("fence", "etcd failed to start and left no WAL: its started record in discovery is withdrawn")
+	a.rec.AddDecision(report.ActionFence, "etcd failed to start and left no WAL: its started record in discovery is withdrawn")
 	a.log.Info("withdrew the started record: etcd never ran")
 }
 

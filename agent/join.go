@@ -123,7 +123,7 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 			}); err != nil {
 				return d, false, fmt.Errorf("remove member %s (%x): %w", r.Name, r.ID, err)
 			}
-			a.rec.AddDecision("remove-member", fmt.Sprintf("%s (%x): %s", r.Name, r.ID, r.Reason))
+			a.rec.AddDecision(report.ActionRemoveMember, fmt.Sprintf("%s (%x): %s", r.Name, r.ID, r.Reason))
 			a.log.Warn("removed member", "member", r.Name, "id", fmt.Sprintf("%x", r.ID), "reason", r.Reason)
 			delete(outages, r.ID)
 			a.forgetHeartbeat(ctx, cli, r.ID)
@@ -143,7 +143,7 @@ func (a *Agent) joinOnce(ctx context.Context, cli *clientv3.Client, res discover
 				if err != nil {
 					return d, false, fmt.Errorf("add this node as learner: %w", err)
 				}
-				a.rec.AddDecision("add-learner", step.Reason)
+				a.rec.AddDecision(report.ActionAddLearner, step.Reason)
 			}
 			if err := a.joinHook("added"); err != nil {
 				return d, true, err

@@ -202,7 +202,7 @@ func (a *Agent) compactHistory(ctx context.Context, step maintenance.Step) bool 
 		a.log.Error("NOSPACE compaction failed", "revision", step.Revision, "err", err)
 		return false
 	}
-	a.rec.AddDecision("compact", step.Reason)
+	a.rec.AddDecision(report.ActionCompact, step.Reason)
 	return true
 }
 
@@ -220,7 +220,7 @@ func (a *Agent) disarmNoSpace(ctx context.Context, step maintenance.Step) {
 	a.maint.mu.Lock()
 	a.maint.lastDisarmed = a.now()
 	a.maint.mu.Unlock()
-	a.rec.AddDecision("disarm", step.Reason)
+	a.rec.AddDecision(report.ActionDisarm, step.Reason)
 	a.log.Warn("NOSPACE alarm disarmed", "reason", step.Reason)
 	// Writes work again: publish a defragmentation NOSPACE kept unwritten.
 	a.publishLastDefrag(ctx)
@@ -281,7 +281,7 @@ func (a *Agent) defragMember(ctx context.Context, f maintenance.Facts, step main
 	} else if m.ID == f.Leader {
 		rec.WasLeader = true
 	}
-	a.rec.AddDecision("defrag", step.Reason)
+	a.rec.AddDecision(report.ActionDefrag, step.Reason)
 	a.log.Warn("defragmenting", "member", m.Name, "reason", step.Reason)
 	a.flush()
 	begin := a.now()
@@ -300,7 +300,7 @@ func (a *Agent) defragMember(ctx context.Context, f maintenance.Facts, step main
 			rec.After = st.DbSize
 		}
 		cancel()
-		a.rec.AddDecision("defragmented", fmt.Sprintf("%s: %s → %s in %.1fs%s", m.Name, maintenance.Bytes(rec.Before), maintenance.Bytes(rec.After), rec.TookSeconds, movedNote(rec)))
+		a.rec.AddDecision(report.ActionDefragmented, fmt.Sprintf("%s: %s → %s in %.1fs%s", m.Name, maintenance.Bytes(rec.Before), maintenance.Bytes(rec.After), rec.TookSeconds, movedNote(rec)))
 		a.log.Info("defragmented", "member", m.Name, "before", rec.Before, "after", rec.After, "took", rec.TookSeconds, "was_leader", rec.WasLeader)
 	}
 	a.maint.mu.Lock()
@@ -424,7 +424,7 @@ func (a *Agent) recordMaintenance(f maintenance.Facts, step maintenance.Step) {
 	switch {
 	case changed && step.Kind == maintenance.Keep:
 		// The operator must act: say it where they look.
-		a.rec.AddDecision("nospace", step.Reason)
+		a.rec.AddDecision(report.ActionNoSpace, step.Reason)
 		a.log.Error("NOSPACE alarm kept", "reason", step.Reason)
 	case changed && step.Reason != "":
 		a.log.Info("maintenance", "step", step.Kind, "reason", step.Reason)

@@ -212,7 +212,7 @@ func TestNoSpaceRecoveredByAgents(t *testing.T) {
 			}
 		}
 		for _, d := range r.Decisions {
-			if d.Action == "disarm" && d.At.After(deleted) {
+			if d.Action == report.ActionDisarm && d.At.After(deleted) {
 				disarms++
 			}
 		}

@@ -225,12 +225,12 @@ func checkMatchesReport(t *testing.T, fams map[string]*dto.MetricFamily, r repor
 		t.Errorf("etcd_agent_phase{phase=%s} = %v, %v phases at 1; want exactly that one", r.Phase, v, phases)
 	}
 	for action, n := range r.DecisionCounts {
-		if v, _ := sample(fams, "etcd_agent_decisions_total", "action="+action); v != float64(n) {
+		if v, _ := sample(fams, "etcd_agent_decisions_total", "action="+string(action)); v != float64(n) {
 			t.Errorf("etcd_agent_decisions_total{action=%s} = %v, report %d", action, v, n)
 		}
 	}
-	for _, change := range []string{"add-learner", "promote", "remove-member"} {
-		if v, ok := sample(fams, "etcd_agent_membership_changes_total", "change="+change); !ok || v != float64(r.DecisionCounts[change]) {
+	for _, change := range report.MembershipChanges() {
+		if v, ok := sample(fams, "etcd_agent_membership_changes_total", "change="+string(change)); !ok || v != float64(r.DecisionCounts[change]) {
 			t.Errorf("etcd_agent_membership_changes_total{change=%s} = %v (%v), report %d", change, v, ok, r.DecisionCounts[change])
 		}
 	}

@@ -23,7 +23,7 @@ func (a *Agent) promote(ctx context.Context, id uint64) (promoted bool, progress
 	if _, err := cli.MemberPromote(ctx, id); err != nil {
 		return false, a.catchUp(ctx, cli)
 	}
-	a.rec.AddDecision("promote", "learner caught up with the leader: promoted to voter")
+	a.rec.AddDecision(report.ActionPromote, "learner caught up with the leader: promoted to voter")
 	a.log.Info("promoted to voter", "id", fmt.Sprintf("%x", id))
 	return true, "promoted to voter"
 }
@@ -88,6 +88,6 @@ func (a *Agent) abandonLearner(ctx context.Context, id uint64) error {
 	if err := a.removeMember(ctx, cli, id, func(msg string) { a.setPhase(report.PhaseLearner, "removing this learner: "+msg) }); err != nil {
 		return fmt.Errorf("abandon learner: remove %x: %w", id, err)
 	}
-	a.rec.AddDecision("remove-member", reason+": removed to join again")
+	a.rec.AddDecision(report.ActionRemoveMember, reason+": removed to join again")
 	return &rejoinNeeded{reason: reason}
 }

@@ -123,7 +123,7 @@ func (a *Agent) recoverCluster(ctx context.Context, req recovery.Request) error 
 		} else {
 			progress("recovery failed; the node goes on as before (its data is kept)")
 		}
-		a.rec.AddDecision("recover-"+string(req.State), err.Error())
+		a.rec.AddDecision(report.Action("recover-"+string(req.State)), err.Error())
 		a.log.Error("recovery not done", "state", req.State, "err", err)
 		return nil
 	}
@@ -249,7 +249,7 @@ func (a *Agent) rebuild(ctx context.Context, req *recovery.Request, r *recoverin
 			return err
 		}
 		progress("old data dir kept at " + moved)
-		a.rec.AddDecision("move-aside", "replaced by the recovery into cluster "+r.rec.ClusterID+"; data kept at "+moved)
+		a.rec.AddDecision(report.ActionMoveAside, "replaced by the recovery into cluster "+r.rec.ClusterID+"; data kept at "+moved)
 	} else if err := os.RemoveAll(dataDir); err != nil { // no member in it
 		return err
 	}
@@ -263,7 +263,7 @@ func (a *Agent) rebuild(ctx context.Context, req *recovery.Request, r *recoverin
 		a.log.Warn("remove the recovery's work dir", "dir", work, "err", err)
 	}
 	progress("starting the new cluster's first member")
-	a.rec.AddDecision("recover", fmt.Sprintf("new cluster %s from %s (%s)", r.rec.ClusterID, req.Describe(), r.rec))
+	a.rec.AddDecision(report.ActionRecover, fmt.Sprintf("new cluster %s from %s (%s)", r.rec.ClusterID, req.Describe(), r.rec))
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
+	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
 
@@ -133,7 +134,7 @@ func (a *Agent) finishRecovery(ctx context.Context, h health) {
 	if err := recovery.WriteRequest(a.cfg.Node.DataDir, req); err != nil {
 		a.log.Warn("write recovery result", "err", err)
 	}
-	a.rec.AddDecision("recovered", fmt.Sprintf("new cluster %s healthy %s after the request", r.rec.ClusterID, req.Elapsed))
+	a.rec.AddDecision(report.ActionRecovered, fmt.Sprintf("new cluster %s healthy %s after the request", r.rec.ClusterID, req.Elapsed))
 	a.log.Warn("recovered: new cluster healthy", "cluster", r.rec.ClusterID, "elapsed", req.Elapsed)
 }
 

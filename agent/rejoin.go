@@ -123,7 +123,7 @@ func (a *Agent) rejoin(ctx context.Context, r *rejoinNeeded) error {
 	if err != nil {
 		return err
 	}
-	a.rec.AddDecision("move-aside", fmt.Sprintf("%s; data kept at %s", r.reason, moved))
+	a.rec.AddDecision(report.ActionMoveAside, fmt.Sprintf("%s; data kept at %s", r.reason, moved))
 	a.log.Warn("data dir moved aside", "to", moved)
 	return nil
 }

@@ -119,7 +119,7 @@ func TestReplaceNodeWithNewIP(t *testing.T) {
 	cli.SetEndpoints(nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, fresh.agent.Report().ClientURL)
 	h.wantMembers(t, cli, 1, 2, 4)
 	w.verify(t, cli)
-	if !slices.ContainsFunc(fresh.agent.Report().Decisions, func(d report.Decision) bool { return d.Action == "remove-member" }) {
+	if !slices.ContainsFunc(fresh.agent.Report().Decisions, func(d report.Decision) bool { return d.Action == report.ActionRemoveMember }) {
 		t.Errorf("the removal is not among the decisions shown in status: %+v", fresh.agent.Report().Decisions)
 	}
 }
@@ -341,7 +341,7 @@ func TestLearnerThatNeverCatchesUp(t *testing.T) {
 	})
 	// Let the first learner time out, then let promotion through.
 	deadline := time.Now().Add(joinTimeout)
-	for !slices.ContainsFunc(fresh.agent.Report().Decisions, func(d report.Decision) bool { return d.Action == "move-aside" }) {
+	for !slices.ContainsFunc(fresh.agent.Report().Decisions, func(d report.Decision) bool { return d.Action == report.ActionMoveAside }) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the learner never gave up: %s %s", fresh.agent.Report().Phase, fresh.agent.Report().Message)
 		}
@@ -356,7 +356,7 @@ func TestLearnerThatNeverCatchesUp(t *testing.T) {
 	}
 	var gaveUp bool
 	for _, d := range fresh.agent.Report().Decisions {
-		gaveUp = gaveUp || (d.Action == "remove-member" && strings.Contains(d.Reason, "not caught up"))
+		gaveUp = gaveUp || (d.Action == report.ActionRemoveMember && strings.Contains(d.Reason, "not caught up"))
 	}
 	if !gaveUp {
 		t.Fatalf("no decision records the learner's removal: %+v", fresh.agent.Report().Decisions)

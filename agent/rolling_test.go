@@ -181,7 +181,7 @@ func TestRollingUpgrade(t *testing.T) {
 			t.Errorf("node %d problems %+v: no %s naming the downgrade", n.i, rep.Problems, problem.EtcdChangeRefused.Code)
 		}
 		for _, d := range rep.Decisions {
-			if d.Action == "restarted" || d.Action == "restart" && strings.Contains(d.Reason, "etcd config changed") {
+			if d.Action == report.ActionChangeRestarted || d.Action == report.ActionChangeRestart {
 				t.Errorf("node %d restarted for a refused change: %s %s", n.i, d.Action, d.Reason)
 			}
 		}
@@ -253,7 +253,7 @@ func TestRollingChangeRolledBack(t *testing.T) {
 			switch d.Action {
 			case "rollback", "rolled back":
 				t.Logf("node %d %s: %s", n.i, d.Action, d.Reason)
-				if d.Action == "rolled back" {
+				if d.Action == report.ActionRolledBack {
 					rolledBack++
 				}
 			case "restarted":

@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
+	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
 
@@ -143,6 +144,6 @@ func (a *Agent) checkReplaced(ctx context.Context) {
 	a.lastReplacedReport = a.now()
 	why := r.reason + ": this member still serves the replaced cluster, whose writes since the recovery are not in the new one. Point its clients at the new cluster, then restart etcd-agent on this node: it moves the data aside and joins the new cluster"
 	a.log.Error("this member's cluster was replaced by a recovery", "reason", why)
-	a.rec.AddDecision("divergence", why)
+	a.rec.AddDecision(report.ActionDivergence, why)
 	a.flush()
 }

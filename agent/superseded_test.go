@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -95,7 +96,7 @@ func TestCheckReplacedReportsASplitCluster(t *testing.T) {
 	divergence := func() []string {
 		var out []string
 		for _, d := range a.Report().Decisions {
-			if d.Action == "divergence" {
+			if d.Action == report.ActionDivergence {
 				out = append(out, d.Reason)
 			}
 		}

@@ -283,7 +283,7 @@ func (a *Agent) checkDivergence(ctx context.Context) {
 	check := hashcheck.CompareHashKV(ctx, a.client, nil)
 	if check.Mismatch {
 		a.log.Error("replicas diverged", "check", check.Description)
-		a.rec.AddDecision("divergence", check.Description)
+		a.rec.AddDecision(report.ActionDivergence, check.Description)
 		a.flush()
 		return
 	}

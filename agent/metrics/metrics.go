@@ -38,9 +38,6 @@ type family struct {
 	collect func(r report.NodeReport, e emit)
 }
 
-// membershipChanges are the decisions that change the member list, counted
-// by etcd_agent_membership_changes_total (shown at 0 before they happen).
-var membershipChanges = []string{"add-learner", "promote", "remove-member"}
 
 // phases lists every phase, so etcd_agent_phase shows each at 0 or 1.
 var phases = []report.Phase{
@@ -76,13 +73,14 @@ func families() []family {
 		{"decisions_total", "Decisions the agent took since it started, by action (bootstrap, join, restart, add-learner, promote, remove-member, …).", prometheus.CounterValue, []string{"action"},
 			func(r report.NodeReport, e emit) {
 				for _, action := range sortedKeys(r.DecisionCounts) {
-					e(float64(r.DecisionCounts[action]), action)
+					e(float64(r.DecisionCounts[action]), string(action))
 				}
 			}},
 		{"membership_changes_total", "Changes this agent made to the member list since it started, by change.", prometheus.CounterValue, []string{"change"},
 			func(r report.NodeReport, e emit) {
-				for _, c := range membershipChanges {
-					e(float64(r.DecisionCounts[c]), c)
+				// Shown at 0 before they happen.
+				for _, c := range report.MembershipChanges() {
+					e(float64(r.DecisionCounts[c]), string(c))
 				}
 			}},
 		{"certificate_expiry_timestamp_seconds", "When each of this node's certificates expires (Unix time), by role.", prometheus.GaugeValue, []string{"role"},

@@ -25,7 +25,7 @@ func TestCollectorReadsTheReport(t *testing.T) {
 	r := report.NodeReport{
 		Version: "v1.0.0", Name: "etcd-10-0-1-5", PrivateIP: "10.0.1.5", Phase: report.PhaseDegraded, Ready: false,
 		Transitions:    []report.Transition{{At: expiry.Add(-time.Hour), Phase: report.PhaseDegraded}},
-		DecisionCounts: map[string]uint64{"join": 1, "add-learner": 1, "promote": 1},
+		DecisionCounts: map[report.Action]uint64{"join": 1, "add-learner": 1, "promote": 1},
 		Certs:          []report.Cert{{Role: "server", NotAfter: expiry}, {Role: "peer", NotAfter: expiry.Add(time.Hour)}},
 		Problems: []problem.Problem{
 			problem.AlarmNoSpace.New("etcd-10-0-1-5", "full"),

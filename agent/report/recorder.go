@@ -66,12 +66,12 @@ func (rec *Recorder) SetError(err error) {
 }
 
 // AddDecision records a membership decision and why it was taken.
-func (rec *Recorder) AddDecision(action, reason string) {
+func (rec *Recorder) AddDecision(action Action, reason string) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	rec.r.Decisions = lastN(append(rec.r.Decisions, Decision{At: rec.stamp(), Action: action, Reason: reason}), MaxHistory)
 	if rec.r.DecisionCounts == nil {
-		rec.r.DecisionCounts = map[string]uint64{}
+		rec.r.DecisionCounts = map[Action]uint64{}
 	}
 	rec.r.DecisionCounts[action]++
 }

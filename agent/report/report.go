@@ -62,7 +62,7 @@ type Transition struct {
 // remove a dead member, promote), with the reason shown in status.
 type Decision struct {
 	At     time.Time `json:"at"`
-	Action string    `json:"action"`
+	Action Action    `json:"action"`
 	Reason string    `json:"reason"`
 }
 
@@ -136,7 +136,7 @@ type NodeReport struct {
 	Maintenance *Maintenance `json:"maintenance,omitempty"`
 	// DecisionCounts counts every decision by action since the agent
 	// started (Decisions keeps only the last few): the metrics' counters.
-	DecisionCounts map[string]uint64 `json:"decision_counts,omitempty"`
+	DecisionCounts map[Action]uint64 `json:"decision_counts,omitempty"`
 
 	// Problems are what the agent finds wrong now, most severe first:
 	// each part of the agent sets its own (Recorder.SetProblems), and

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 )
 
@@ -125,7 +126,7 @@ func checkNoBootstrap(t *testing.T, n *node) {
 		return
 	}
 	for _, d := range r.Decisions {
-		if d.Action == "bootstrap" {
+		if d.Action == report.ActionBootstrap {
 			if n.bootstrapSeen {
 				return
 			}

@@ -456,7 +456,7 @@ func (n *node) describe() string {
 func decisions(r report.NodeReport) string {
 	var out []string
 	for _, d := range r.Decisions {
-		out = append(out, d.Action+": "+d.Reason)
+		out = append(out, string(d.Action)+": "+d.Reason)
 	}
 	return fmt.Sprintf("%q", out)
 }

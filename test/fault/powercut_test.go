@@ -71,7 +71,7 @@ func powerCut(t *testing.T, c *cluster) {
 		for i := 1; i <= 3; i++ {
 			r, _ := n[i].current()
 			for _, d := range r.Decisions {
-				if d.Action == "bootstrap" || d.Action == "join" || d.Action == "remove-member" {
+				if d.Action == report.ActionBootstrap || d.Action == report.ActionJoin || d.Action == report.ActionRemoveMember {
 					t.Errorf("round %d: node %d decided %s after a power cut: %s", round, i, d.Action, d.Reason)
 				}
 			}

@@ -168,12 +168,12 @@ func oldMembersMoveAside(t *testing.T, c *cluster) {
 		}
 		r := n[i].report()
 		for _, d := range r.Decisions {
-			if d.Action == "restart" {
+			if d.Action == report.ActionRestart {
 				t.Errorf("node %d restarted its member of the replaced cluster (decision %q): it must move that data aside first", i, d.Reason)
 			}
 		}
 		if !slices.ContainsFunc(r.Decisions, func(d report.Decision) bool {
-			return d.Action == "move-aside" && strings.Contains(d.Reason, "replaced")
+			return d.Action == report.ActionMoveAside && strings.Contains(d.Reason, "replaced")
 		}) {
 			t.Errorf("node %d has no move-aside decision naming the recovery: %s", i, decisions(r))
 		}

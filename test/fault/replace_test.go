@@ -97,7 +97,7 @@ func TestFrozenMemberNotRemovedBeforeGrace(t *testing.T) {
 	if !removed5 {
 		t.Errorf("node 6's decisions do not include removing member 5: %s", decisions(r))
 	}
-	if !slices.ContainsFunc(r.Decisions, func(d report.Decision) bool { return d.Action == "promote" }) {
+	if !slices.ContainsFunc(r.Decisions, func(d report.Decision) bool { return d.Action == report.ActionPromote }) {
 		t.Errorf("node 6 was not promoted from learner (decisions %s)", decisions(r))
 	}
 }
