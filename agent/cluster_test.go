@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
 	"github.com/etcd-agent/etcd-agent/systemd/notifytest"
