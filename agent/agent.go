@@ -326,14 +326,12 @@ func (a *Agent) self() membership.Member {
 }
 
 func (a *Agent) decideMembership(ctx context.Context) error {
-	if p, ok := a.opts.Runtime.(interface{ Prepare(context.Context) error }); ok {
-		// Connect to the container runtime while discovery waits for peers.
-		go func() {
-			if err := p.Prepare(ctx); err != nil {
-				a.log.Debug("prepare etcd runtime", "err", err)
-			}
-		}()
-	}
+	// Connect to the container runtime while discovery waits for peers.
+	go func() {
+		if err := a.opts.Runtime.Prepare(ctx); err != nil {
+			a.log.Debug("prepare etcd runtime", "err", err)
+		}
+	}()
 	hasData, err := datadir.HasMember(a.cfg.Node.DataDir)
 	if err != nil {
 		return err
@@ -392,7 +390,7 @@ func (a *Agent) discover(ctx context.Context) (discovery.Result, error) {
 // the same mapping `config check` validates.
 func (a *Agent) specBase() etcdconf.Spec {
 	s := a.cfg.MemberSpec(a.id.Name, a.id.PrivateIP)
-	if a.opts.Runtime != nil && a.opts.Runtime.Name() == "podman" {
+	if a.opts.Runtime != nil && a.opts.Runtime.Capabilities().RunsImage {
 		s.Image = a.cfg.Etcd.Image // a changed image rolls out like a setting
 	}
 	return s
@@ -534,7 +532,7 @@ func (a *Agent) shutdown(runErr error) {
 	if a.cluster != nil {
 		_ = a.cluster.Close()
 	}
-	if a.opts.StopEtcdOnExit || a.opts.Runtime.Name() == "embedded" {
+	if a.opts.StopEtcdOnExit || a.opts.Runtime.Capabilities().InProcess {
 		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Podman.StopTimeout.D()+10*time.Second)
 		defer cancel()
 		if err := a.opts.Runtime.Stop(ctx); err != nil {

@@ -84,7 +84,7 @@ func writeFileAtomic(path string, b []byte) error {
 // a new member starts with the config's. What identifies the member (name,
 // addresses, directories, bootstrap settings) always comes from desired.
 func (a *Agent) specToRun(desired etcdconf.Spec) etcdconf.Spec {
-	if a.decision.Path != membership.Restart || a.opts.Runtime.Name() == "embedded" {
+	if a.decision.Path != membership.Restart || a.opts.Runtime.Capabilities().InProcess {
 		// An embedded etcd stopped with the old agent: this start is the
 		// restart, with the config's settings.
 		return desired

@@ -172,11 +172,8 @@ func (a *Agent) stopRemovedEtcd(ctx context.Context, clientURL string, progress 
 		progress("stopping local etcd (" + a.opts.Runtime.Name() + ")")
 		sctx, cancel := context.WithTimeout(ctx, a.cfg.Podman.StopTimeout.D()+10*time.Second)
 		defer cancel()
-		stop := a.opts.Runtime.Stop
-		if r, ok := a.opts.Runtime.(interface{ Remove(context.Context) error }); ok {
-			stop = r.Remove // a container is deleted too: the member is gone for good
-		}
-		if err := stop(sctx); err != nil {
+		// A container is deleted too: the member is gone for good.
+		if err := a.opts.Runtime.Remove(sctx); err != nil {
 			return fmt.Errorf("leave: stop local etcd: %w", err)
 		}
 	}

@@ -134,11 +134,7 @@ func (a *Agent) rejoin(ctx context.Context, r *rejoinNeeded) error {
 func (a *Agent) stopAndForgetEtcd(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.Podman.StopTimeout.D()+10*time.Second)
 	defer cancel()
-	stop := a.opts.Runtime.Stop
-	if rm, ok := a.opts.Runtime.(interface{ Remove(context.Context) error }); ok {
-		stop = rm.Remove
-	}
-	if err := stop(sctx); err != nil {
+	if err := a.opts.Runtime.Remove(sctx); err != nil {
 		return err
 	}
 	if a.client != nil {

@@ -2,10 +2,6 @@ package agent
 
 import "context"
 
-// preparer is a runtime that can be reached before its first Ensure (the
-// Podman runtime dials its socket).
-type preparer interface{ Prepare(context.Context) error }
-
 // waitRuntime retries, with capped backoff, until the etcd runtime answers.
 // It runs before a founder records its start in discovery: a founder whose
 // etcd start failed because the runtime did not answer cannot prove its etcd
@@ -14,9 +10,5 @@ type preparer interface{ Prepare(context.Context) error }
 // fenced every founder of a new cluster (test/node). Waiting here also keeps
 // a late socket from failing the unit into its start limit.
 func (a *Agent) waitRuntime(ctx context.Context) error {
-	p, ok := a.opts.Runtime.(preparer)
-	if !ok {
-		return nil
-	}
-	return a.retry(ctx, "connecting to the etcd runtime", p.Prepare)
+	return a.retry(ctx, "connecting to the etcd runtime", a.opts.Runtime.Prepare)
 }

@@ -73,6 +73,28 @@ type Runtime interface {
 	// Stop stops the instance gracefully, killing it after the runtime's stop
 	// timeout. Stopping a stopped member is not an error.
 	Stop(ctx context.Context) error
-	// Name is "podman" or "embedded".
+	// Remove stops the instance and deletes it (a container): the member is
+	// gone for good, or its next spec differs anyway (rejoin, recovery,
+	// leave). Removing a removed member is not an error.
+	Remove(ctx context.Context) error
+	// Prepare connects to the runtime before the first Ensure (the Podman
+	// socket); it fails while the runtime does not answer.
+	Prepare(ctx context.Context) error
+	// Capabilities says how this runtime behaves where the agent must
+	// choose: the agent never chooses by Name.
+	Capabilities() Capabilities
+	// Name is "podman" or "embedded", for logs and status.
 	Name() string
+}
+
+// Capabilities are the differences between runtimes that the agent acts on.
+type Capabilities struct {
+	// InProcess: etcd lives in the agent's process. It stops when the agent
+	// stops, and an agent's start always starts it anew with the config's
+	// settings: there is no running instance to adopt or roll a change
+	// into.
+	InProcess bool
+	// RunsImage: etcd runs from Spec.Image, so a changed image is a change
+	// to roll out like a setting.
+	RunsImage bool
 }

@@ -408,9 +408,7 @@ func removeContainers(ctx context.Context, dir string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if r, ok := rt.(interface{ Remove(context.Context) error }); ok {
-			errs = append(errs, r.Remove(ctx))
-		}
+		errs = append(errs, rt.Remove(ctx))
 	}
 	return errors.Join(errs...)
 }

@@ -69,6 +69,19 @@ func New(opts Options) *Runtime {
 // Name is "embedded".
 func (r *Runtime) Name() string { return "embedded" }
 
+// Capabilities implements runtime.Runtime: etcd stops with the agent's
+// process.
+func (r *Runtime) Capabilities() runtime.Capabilities {
+	return runtime.Capabilities{InProcess: true}
+}
+
+// Remove implements runtime.Runtime: an embedded member leaves nothing
+// behind but its data, so it is Stop.
+func (r *Runtime) Remove(ctx context.Context) error { return r.Stop(ctx) }
+
+// Prepare implements runtime.Runtime: there is nothing to connect to.
+func (r *Runtime) Prepare(context.Context) error { return nil }
+
 // Ensure starts etcd in-process, keeps an instance running with the same spec
 // hash, or replaces one with a different hash.
 func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Action, error) {

@@ -109,6 +109,12 @@ func New(opts Options) (*Runtime, error) {
 // Name is "podman".
 func (r *Runtime) Name() string { return "podman" }
 
+// Capabilities implements runtime.Runtime: a container outlives the agent
+// (adopted on restart) and runs the configured image.
+func (r *Runtime) Capabilities() runtime.Capabilities {
+	return runtime.Capabilities{RunsImage: true}
+}
+
 // containerName is the container name for a member.
 func (r *Runtime) containerName(member string) string {
 	if r.opts.ContainerName != "" {
