@@ -19,10 +19,12 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
@@ -452,7 +454,7 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 		Endpoints:   []string{spec.ClientURL()},
 		TLS:         tlsCfg,
 		DialTimeout: 5 * time.Second,
-		Logger:      zapDiscard(),
+		Logger:      zap.NewNop(),
 	})
 	if err != nil {
 		return fmt.Errorf("create etcd client: %w", err)
@@ -560,3 +562,9 @@ func (nopNotifier) Ready(string) error    { return nil }
 func (nopNotifier) Status(string) error   { return nil }
 func (nopNotifier) Watchdog() error       { return nil }
 func (nopNotifier) Stopping(string) error { return nil }
+
+// probe asks the local member whether it is healthy, a voter and caught up.
+func (a *Agent) probe(ctx context.Context) health.Health {
+	return health.Probe(ctx, health.Target{Local: a.client, Cluster: a.clusterClient, Name: a.spec.Name,
+		ClientURL: a.spec.ClientURL(), Size: a.cfg.Cluster.Size, Quota: int64(a.cfg.Etcd.QuotaBackendBytes)})
+}

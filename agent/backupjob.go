@@ -17,6 +17,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/backup/retention"
 	"github.com/etcd-agent/etcd-agent/agent/backup/schedule"
 	"github.com/etcd-agent/etcd-agent/agent/backup/store"
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -118,9 +119,9 @@ func (a *Agent) backupRound(ctx context.Context) {
 	}
 }
 
-// readBackupRecord reads the shared record within probeTimeout.
+// readBackupRecord reads the shared record within health.Timeout.
 func (a *Agent) readBackupRecord(ctx context.Context, cli *clientv3.Client) (report.Backup, error) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, health.Timeout)
 	defer cancel()
 	return schedule.Read(ctx, cli)
 }
@@ -200,7 +201,7 @@ func snapshotSource(ctx context.Context, cli *clientv3.Client) (string, error) {
 	var leader string
 	var errs []error
 	for _, ep := range cli.Endpoints() {
-		sctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		sctx, cancel := context.WithTimeout(ctx, health.Timeout)
 		st, err := cli.Status(sctx, ep)
 		cancel()
 		switch {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/rollout"
@@ -118,7 +119,7 @@ func (a *Agent) checkCABundle(ctx context.Context) {
 	stopPetting := a.petDuringStartup(ctx)
 	defer stopPetting()
 	if why, err := a.restartForCA(ctx, started, current); err != nil {
-		msg := "CA bundle changed: etcd restart failed, retrying at the next check: " + shortErr(err)
+		msg := "CA bundle changed: etcd restart failed, retrying at the next check: " + health.ShortErr(err)
 		a.setBundleWaiting(msg)
 		a.rec.SetError(fmt.Errorf("CA restart: %w", err))
 		a.log.Error("CA restart failed", "err", err)
@@ -152,7 +153,7 @@ func (a *Agent) restartForCA(ctx context.Context, started, current rollout.Bundl
 		return "", err
 	}
 	h := a.probe(ctx)
-	step := rollout.Plan(rollout.Facts{Started: started, Current: current, LocalReady: h.ready,
+	step := rollout.Plan(rollout.Facts{Started: started, Current: current, LocalReady: h.Ready,
 		SelfPeerURL: facts.SelfPeerURL, Members: facts.Members})
 	switch step.Kind {
 	case rollout.None:
@@ -167,7 +168,7 @@ func (a *Agent) restartForCA(ctx context.Context, started, current rollout.Bundl
 	a.rec.AddDecision(report.ActionCARestart, step.Reason)
 	a.setPhase(a.rec.Snapshot().Phase, "restarting etcd: "+step.Reason)
 	begin := a.now()
-	if h.leader {
+	if h.Leader {
 		a.moveLeadership(ctx, facts.SelfPeerURL, facts.Members)
 	}
 	a.setPlannedRestart(true)
@@ -221,13 +222,13 @@ func (a *Agent) waitHealthy(ctx context.Context, limit time.Duration) error {
 	defer cancel()
 	for {
 		h := a.probe(ctx)
-		if h.ready {
+		if h.Ready {
 			a.observe(h)
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("etcd not healthy within %s after its restart: %s", limit, h.message)
+			return fmt.Errorf("etcd not healthy within %s after its restart: %s", limit, h.Message)
 		case <-time.After(readyPoll):
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // clientURLFor turns a member's peer URL into its client URL: members run
@@ -81,7 +82,7 @@ func (a *Agent) newClusterClient(eps []string) (*clientv3.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tlsCfg, DialTimeout: 5 * time.Second, Logger: zapDiscard()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tlsCfg, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, fmt.Errorf("connect to cluster %v: %w", eps, err)
 	}

@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
@@ -133,7 +134,7 @@ func (a *Agent) checkEtcdChange(ctx context.Context) {
 	defer stopPetting()
 	state, reason, err := a.applyEtcdChange(ctx, applied, desired)
 	if err != nil {
-		state, reason = report.ChangeFailed, "etcd config change failed, retrying: "+shortErr(err)
+		state, reason = report.ChangeFailed, "etcd config change failed, retrying: "+health.ShortErr(err)
 		a.rec.SetError(fmt.Errorf("etcd config change: %w", err))
 		a.log.Error("etcd config change failed", "change", change, "err", err)
 	}
@@ -220,7 +221,7 @@ func (a *Agent) applyEtcdChange(ctx context.Context, applied, desired etcdconf.S
 	if err != nil {
 		return "", "", err
 	}
-	gctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	gctx, cancel := context.WithTimeout(ctx, health.Timeout)
 	failed, err := cli.Get(gctx, failedKey)
 	cancel()
 	if err != nil {
@@ -276,12 +277,12 @@ func (a *Agent) restartWithChange(ctx context.Context, cli *clientv3.Client, app
 		if ctx.Err() != nil {
 			return "", "", ctx.Err()
 		}
-		why := fmt.Sprintf("%s did not run healthy with it (%s) and was rolled back", a.id.Name, shortErr(err))
+		why := fmt.Sprintf("%s did not run healthy with it (%s) and was rolled back", a.id.Name, health.ShortErr(err))
 		a.log.Error("etcd config change failed: rolling back", "change", rollout.Describe(applied, desired), "err", err)
 		a.rec.AddDecision(report.ActionRollback, why)
 		// Recorded first, so no other member tries it even if the
 		// rollback fails too.
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		pctx, cancel := context.WithTimeout(ctx, health.Timeout)
 		_, perr := cli.Put(pctx, failedKey, why)
 		cancel()
 		if perr != nil {
@@ -304,7 +305,7 @@ func (a *Agent) restartWithChange(ctx context.Context, cli *clientv3.Client, app
 
 // noSpace reports whether etcd's NOSPACE alarm is raised.
 func (a *Agent) noSpace(ctx context.Context, cli *clientv3.Client) bool {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, health.Timeout)
 	defer cancel()
 	resp, err := cli.AlarmList(ctx)
 	if err != nil {
@@ -420,15 +421,15 @@ func orDefault(s, def string) string {
 // etcd.quotaBackendBytes is how an operator clears one, and that change
 // must roll out. leader says whether the member leads; why, when not ready.
 func (a *Agent) changeReady(ctx context.Context) (ready, leader bool, why string) {
-	if h := a.probe(ctx); h.ready {
-		return true, h.leader, ""
+	if h := a.probe(ctx); h.Ready {
+		return true, h.Leader, ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, health.Timeout)
 	defer cancel()
 	st, err := a.client.Status(ctx, a.etcdSpec().ClientURL())
 	switch {
 	case err != nil:
-		return false, false, "status: " + shortErr(err)
+		return false, false, "status: " + health.ShortErr(err)
 	case st.IsLearner:
 		return false, false, "a learner"
 	case st.Leader == 0:
@@ -440,7 +441,7 @@ func (a *Agent) changeReady(ctx context.Context) (ready, leader bool, why string
 		}
 	}
 	if _, err := a.client.Get(ctx, "health"); err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
-		return false, false, "linearizable read: " + shortErr(err)
+		return false, false, "linearizable read: " + health.ShortErr(err)
 	}
 	return true, st.Leader == st.Header.GetMemberId(), ""
 }
@@ -488,7 +489,7 @@ func (a *Agent) moveLeadership(ctx context.Context, selfPeerURL string, members 
 // /version endpoint, "3.6.0"), the enabled downgrade target ("" when none)
 // and its storage version. Each is "" when the member does not say.
 func (a *Agent) clusterVersion(ctx context.Context) (cluster, downgrade, storage string) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, health.Timeout)
 	defer cancel()
 	spec := a.etcdSpec()
 	if st, err := a.client.Status(ctx, spec.ClientURL()); err == nil {

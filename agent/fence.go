@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -185,7 +186,7 @@ func (a *Agent) retry(ctx context.Context, what string, step func(context.Contex
 		}
 		wait := bo.Next()
 		a.log.Warn(what+" failed, retrying", "err", err, "in", wait)
-		a.setPhase(a.rec.Snapshot().Phase, fmt.Sprintf("%s failed (%s), retrying in %s", what, shortErr(err), wait.Round(time.Millisecond)))
+		a.setPhase(a.rec.Snapshot().Phase, fmt.Sprintf("%s failed (%s), retrying in %s", what, health.ShortErr(err), wait.Round(time.Millisecond)))
 		if err := sleepCtx(ctx, wait); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/health"
 )
 
 // heartbeatPrefix + member ID (hex) holds the time its agent last saw its
@@ -42,7 +44,7 @@ func heartbeatKey(id uint64) string { return heartbeatPrefix + strconv.FormatUin
 
 // heartbeat records that this node's member is healthy now.
 func (a *Agent) heartbeat(ctx context.Context, id uint64) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, health.Timeout)
 	defer cancel()
 	if _, err := a.client.Put(ctx, heartbeatKey(id), a.now().UTC().Format(time.RFC3339Nano)); err != nil {
 		a.log.Debug("heartbeat", "err", err)

@@ -8,6 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -70,7 +71,7 @@ func (a *Agent) joinCluster(ctx context.Context, res discovery.Result, rejoin bo
 				return membership.Decision{}, ctx.Err()
 			}
 			a.log.Warn("join attempt failed", "err", err)
-			a.setPhase(report.PhaseJoining, "join attempt failed, retrying: "+shortErr(err))
+			a.setPhase(report.PhaseJoining, "join attempt failed, retrying: "+health.ShortErr(err))
 		}
 		if err := sleepCtx(ctx, a.probeInterval()); err != nil {
 			return membership.Decision{}, err

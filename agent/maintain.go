@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/maintenance"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
@@ -132,7 +133,7 @@ func (a *Agent) maintenanceFacts(ctx context.Context) (maintenance.Facts, error)
 				f.Members[i].Err = fmt.Sprintf("no answer within %s", memberProbeTimeout)
 				return
 			case err != nil:
-				f.Members[i].Err = shortErr(err)
+				f.Members[i].Err = health.ShortErr(err)
 				return
 			}
 			mm := &f.Members[i]
@@ -291,7 +292,7 @@ func (a *Agent) defragMember(ctx context.Context, f maintenance.Facts, step main
 	rec.TookSeconds = a.now().Sub(begin).Seconds()
 	rec.At = a.now().UTC().Round(0)
 	if err != nil {
-		rec.Error = shortErr(err)
+		rec.Error = health.ShortErr(err)
 		a.rec.SetError(fmt.Errorf("defragment %s: %w", m.Name, err))
 		a.log.Error("defragmentation failed", "member", m.Name, "err", err)
 	} else {

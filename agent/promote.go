@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -16,9 +17,9 @@ import (
 func (a *Agent) promote(ctx context.Context, id uint64) (promoted bool, progress string) {
 	cli, err := a.clusterClient()
 	if err != nil {
-		return false, shortErr(err)
+		return false, health.ShortErr(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, health.Timeout)
 	defer cancel()
 	if _, err := cli.MemberPromote(ctx, id); err != nil {
 		return false, a.catchUp(ctx, cli)

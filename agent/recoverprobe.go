@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/backup"
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
@@ -137,7 +138,7 @@ func (a *Agent) probeEndpoint(ctx context.Context, ep string) recovery.Probe {
 	defer cancel()
 	st, err := cli.Status(sctx, ep)
 	if err != nil {
-		p.Err = shortErr(err)
+		p.Err = health.ShortErr(err)
 		return p
 	}
 	p.Answered = true

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -103,7 +104,7 @@ func (a *Agent) writeRecoveryRecord(ctx context.Context, r *recovering) error {
 // recorded in the new cluster (for old members that reach it, also with
 // static discovery) and as done in the registry, and the new endpoints are
 // published. Failures are logged: the cluster runs either way.
-func (a *Agent) finishRecovery(ctx context.Context, h health) {
+func (a *Agent) finishRecovery(ctx context.Context, h health.Health) {
 	r := a.recovering
 	a.recovering = nil
 	r.rec.State, r.rec.DoneAt = discovery.RecoveryDone, a.now().UTC()
@@ -125,12 +126,12 @@ func (a *Agent) finishRecovery(ctx context.Context, h health) {
 	if a.disc == nil {
 		a.disc, _ = a.discoverySource()
 	}
-	a.publishEndpoints(ctx, h.endpoints)
+	a.publishEndpoints(ctx, h.Endpoints)
 	req := r.req
 	req.State = recovery.Done
 	req.ClusterID = r.rec.ClusterID
 	req.Elapsed = a.now().Sub(req.RequestedAt).Round(time.Millisecond).String()
-	req.Progress = append(req.Progress, recovery.Line{At: a.now().UTC(), Msg: fmt.Sprintf("new cluster %s healthy (%s): %s", r.rec.ClusterID, req.Elapsed, h.message)})
+	req.Progress = append(req.Progress, recovery.Line{At: a.now().UTC(), Msg: fmt.Sprintf("new cluster %s healthy (%s): %s", r.rec.ClusterID, req.Elapsed, h.Message)})
 	if err := recovery.WriteRequest(a.cfg.Node.DataDir, req); err != nil {
 		a.log.Warn("write recovery result", "err", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
@@ -37,7 +38,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 	var learnerSince time.Time
 	for {
 		h := a.probe(ctx)
-		if h.learner {
+		if h.Learner {
 			if learnerSince.IsZero() {
 				learnerSince = a.now()
 			}
@@ -47,22 +48,22 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			case err != nil:
 				return err
 			default:
-				promoted, progress = a.promote(ctx, h.selfID)
+				promoted, progress = a.promote(ctx, h.SelfID)
 			}
-			h.message = "learner, " + progress
+			h.Message = "learner, " + progress
 			if promoted {
 				continue
 			}
 			if a.now().Sub(learnerSince) > a.opts.LearnerCatchUpTimeout {
-				return a.abandonLearner(ctx, h.selfID)
+				return a.abandonLearner(ctx, h.SelfID)
 			}
 		}
-		if !h.ready {
+		if !h.Ready {
 			a.checkEtcdChangeWhileNotReady(ctx)
 			a.observe(h)
 			// A learner catching up is expected; anything else that is
 			// not ready for a while may have been removed while away.
-			if watch.observe(h.learner, a.now()) {
+			if watch.observe(h.Learner, a.now()) {
 				if r := a.checkMembership(ctx); r != nil {
 					return r
 				}
@@ -74,18 +75,18 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			if a.decision.Path != membership.Restart {
 				// This node changed the membership: record the formation
 				// (idempotent) and the cluster's endpoints in discovery.
-				a.recordFormed(ctx, h.clusterID)
-				a.publishEndpoints(ctx, h.endpoints)
+				a.recordFormed(ctx, h.ClusterID)
+				a.publishEndpoints(ctx, h.Endpoints)
 			}
 			// READY=1 carries the healthy STATUS in one datagram.
 			a.record(h)
 			a.rec.SetProblems("health", nil)
-			a.rec.SetPhase(h.phase, h.message)
+			a.rec.SetPhase(h.Phase, h.Message)
 			a.flush()
-			if err := a.opts.Notifier.Ready(h.message); err != nil {
+			if err := a.opts.Notifier.Ready(h.Message); err != nil {
 				a.log.Warn("sd_notify ready", "err", err)
 			}
-			a.log.Info("ready", "status", h.message)
+			a.log.Info("ready", "status", h.Message)
 			a.readyOnce.Do(func() { close(a.ready) })
 			return nil
 		}
@@ -101,8 +102,8 @@ func (a *Agent) waitReady(ctx context.Context) error {
 // renewal. WATCHDOG=1 is sent from this loop only, so a wedged loop lets
 // systemd's watchdog restart the agent (which adopts the running etcd).
 func (a *Agent) supervise(ctx context.Context) error {
-	health := time.NewTicker(a.cfg.Agent.HealthInterval.D())
-	defer health.Stop()
+	healthTick := time.NewTicker(a.cfg.Agent.HealthInterval.D())
+	defer healthTick.Stop()
 	certEvery := certCheckInterval(a.cfg.PKI.RenewBefore.D())
 	if a.opts.CertCheckInterval > 0 {
 		certEvery = a.opts.CertCheckInterval
@@ -134,7 +135,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 			if err := a.opts.Notifier.Watchdog(); err != nil {
 				a.log.Debug("sd_notify watchdog", "err", err)
 			}
-		case <-health.C:
+		case <-healthTick.C:
 			if left, what := leftMarker(a.cfg.Node.DataDir); strings.HasPrefix(what, "left") {
 				return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
 			} else if left {
@@ -147,10 +148,10 @@ func (a *Agent) supervise(ctx context.Context) error {
 			}
 			h := a.probe(ctx)
 			a.observe(h)
-			if h.ready {
-				a.heartbeat(ctx, h.selfID)
+			if h.Ready {
+				a.heartbeat(ctx, h.SelfID)
 			}
-			if watch.observe(h.ready, a.now()) {
+			if watch.observe(h.Ready, a.now()) {
 				if r := a.checkMembership(ctx); r != nil {
 					return r
 				}
@@ -185,17 +186,17 @@ func (a *Agent) unlessLeaving(ctx context.Context, job func(context.Context)) {
 
 // observe publishes one health observation, with a CA restart that waits
 // and the worst problem the rest of the agent found (backups, …).
-func (a *Agent) observe(h health) {
+func (a *Agent) observe(h health.Health) {
 	a.record(h)
-	a.rec.SetProblems("health", h.problems)
-	msg := h.message
+	a.rec.SetProblems("health", h.Problems)
+	msg := h.Message
 	if why := a.caRestartWaiting(); why != "" {
 		msg += "; " + why
 	}
-	if others := otherProblems(a.rec.Snapshot().Problems, h.problems); len(others) > 0 {
+	if others := otherProblems(a.rec.Snapshot().Problems, h.Problems); len(others) > 0 {
 		msg += "; " + problem.Line(others)
 	}
-	a.setPhase(h.phase, msg)
+	a.setPhase(h.Phase, msg)
 }
 
 // otherProblems are the problems in all that mine does not hold (same code
@@ -229,15 +230,15 @@ func (a *Agent) checkCertificates(ctx context.Context) {
 }
 
 // record puts a health observation into the report.
-func (a *Agent) record(h health) {
+func (a *Agent) record(h health.Health) {
 	a.rec.Update(func(r *report.NodeReport) {
-		r.Ready = h.ready
-		if len(h.endpoints) > 0 {
-			r.Endpoints = h.endpoints
+		r.Ready = h.Ready
+		if len(h.Endpoints) > 0 {
+			r.Endpoints = h.Endpoints
 		}
 	})
-	if len(h.endpoints) > 0 {
-		writeEndpoints(a.cfg.Node.DataDir, a.log, sortedCopy(h.endpoints))
+	if len(h.Endpoints) > 0 {
+		writeEndpoints(a.cfg.Node.DataDir, a.log, sortedCopy(h.Endpoints))
 	}
 }
 
@@ -277,7 +278,7 @@ const hashCheckInterval = 10 * time.Minute
 // also run: the initial check at start, the compact-hash check).
 func (a *Agent) checkDivergence(ctx context.Context) {
 	h := a.probe(ctx)
-	if !h.ready || !h.leader {
+	if !h.Ready || !h.Leader {
 		return
 	}
 	check := hashcheck.CompareHashKV(ctx, a.client, nil)

@@ -38,7 +38,6 @@ type family struct {
 	collect func(r report.NodeReport, e emit)
 }
 
-
 // phases lists every phase, so etcd_agent_phase shows each at 0 or 1.
 var phases = []report.Phase{
 	report.PhaseStarting, report.PhaseIdentity, report.PhaseCertificates, report.PhaseDiscovery, report.PhaseJoining,

@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/cluster"
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/health"
+	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/agent/node"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+)
+
+// The agent is the node its jobs run on: these implement package node's
+// interfaces, and nothing else of the agent is visible to a job.
+var (
+	_ node.Node    = (*Agent)(nil)
+	_ node.Clients = (*Agent)(nil)
+	_ node.Etcd    = (*Agent)(nil)
+)
+
+// Config implements node.Node.
+func (a *Agent) Config() *config.Config { return a.cfg }
+
+// Identity implements node.Node.
+func (a *Agent) Identity() identity.Identity { return a.id }
+
+// Logger implements node.Node.
+func (a *Agent) Logger() *slog.Logger { return a.log }
+
+// Now implements node.Node.
+func (a *Agent) Now() time.Time { return a.now() }
+
+// Recorder implements node.Node.
+func (a *Agent) Recorder() *report.Recorder { return a.rec }
+
+// Publish implements node.Node.
+func (a *Agent) Publish() { a.flush() }
+
+// SetStatus implements node.Node.
+func (a *Agent) SetStatus(p report.Phase, msg string) { a.setPhase(p, msg) }
+
+// Local implements node.Clients.
+func (a *Agent) Local() *clientv3.Client { return a.client }
+
+// Cluster implements node.Clients.
+func (a *Agent) Cluster() (*clientv3.Client, error) { return a.clusterClient() }
+
+// Dial implements node.Clients.
+func (a *Agent) Dial(eps []string) (*clientv3.Client, error) { return cluster.Dial(a.cfg.PKI.Dir, eps) }
+
+// Spec implements node.Etcd.
+func (a *Agent) Spec() etcdconf.Spec { return a.etcdSpec() }
+
+// Probe implements node.Etcd.
+func (a *Agent) Probe(ctx context.Context) health.Health { return a.probe(ctx) }
+
+// Restart implements node.Etcd.
+func (a *Agent) Restart(ctx context.Context, spec etcdconf.Spec) (end func(), err error) {
+	a.setPlannedRestart(true)
+	end = func() { a.setPlannedRestart(false) }
+	a.plannedExit.Store("")
+	a.setEtcdSpec(spec)
+	if err := a.restartEtcd(ctx); err != nil {
+		return end, err
+	}
+	a.writeAppliedSpec(spec)
+	return end, nil
+}
+
+// PlannedExit implements node.Etcd.
+func (a *Agent) PlannedExit() string {
+	exit, _ := a.plannedExit.Load().(string)
+	return exit
+}
