@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,8 +97,9 @@ type Agent struct {
 	disc     discovery.Source // set when discovery was consulted
 
 	// A client to the other members, for what a learner cannot serve
-	// (member lists, promotion).
-	cluster *clientv3.Client
+	// (member lists, promotion); clusterClient makes it.
+	clusterMu sync.Mutex
+	cluster   *clientv3.Client
 	// etcdSupervised is closed when this pass's etcd supervision returned.
 	etcdSupervised chan struct{}
 	readyOnce      sync.Once
@@ -108,8 +108,6 @@ type Agent struct {
 	inconsistent atomic.Value
 	// bundle is the CA trust bundle the running etcd loaded (CA rotation).
 	bundle etcdBundle
-	// lastChangeCheck: when a config change was last looked at before READY.
-	lastChangeCheck time.Time
 	// plannedExit is how etcd last exited during a planned restart.
 	plannedExit atomic.Value
 	// maint is the defragmentation and NOSPACE state (maintain.go).
@@ -157,107 +155,6 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // Report returns the agent's current published state.
 func (a *Agent) Report() report.NodeReport { return a.rec.Snapshot() }
-
-type stage struct {
-	name  string
-	phase report.Phase
-	run   func(ctx context.Context) error
-}
-
-// stages is the node lifecycle, top to bottom. A pass from "membership" on
-// is repeated when the node must rejoin as a new member (rejoinNeeded).
-func (a *Agent) stages() []stage {
-	return []stage{
-		{"identity", report.PhaseIdentity, a.resolveIdentity},
-		{"certificates", report.PhaseCertificates, a.ensureCertificates},
-		{"membership", report.PhaseDiscovery, a.decideMembership},
-		{"etcd", report.PhaseStartingEtcd, a.startEtcd},
-		{"ready", report.PhaseStartingEtcd, a.waitReady},
-	}
-}
-
-// Run executes the stages and then supervises until ctx is cancelled.
-// It returns nil on a clean shutdown.
-func (a *Agent) Run(ctx context.Context) (err error) {
-	if a.opts.Runtime == nil {
-		return errors.New("agent: Run needs a Runtime")
-	}
-	if err := os.MkdirAll(filepath.Dir(a.cfg.Agent.StatusFile), 0o755); err != nil {
-		return fmt.Errorf("create status dir: %w", err)
-	}
-	defer func() { a.shutdown(err) }()
-	defer a.serveMetrics(ctx)()
-	if left, what := leftMarker(a.cfg.Node.DataDir); left {
-		return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
-	}
-	stages := a.stages()
-	for {
-		err := a.runPass(ctx, stages)
-		if rq, ok := asRecover(err); ok {
-			if err := a.recoverCluster(ctx, rq.req); err != nil {
-				return nil // cancelled: shutting down
-			}
-			stages = a.stages()[2:] // identity and certificates stay
-			continue
-		}
-		r, ok := asRejoin(err)
-		if !ok {
-			return err
-		}
-		if left, what := leftMarker(a.cfg.Node.DataDir); left {
-			// `leave` started after this pass began: never rejoin.
-			return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
-		}
-		if err := a.rejoin(ctx, r); err != nil {
-			return fmt.Errorf("rejoin: %w", err)
-		}
-		stages = a.stages()[2:] // identity and certificates stay
-	}
-}
-
-// runPass runs stages, then supervises. etcd's supervision lives with the
-// pass, so a rejoin stops it before the data dir is moved.
-func (a *Agent) runPass(ctx context.Context, stages []stage) error {
-	pass, cancel := context.WithCancelCause(ctx)
-	defer func() {
-		cancel(nil)
-		if a.etcdSupervised != nil {
-			<-a.etcdSupervised
-			a.etcdSupervised = nil
-		}
-	}()
-	stopPetting := a.petDuringStartup(pass)
-	defer stopPetting()
-	for _, s := range stages {
-		if s.name == "membership" {
-			// From here on a recovery request ends the pass, whatever it
-			// waits for.
-			if req, ok := a.recoveryToResume(); ok {
-				return &recoverNeeded{req: req}
-			}
-			go a.watchRecoveryRequest(pass, cancel)
-		}
-		a.setPhase(s.phase, s.name)
-		if err := s.run(pass); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if r, ok := asRecover(context.Cause(pass)); ok {
-				return r
-			}
-			if _, ok := asRejoin(err); ok {
-				return err
-			}
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-	}
-	stopPetting()
-	err := a.supervise(pass)
-	if r, ok := asRecover(context.Cause(pass)); ok {
-		return r
-	}
-	return err
-}
 
 func (a *Agent) resolveIdentity(ctx context.Context) error {
 	a.setPhase(report.PhaseIdentity, "reading node identity from "+a.cfg.Node.Identity)
@@ -565,6 +462,7 @@ func (nopNotifier) Stopping(string) error { return nil }
 
 // probe asks the local member whether it is healthy, a voter and caught up.
 func (a *Agent) probe(ctx context.Context) health.Health {
-	return health.Probe(ctx, health.Target{Local: a.client, Cluster: a.clusterClient, Name: a.spec.Name,
-		ClientURL: a.spec.ClientURL(), Size: a.cfg.Cluster.Size, Quota: int64(a.cfg.Etcd.QuotaBackendBytes)})
+	spec := a.etcdSpec()
+	return health.Probe(ctx, health.Target{Local: a.client, Cluster: a.clusterClient, Name: spec.Name,
+		ClientURL: spec.ClientURL(), Size: a.cfg.Cluster.Size, Quota: int64(a.cfg.Etcd.QuotaBackendBytes)})
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -33,51 +32,12 @@ const (
 	preChangeTimeout = 5 * time.Minute
 )
 
-// backupJob is the scheduled snapshot job's state (see backupTick).
+// backupJob is the scheduled snapshot job's state (see backupRound).
 type backupJob struct {
-	running  atomic.Bool
 	mu       sync.Mutex
 	src      backup.Sources
 	srcOK    bool
 	localErr string
-}
-
-// backupTicker is the snapshot job as the supervise loop drives it: C
-// ticks a few times per interval (so a slot left by a dead agent is taken
-// soon), at most each minute; tick starts a round in the background unless
-// one still runs (a snapshot of a large database takes a while, and the
-// loop must keep petting the watchdog); stop cancels a running round and
-// waits for it, so nothing writes snapshots once supervision ended.
-type backupTicker struct {
-	C    <-chan time.Time
-	tick func()
-	stop func()
-}
-
-func (a *Agent) backupTicker(ctx context.Context) backupTicker {
-	if a.cfg.Backup.Disabled {
-		return backupTicker{tick: func() {}, stop: func() {}}
-	}
-	t := time.NewTicker(max(time.Second, min(time.Minute, a.cfg.Backup.Interval.D()/4)))
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	return backupTicker{
-		C: t.C,
-		tick: func() {
-			if !a.backups.running.CompareAndSwap(false, true) {
-				return
-			}
-			wg.Go(func() {
-				defer a.backups.running.Store(false)
-				a.backupRound(ctx)
-			})
-		},
-		stop: func() {
-			t.Stop()
-			cancel()
-			wg.Wait()
-		},
-	}
 }
 
 // backupRound: read the shared record (for status); when this interval's

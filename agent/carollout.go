@@ -115,9 +115,6 @@ func (a *Agent) checkCABundle(ctx context.Context) {
 		a.setBundleWaiting("")
 		return
 	}
-	// The restart may take a while: keep systemd's watchdog fed.
-	stopPetting := a.petDuringStartup(ctx)
-	defer stopPetting()
 	if why, err := a.restartForCA(ctx, started, current); err != nil {
 		msg := "CA bundle changed: etcd restart failed, retrying at the next check: " + health.ShortErr(err)
 		a.setBundleWaiting(msg)

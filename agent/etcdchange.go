@@ -129,9 +129,6 @@ func (a *Agent) checkEtcdChange(ctx context.Context) {
 		a.setChange(report.EtcdChange{})
 		return
 	}
-	// A restart may take a while: keep systemd's watchdog fed.
-	stopPetting := a.petDuringStartup(ctx)
-	defer stopPetting()
 	state, reason, err := a.applyEtcdChange(ctx, applied, desired)
 	if err != nil {
 		state, reason = report.ChangeFailed, "etcd config change failed, retrying: "+health.ShortErr(err)
@@ -143,17 +140,6 @@ func (a *Agent) checkEtcdChange(ctx context.Context) {
 		return
 	}
 	a.setChange(report.EtcdChange{State: state, Change: change, Reason: reason})
-}
-
-// checkEtcdChangeWhileNotReady lets a change roll out before READY: a
-// member under a NOSPACE alarm is not ready, and the change that clears it
-// (a higher quota) must still go. Every changeCheckInterval at most.
-func (a *Agent) checkEtcdChangeWhileNotReady(ctx context.Context) {
-	if a.now().Sub(a.lastChangeCheck) < changeCheckInterval {
-		return
-	}
-	a.lastChangeCheck = a.now()
-	a.checkEtcdChange(ctx)
 }
 
 // setChange publishes c, logging each new state or reason once (a refused

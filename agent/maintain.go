@@ -76,11 +76,7 @@ func (a *Agent) maintain(ctx context.Context) {
 		if !step.Act || ctx.Err() != nil {
 			return
 		}
-		// A compaction or a defragmentation may outlast the watchdog: keep
-		// it fed while the step runs (every call in it has a deadline).
-		stopPetting := a.petDuringStartup(ctx)
 		more := a.maintenanceStep(ctx, f, step)
-		stopPetting()
 		if !more || !step.NoSpace || step.Kind == maintenance.Disarm {
 			return
 		}

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -14,6 +16,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/node"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 )
 
 // The agent is the node its jobs run on: these implement package node's
@@ -50,6 +53,28 @@ func (a *Agent) Local() *clientv3.Client { return a.client }
 
 // Cluster implements node.Clients.
 func (a *Agent) Cluster() (*clientv3.Client, error) { return a.clusterClient() }
+
+// clusterClient is a client to the other members, for what a learner
+// cannot serve (member list, promotion): the join's, or one made from the
+// endpoints last recorded. Jobs share it.
+func (a *Agent) clusterClient() (*clientv3.Client, error) {
+	a.clusterMu.Lock()
+	defer a.clusterMu.Unlock()
+	if a.cluster != nil {
+		return a.cluster, nil
+	}
+	self := a.etcdSpec().ClientURL()
+	eps := slices.DeleteFunc(sidefile.ReadEndpoints(a.cfg.Node.DataDir), func(ep string) bool { return ep == self })
+	if len(eps) == 0 {
+		return nil, errors.New("no other member's client URL known to reach the cluster")
+	}
+	cli, err := a.Dial(eps)
+	if err != nil {
+		return nil, err
+	}
+	a.cluster = cli
+	return cli, nil
+}
 
 // Dial implements node.Clients.
 func (a *Agent) Dial(eps []string) (*clientv3.Client, error) { return cluster.Dial(a.cfg.PKI.Dir, eps) }

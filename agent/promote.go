@@ -2,9 +2,7 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/health"
@@ -47,25 +45,6 @@ func (a *Agent) catchUp(ctx context.Context, cli *clientv3.Client) string {
 		return fmt.Sprintf("catching up %d%% (applied %d of leader's %d)", pct, local.RaftAppliedIndex, st.RaftIndex)
 	}
 	return fmt.Sprintf("catching up (applied %d)", local.RaftAppliedIndex)
-}
-
-// clusterClient is a client to the other members, for what a learner
-// cannot serve (member list, promotion).
-func (a *Agent) clusterClient() (*clientv3.Client, error) {
-	if a.cluster != nil {
-		return a.cluster, nil
-	}
-	self := a.spec.ClientURL()
-	eps := slices.DeleteFunc(readEndpoints(a.cfg.Node.DataDir), func(ep string) bool { return ep == self })
-	if len(eps) == 0 {
-		return nil, errors.New("no other member's client URL known to reach the cluster")
-	}
-	cli, err := a.newClusterClient(eps)
-	if err != nil {
-		return nil, err
-	}
-	a.cluster = cli
-	return cli, nil
 }
 
 // abandonLearner removes this node's learner after it failed to catch up

@@ -40,23 +40,13 @@ func asRecover(err error) (*recoverNeeded, bool) {
 // recoveryPoll is how often a pass looks for a recovery request.
 const recoveryPoll = 500 * time.Millisecond
 
-// watchRecoveryRequest ends the pass (cancel with a recoverNeeded cause) when
-// a recovery request appears.
-func (a *Agent) watchRecoveryRequest(ctx context.Context, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(recoveryPoll)
-	defer t.Stop()
-	for {
-		if req, ok := recovery.Pending(a.cfg.Node.DataDir); ok && req.State == recovery.Requested {
-			a.log.Warn("recovery requested", "from", req.Describe())
-			cancel(&recoverNeeded{req: req})
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// checkRecoveryRequest ends the pass when a recovery request appears.
+func (a *Agent) checkRecoveryRequest(context.Context) error {
+	if req, ok := recovery.Pending(a.cfg.Node.DataDir); ok && req.State == recovery.Requested {
+		a.log.Warn("recovery requested", "from", req.Describe())
+		return &recoverNeeded{req: req}
 	}
+	return nil
 }
 
 // recoveryToResume is a request the agent must act on when a pass reaches

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
@@ -13,6 +12,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -59,7 +59,6 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			}
 		}
 		if !h.Ready {
-			a.checkEtcdChangeWhileNotReady(ctx)
 			a.observe(h)
 			// A learner catching up is expected; anything else that is
 			// not ready for a while may have been removed while away.
@@ -98,90 +97,57 @@ func (a *Agent) waitReady(ctx context.Context) error {
 	}
 }
 
-// supervise is the control loop: health, STATUS=, WATCHDOG=1, certificate
-// renewal. WATCHDOG=1 is sent from this loop only, so a wedged loop lets
-// systemd's watchdog restart the agent (which adopts the running etcd).
-func (a *Agent) supervise(ctx context.Context) error {
-	healthTick := time.NewTicker(a.cfg.Agent.HealthInterval.D())
-	defer healthTick.Stop()
-	certEvery := certCheckInterval(a.cfg.PKI.RenewBefore.D())
-	if a.opts.CertCheckInterval > 0 {
-		certEvery = a.opts.CertCheckInterval
-	}
-	certs := time.NewTicker(certEvery)
-	defer certs.Stop()
+// healthCheck is the health job of one pass: probe the local member,
+// publish what it found, beat its heartbeat, and ask the cluster whether
+// this node still belongs to it when the member stays unhealthy. While
+// `leave` removes the member it only says so (etcd 3.7 panics on a Status
+// call between a member's removal and its stop), and once the node left it
+// ends the pass.
+func (a *Agent) healthCheck() func(context.Context) error {
 	var watch membershipWatch
-	hashes := time.NewTicker(hashCheckInterval)
-	defer hashes.Stop()
-	changes := time.NewTicker(changeCheckInterval)
-	defer changes.Stop()
-	maint := time.NewTicker(a.cfg.Maintenance.Interval.D())
-	defer maint.Stop()
-	replaced := time.NewTicker(replacedCheckInterval)
-	defer replaced.Stop()
-	backups := a.backupTicker(ctx)
-	defer backups.stop()
-	var watchdog <-chan time.Time
-	if a.opts.WatchdogInterval > 0 {
-		t := time.NewTicker(a.opts.WatchdogInterval)
-		defer t.Stop()
-		watchdog = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
+	return func(ctx context.Context) error {
+		if m, ok := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir); ok {
+			if m.State == sidefile.Left {
+				return &LeftError{Marker: sidefile.LeaveMarkerPath(a.cfg.Node.DataDir), Detail: m.String()}
+			}
+			a.setPhase(report.PhaseLeaving, "leaving the cluster: "+m.String())
 			return nil
-		case <-watchdog:
-			if err := a.opts.Notifier.Watchdog(); err != nil {
-				a.log.Debug("sd_notify watchdog", "err", err)
-			}
-		case <-healthTick.C:
-			if left, what := leftMarker(a.cfg.Node.DataDir); strings.HasPrefix(what, "left") {
-				return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
-			} else if left {
-				// `leave` is removing this member. etcd 3.7 panics on a
-				// Status call that arrives between its removal and its
-				// stop (IsLocalMemberLearner), which would take an
-				// embedded etcd's agent down with it: do not probe.
-				a.setPhase(report.PhaseLeaving, "leaving the cluster: "+strings.TrimSpace(what))
-				continue
-			}
-			h := a.probe(ctx)
-			a.observe(h)
-			if h.Ready {
-				a.heartbeat(ctx, h.SelfID)
-			}
-			if watch.observe(h.Ready, a.now()) {
-				if r := a.checkMembership(ctx); r != nil {
-					return r
-				}
-			}
-		case <-replaced.C:
-			a.unlessLeaving(ctx, a.checkReplaced)
-		case <-hashes.C:
-			a.unlessLeaving(ctx, a.checkDivergence)
-		case <-maint.C:
-			a.unlessLeaving(ctx, a.maintain)
-		case <-backups.C:
-			a.unlessLeaving(ctx, func(context.Context) { backups.tick() })
-		case <-certs.C:
-			a.checkCertificates(ctx)
-		case <-changes.C:
-			a.unlessLeaving(ctx, a.checkEtcdChange)
 		}
+		h := a.probe(ctx)
+		a.observe(h)
+		if h.Ready {
+			a.heartbeat(ctx, h.SelfID)
+		}
+		if watch.observe(h.Ready, a.now()) {
+			if r := a.checkMembership(ctx); r != nil {
+				return r
+			}
+		}
+		return nil
 	}
 }
 
-// unlessLeaving runs a periodic job that talks to etcd only while `leave`
-// is not removing this member: etcd 3.7 panics on a Status call between a
-// member's removal and its stop (see the health case), and a job that
-// waits on the leaving member would keep the loop from noticing the left
-// marker.
-func (a *Agent) unlessLeaving(ctx context.Context, job func(context.Context)) {
-	if leaving, _ := leftMarker(a.cfg.Node.DataDir); leaving {
-		return
+// certCheckEvery is how often certificates are checked.
+func (a *Agent) certCheckEvery() time.Duration {
+	if a.opts.CertCheckInterval > 0 {
+		return a.opts.CertCheckInterval
 	}
-	job(ctx)
+	return certCheckInterval(a.cfg.PKI.RenewBefore.D())
+}
+
+// backupEvery is how often the snapshot job looks at the schedule: a few
+// times per interval (a slot left by a dead agent is taken soon), at most
+// each minute.
+func (a *Agent) backupEvery() time.Duration {
+	return max(time.Second, min(time.Minute, a.cfg.Backup.Interval.D()/4))
+}
+
+// always adapts a job round that ends no pass.
+func always(round func(context.Context)) func(context.Context) error {
+	return func(ctx context.Context) error {
+		round(ctx)
+		return nil
+	}
 }
 
 // observe publishes one health observation, with a CA restart that waits
@@ -214,7 +180,7 @@ func otherProblems(all, mine []problem.Problem) []problem.Problem {
 // checkCertificates reloads the CA (the operator may have pushed a new
 // bundle or key), renews what is due, and restarts etcd when its trust
 // bundle changed. A CA that cannot be loaded now keeps the last one.
-func (a *Agent) checkCertificates(ctx context.Context) {
+func (a *Agent) checkCertificates(ctx context.Context) error {
 	if ca, err := pki.LoadCA(a.cfg.PKI.CACert, a.cfg.PKI.CAKey, a.now()); err != nil {
 		a.rec.SetError(fmt.Errorf("reload CA: %w", err))
 		a.log.Error("reload CA failed: keeping the last one", "err", err)
@@ -224,9 +190,10 @@ func (a *Agent) checkCertificates(ctx context.Context) {
 	if err := a.refreshCertificates(); err != nil {
 		a.rec.SetError(fmt.Errorf("certificate renewal: %w", err))
 		a.log.Error("certificate renewal failed", "err", err)
-		return
+		return nil
 	}
 	a.checkCABundle(ctx)
+	return nil
 }
 
 // record puts a health observation into the report.
@@ -240,32 +207,6 @@ func (a *Agent) record(h health.Health) {
 	if len(h.Endpoints) > 0 {
 		writeEndpoints(a.cfg.Node.DataDir, a.log, sortedCopy(h.Endpoints))
 	}
-}
-
-// petDuringStartup sends WATCHDOG=1 while the start-up stages run: they can
-// legitimately wait for a long time (other nodes in discovery), each with its
-// own deadlines and retries. The returned func stops it; from then on only
-// the supervision loop pets the watchdog.
-func (a *Agent) petDuringStartup(ctx context.Context) (stop func()) {
-	if a.opts.WatchdogInterval <= 0 {
-		return func() {}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(a.opts.WatchdogInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = a.opts.Notifier.Watchdog()
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }
 
 // hashCheckInterval is how often the leader's agent compares every member's

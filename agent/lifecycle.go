@@ -1,0 +1,220 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/jobs"
+	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
+)
+
+// The node's lifecycle is a list of stages, run top to bottom in a pass,
+// beside a table of jobs that start as the pass reaches their stage. A pass
+// ends when the node must enter the cluster anew (a rejoin, a recovery): the
+// next pass repeats the stages marked everyPass. The loop (loop) only pets
+// systemd's watchdog and waits for the pass to end.
+
+// stageID names a stage.
+type stageID int
+
+const (
+	stageIdentity stageID = iota
+	stageCertificates
+	stageMembership
+	stageEtcd
+	stageReady
+)
+
+type stage struct {
+	id    stageID
+	name  string
+	phase report.Phase
+	// everyPass: repeated by the pass after a rejoin or a recovery
+	// (identity and certificates stay).
+	everyPass bool
+	// startJobs: the jobs that start when the pass reaches this stage.
+	startJobs []jobs.Start
+	run       func(ctx context.Context) error
+}
+
+// stages is the node lifecycle, top to bottom.
+func (a *Agent) stages() []stage {
+	return []stage{
+		{id: stageIdentity, name: "identity", phase: report.PhaseIdentity, run: a.resolveIdentity},
+		{id: stageCertificates, name: "certificates", phase: report.PhaseCertificates, run: a.ensureCertificates},
+		{id: stageMembership, name: "membership", phase: report.PhaseDiscovery, everyPass: true,
+			startJobs: []jobs.Start{jobs.FromMembership}, run: a.decideMembership},
+		{id: stageEtcd, name: "etcd", phase: report.PhaseStartingEtcd, everyPass: true, run: a.startEtcd},
+		{id: stageReady, name: "ready", phase: report.PhaseStartingEtcd, everyPass: true,
+			startJobs: []jobs.Start{jobs.FromEtcd}, run: a.waitReady},
+	}
+}
+
+// jobTable is every periodic job of a pass: its schedule, the stage it
+// starts at, and whether it runs while `leave` removes this member. Each
+// runs on its own goroutine (package jobs), so none waits for another.
+func (a *Agent) jobTable() []jobs.Job {
+	table := []jobs.Job{
+		// A recovery request ends the pass, whatever stage waits.
+		{Name: "recovery-request", Every: recoveryPoll, Start: jobs.FromMembership, WhileLeaving: true, Run: a.checkRecoveryRequest},
+		{Name: "certificates", Every: a.certCheckEvery(), Start: jobs.FromEtcd, WhileLeaving: true, Run: a.checkCertificates},
+		{Name: "etcd-change", Every: changeCheckInterval, Start: jobs.FromEtcd, Run: always(a.checkEtcdChange)},
+		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromEtcd, Run: always(a.maintain)},
+		// health handles `leave` itself: it ends the pass once the node left.
+		{Name: "health", Every: a.cfg.Agent.HealthInterval.D(), Start: jobs.FromReady, WhileLeaving: true, Run: a.healthCheck()},
+		{Name: "divergence", Every: hashCheckInterval, Start: jobs.FromReady, Run: always(a.checkDivergence)},
+		{Name: "replaced", Every: replacedCheckInterval, Start: jobs.FromReady, Run: always(a.checkReplaced)},
+	}
+	if !a.cfg.Backup.Disabled {
+		table = append(table, jobs.Job{Name: "backups", Every: a.backupEvery(), Start: jobs.FromReady, Run: always(a.backupRound)})
+	}
+	return table
+}
+
+// Run executes the stages and then supervises until ctx is cancelled.
+// It returns nil on a clean shutdown.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	if a.opts.Runtime == nil {
+		return errors.New("agent: Run needs a Runtime")
+	}
+	if err := os.MkdirAll(filepath.Dir(a.cfg.Agent.StatusFile), 0o755); err != nil {
+		return fmt.Errorf("create status dir: %w", err)
+	}
+	defer func() { a.shutdown(err) }()
+	defer a.serveMetrics(ctx)()
+	if err := a.leftError(); err != nil {
+		return err
+	}
+	for first := true; ; first = false {
+		err := a.runPass(ctx, first)
+		if rq, ok := asRecover(err); ok {
+			if err := a.recoverCluster(ctx, rq.req); err != nil {
+				return nil // cancelled: shutting down
+			}
+			continue
+		}
+		r, ok := asRejoin(err)
+		if !ok {
+			return err
+		}
+		if err := a.leftError(); err != nil {
+			// `leave` started after this pass began: never rejoin.
+			return err
+		}
+		if err := a.rejoin(ctx, r); err != nil {
+			return fmt.Errorf("rejoin: %w", err)
+		}
+	}
+}
+
+// runPass runs the stages on their own goroutine beside the pass's jobs,
+// while the loop pets the watchdog. It returns what ended the pass: nil when
+// ctx ended, else an error (rejoinNeeded and recoverNeeded start a new pass).
+// etcd's supervision lives with the pass, so a rejoin stops it before the
+// data dir is moved.
+func (a *Agent) runPass(ctx context.Context, first bool) error {
+	pass, cancel := context.WithCancel(ctx)
+	g := jobs.NewGroup(pass, jobs.Options{Leaving: a.leaving, Logger: a.log, Now: a.now})
+	var stagesErr error
+	staged := make(chan struct{})
+	go func() {
+		defer close(staged)
+		stagesErr = a.runStages(pass, g, first)
+	}()
+	err := a.loop(pass, g, staged, &stagesErr)
+	cancel()
+	g.Stop()
+	<-staged
+	if a.etcdSupervised != nil {
+		<-a.etcdSupervised
+		a.etcdSupervised = nil
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// loop is the agent's supervision: WATCHDOG=1 is sent from here only, so a
+// wedged loop lets systemd's watchdog restart the agent (which adopts the
+// running etcd). It returns when the stages fail, a job ends the pass, or
+// ctx ends.
+func (a *Agent) loop(ctx context.Context, g *jobs.Group, staged <-chan struct{}, stagesErr *error) error {
+	var watchdog <-chan time.Time
+	if a.opts.WatchdogInterval > 0 {
+		t := time.NewTicker(a.opts.WatchdogInterval)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-watchdog:
+			if err := a.opts.Notifier.Watchdog(); err != nil {
+				a.log.Debug("sd_notify watchdog", "err", err)
+			}
+		case <-staged:
+			staged = nil // done: from now on only the jobs run
+			if *stagesErr != nil {
+				return *stagesErr
+			}
+		case err := <-g.Ended():
+			return err
+		}
+	}
+}
+
+// runStages runs the stages of a pass top to bottom, starting each stage's
+// jobs as it is reached, and the FromReady jobs once the member was ready.
+func (a *Agent) runStages(ctx context.Context, g *jobs.Group, first bool) error {
+	table := a.jobTable()
+	for _, s := range a.stages() {
+		if !first && !s.everyPass {
+			continue
+		}
+		if s.id == stageMembership {
+			if req, ok := a.recoveryToResume(); ok {
+				return &recoverNeeded{req: req}
+			}
+		}
+		for _, start := range s.startJobs {
+			g.Start(table, start)
+		}
+		a.setPhase(s.phase, s.name)
+		if err := s.run(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if _, ok := asRejoin(err); ok {
+				return err
+			}
+			if _, ok := asRecover(err); ok {
+				return err
+			}
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	g.Start(table, jobs.FromReady)
+	return nil
+}
+
+// leaving reports whether `leave` is removing (or removed) this member.
+func (a *Agent) leaving() bool {
+	_, ok := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir)
+	return ok
+}
+
+// leftError is the error Run ends with on a node that left or is leaving.
+func (a *Agent) leftError() error {
+	m, ok := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir)
+	if !ok {
+		return nil
+	}
+	return &LeftError{Marker: sidefile.LeaveMarkerPath(a.cfg.Node.DataDir), Detail: m.String()}
+}
