@@ -372,12 +372,6 @@ func (a *Agent) holdEtcd() string {
 	return ""
 }
 
-// inconsistentData is etcd's message when its initial corruption check finds
-// the local data differs from the peers'. Restarting cannot fix it (and an
-// embedded etcd keeps its WAL locked after that failure), and which side is
-// wrong needs a human: etcd is held stopped and the data left in place.
-const inconsistentData = "found data inconsistency with peers"
-
 func (a *Agent) runtimeEvent(ev runtime.Event) {
 	if ev.Kind == runtime.EventEnsured {
 		a.afterEtcdEnsure(ev.Action)
@@ -390,7 +384,9 @@ func (a *Agent) runtimeEvent(ev runtime.Event) {
 		ev.Kind == runtime.EventStable:
 		// Supervision found etcd running as expected: nothing to report.
 		a.log.Debug("etcd runtime event", "event", ev.String())
-	case strings.Contains(ev.String(), inconsistentData):
+	case ev.Cause() == runtime.CauseInconsistentData:
+		// etcd is held stopped and the data left in place: which side is
+		// wrong needs a human.
 		why := "etcd's initial corruption check found this member's data inconsistent with its peers: etcd is held stopped; compare `etcd-agent status` hashes, then move " +
 			a.cfg.Node.DataDir + " aside to let the node rejoin as a new member"
 		a.inconsistent.Store(why)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
@@ -235,4 +236,32 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// Cause is why etcd stopped or could not start, as far as the agent must
+// act on it: etcd's error text is classified here, once.
+type Cause string
+
+const (
+	// CauseOther: nothing the agent acts on (it restarts etcd with backoff).
+	CauseOther Cause = ""
+	// CauseInconsistentData: etcd's initial corruption check found the
+	// local data inconsistent with its peers. A restart cannot fix it (and
+	// an embedded etcd keeps its WAL locked after that failure); which side
+	// is wrong needs a human.
+	CauseInconsistentData Cause = "inconsistent-data"
+)
+
+// inconsistentDataText is etcd's message for CauseInconsistentData
+// (server/etcdserver/corrupt.go).
+const inconsistentDataText = "found data inconsistency with peers"
+
+// Cause classifies the event's error.
+func (e Event) Cause() Cause {
+	for _, err := range []error{e.Err, e.Exit.Err} {
+		if err != nil && strings.Contains(err.Error(), inconsistentDataText) {
+			return CauseInconsistentData
+		}
+	}
+	return CauseOther
 }
