@@ -20,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-agent/etcd-agent/agent/certs"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
@@ -86,8 +87,7 @@ type Agent struct {
 
 	// Filled in by the stages, in order.
 	id       identity.Identity
-	ca       *pki.CA
-	certs    pki.NodeCerts
+	certs    *certs.Job
 	decision membership.Decision
 	spec     etcdconf.Spec // what the member runs; etcdSpec() off the main goroutine
 	specMu   sync.Mutex
@@ -142,6 +142,7 @@ func New(opts Options) (*Agent, error) {
 		opts.LearnerCatchUpTimeout = defaultLearnerCatchUpTimeout
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
+	a.certs = certs.NewJob(a, a.checkCABundle)
 	a.rec = report.NewRecorder(report.NodeReport{
 		PID:     os.Getpid(),
 		Version: opts.Version,
@@ -172,51 +173,6 @@ func (a *Agent) resolveIdentity(ctx context.Context) error {
 	})
 	a.log.Info("node identity", "name", id.Name, "ip", id.PrivateIP, "source", id.Source,
 		"instance", id.InstanceID, "az", id.AvailabilityZone)
-	return nil
-}
-
-func (a *Agent) ensureCertificates(ctx context.Context) error {
-	a.setPhase(report.PhaseCertificates, "issuing certificates from "+a.cfg.PKI.CACert)
-	ca, err := pki.LoadCA(a.cfg.PKI.CACert, a.cfg.PKI.CAKey, a.now())
-	if err != nil {
-		// No retry fixes a CA that cannot be used: a configuration error
-		// (exit 78, systemd does not restart in a loop).
-		fix := "ship the cluster's CA certificate and key (pki.caCert, pki.caKey) readable by the agent's user only"
-		var perm *pki.KeyPermError
-		if errors.As(err, &perm) {
-			fix = perm.Fix()
-		}
-		return &config.Error{Problems: []config.Problem{{Field: "pki.caKey", Value: a.cfg.PKI.CAKey, Problem: err.Error(), Fix: fix}}}
-	}
-	a.ca = ca
-	return a.refreshCertificates()
-}
-
-// refreshCertificates reissues what is due. A renewal needs no restart:
-// etcd reads its certificate and key files at every handshake (TLSInfo's
-// GetCertificate/GetClientCertificate in client/pkg/transport/listener.go),
-// and the agent's own clients use pki.ReloadingClientTLS. etcd reads the CA
-// bundle only at start.
-func (a *Agent) refreshCertificates() error {
-	certs, err := a.ca.EnsureNodeCerts(pki.NodeRequest{
-		Dir: a.cfg.PKI.Dir, NodeIP: a.id.PrivateIP, Hostname: a.id.Hostname,
-		Validity: a.cfg.PKI.Validity.D(), RenewBefore: a.cfg.PKI.RenewBefore.D(), Now: a.now(),
-	})
-	if err != nil {
-		return err
-	}
-	a.certs = certs
-	// Every leaf is issued by the signer now (EnsureNodeCerts reissues
-	// those another CA issued).
-	issuer := caIdentity(a.ca.Cert)
-	var published []report.Cert
-	for _, c := range certs.Certs {
-		if c.Action != pki.ActionReused || c.Reason != "" {
-			a.log.Info("certificate", "role", c.Role, "action", c.Action, "reason", c.Reason, "expires", c.NotAfter)
-		}
-		published = append(published, report.Cert{Role: c.Role, NotAfter: c.NotAfter, Issuer: issuer})
-	}
-	a.rec.Update(func(r *report.NodeReport) { r.Certs = published })
 	return nil
 }
 

@@ -2,9 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -231,9 +228,4 @@ func (a *Agent) waitHealthy(ctx context.Context, limit time.Duration) error {
 	}
 }
 
-// caIdentity names a CA certificate in status: its common name and a short
-// sha256 of the certificate (two CAs may share a name).
-func caIdentity(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return c.Subject.CommonName + " sha256:" + hex.EncodeToString(sum[:8])
-}
+

@@ -46,7 +46,7 @@ type stage struct {
 func (a *Agent) stages() []stage {
 	return []stage{
 		{id: stageIdentity, name: "identity", phase: report.PhaseIdentity, run: a.resolveIdentity},
-		{id: stageCertificates, name: "certificates", phase: report.PhaseCertificates, run: a.ensureCertificates},
+		{id: stageCertificates, name: "certificates", phase: report.PhaseCertificates, run: a.certs.Ensure},
 		{id: stageMembership, name: "membership", phase: report.PhaseDiscovery, everyPass: true,
 			startJobs: []jobs.Start{jobs.FromMembership}, run: a.decideMembership},
 		{id: stageEtcd, name: "etcd", phase: report.PhaseStartingEtcd, everyPass: true, run: a.startEtcd},
@@ -62,7 +62,7 @@ func (a *Agent) jobTable() []jobs.Job {
 	table := []jobs.Job{
 		// A recovery request ends the pass, whatever stage waits.
 		{Name: "recovery-request", Every: recoveryPoll, Start: jobs.FromMembership, WhileLeaving: true, Run: a.checkRecoveryRequest},
-		{Name: "certificates", Every: a.certCheckEvery(), Start: jobs.FromEtcd, WhileLeaving: true, Run: a.checkCertificates},
+		{Name: "certificates", Every: a.certCheckEvery(), Start: jobs.FromEtcd, WhileLeaving: true, Run: a.certs.Run},
 		{Name: "etcd-change", Every: changeCheckInterval, Start: jobs.FromEtcd, Run: always(a.checkEtcdChange)},
 		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromEtcd, Run: always(a.maintain)},
 		// health handles `leave` itself: it ends the pass once the node left.

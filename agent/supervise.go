@@ -3,31 +3,21 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/certs"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/sidefile"
-	"github.com/etcd-agent/etcd-agent/pki"
 )
 
 // readyPoll is how often the ready stage re-probes while etcd comes up:
 // often, since READY=1 waits on it.
 const readyPoll = 200 * time.Millisecond
-
-// certCheckInterval is how often the supervision loop re-checks certificate
-// expiry: a quarter of renewBefore, so a certificate is renewed with at least
-// three quarters of renewBefore left, whatever the validity; hourly at most
-// (the default 30d needs no more) and every few seconds at least.
-func certCheckInterval(renewBefore time.Duration) time.Duration {
-	const most, least = time.Hour, 5 * time.Second
-	return max(least, min(most, renewBefore/4))
-}
 
 // waitReady blocks until the local member is healthy, a voter and caught
 // up, then sends READY=1. Until then STATUS= says what it is waiting for.
@@ -132,7 +122,7 @@ func (a *Agent) certCheckEvery() time.Duration {
 	if a.opts.CertCheckInterval > 0 {
 		return a.opts.CertCheckInterval
 	}
-	return certCheckInterval(a.cfg.PKI.RenewBefore.D())
+	return certs.CheckEvery(a.cfg.PKI.RenewBefore.D())
 }
 
 // backupEvery is how often the snapshot job looks at the schedule: a few
@@ -175,25 +165,6 @@ func otherProblems(all, mine []problem.Problem) []problem.Problem {
 		}
 	}
 	return out
-}
-
-// checkCertificates reloads the CA (the operator may have pushed a new
-// bundle or key), renews what is due, and restarts etcd when its trust
-// bundle changed. A CA that cannot be loaded now keeps the last one.
-func (a *Agent) checkCertificates(ctx context.Context) error {
-	if ca, err := pki.LoadCA(a.cfg.PKI.CACert, a.cfg.PKI.CAKey, a.now()); err != nil {
-		a.rec.SetError(fmt.Errorf("reload CA: %w", err))
-		a.log.Error("reload CA failed: keeping the last one", "err", err)
-	} else {
-		a.ca = ca
-	}
-	if err := a.refreshCertificates(); err != nil {
-		a.rec.SetError(fmt.Errorf("certificate renewal: %w", err))
-		a.log.Error("certificate renewal failed", "err", err)
-		return nil
-	}
-	a.checkCABundle(ctx)
-	return nil
 }
 
 // record puts a health observation into the report.

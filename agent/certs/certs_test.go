@@ -1,4 +1,4 @@
-package agent
+package certs
 
 import (
 	"testing"
@@ -20,8 +20,8 @@ func TestCertCheckInterval(t *testing.T) {
 		{"zero: floor", 0, 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := certCheckInterval(tc.renewBefore); got != tc.want {
-				t.Errorf("certCheckInterval(%v) = %v, want %v", tc.renewBefore, got, tc.want)
+			if got := CheckEvery(tc.renewBefore); got != tc.want {
+				t.Errorf("CheckEvery(%v) = %v, want %v", tc.renewBefore, got, tc.want)
 			}
 		})
 	}
