@@ -227,5 +227,3 @@ func (a *Agent) waitHealthy(ctx context.Context, limit time.Duration) error {
 		}
 	}
 }
-
-
