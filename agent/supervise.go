@@ -119,7 +119,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 	defer maint.Stop()
 	replaced := time.NewTicker(replacedCheckInterval)
 	defer replaced.Stop()
-	backups := a.backupTicker(ctx)
+	backups := a.inBackground(ctx, a.backups.Every(), a.backups.Run)
 	defer backups.stop()
 	var watchdog <-chan time.Time
 	if a.opts.WatchdogInterval > 0 {
@@ -159,7 +159,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 		case <-replaced.C:
 			a.unlessLeaving(ctx, a.checkReplaced)
 		case <-hashes.C:
-			a.unlessLeaving(ctx, a.checkDivergence)
+			a.unlessLeaving(ctx, func(ctx context.Context) { _ = a.divergence.Run(ctx) })
 		case <-maint.C:
 			a.unlessLeaving(ctx, a.maintain)
 		case <-backups.C:
@@ -269,24 +269,5 @@ func (a *Agent) petDuringStartup(ctx context.Context) (stop func()) {
 }
 
 // hashCheckInterval is how often the leader's agent compares every member's
-// HashKV. Each comparison makes every member hash its whole database, so
-// only the leader's agent does it, and not often.
-const hashCheckInterval = 10 * time.Minute
-
-// checkDivergence compares the members' HashKV at a common revision when the
-// local member leads, and reports replicas that diverged (etcd's own checks
-// also run: the initial check at start, the compact-hash check).
-func (a *Agent) checkDivergence(ctx context.Context) {
-	h := a.probe(ctx)
-	if !h.Ready || !h.Leader {
-		return
-	}
-	check := hashcheck.CompareHashKV(ctx, a.client, nil)
-	if check.Mismatch {
-		a.log.Error("replicas diverged", "check", check.Description)
-		a.rec.AddDecision(report.ActionDivergence, check.Description)
-		a.flush()
-		return
-	}
-	a.log.Debug("hashkv compared", "check", check.Description)
-}
+// HashKV (the divergence job).
+const hashCheckInterval = hashcheck.Interval
