@@ -20,10 +20,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-agent/etcd-agent/agent/backup/schedule"
 	"github.com/etcd-agent/etcd-agent/agent/certs"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
@@ -117,8 +119,10 @@ type Agent struct {
 	// lastReplacedReport is when a replaced-but-running cluster was last
 	// reported (checkReplaced).
 	lastReplacedReport time.Time
-	// backups is the scheduled snapshot job (backupjob.go).
-	backups backupJob
+	// backups is the snapshot job (scheduled, and before membership changes).
+	backups *schedule.Job
+	// divergence is the leader's HashKV comparison.
+	divergence *hashcheck.Job
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -148,6 +152,8 @@ func New(opts Options) (*Agent, error) {
 		Version: opts.Version,
 		CertDir: opts.Config.PKI.Dir,
 	}, opts.Now)
+	a.backups = schedule.NewJob(a)
+	a.divergence = hashcheck.NewJob(a)
 	return a, nil
 }
 

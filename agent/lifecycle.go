@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/jobs"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/sidefile"
@@ -67,11 +68,11 @@ func (a *Agent) jobTable() []jobs.Job {
 		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromEtcd, Run: always(a.maintain)},
 		// health handles `leave` itself: it ends the pass once the node left.
 		{Name: "health", Every: a.cfg.Agent.HealthInterval.D(), Start: jobs.FromReady, WhileLeaving: true, Run: a.healthCheck()},
-		{Name: "divergence", Every: hashCheckInterval, Start: jobs.FromReady, Run: always(a.checkDivergence)},
+		{Name: "divergence", Every: hashcheck.Interval, Start: jobs.FromReady, Run: a.divergence.Run},
 		{Name: "replaced", Every: replacedCheckInterval, Start: jobs.FromReady, Run: always(a.checkReplaced)},
 	}
-	if !a.cfg.Backup.Disabled {
-		table = append(table, jobs.Job{Name: "backups", Every: a.backupEvery(), Start: jobs.FromReady, Run: always(a.backupRound)})
+	if every := a.backups.Every(); every > 0 {
+		table = append(table, jobs.Job{Name: "backups", Every: every, Start: jobs.FromReady, Run: a.backups.Run})
 	}
 	return table
 }

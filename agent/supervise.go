@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/certs"
-	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
@@ -125,13 +124,6 @@ func (a *Agent) certCheckEvery() time.Duration {
 	return certs.CheckEvery(a.cfg.PKI.RenewBefore.D())
 }
 
-// backupEvery is how often the snapshot job looks at the schedule: a few
-// times per interval (a slot left by a dead agent is taken soon), at most
-// each minute.
-func (a *Agent) backupEvery() time.Duration {
-	return max(time.Second, min(time.Minute, a.cfg.Backup.Interval.D()/4))
-}
-
 // always adapts a job round that ends no pass.
 func always(round func(context.Context)) func(context.Context) error {
 	return func(ctx context.Context) error {
@@ -180,25 +172,3 @@ func (a *Agent) record(h health.Health) {
 	}
 }
 
-// hashCheckInterval is how often the leader's agent compares every member's
-// HashKV. Each comparison makes every member hash its whole database, so
-// only the leader's agent does it, and not often.
-const hashCheckInterval = 10 * time.Minute
-
-// checkDivergence compares the members' HashKV at a common revision when the
-// local member leads, and reports replicas that diverged (etcd's own checks
-// also run: the initial check at start, the compact-hash check).
-func (a *Agent) checkDivergence(ctx context.Context) {
-	h := a.probe(ctx)
-	if !h.Ready || !h.Leader {
-		return
-	}
-	check := hashcheck.CompareHashKV(ctx, a.client, nil)
-	if check.Mismatch {
-		a.log.Error("replicas diverged", "check", check.Description)
-		a.rec.AddDecision(report.ActionDivergence, check.Description)
-		a.flush()
-		return
-	}
-	a.log.Debug("hashkv compared", "check", check.Description)
-}

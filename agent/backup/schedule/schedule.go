@@ -4,6 +4,10 @@
 // itself), and the outcome is one record every agent reads for its status.
 // An agent that dies holding a claim lets its lease expire; the slot is then
 // still unhandled and the next agent to look claims it.
+//
+// Job (job.go) is the agent's snapshot job built on it: one round per Run
+// (claim the slot, snapshot, retention, verification, the shared record),
+// and the snapshot taken before a membership change (Job.BeforeChange).
 package schedule
 
 import (
