@@ -171,4 +171,3 @@ func (a *Agent) record(h health.Health) {
 		writeEndpoints(a.cfg.Node.DataDir, a.log, sortedCopy(h.Endpoints))
 	}
 }
-
