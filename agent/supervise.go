@@ -161,7 +161,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 		case <-hashes.C:
 			a.unlessLeaving(ctx, a.checkDivergence)
 		case <-maint.C:
-			a.unlessLeaving(ctx, a.maintain)
+			a.unlessLeaving(ctx, func(ctx context.Context) { _ = a.maint.Run(ctx) })
 		case <-backups.C:
 			a.unlessLeaving(ctx, func(context.Context) { backups.tick() })
 		case <-certs.C:
