@@ -28,6 +28,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/agent/maintenance"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
@@ -112,8 +113,8 @@ type Agent struct {
 	bundle etcdBundle
 	// plannedExit is how etcd last exited during a planned restart.
 	plannedExit atomic.Value
-	// maint is the defragmentation and NOSPACE state (maintain.go).
-	maint maintainer
+	// maint is the defragmentation and NOSPACE recovery job.
+	maint *maintenance.Job
 	// recovering is a recovery whose new member is not healthy yet.
 	recovering *recovering
 	// lastReplacedReport is when a replaced-but-running cluster was last
@@ -154,6 +155,7 @@ func New(opts Options) (*Agent, error) {
 	}, opts.Now)
 	a.backups = schedule.NewJob(a)
 	a.divergence = hashcheck.NewJob(a)
+	a.maint = maintenance.NewJob(a)
 	return a, nil
 }
 

@@ -65,7 +65,7 @@ func (a *Agent) jobTable() []jobs.Job {
 		{Name: "recovery-request", Every: recoveryPoll, Start: jobs.FromMembership, WhileLeaving: true, Run: a.checkRecoveryRequest},
 		{Name: "certificates", Every: a.certCheckEvery(), Start: jobs.FromEtcd, WhileLeaving: true, Run: a.certs.Run},
 		{Name: "etcd-change", Every: changeCheckInterval, Start: jobs.FromEtcd, Run: always(a.checkEtcdChange)},
-		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromEtcd, Run: always(a.maintain)},
+		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromEtcd, Run: a.maint.Run},
 		// health handles `leave` itself: it ends the pass once the node left.
 		{Name: "health", Every: a.cfg.Agent.HealthInterval.D(), Start: jobs.FromReady, WhileLeaving: true, Run: a.healthCheck()},
 		{Name: "divergence", Every: hashcheck.Interval, Start: jobs.FromReady, Run: a.divergence.Run},

@@ -27,10 +27,12 @@ type Member struct {
 	// Err says why the member did not answer ("" when it did).
 	Err string
 	// The member's own Status, when it answered.
-	Leader         uint64
-	RaftTerm       uint64
-	RaftIndex      uint64
-	AppliedIndex   uint64
+	Leader       uint64
+	RaftTerm     uint64
+	RaftIndex    uint64
+	AppliedIndex uint64
+	// Revision is the keyspace's revision as the member reported it.
+	Revision       int64
 	DBSize         int64
 	DBInUse        int64
 	Quota          int64
@@ -150,6 +152,7 @@ func (m *Member) ask(ctx context.Context, cli *clientv3.Client) {
 		}
 		m.Err, m.Endpoint = "", u
 		m.Leader, m.RaftTerm, m.RaftIndex, m.AppliedIndex = st.Leader, st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex
+		m.Revision = st.Header.GetRevision()
 		m.DBSize, m.DBInUse, m.Quota = st.DbSize, st.DbSizeInUse, st.DbSizeQuota
 		m.Version, m.StorageVersion, m.Errors = st.Version, st.StorageVersion, st.Errors
 		if st.DowngradeInfo != nil && st.DowngradeInfo.Enabled {

@@ -7,7 +7,7 @@ import (
 )
 
 // Maintenance configures the agents' defragmentation and NOSPACE recovery
-// (agent/maintenance decides, agent/maintain.go acts).
+// (agent/maintenance: Plan decides, its Job acts).
 type Maintenance struct {
 	// Interval is how often each agent looks at the members' database
 	// sizes and alarms. Zero: 10s. At least 500ms.

@@ -1,7 +1,7 @@
 // Package maintenance decides the agents' care of etcd's backend: which
 // member to defragment next, when to wait, and how to recover from a NOSPACE
 // alarm. Plan is a pure function over facts the agent gathers each round
-// (agent/maintain.go does the I/O), so every decision is table-tested.
+// (the Job, job.go, does the I/O), so every decision is table-tested.
 //
 // One agent acts at a time: the agent whose member leads (the coordinator).
 // It defragments followers first, one per round, paced, under the
