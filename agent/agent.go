@@ -27,6 +27,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -114,11 +115,8 @@ type Agent struct {
 	plannedExit atomic.Value
 	// maint is the defragmentation and NOSPACE state (maintain.go).
 	maint maintainer
-	// recovering is a recovery whose new member is not healthy yet.
-	recovering *recovering
-	// lastReplacedReport is when a replaced-but-running cluster was last
-	// reported (checkReplaced).
-	lastReplacedReport time.Time
+	// recovery is the disaster recovery job (agent/recovery).
+	recovery *recovery.Job
 	// backups is the scheduled snapshot job (backupjob.go).
 	backups backupJob
 }
@@ -144,6 +142,7 @@ func New(opts Options) (*Agent, error) {
 		opts.LearnerCatchUpTimeout = defaultLearnerCatchUpTimeout
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
+	a.recovery = recovery.NewJob(recoveryNode{a})
 	a.rec = report.NewRecorder(report.NodeReport{
 		PID:     os.Getpid(),
 		Version: opts.Version,
@@ -194,7 +193,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	for {
 		err := a.runPass(ctx, stages)
 		if rq, ok := asRecover(err); ok {
-			if err := a.recoverCluster(ctx, rq.req); err != nil {
+			if err := a.recovery.Recover(ctx, rq.Request); err != nil {
 				return nil // cancelled: shutting down
 			}
 			stages = a.stages()[2:] // identity and certificates stay
@@ -232,10 +231,10 @@ func (a *Agent) runPass(ctx context.Context, stages []stage) error {
 		if s.name == "membership" {
 			// From here on a recovery request ends the pass, whatever it
 			// waits for.
-			if req, ok := a.recoveryToResume(); ok {
-				return &recoverNeeded{req: req}
+			if req, ok := a.recovery.ToResume(); ok {
+				return &recovery.Needed{Request: req}
 			}
-			go a.watchRecoveryRequest(pass, cancel)
+			go a.recovery.Watch(pass, cancel)
 		}
 		a.setPhase(s.phase, s.name)
 		if err := s.run(pass); err != nil {
@@ -344,8 +343,8 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 		// A recovery may have replaced this member's cluster while the
 		// node was away: then its data must not start again. Best effort:
 		// a registry that does not answer never blocks a restart.
-		if r := a.supersededBeforeRestart(ctx); r != nil {
-			return r
+		if s := a.recovery.SupersededBeforeRestart(ctx); s != nil {
+			return &rejoinNeeded{reason: s.Reason}
 		}
 		d, err = membership.Decide(membership.Facts{HasData: true, Self: a.self()})
 	default:

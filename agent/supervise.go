@@ -12,6 +12,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
+	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -69,9 +70,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 				}
 			}
 		} else {
-			if a.recovering != nil {
-				a.finishRecovery(ctx, h)
-			}
+			a.recovery.Finish(ctx, h)
 			if a.decision.Path != membership.Restart {
 				// This node changed the membership: record the formation
 				// (idempotent) and the cluster's endpoints in discovery.
@@ -117,7 +116,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 	defer changes.Stop()
 	maint := time.NewTicker(a.cfg.Maintenance.Interval.D())
 	defer maint.Stop()
-	replaced := time.NewTicker(replacedCheckInterval)
+	replaced := time.NewTicker(recovery.ReplacedCheckInterval)
 	defer replaced.Stop()
 	backups := a.backupTicker(ctx)
 	defer backups.stop()
@@ -157,7 +156,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 				}
 			}
 		case <-replaced.C:
-			a.unlessLeaving(ctx, a.checkReplaced)
+			a.unlessLeaving(ctx, func(ctx context.Context) { _ = a.recovery.Run(ctx) })
 		case <-hashes.C:
 			a.unlessLeaving(ctx, a.checkDivergence)
 		case <-maint.C:
