@@ -30,6 +30,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/maintenance"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -115,11 +116,8 @@ type Agent struct {
 	plannedExit atomic.Value
 	// maint is the defragmentation and NOSPACE recovery job.
 	maint *maintenance.Job
-	// recovering is a recovery whose new member is not healthy yet.
-	recovering *recovering
-	// lastReplacedReport is when a replaced-but-running cluster was last
-	// reported (checkReplaced).
-	lastReplacedReport time.Time
+	// recovery is the disaster recovery job (agent/recovery).
+	recovery *recovery.Job
 	// backups is the snapshot job (scheduled, and before membership changes).
 	backups *schedule.Job
 	// divergence is the leader's HashKV comparison.
@@ -148,6 +146,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
 	a.certs = certs.NewJob(a, a.checkCABundle)
+	a.recovery = recovery.NewJob(recoveryNode{a})
 	a.rec = report.NewRecorder(report.NodeReport{
 		PID:     os.Getpid(),
 		Version: opts.Version,
@@ -205,8 +204,8 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 		// A recovery may have replaced this member's cluster while the
 		// node was away: then its data must not start again. Best effort:
 		// a registry that does not answer never blocks a restart.
-		if r := a.supersededBeforeRestart(ctx); r != nil {
-			return r
+		if s := a.recovery.SupersededBeforeRestart(ctx); s != nil {
+			return &rejoinNeeded{reason: s.Reason}
 		}
 		d, err = membership.Decide(membership.Facts{HasData: true, Self: a.self()})
 	default:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/jobs"
+	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 )
@@ -62,14 +63,14 @@ func (a *Agent) stages() []stage {
 func (a *Agent) jobTable() []jobs.Job {
 	table := []jobs.Job{
 		// A recovery request ends the pass, whatever stage waits.
-		{Name: "recovery-request", Every: recoveryPoll, Start: jobs.FromMembership, WhileLeaving: true, Run: a.checkRecoveryRequest},
+		{Name: "recovery-request", Every: recovery.RequestPoll, Start: jobs.FromMembership, WhileLeaving: true, Run: a.recovery.CheckRequest},
 		{Name: "certificates", Every: a.certCheckEvery(), Start: jobs.FromEtcd, WhileLeaving: true, Run: a.certs.Run},
 		{Name: "etcd-change", Every: changeCheckInterval, Start: jobs.FromEtcd, Run: always(a.checkEtcdChange)},
 		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromEtcd, Run: a.maint.Run},
 		// health handles `leave` itself: it ends the pass once the node left.
 		{Name: "health", Every: a.cfg.Agent.HealthInterval.D(), Start: jobs.FromReady, WhileLeaving: true, Run: a.healthCheck()},
 		{Name: "divergence", Every: hashcheck.Interval, Start: jobs.FromReady, Run: a.divergence.Run},
-		{Name: "replaced", Every: replacedCheckInterval, Start: jobs.FromReady, Run: always(a.checkReplaced)},
+		{Name: "replaced", Every: recovery.ReplacedCheckInterval, Start: jobs.FromReady, Run: a.recovery.Run},
 	}
 	if every := a.backups.Every(); every > 0 {
 		table = append(table, jobs.Job{Name: "backups", Every: every, Start: jobs.FromReady, Run: a.backups.Run})
@@ -94,7 +95,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	for first := true; ; first = false {
 		err := a.runPass(ctx, first)
 		if rq, ok := asRecover(err); ok {
-			if err := a.recoverCluster(ctx, rq.req); err != nil {
+			if err := a.recovery.Recover(ctx, rq.Request); err != nil {
 				return nil // cancelled: shutting down
 			}
 			continue
@@ -180,8 +181,8 @@ func (a *Agent) runStages(ctx context.Context, g *jobs.Group, first bool) error 
 			continue
 		}
 		if s.id == stageMembership {
-			if req, ok := a.recoveryToResume(); ok {
-				return &recoverNeeded{req: req}
+			if req, ok := a.recovery.ToResume(); ok {
+				return &recovery.Needed{Request: req}
 			}
 		}
 		for _, start := range s.startJobs {

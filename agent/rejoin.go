@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -28,9 +29,6 @@ func (r *rejoinNeeded) Error() string { return "rejoin as a new member: " + r.re
 // to it (and how often it asks again).
 const removedCheckAfter = 5 * time.Second
 
-// supersededCheckTimeout bounds reading the registry's recovery record.
-const supersededCheckTimeout = 5 * time.Second
-
 // defaultLearnerCatchUpTimeout bounds a learner's catch-up: a learner still
 // not promoted after it removes itself and the join starts over.
 const defaultLearnerCatchUpTimeout = 15 * time.Minute
@@ -48,8 +46,8 @@ func (a *Agent) checkMembership(ctx context.Context) *rejoinNeeded {
 		a.log.Debug("membership check: read member identity", "err", err)
 		return nil
 	}
-	if r, _ := a.supersededByRecovery(ctx, supersededCheckTimeout); r != nil {
-		return r
+	if s, _ := a.recovery.SupersededByRegistry(ctx); s != nil {
+		return &rejoinNeeded{reason: s.Reason}
 	}
 	self := a.specBase().ClientURL()
 	eps := slices.DeleteFunc(readEndpoints(a.cfg.Node.DataDir), func(ep string) bool { return ep == self })
@@ -72,8 +70,8 @@ func (a *Agent) checkMembership(ctx context.Context) *rejoinNeeded {
 		// Another cluster answers at the addresses this node knew. Proof
 		// only when it records that it replaced this node's cluster (a
 		// recovery); otherwise nothing is moved.
-		if r := a.supersededByAnswer(ctx, cli, id.ClusterID); r != nil {
-			return r
+		if s := recovery.SupersededByAnswer(ctx, cli, id.ClusterID); s != nil {
+			return &rejoinNeeded{reason: s.Reason}
 		}
 		a.log.Warn("membership check: another cluster answers at this node's known endpoints",
 			"data_cluster", fmt.Sprintf("%x", id.ClusterID), "answering_cluster", fmt.Sprintf("%x", got), "endpoints", eps)

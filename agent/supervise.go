@@ -57,9 +57,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 				}
 			}
 		} else {
-			if a.recovering != nil {
-				a.finishRecovery(ctx, h)
-			}
+			a.recovery.Finish(ctx, h)
 			if a.decision.Path != membership.Restart {
 				// This node changed the membership: record the formation
 				// (idempotent) and the cluster's endpoints in discovery.

@@ -67,3 +67,25 @@ func ShortErr(err error) string {
 	}
 	return s
 }
+
+// ErrUnreachable: nothing accepts connections at the endpoint.
+var ErrUnreachable = errors.New("connection refused or unreachable")
+
+// StatusAt asks the member at the client URL ep for its Status, by its
+// address: for when no member list can be had (no quorum). Status is served
+// without a quorum, so an answer says a member runs there (of which cluster,
+// at which raft index). Nothing listening fails within DialTimeout
+// (ErrUnreachable); the Status call is bounded by timeout.
+func StatusAt(ctx context.Context, dial func(eps []string) (*clientv3.Client, error), ep string, timeout time.Duration) (*clientv3.StatusResponse, error) {
+	if !Dialable(ctx, ep) {
+		return nil, ErrUnreachable
+	}
+	cli, err := dial([]string{ep})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return cli.Status(sctx, ep)
+}

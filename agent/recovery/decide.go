@@ -116,10 +116,10 @@ func Claim(f ClaimFacts) (discovery.Recovery, error) {
 	return rec, nil
 }
 
-// Superseded says why data of cluster dataClusterID must not be used any
+// SupersededBy says why data of cluster dataClusterID must not be used any
 // more: rec (the registry's or the answering cluster's record) names it as
 // replaced. ok is false when rec says nothing about it.
-func Superseded(rec *discovery.Recovery, dataClusterID uint64) (reason string, ok bool) {
+func SupersededBy(rec *discovery.Recovery, dataClusterID uint64) (reason string, ok bool) {
 	if rec == nil || dataClusterID == 0 || !rec.Replaces(fmt.Sprintf("%x", dataClusterID)) {
 		return "", false
 	}

@@ -87,28 +87,28 @@ func TestClaim(t *testing.T) {
 	}
 }
 
-func TestSuperseded(t *testing.T) {
+func TestSupersededBy(t *testing.T) {
 	rec := &discovery.Recovery{Generation: 1, State: discovery.RecoveryStarted, By: "n1", ClusterID: "c2", Replaced: []string{"c1"}}
-	if why, ok := Superseded(rec, 0xc1); !ok || !strings.Contains(why, "cluster c1") {
+	if why, ok := SupersededBy(rec, 0xc1); !ok || !strings.Contains(why, "cluster c1") {
 		t.Errorf("data of the replaced cluster: %q, %v; want superseded", why, ok)
 	}
-	if _, ok := Superseded(rec, 0xc2); ok {
+	if _, ok := SupersededBy(rec, 0xc2); ok {
 		t.Error("data of the new cluster itself counted as superseded")
 	}
-	if _, ok := Superseded(rec, 0xc3); ok {
+	if _, ok := SupersededBy(rec, 0xc3); ok {
 		t.Error("data of an unrelated cluster counted as superseded")
 	}
-	if _, ok := Superseded(nil, 0xc1); ok {
+	if _, ok := SupersededBy(nil, 0xc1); ok {
 		t.Error("no record counted as superseded")
 	}
 	claimed := *rec
 	claimed.ClusterID = ""
-	if _, ok := Superseded(&claimed, 0xc1); ok {
+	if _, ok := SupersededBy(&claimed, 0xc1); ok {
 		t.Error("a claim without a new cluster yet counted as superseded: a failed recovery would make every old member move its data aside")
 	}
 	failed := *rec
 	failed.State = discovery.RecoveryFailed
-	if _, ok := Superseded(&failed, 0xc1); ok {
+	if _, ok := SupersededBy(&failed, 0xc1); ok {
 		t.Error("a failed recovery counted as superseded")
 	}
 }

@@ -30,7 +30,7 @@ func recoverCommand() *command {
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
-			o := agent.RecoverOptions{Takeover: *takeover, Force: *force, Timeout: *timeout}
+			o := recovery.Options{Takeover: *takeover, Force: *force, Timeout: *timeout}
 			switch {
 			case *fromMember && *fromSnapshot != "":
 				return &exitError{code: exitUsage, err: fmt.Errorf("--from-member and --from-snapshot exclude each other: pick one")}
@@ -52,7 +52,11 @@ func recoverCommand() *command {
 				return err
 			}
 			start := time.Now()
-			req, err := a.RequestRecovery(ctx, o, func(at time.Time, msg string) {
+			n, err := a.RecoveryRequester(ctx)
+			if err != nil {
+				return fmt.Errorf("recover: %w", err)
+			}
+			req, err := recovery.RequestRecovery(ctx, n, o, func(at time.Time, msg string) {
 				fmt.Fprintf(e.stdout, "%s  %s\n", at.Local().Format("15:04:05.000"), msg)
 			})
 			if err != nil {

@@ -1,4 +1,4 @@
-package agent
+package recovery
 
 import (
 	"context"
@@ -8,11 +8,36 @@ import (
 	"sync"
 	"time"
 
-	"github.com/etcd-agent/etcd-agent/agent/backup"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/cluster"
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/health"
-	"github.com/etcd-agent/etcd-agent/agent/recovery"
+	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/agent/keys"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
+
+// Requester is what `etcd-agent recover` needs of its node, beside the
+// running agent: enough to refuse at once and to probe the quorum. It has no
+// way to publish: the status file is the running agent's.
+type Requester interface {
+	// Config is the node's configuration (read only).
+	Config() *config.Config
+	// Identity is the node's identity (name, addresses).
+	Identity() identity.Identity
+	// Now is the clock.
+	Now() time.Time
+	// Dial connects to eps with the agent's client certificate.
+	Dial(eps []string) (*clientv3.Client, error)
+	// Member is this node's etcd member as configured, whatever the
+	// membership: its addresses, TLS and limits.
+	Member() etcdconf.Spec
+	// Discovery is the configured discovery source.
+	Discovery() (discovery.Source, error)
+}
 
 // quorumReadAttempts and quorumReadPause: a healthy cluster in the middle
 // of an election refuses a linearizable read for a moment; only reads that
@@ -23,13 +48,23 @@ const (
 	quorumReadPause    = time.Second
 )
 
-// recoveryEndpoints are the client URLs where the cluster may answer: this
-// node's, the ones it last knew, a static list's and, when registry is set,
-// the ones published in discovery and the founders' recorded there.
-func (a *Agent) recoveryEndpoints(ctx context.Context, registry bool) []string {
-	eps := []string{a.specBase().ClientURL()}
-	eps = append(eps, readEndpoints(a.cfg.Node.DataDir)...)
-	src, err := a.discoverySource()
+// statusTimeout bounds one endpoint's Status answer.
+const statusTimeout = 3 * time.Second
+
+// endpointBook is a discovery source that keeps the formed cluster's client
+// URLs (v3 discovery).
+type endpointBook interface {
+	ClusterEndpoints(ctx context.Context) ([]string, error)
+}
+
+// endpoints are the client URLs where the cluster may answer: this node's,
+// the ones it last knew, a static list's and, when registry is set, the ones
+// published in discovery and the founders' recorded there.
+func endpoints(ctx context.Context, n Requester, registry bool) []string {
+	port := n.Config().Etcd.ClientPort
+	eps := []string{n.Member().ClientURL()}
+	eps = append(eps, sidefile.ReadEndpoints(n.Config().Node.DataDir)...)
+	src, err := n.Discovery()
 	if err == nil && registry {
 		if book, ok := src.(endpointBook); ok {
 			if published, err := book.ClusterEndpoints(ctx); err == nil {
@@ -39,7 +74,7 @@ func (a *Agent) recoveryEndpoints(ctx context.Context, registry bool) []string {
 		if fb, ok := src.(discovery.FormationBook); ok {
 			if f, err := fb.Formation(ctx); err == nil {
 				for _, s := range f.Started {
-					if ep, err := a.clientURLFor(s.PeerURL); err == nil {
+					if ep, err := cluster.ClientURLFor(s.PeerURL, port); err == nil {
 						eps = append(eps, ep)
 					}
 				}
@@ -49,7 +84,7 @@ func (a *Agent) recoveryEndpoints(ctx context.Context, registry bool) []string {
 	if err == nil {
 		if st, ok := src.(*discovery.Static); ok {
 			for _, m := range st.Members {
-				if ep, err := a.clientURLFor(m.PeerURL); err == nil {
+				if ep, err := cluster.ClientURLFor(m.PeerURL, port); err == nil {
 					eps = append(eps, ep)
 				}
 			}
@@ -62,16 +97,16 @@ func (a *Agent) recoveryEndpoints(ctx context.Context, registry bool) []string {
 // quorumFacts probes every endpoint the cluster may answer at: a Status
 // (served without quorum) says a member runs; a linearizable read says a
 // quorum serves.
-func (a *Agent) quorumFacts(ctx context.Context, dataClusterID uint64) recovery.QuorumFacts {
-	f := recovery.QuorumFacts{DataClusterID: dataClusterID}
-	eps := a.recoveryEndpoints(ctx, true)
-	f.Probes = make([]recovery.Probe, len(eps))
+func quorumFacts(ctx context.Context, n Requester, dataClusterID uint64) QuorumFacts {
+	f := QuorumFacts{DataClusterID: dataClusterID}
+	eps := endpoints(ctx, n, true)
+	f.Probes = make([]Probe, len(eps))
 	var wg sync.WaitGroup
 	for i, ep := range eps {
-		wg.Go(func() { f.Probes[i] = a.probeEndpoint(ctx, ep) })
+		wg.Go(func() { f.Probes[i] = probe(ctx, n, ep) })
 	}
 	wg.Wait()
-	self := a.specBase().ClientURL()
+	self := n.Member().ClientURL()
 	var answered []string
 	for _, p := range f.Probes {
 		if !p.Answered {
@@ -87,7 +122,7 @@ func (a *Agent) quorumFacts(ctx context.Context, dataClusterID uint64) recovery.
 	}
 	for attempt := range quorumReadAttempts {
 		if attempt > 0 {
-			if sleepCtx(ctx, quorumReadPause) != nil {
+			if cluster.Sleep(ctx, quorumReadPause) != nil {
 				return f
 			}
 		}
@@ -95,14 +130,14 @@ func (a *Agent) quorumFacts(ctx context.Context, dataClusterID uint64) recovery.
 		var wg sync.WaitGroup
 		for _, ep := range answered {
 			wg.Go(func() {
-				cli, err := a.newClusterClient([]string{ep})
+				cli, err := n.Dial([]string{ep})
 				if err != nil {
 					return
 				}
 				defer cli.Close()
 				rctx, cancel := context.WithTimeout(ctx, quorumReadTimeout)
 				defer cancel()
-				resp, err := cli.Get(rctx, "/_etcd-agent/quorum-probe")
+				resp, err := cli.Get(rctx, keys.QuorumProbe)
 				if err != nil {
 					return
 				}
@@ -121,22 +156,10 @@ func (a *Agent) quorumFacts(ctx context.Context, dataClusterID uint64) recovery.
 	return f
 }
 
-// probeEndpoint asks one endpoint for its Status.
-func (a *Agent) probeEndpoint(ctx context.Context, ep string) recovery.Probe {
-	p := recovery.Probe{Endpoint: ep}
-	if !dialable(ctx, ep) {
-		p.Err = "connection refused or unreachable"
-		return p
-	}
-	cli, err := a.newClusterClient([]string{ep})
-	if err != nil {
-		p.Err = err.Error()
-		return p
-	}
-	defer cli.Close()
-	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	st, err := cli.Status(sctx, ep)
+// probe asks one endpoint for its Status.
+func probe(ctx context.Context, n Requester, ep string) Probe {
+	p := Probe{Endpoint: ep}
+	st, err := cluster.StatusAt(ctx, n.Dial, ep, statusTimeout)
 	if err != nil {
 		p.Err = health.ShortErr(err)
 		return p
@@ -147,7 +170,7 @@ func (a *Agent) probeEndpoint(ctx context.Context, ep string) recovery.Probe {
 }
 
 // describeProbes is one progress line about what answered.
-func describeProbes(f recovery.QuorumFacts) string {
+func describeProbes(f QuorumFacts) string {
 	var parts []string
 	for _, p := range f.Probes {
 		if p.Answered {
@@ -157,14 +180,4 @@ func describeProbes(f recovery.QuorumFacts) string {
 		}
 	}
 	return "no quorum answers (" + strings.Join(parts, "; ") + ")"
-}
-
-// snapshotSources is where --from-snapshot looks: the configured snapshot
-// stores (backup.dir, backup.s3); a FILE or s3:// reference needs none.
-func (a *Agent) snapshotSources(ctx context.Context) (backup.Sources, error) {
-	src, err := backup.OpenSources(ctx, a.cfg)
-	if err != nil {
-		return backup.Sources{}, fmt.Errorf("open the snapshot stores: %w", err)
-	}
-	return src, nil
 }

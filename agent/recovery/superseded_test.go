@@ -1,7 +1,8 @@
-package agent
+package recovery
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -89,13 +90,12 @@ func TestCheckReplacedReportsASplitCluster(t *testing.T) {
 	cfg.Cluster.Name = "split"
 	cfg.Node.DataDir = dataDir
 	cfg.Agent.StatusFile = filepath.Join(dir, "status.json")
-	a, err := New(Options{Config: cfg, Identity: identity.Static{IP: netip.MustParseAddr(ip), Name: "etcd-127-0-9-98"}, Discovery: disc})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := &fakeNode{cfg: cfg, id: identity.Identity{Name: "etcd-127-0-9-98", PrivateIP: netip.MustParseAddr(ip)}, disc: disc,
+		rec: report.NewRecorder(report.NodeReport{}, nil)}
+	j := NewJob(n)
 	divergence := func() []string {
 		var out []string
-		for _, d := range a.Report().Decisions {
+		for _, d := range n.rec.Snapshot().Decisions {
 			if d.Action == report.ActionDivergence {
 				out = append(out, d.Reason)
 			}
@@ -103,7 +103,7 @@ func TestCheckReplacedReportsASplitCluster(t *testing.T) {
 		return out
 	}
 
-	a.checkReplaced(ctx)
+	_ = j.Run(ctx)
 	if d := divergence(); len(d) != 0 {
 		t.Fatalf("no recovery recorded, yet reported: %q", d)
 	}
@@ -112,8 +112,8 @@ func TestCheckReplacedReportsASplitCluster(t *testing.T) {
 	if err := disc.SwapRecovery(ctx, rec, 0); err != nil {
 		t.Fatal(err)
 	}
-	a.checkReplaced(ctx)
-	a.checkReplaced(ctx)
+	_ = j.Run(ctx)
+	_ = j.Run(ctx)
 	d := divergence()
 	if len(d) != 1 || !strings.Contains(d[0], "cluster aaaa") || !strings.Contains(d[0], "restart etcd-agent") {
 		t.Fatalf("divergence decisions %q: want one naming the replaced cluster aaaa and the way out", d)
@@ -123,3 +123,22 @@ func TestCheckReplacedReportsASplitCluster(t *testing.T) {
 	}
 	t.Logf("reported: %s", d[0])
 }
+
+// fakeNode is the node of a job under test: the methods a test does not set
+// up panic (the embedded Node is nil), so a job that reaches for more than
+// it should fails loudly.
+type fakeNode struct {
+	Node
+	cfg  *config.Config
+	id   identity.Identity
+	disc discovery.Source
+	rec  *report.Recorder
+}
+
+func (f *fakeNode) Config() *config.Config               { return f.cfg }
+func (f *fakeNode) Identity() identity.Identity          { return f.id }
+func (f *fakeNode) Logger() *slog.Logger                 { return slog.New(slog.DiscardHandler) }
+func (f *fakeNode) Now() time.Time                       { return time.Now() }
+func (f *fakeNode) Recorder() *report.Recorder           { return f.rec }
+func (f *fakeNode) Publish()                             {}
+func (f *fakeNode) Discovery() (discovery.Source, error) { return f.disc, nil }

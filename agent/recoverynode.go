@@ -1,0 +1,64 @@
+package agent
+
+import (
+	"context"
+	"errors"
+
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/recovery"
+	"github.com/etcd-agent/etcd-agent/discovery"
+)
+
+// recoveryNode is the agent as the recovery job sees it.
+type recoveryNode struct{ *Agent }
+
+var _ recovery.Node = recoveryNode{}
+
+// Member implements recovery.Requester.
+func (n recoveryNode) Member() etcdconf.Spec { return n.specBase() }
+
+// Discovery implements recovery.Requester: the configured discovery.
+func (n recoveryNode) Discovery() (discovery.Source, error) {
+	if n.disc != nil {
+		return n.disc, nil
+	}
+	if n.opts.Discovery != nil {
+		return n.opts.Discovery, nil
+	}
+	return newDiscovery(n.cfg, n.log)
+}
+
+// Retry implements recovery.Node.
+func (n recoveryNode) Retry(ctx context.Context, what string, step func(context.Context) error) error {
+	return n.retry(ctx, what, step)
+}
+
+// StopEtcd implements recovery.Node.
+func (n recoveryNode) StopEtcd(ctx context.Context) error { return n.stopAndForgetEtcd(ctx) }
+
+// PublishEndpoints implements recovery.Node: to the configured discovery,
+// also when this pass did not consult it.
+func (n recoveryNode) PublishEndpoints(ctx context.Context, eps []string) {
+	if n.disc == nil {
+		n.disc, _ = n.Discovery()
+	}
+	n.publishEndpoints(ctx, eps)
+}
+
+// RecoveryRequester is this node as `etcd-agent recover` sees it, beside the
+// running agent (recovery.RequestRecovery). It reads the node's identity and
+// publishes nothing: the status file is the running agent's.
+func (a *Agent) RecoveryRequester(ctx context.Context) (recovery.Requester, error) {
+	id, err := a.opts.Identity.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.id = id
+	return recoveryNode{a}, nil
+}
+
+// asRecover is the recovery request that ended a pass.
+func asRecover(err error) (*recovery.Needed, bool) {
+	var r *recovery.Needed
+	return r, errors.As(err, &r)
+}
