@@ -28,6 +28,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/rollout"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
@@ -107,7 +108,13 @@ type Agent struct {
 	// corruption check refused this member's data ("" while it is not).
 	inconsistent atomic.Value
 	// bundle is the CA trust bundle the running etcd loaded (CA rotation).
-	bundle etcdBundle
+	bundle *rollout.LoadedBundle
+	// planned is set while a job restarts etcd (plannedRestart).
+	planned atomic.Bool
+	// changes rolls config changes of etcd out; caRestart restarts etcd
+	// for a changed trust bundle (package rollout).
+	changes   *rollout.ChangeJob
+	caRestart *rollout.CAJob
 	// lastChangeCheck: when a config change was last looked at before READY.
 	lastChangeCheck time.Time
 	// plannedExit is how etcd last exited during a planned restart.
@@ -137,9 +144,6 @@ func New(opts Options) (*Agent, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.ChangeReadyTimeout <= 0 {
-		opts.ChangeReadyTimeout = caRestartReady
-	}
 	if opts.LearnerCatchUpTimeout <= 0 {
 		opts.LearnerCatchUpTimeout = defaultLearnerCatchUpTimeout
 	}
@@ -149,6 +153,9 @@ func New(opts Options) (*Agent, error) {
 		Version: opts.Version,
 		CertDir: opts.Config.PKI.Dir,
 	}, opts.Now)
+	a.bundle = rollout.NewLoadedBundle(filepath.Join(opts.Config.PKI.Dir, pki.CACertFile))
+	a.changes = rollout.NewChangeJob(a, opts.ChangeReadyTimeout)
+	a.caRestart = rollout.NewCAJob(a, a.bundle)
 	return a, nil
 }
 

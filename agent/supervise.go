@@ -13,6 +13,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/rollout"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -113,7 +114,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 	var watch membershipWatch
 	hashes := time.NewTicker(hashCheckInterval)
 	defer hashes.Stop()
-	changes := time.NewTicker(changeCheckInterval)
+	changes := time.NewTicker(rollout.ChangeCheckInterval)
 	defer changes.Stop()
 	maint := time.NewTicker(a.cfg.Maintenance.Interval.D())
 	defer maint.Stop()
@@ -167,7 +168,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 		case <-certs.C:
 			a.checkCertificates(ctx)
 		case <-changes.C:
-			a.unlessLeaving(ctx, a.checkEtcdChange)
+			a.unlessLeaving(ctx, func(ctx context.Context) { _ = a.changes.Run(ctx) })
 		}
 	}
 }
@@ -190,7 +191,7 @@ func (a *Agent) observe(h health.Health) {
 	a.record(h)
 	a.rec.SetProblems("health", h.Problems)
 	msg := h.Message
-	if why := a.caRestartWaiting(); why != "" {
+	if why := a.caRestart.Waiting(); why != "" {
 		msg += "; " + why
 	}
 	if others := otherProblems(a.rec.Snapshot().Problems, h.Problems); len(others) > 0 {
@@ -226,7 +227,7 @@ func (a *Agent) checkCertificates(ctx context.Context) {
 		a.log.Error("certificate renewal failed", "err", err)
 		return
 	}
-	a.checkCABundle(ctx)
+	_ = a.caRestart.Run(ctx) // in the report and the log
 }
 
 // record puts a health observation into the report.
