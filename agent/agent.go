@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/rollout"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
@@ -111,7 +113,15 @@ type Agent struct {
 	// corruption check refused this member's data ("" while it is not).
 	inconsistent atomic.Value
 	// bundle is the CA trust bundle the running etcd loaded (CA rotation).
-	bundle etcdBundle
+	bundle *rollout.LoadedBundle
+	// planned is set while a job restarts etcd (plannedRestart).
+	planned atomic.Bool
+	// changes rolls config changes of etcd out; caRestart restarts etcd
+	// for a changed trust bundle (package rollout).
+	changes   *rollout.ChangeJob
+	caRestart *rollout.CAJob
+	// restartMu serializes planned restarts (Restart until its end).
+	restartMu sync.Mutex
 	// plannedExit is how etcd last exited during a planned restart.
 	plannedExit atomic.Value
 	// maint is the defragmentation and NOSPACE recovery job.
@@ -138,14 +148,10 @@ func New(opts Options) (*Agent, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.ChangeReadyTimeout <= 0 {
-		opts.ChangeReadyTimeout = caRestartReady
-	}
 	if opts.LearnerCatchUpTimeout <= 0 {
 		opts.LearnerCatchUpTimeout = defaultLearnerCatchUpTimeout
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
-	a.certs = certs.NewJob(a, a.checkCABundle)
 	a.recovery = recovery.NewJob(recoveryNode{a})
 	a.rec = report.NewRecorder(report.NodeReport{
 		PID:     os.Getpid(),
@@ -155,6 +161,11 @@ func New(opts Options) (*Agent, error) {
 	a.backups = schedule.NewJob(a)
 	a.divergence = hashcheck.NewJob(a)
 	a.maint = maintenance.NewJob(a)
+	a.bundle = rollout.NewLoadedBundle(filepath.Join(opts.Config.PKI.Dir, pki.CACertFile))
+	a.changes = rollout.NewChangeJob(a, opts.ChangeReadyTimeout)
+	a.caRestart = rollout.NewCAJob(a, a.bundle)
+	// The CA restart looks at the bundle etcd loaded after each renewal.
+	a.certs = certs.NewJob(a, func(ctx context.Context) { _ = a.caRestart.Run(ctx) })
 	return a, nil
 }
 
@@ -266,7 +277,9 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	if err := spec.Validate(); err != nil {
 		return &config.Error{Problems: []config.Problem{{Field: "etcd", Problem: err.Error(), Fix: "correct etcd.extraFlags or the ports"}}}
 	}
+	a.specMu.Lock()
 	a.desired = spec
+	a.specMu.Unlock()
 	spec = a.specToRun(spec)
 	a.setEtcdSpec(spec)
 	if err := a.waitRuntime(ctx); err != nil {

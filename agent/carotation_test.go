@@ -82,8 +82,8 @@ func caRotation(t *testing.T, h *harness) {
 	waitRotation(t, h, nodes, 2, newCert, "step 3 (bundle [new])")
 	t.Logf("rotation took %s", time.Since(start).Round(time.Millisecond))
 
-	// Restarts never overlapped: each ran from its "restart" decision to
-	// its "restarted" one, under the membership lock.
+	// Restarts never overlapped: each ran from its ca-restart decision to
+	// its ca-restarted one, under the membership lock.
 	type span struct {
 		node       int
 		begin, end time.Time
@@ -93,9 +93,9 @@ func caRotation(t *testing.T, h *harness) {
 		var open time.Time
 		for _, d := range n.agent.Report().Decisions {
 			switch d.Action {
-			case "restart":
+			case report.ActionCARestart:
 				open = d.At
-			case "restarted":
+			case report.ActionCARestarted:
 				spans = append(spans, span{n.i, open, d.At})
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/jobs"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/rollout"
 	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 )
 
@@ -65,7 +66,7 @@ func (a *Agent) jobTable() []jobs.Job {
 		// A recovery request ends the pass, whatever stage waits.
 		{Name: "recovery-request", Every: recovery.RequestPoll, Start: jobs.FromMembership, WhileLeaving: true, Run: a.recovery.CheckRequest},
 		{Name: "certificates", Every: a.certCheckEvery(), Start: jobs.FromEtcd, WhileLeaving: true, Run: a.certs.Run},
-		{Name: "etcd-change", Every: changeCheckInterval, Start: jobs.FromEtcd, Run: always(a.checkEtcdChange)},
+		{Name: "etcd-change", Every: rollout.ChangeCheckInterval, Start: jobs.FromEtcd, Run: a.changes.Run},
 		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromEtcd, Run: a.maint.Run},
 		// health handles `leave` itself: it ends the pass once the node left.
 		{Name: "health", Every: a.cfg.Agent.HealthInterval.D(), Start: jobs.FromReady, WhileLeaving: true, Run: a.healthCheck()},

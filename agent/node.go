@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -87,8 +88,15 @@ func (a *Agent) Probe(ctx context.Context) health.Health { return a.probe(ctx) }
 
 // Restart implements node.Etcd.
 func (a *Agent) Restart(ctx context.Context, spec etcdconf.Spec) (end func(), err error) {
+	// One planned restart at a time: the CA restart and a rolling change
+	// run as separate jobs (each under the membership lock, except a quota
+	// raise under NOSPACE, which cannot take it).
+	a.restartMu.Lock()
 	a.setPlannedRestart(true)
-	end = func() { a.setPlannedRestart(false) }
+	end = sync.OnceFunc(func() {
+		a.setPlannedRestart(false)
+		a.restartMu.Unlock()
+	})
 	a.plannedExit.Store("")
 	a.setEtcdSpec(spec)
 	if err := a.restartEtcd(ctx); err != nil {

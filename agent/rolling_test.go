@@ -251,12 +251,12 @@ func TestRollingChangeRolledBack(t *testing.T) {
 		rep := n.agent.Report()
 		for _, d := range rep.Decisions {
 			switch d.Action {
-			case "rollback", "rolled back":
+			case report.ActionRollback, report.ActionRolledBack:
 				t.Logf("node %d %s: %s", n.i, d.Action, d.Reason)
 				if d.Action == report.ActionRolledBack {
 					rolledBack++
 				}
-			case "restarted":
+			case report.ActionChangeRestarted:
 				t.Errorf("node %d restarted with the broken image: %s", n.i, d.Reason)
 			}
 		}
@@ -429,8 +429,8 @@ func (r *rolling) waitClusterVersion(want string, limit time.Duration) {
 }
 
 // assertOneAtATime checks that the agents started after the latest
-// restartAll restarted want members in all, each from its "restart"
-// decision to its "restarted" one (healthy and caught up), and never two at
+// restartAll restarted want members in all, each from its etcd-change-restart
+// decision to its etcd-change-restarted one (healthy and caught up), and never two at
 // once.
 func (r *rolling) assertOneAtATime(want int) {
 	r.t.Helper()
@@ -443,9 +443,9 @@ func (r *rolling) assertOneAtATime(want int) {
 		var open time.Time
 		for _, d := range n.agent.Report().Decisions {
 			switch d.Action {
-			case "restart":
+			case report.ActionChangeRestart:
 				open = d.At
-			case "restarted":
+			case report.ActionChangeRestarted:
 				spans = append(spans, span{n.i, open, d.At})
 				r.t.Logf("node %d: %s", n.i, d.Reason)
 			}

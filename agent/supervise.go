@@ -122,21 +122,13 @@ func (a *Agent) certCheckEvery() time.Duration {
 	return certs.CheckEvery(a.cfg.PKI.RenewBefore.D())
 }
 
-// always adapts a job round that ends no pass.
-func always(round func(context.Context)) func(context.Context) error {
-	return func(ctx context.Context) error {
-		round(ctx)
-		return nil
-	}
-}
-
 // observe publishes one health observation, with a CA restart that waits
 // and the worst problem the rest of the agent found (backups, …).
 func (a *Agent) observe(h health.Health) {
 	a.record(h)
 	a.rec.SetProblems("health", h.Problems)
 	msg := h.Message
-	if why := a.caRestartWaiting(); why != "" {
+	if why := a.caRestart.Waiting(); why != "" {
 		msg += "; " + why
 	}
 	if others := otherProblems(a.rec.Snapshot().Problems, h.Problems); len(others) > 0 {

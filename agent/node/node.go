@@ -61,7 +61,9 @@ type Etcd interface {
 	// the applied one once etcd started with it. The restart counts as
 	// planned until end is called (after the caller waited for the member's
 	// health): etcd's exits meanwhile are not runtime problems, and
-	// PlannedExit says how it exited. end is never nil.
+	// PlannedExit says how it exited. One planned restart runs at a time:
+	// Restart waits for the end of another. end is never nil and may be
+	// called more than once.
 	Restart(ctx context.Context, spec etcdconf.Spec) (end func(), err error)
 	// PlannedExit is how etcd exited during the latest planned restart
 	// ("" when it has not).

@@ -4,7 +4,9 @@
 // setting in the node's config (PlanChange, with etcd's version rules in
 // CheckUpgrade). The restarts roll through the cluster one member at a time,
 // only while every other voter answers. The decisions are
-// pure functions over facts the agent gathers; the I/O lives in package agent.
+// pure functions over facts (Plan, PlanChange, MayRaiseQuotaUnlocked); the
+// jobs that gather them and restart the member are CAJob and ChangeJob, on
+// a narrow Node.
 package rollout
 
 import (
