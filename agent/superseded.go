@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -22,7 +23,7 @@ import (
 // supersededByRecovery returns a rejoin when a recovery replaced the cluster
 // this node's data belongs to, as the registry records it. answered is false
 // when there is no registry or it did not answer: no answer proves nothing.
-func (a *Agent) supersededByRecovery(ctx context.Context, timeout time.Duration) (r *rejoinNeeded, answered bool) {
+func (a *Agent) supersededByRecovery(ctx context.Context, timeout time.Duration) (r *membership.RejoinNeeded, answered bool) {
 	id, err := datadir.ReadIdentity(a.cfg.Node.DataDir)
 	if err != nil {
 		return nil, false
@@ -43,7 +44,7 @@ func (a *Agent) supersededByRecovery(ctx context.Context, timeout time.Duration)
 		return nil, false
 	}
 	if why, ok := recovery.Superseded(rec, id.ClusterID); ok {
-		return &rejoinNeeded{reason: why}, true
+		return &membership.RejoinNeeded{Reason: why}, true
 	}
 	return nil, true
 }
@@ -51,7 +52,7 @@ func (a *Agent) supersededByRecovery(ctx context.Context, timeout time.Duration)
 // supersededBeforeRestart is the check before a member restarts in place:
 // the registry when it answers, else the clusters at the addresses this node
 // knows.
-func (a *Agent) supersededBeforeRestart(ctx context.Context) *rejoinNeeded {
+func (a *Agent) supersededBeforeRestart(ctx context.Context) *membership.RejoinNeeded {
 	r, answered := a.supersededByRecovery(ctx, supersededCheckTimeout)
 	if r != nil || answered {
 		return r
@@ -66,7 +67,7 @@ func (a *Agent) supersededBeforeRestart(ctx context.Context) *rejoinNeeded {
 // that its cluster was recovered elsewhere. Status is served without a
 // quorum, so a cluster that is merely down costs a refused dial or one
 // status call.
-func (a *Agent) supersededByCluster(ctx context.Context, timeout time.Duration) *rejoinNeeded {
+func (a *Agent) supersededByCluster(ctx context.Context, timeout time.Duration) *membership.RejoinNeeded {
 	id, err := datadir.ReadIdentity(a.cfg.Node.DataDir)
 	if err != nil {
 		return nil
@@ -74,7 +75,7 @@ func (a *Agent) supersededByCluster(ctx context.Context, timeout time.Duration) 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	self := a.specBase().ClientURL()
-	found := make(chan *rejoinNeeded, 1)
+	found := make(chan *membership.RejoinNeeded, 1)
 	var wg sync.WaitGroup
 	for _, ep := range a.recoveryEndpoints(ctx, false) { // the registry was asked already
 		if ep == self {
@@ -109,7 +110,7 @@ func (a *Agent) supersededByCluster(ctx context.Context, timeout time.Duration) 
 
 // supersededByAnswer returns a rejoin when the cluster answering through cli
 // (another cluster than dataClusterID) records that it replaced it.
-func (a *Agent) supersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64) *rejoinNeeded {
+func (a *Agent) supersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64) *membership.RejoinNeeded {
 	resp, err := cli.Get(ctx, recoveryKey)
 	if err != nil || len(resp.Kvs) == 0 {
 		return nil
@@ -119,10 +120,13 @@ func (a *Agent) supersededByAnswer(ctx context.Context, cli *clientv3.Client, da
 		return nil
 	}
 	if why, ok := recovery.Superseded(&rec, dataClusterID); ok {
-		return &rejoinNeeded{reason: why}
+		return &membership.RejoinNeeded{Reason: why}
 	}
 	return nil
 }
+
+// supersededCheckTimeout bounds reading the registry's recovery record.
+const supersededCheckTimeout = 5 * time.Second
 
 // replacedCheckInterval is how often a running member asks the registry
 // whether a recovery replaced its cluster.
@@ -142,7 +146,7 @@ func (a *Agent) checkReplaced(ctx context.Context) {
 		return
 	}
 	a.lastReplacedReport = a.now()
-	why := r.reason + ": this member still serves the replaced cluster, whose writes since the recovery are not in the new one. Point its clients at the new cluster, then restart etcd-agent on this node: it moves the data aside and joins the new cluster"
+	why := r.Reason + ": this member still serves the replaced cluster, whose writes since the recovery are not in the new one. Point its clients at the new cluster, then restart etcd-agent on this node: it moves the data aside and joins the new cluster"
 	a.log.Error("this member's cluster was replaced by a recovery", "reason", why)
 	a.rec.AddDecision(report.ActionDivergence, why)
 	a.flush()

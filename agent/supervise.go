@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
@@ -13,6 +11,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -34,7 +33,7 @@ func certCheckInterval(renewBefore time.Duration) time.Duration {
 func (a *Agent) waitReady(ctx context.Context) error {
 	t := time.NewTicker(readyPoll)
 	defer t.Stop()
-	var watch membershipWatch
+	var watch membership.Watch
 	var learnerSince time.Time
 	for {
 		h := a.probe(ctx)
@@ -42,20 +41,16 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			if learnerSince.IsZero() {
 				learnerSince = a.now()
 			}
-			promoted, progress := false, "catching up"
-			switch err := a.joinHook("promote"); {
-			case errors.Is(err, ErrSkipPromotion):
-			case err != nil:
+			promoted, progress, err := a.members.Promote(ctx, h.SelfID)
+			if err != nil {
 				return err
-			default:
-				promoted, progress = a.promote(ctx, h.SelfID)
 			}
 			h.Message = "learner, " + progress
 			if promoted {
 				continue
 			}
 			if a.now().Sub(learnerSince) > a.opts.LearnerCatchUpTimeout {
-				return a.abandonLearner(ctx, h.SelfID)
+				return a.members.AbandonLearner(ctx, h.SelfID)
 			}
 		}
 		if !h.Ready {
@@ -63,8 +58,8 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			a.observe(h)
 			// A learner catching up is expected; anything else that is
 			// not ready for a while may have been removed while away.
-			if watch.observe(h.Learner, a.now()) {
-				if r := a.checkMembership(ctx); r != nil {
+			if watch.Observe(h.Learner, a.now()) {
+				if r := a.members.Check(ctx); r != nil {
 					return r
 				}
 			}
@@ -75,8 +70,8 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			if a.decision.Path != membership.Restart {
 				// This node changed the membership: record the formation
 				// (idempotent) and the cluster's endpoints in discovery.
-				a.recordFormed(ctx, h.ClusterID)
-				a.publishEndpoints(ctx, h.Endpoints)
+				a.members.RecordFormed(ctx, h.ClusterID)
+				a.members.PublishEndpoints(ctx, h.Endpoints)
 			}
 			// READY=1 carries the healthy STATUS in one datagram.
 			a.record(h)
@@ -110,7 +105,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 	}
 	certs := time.NewTicker(certEvery)
 	defer certs.Stop()
-	var watch membershipWatch
+	var watch membership.Watch
 	hashes := time.NewTicker(hashCheckInterval)
 	defer hashes.Stop()
 	changes := time.NewTicker(changeCheckInterval)
@@ -136,14 +131,14 @@ func (a *Agent) supervise(ctx context.Context) error {
 				a.log.Debug("sd_notify watchdog", "err", err)
 			}
 		case <-healthTick.C:
-			if left, what := leftMarker(a.cfg.Node.DataDir); strings.HasPrefix(what, "left") {
-				return &LeftError{Marker: LeftMarkerPath(a.cfg.Node.DataDir), Detail: what}
-			} else if left {
+			if m, ok := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir); ok && m.State == sidefile.Left {
+				return &LeftError{Marker: sidefile.LeaveMarkerPath(a.cfg.Node.DataDir), Detail: m.String()}
+			} else if ok {
 				// `leave` is removing this member. etcd 3.7 panics on a
 				// Status call that arrives between its removal and its
 				// stop (IsLocalMemberLearner), which would take an
 				// embedded etcd's agent down with it: do not probe.
-				a.setPhase(report.PhaseLeaving, "leaving the cluster: "+strings.TrimSpace(what))
+				a.setPhase(report.PhaseLeaving, "leaving the cluster: "+m.String())
 				continue
 			}
 			h := a.probe(ctx)
@@ -151,8 +146,8 @@ func (a *Agent) supervise(ctx context.Context) error {
 			if h.Ready {
 				a.heartbeat(ctx, h.SelfID)
 			}
-			if watch.observe(h.Ready, a.now()) {
-				if r := a.checkMembership(ctx); r != nil {
+			if watch.Observe(h.Ready, a.now()) {
+				if r := a.members.Check(ctx); r != nil {
 					return r
 				}
 			}
@@ -178,7 +173,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 // waits on the leaving member would keep the loop from noticing the left
 // marker.
 func (a *Agent) unlessLeaving(ctx context.Context, job func(context.Context)) {
-	if leaving, _ := leftMarker(a.cfg.Node.DataDir); leaving {
+	if _, leaving := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir); leaving {
 		return
 	}
 	job(ctx)
