@@ -31,14 +31,15 @@ const (
 // decommission) and wipes its data only after the removal is committed;
 // progress is told each step (nil: nothing is told).
 //
-// Under the membership lock, and only if the remaining voters keep quorum
-// (checked again on a fresh survey after the snapshot before the change), it
-// writes the leave marker, so no agent restarts etcd or joins again from
-// here; then removes the member, confirms the removal through the other
-// members, stops the local etcd (through the node's runtime; with none, a
-// running agent owns etcd and it stops by itself on removal), wipes the data
-// dir and marks the node as left. An interrupted Leave can be run again: it
-// finishes what is left.
+// Under the membership lock, and only if the remaining voters keep quorum,
+// it writes the leave marker, so no agent restarts etcd or joins again from
+// here; after the snapshot before the change it checks quorum again on a
+// fresh survey (a refusal then takes back the marker it wrote) and checks
+// the lock; then it removes the member, confirms the removal through the
+// other members, stops the local etcd (through the node's runtime; with
+// none, a running agent owns etcd and it stops by itself on removal), wipes
+// the data dir and marks the node as left. An interrupted Leave can be run
+// again: it finishes what is left.
 func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 	if progress == nil {
 		progress = func(string) {}
@@ -76,21 +77,26 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 		}
 		id := me.ID
 		memberID = fmt.Sprintf("%x", id)
+		_, hadMarker := sidefile.ReadLeaveMarker(dataDir)
+		now := j.n.Now().UTC()
+		if err := sidefile.WriteLeaveMarker(dataDir, sidefile.LeaveMarker{State: sidefile.Leaving, Member: self.Name, MemberID: memberID, At: now,
+			Note: fmt.Sprintf("leaving since %s: removing member %s (%x)", now.Format(time.RFC3339), self.Name, id)}); err != nil {
+			return fmt.Errorf("write leave marker: %w", err)
+		}
 		j.n.SnapshotBeforeChange(ctx, cli, "removing member "+self.Name+" (leave)")
 		// The snapshot may have taken minutes: survey and check again.
 		if me, facts, err = j.leaveFacts(ctx, cli, self); err != nil {
 			return err
 		}
 		if me == nil || me.ID != id {
-			return fmt.Errorf("leave: member %s (%x) left the member list during the snapshot before its removal: run leave again", self.Name, id)
+			return fmt.Errorf("leave: member %s (%x) left the member list during the snapshot before its removal: run leave again to finish", self.Name, id)
 		}
 		if err := LeaveCheck(id, facts.Members); err != nil {
+			if !hadMarker {
+				// Nothing was removed: the node stays as it was.
+				_ = os.Remove(sidefile.LeaveMarkerPath(dataDir))
+			}
 			return fmt.Errorf("leave: refused: %w", err)
-		}
-		now := j.n.Now().UTC()
-		if err := sidefile.WriteLeaveMarker(dataDir, sidefile.LeaveMarker{State: sidefile.Leaving, Member: self.Name, MemberID: memberID, At: now,
-			Note: fmt.Sprintf("leaving since %s: removing member %s (%x)", now.Format(time.RFC3339), self.Name, id)}); err != nil {
-			return fmt.Errorf("write leave marker: %w", err)
 		}
 		if err := lock.Check(ctx); err != nil {
 			return fmt.Errorf("leave: %w (run leave again to retry)", err)
