@@ -24,7 +24,6 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/backup/schedule"
 	"github.com/etcd-agent/etcd-agent/agent/certs"
 	"github.com/etcd-agent/etcd-agent/agent/config"
-	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/health"
@@ -35,6 +34,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/rollout"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -66,10 +66,11 @@ type Options struct {
 	StopEtcdOnExit bool
 	// Now is the clock. Zero: time.Now.
 	Now func() time.Time
-	// JoinHook, when set, is called at the steps of a join ("added": after
-	// the member add, before etcd starts; "promote": before each promotion
-	// attempt). An error aborts Run there, as a crash would (tests).
-	JoinHook func(step string) error
+	// JoinHook, when set, is called at the steps of a join
+	// (membership.HookAdded: after the member add, before etcd starts;
+	// membership.HookPromote: before each promotion attempt). An error
+	// aborts Run there, as a crash would (tests).
+	JoinHook func(step membership.HookStep) error
 	// CertCheckInterval is how often certificates and the CA bundle are
 	// checked. Zero: a quarter of pki.renewBefore, between 5s and 1h
 	// (tests shorten it).
@@ -100,7 +101,8 @@ type Agent struct {
 	desired  etcdconf.Spec // what the config asks for (rolling changes, etcdchange.go)
 	client   *clientv3.Client
 	ready    chan struct{}
-	disc     discovery.Source // set when discovery was consulted
+	discMu   sync.Mutex
+	disc     discovery.Source // discovery() builds it once
 
 	// A client to the other members, for what a learner cannot serve
 	// (member lists, promotion); clusterClient makes it.
@@ -132,6 +134,8 @@ type Agent struct {
 	backups *schedule.Job
 	// divergence is the leader's HashKV comparison.
 	divergence *hashcheck.Job
+	// members is the membership job: enter, promote, check, rejoin, leave.
+	members *membership.Job
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -149,10 +153,11 @@ func New(opts Options) (*Agent, error) {
 		opts.Now = time.Now
 	}
 	if opts.LearnerCatchUpTimeout <= 0 {
-		opts.LearnerCatchUpTimeout = defaultLearnerCatchUpTimeout
+		opts.LearnerCatchUpTimeout = membership.DefaultLearnerCatchUpTimeout
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
 	a.recovery = recovery.NewJob(recoveryNode{a})
+	a.members = membership.NewJob(membershipNode{a}, membership.Options{Hook: opts.JoinHook, LearnerCatchUpTimeout: opts.LearnerCatchUpTimeout})
 	a.rec = report.NewRecorder(report.NodeReport{
 		PID:     os.Getpid(),
 		Version: opts.Version,
@@ -194,10 +199,8 @@ func (a *Agent) resolveIdentity(ctx context.Context) error {
 	return nil
 }
 
-func (a *Agent) self() membership.Member {
-	return membership.Member{Name: a.id.Name, PeerURL: a.specBase().PeerURL()}
-}
-
+// decideMembership is the membership stage: the membership job decides how
+// the member starts (and a join hands over its client to the cluster).
 func (a *Agent) decideMembership(ctx context.Context) error {
 	// Connect to the container runtime while discovery waits for peers.
 	go func() {
@@ -205,58 +208,15 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 			a.log.Debug("prepare etcd runtime", "err", err)
 		}
 	}()
-	hasData, err := datadir.HasMember(a.cfg.Node.DataDir)
-	if err != nil {
-		return err
-	}
-	var d membership.Decision
-	switch {
-	case hasData:
-		// A recovery may have replaced this member's cluster while the
-		// node was away: then its data must not start again. Best effort:
-		// a registry that does not answer never blocks a restart.
-		if s := a.recovery.SupersededBeforeRestart(ctx); s != nil {
-			return &rejoinNeeded{reason: s.Reason}
-		}
-		d, err = membership.Decide(membership.Facts{HasData: true, Self: a.self()})
-	default:
-		var res discovery.Result
-		if res, err = a.discover(ctx); err != nil {
-			return err
-		}
-		if res.Self {
-			d, err = a.enterAsFounder(ctx, res)
-		} else {
-			d, err = a.joinCluster(ctx, res, false)
-		}
-	}
+	d, cli, err := a.members.Enter(ctx)
 	if err != nil {
 		return err
 	}
 	a.decision = d
-	a.rec.AddDecision(report.Action(d.Path), d.Reason)
-	a.log.Info("membership decision", "path", d.Path, "reason", d.Reason)
-	return nil
-}
-
-func (a *Agent) discover(ctx context.Context) (discovery.Result, error) {
-	src := a.opts.Discovery
-	if src == nil {
-		var err error
-		if src, err = newDiscovery(a.cfg, a.log); err != nil {
-			return discovery.Result{}, err
-		}
+	if cli != nil {
+		a.cluster = cli
 	}
-	a.disc = src
-	a.setPhase(report.PhaseDiscovery, "registering in discovery")
-	self := a.self()
-	return src.Bootstrap(ctx, discovery.Member{Name: self.Name, PeerURL: self.PeerURL}, func(p discovery.Progress) {
-		msg := fmt.Sprintf("waiting for %d more members in discovery (%d/%d registered)", p.Waiting(), p.Registered, p.Size)
-		if p.Problem != "" {
-			msg = p.Problem
-		}
-		a.setPhase(report.PhaseDiscovery, msg)
-	})
+	return nil
 }
 
 // specBase is the etcd configuration that does not depend on membership:
@@ -288,7 +248,7 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	if a.decision.Path == membership.Bootstrap {
 		// Before its etcd first starts, a founder records that it did: a
 		// blank node finding this record never reuses the member's identity.
-		if err := a.recordStarted(ctx); err != nil {
+		if err := a.members.RecordStarted(ctx); err != nil {
 			return err
 		}
 	}
@@ -300,7 +260,7 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	action, err := a.opts.Runtime.Ensure(ctx, spec)
 	if err != nil {
 		if a.decision.Path == membership.Bootstrap {
-			a.forgetFailedStart(ctx)
+			a.members.ForgetFailedStart(ctx)
 		}
 		return err
 	}
@@ -339,8 +299,8 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 // removed member must not come back.
 func (a *Agent) holdEtcd() string {
 	defer a.beforeEtcdStart()
-	if left, _ := leftMarker(a.cfg.Node.DataDir); left {
-		return "this node is leaving the cluster (" + LeftMarkerPath(a.cfg.Node.DataDir) + ")"
+	if _, left := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir); left {
+		return "this node is leaving the cluster (" + sidefile.LeaveMarkerPath(a.cfg.Node.DataDir) + ")"
 	}
 	if why, _ := a.inconsistent.Load().(string); why != "" {
 		return why
@@ -423,6 +383,28 @@ type LeftError struct {
 func (e *LeftError) Error() string {
 	return fmt.Sprintf("this node left the cluster (%s): it will not start etcd or join again; delete %s to let it join as a new member",
 		strings.TrimSpace(e.Detail), e.Marker)
+}
+
+// leftError is a LeftError when this node left, or is leaving, the cluster
+// (nil otherwise).
+func (a *Agent) leftError() error {
+	m, ok := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir)
+	if !ok {
+		return nil
+	}
+	return &LeftError{Marker: sidefile.LeaveMarkerPath(a.cfg.Node.DataDir), Detail: m.String()}
+}
+
+// Leave removes this node's member from the cluster (scale-down,
+// decommission) and wipes its data only after the removal is committed
+// (membership.Job.Leave); progress is told each step. Options.Runtime stops
+// the local etcd; nil when a running agent owns it (it stops by itself on
+// removal). An interrupted Leave can be run again: it finishes what is left.
+func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
+	if err := a.resolveIdentity(ctx); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	return a.members.Leave(ctx, progress)
 }
 
 type nopNotifier struct{}

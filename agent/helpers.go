@@ -2,40 +2,36 @@ package agent
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/cluster"
+	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
-	"github.com/etcd-agent/etcd-agent/discovery"
+	"github.com/etcd-agent/etcd-agent/internal/backoff"
 )
 
-// ErrSkipPromotion, returned by Options.JoinHook at "promote", skips that
-// promotion attempt (tests: a learner that never catches up).
-var ErrSkipPromotion = errors.New("promotion skipped by the join hook")
+// ErrSkipPromotion, returned by Options.JoinHook at membership.HookPromote,
+// skips that promotion attempt (tests: a learner that never catches up).
+var ErrSkipPromotion = membership.ErrSkipPromotion
 
-// joinHook lets tests stop the agent at a step of the join.
-func (a *Agent) joinHook(step string) error {
-	if a.opts.JoinHook == nil {
-		return nil
-	}
-	return a.opts.JoinHook(step)
-}
-
-func discovered(res discovery.Result) []membership.Member {
-	var out []membership.Member
-	for _, m := range res.Members {
-		out = append(out, membership.Member{Name: m.Name, PeerURL: m.PeerURL})
-	}
-	return out
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// retry runs step until it succeeds or ctx ends, with capped backoff, saying
+// what it waits for in STATUS=.
+func (a *Agent) retry(ctx context.Context, what string, step func(context.Context) error) error {
+	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 15 * time.Second}
+	for {
+		err := step(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		wait := bo.Next()
+		a.log.Warn(what+" failed, retrying", "err", err, "in", wait)
+		a.setPhase(a.rec.Snapshot().Phase, fmt.Sprintf("%s failed (%s), retrying in %s", what, health.ShortErr(err), wait.Round(time.Millisecond)))
+		if err := cluster.Sleep(ctx, wait); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 	}
 }

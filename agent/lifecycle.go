@@ -109,7 +109,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			// `leave` started after this pass began: never rejoin.
 			return err
 		}
-		if err := a.rejoin(ctx, r); err != nil {
+		if err := a.members.Rejoin(ctx, r); err != nil {
 			return fmt.Errorf("rejoin: %w", err)
 		}
 	}
@@ -211,13 +211,4 @@ func (a *Agent) runStages(ctx context.Context, g *jobs.Group, first bool) error 
 func (a *Agent) leaving() bool {
 	_, ok := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir)
 	return ok
-}
-
-// leftError is the error Run ends with on a node that left or is leaving.
-func (a *Agent) leftError() error {
-	m, ok := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir)
-	if !ok {
-		return nil
-	}
-	return &LeftError{Marker: sidefile.LeaveMarkerPath(a.cfg.Node.DataDir), Detail: m.String()}
 }

@@ -17,16 +17,8 @@ var _ recovery.Node = recoveryNode{}
 // Member implements recovery.Requester.
 func (n recoveryNode) Member() etcdconf.Spec { return n.specBase() }
 
-// Discovery implements recovery.Requester: the configured discovery.
-func (n recoveryNode) Discovery() (discovery.Source, error) {
-	if n.disc != nil {
-		return n.disc, nil
-	}
-	if n.opts.Discovery != nil {
-		return n.opts.Discovery, nil
-	}
-	return newDiscovery(n.cfg, n.log)
-}
+// Discovery implements recovery.Requester.
+func (n recoveryNode) Discovery() (discovery.Source, error) { return n.discovery() }
 
 // Retry implements recovery.Node.
 func (n recoveryNode) Retry(ctx context.Context, what string, step func(context.Context) error) error {
@@ -39,10 +31,7 @@ func (n recoveryNode) StopEtcd(ctx context.Context) error { return n.stopAndForg
 // PublishEndpoints implements recovery.Node: to the configured discovery,
 // also when this pass did not consult it.
 func (n recoveryNode) PublishEndpoints(ctx context.Context, eps []string) {
-	if n.disc == nil {
-		n.disc, _ = n.Discovery()
-	}
-	n.publishEndpoints(ctx, eps)
+	n.members.PublishEndpoints(ctx, eps)
 }
 
 // RecoveryRequester is this node as `etcd-agent recover` sees it, beside the

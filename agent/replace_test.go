@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent"
+	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -160,16 +161,16 @@ func TestJoinInterruptedAtEachStep(t *testing.T) {
 	defer cli.Close()
 	w := startWriter(t, cli, 1)
 
-	for _, step := range []string{"added", "promote"} {
-		t.Run(step, func(t *testing.T) {
+	for _, step := range []membership.HookStep{membership.HookAdded, membership.HookPromote} {
+		t.Run(string(step), func(t *testing.T) {
 			cfg := nodes[2].cfg
 			nodes[2].stop()
 			if err := os.RemoveAll(cfg.Node.DataDir); err != nil {
 				t.Fatal(err)
 			}
-			crash := errors.New("killed at " + step)
+			crash := errors.New("killed at " + string(step))
 			n := h.startWith(ctx, 3, cfg, func(o *agent.Options) {
-				o.JoinHook = func(s string) error {
+				o.JoinHook = func(s membership.HookStep) error {
 					if s == step {
 						return crash
 					}
@@ -332,8 +333,8 @@ func TestLearnerThatNeverCatchesUp(t *testing.T) {
 	skipping.Store(true)
 	fresh := h.startWith(ctx, 4, h.config(4, 3, h.v3Discovery(token)), func(o *agent.Options) {
 		o.LearnerCatchUpTimeout = 3 * time.Second
-		o.JoinHook = func(step string) error {
-			if step == "promote" && skipping.Load() {
+		o.JoinHook = func(step membership.HookStep) error {
+			if step == membership.HookPromote && skipping.Load() {
 				return agent.ErrSkipPromotion
 			}
 			return nil

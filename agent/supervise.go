@@ -2,11 +2,11 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/certs"
+	"github.com/etcd-agent/etcd-agent/agent/cluster"
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
@@ -23,7 +23,7 @@ const readyPoll = 200 * time.Millisecond
 func (a *Agent) waitReady(ctx context.Context) error {
 	t := time.NewTicker(readyPoll)
 	defer t.Stop()
-	var watch membershipWatch
+	var watch membership.Watch
 	var learnerSince time.Time
 	for {
 		h := a.probe(ctx)
@@ -31,28 +31,24 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			if learnerSince.IsZero() {
 				learnerSince = a.now()
 			}
-			promoted, progress := false, "catching up"
-			switch err := a.joinHook("promote"); {
-			case errors.Is(err, ErrSkipPromotion):
-			case err != nil:
+			promoted, progress, err := a.members.Promote(ctx, h.SelfID)
+			if err != nil {
 				return err
-			default:
-				promoted, progress = a.promote(ctx, h.SelfID)
 			}
 			h.Message = "learner, " + progress
 			if promoted {
 				continue
 			}
 			if a.now().Sub(learnerSince) > a.opts.LearnerCatchUpTimeout {
-				return a.abandonLearner(ctx, h.SelfID)
+				return a.members.AbandonLearner(ctx, h.SelfID)
 			}
 		}
 		if !h.Ready {
 			a.observe(h)
 			// A learner catching up is expected; anything else that is
 			// not ready for a while may have been removed while away.
-			if watch.observe(h.Learner, a.now()) {
-				if r := a.checkMembership(ctx); r != nil {
+			if watch.Observe(h.Learner, a.now()) {
+				if r := a.members.Check(ctx); r != nil {
 					return r
 				}
 			}
@@ -61,8 +57,8 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			if a.decision.Path != membership.Restart {
 				// This node changed the membership: record the formation
 				// (idempotent) and the cluster's endpoints in discovery.
-				a.recordFormed(ctx, h.ClusterID)
-				a.publishEndpoints(ctx, h.Endpoints)
+				a.members.RecordFormed(ctx, h.ClusterID)
+				a.members.PublishEndpoints(ctx, h.Endpoints)
 			}
 			// READY=1 carries the healthy STATUS in one datagram.
 			a.record(h)
@@ -91,7 +87,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 // call between a member's removal and its stop), and once the node left it
 // ends the pass.
 func (a *Agent) healthCheck() func(context.Context) error {
-	var watch membershipWatch
+	var watch membership.Watch
 	return func(ctx context.Context) error {
 		if m, ok := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir); ok {
 			if m.State == sidefile.Left {
@@ -103,10 +99,12 @@ func (a *Agent) healthCheck() func(context.Context) error {
 		h := a.probe(ctx)
 		a.observe(h)
 		if h.Ready {
-			a.heartbeat(ctx, h.SelfID)
+			if err := cluster.Beat(ctx, a.client, h.SelfID, a.now()); err != nil {
+				a.log.Debug("heartbeat", "err", err)
+			}
 		}
-		if watch.observe(h.Ready, a.now()) {
-			if r := a.checkMembership(ctx); r != nil {
+		if watch.Observe(h.Ready, a.now()) {
+			if r := a.members.Check(ctx); r != nil {
 				return r
 			}
 		}
@@ -158,6 +156,8 @@ func (a *Agent) record(h health.Health) {
 		}
 	})
 	if len(h.Endpoints) > 0 {
-		writeEndpoints(a.cfg.Node.DataDir, a.log, sortedCopy(h.Endpoints))
+		if err := sidefile.WriteEndpoints(a.cfg.Node.DataDir, h.Endpoints); err != nil {
+			a.log.Debug("remember cluster endpoints", "err", err)
+		}
 	}
 }

@@ -29,6 +29,27 @@ func NewIdentity(cfg *config.Config, logger *slog.Logger) identity.Source {
 	return identity.IMDS{Endpoint: cfg.Node.IMDSEndpoint, Logger: logger}
 }
 
+// discovery is the configured discovery source (the test's, when set),
+// built once: it runs after the certificates stage because a v3 discovery
+// cluster is reached, by default, with the node's own CA and agent client
+// certificate.
+func (a *Agent) discovery() (discovery.Source, error) {
+	a.discMu.Lock()
+	defer a.discMu.Unlock()
+	if a.disc != nil {
+		return a.disc, nil
+	}
+	src := a.opts.Discovery
+	if src == nil {
+		var err error
+		if src, err = newDiscovery(a.cfg, a.log); err != nil {
+			return nil, err
+		}
+	}
+	a.disc = src
+	return src, nil
+}
+
 // newDiscovery builds the configured discovery source. It runs after the
 // certificates stage because a v3 discovery cluster is reached, by default,
 // with the node's own CA and agent client certificate.

@@ -1,7 +1,11 @@
-// Package membership decides how a node enters the cluster: restart in
-// place, bootstrap a new cluster, or join an existing one. Decisions are pure
-// functions over Facts, gathered elsewhere, so every path is testable as a
-// table without a network.
+// Package membership is how a node enters, stays in and leaves the cluster:
+// restart in place, bootstrap a new cluster, or join an existing one;
+// promotion, the check that its data still belongs, rejoin and leave.
+//
+// The decisions are pure functions over facts (Decide, Fence, PlanJoin,
+// LeaveCheck, TrackOutages: decide.go, fence.go, plan.go, outage.go), so every
+// path is testable as a table without a network. The membership job (Job,
+// job.go and the files beside it) gathers the facts and acts on them.
 package membership
 
 import (

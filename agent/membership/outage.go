@@ -17,10 +17,13 @@ type Probe struct {
 type Outage struct {
 	Since time.Time // first failed probe of the run
 	Last  time.Time // latest failed probe of the run
+	// Paused is how much of the run this node did not probe on purpose
+	// (Pause): it does not count as down.
+	Paused time.Duration
 }
 
-// Down is how long the run spans.
-func (o Outage) Down() time.Duration { return o.Last.Sub(o.Since) }
+// Down is how long the run spans, without its pauses.
+func (o Outage) Down() time.Duration { return o.Last.Sub(o.Since) - o.Paused }
 
 // TrackOutages folds one round of probes into the outages seen so far and
 // returns the new set (prev is not modified). A member that answered has no
@@ -46,6 +49,21 @@ func TrackOutages(prev map[uint64]Outage, round []Probe, heartbeats map[uint64]t
 			o.Last = p.At
 		}
 		next[p.ID] = o
+	}
+	return next
+}
+
+// Pause records that this node did not probe for d on purpose (a snapshot
+// it took before a change) and returns the new set (prev is not modified).
+// A pause neither breaks a run nor counts toward it: the next failed probe
+// continues the run unless a heartbeat shows the member alive since the run
+// began, and the time paused is not time seen down.
+func Pause(prev map[uint64]Outage, d time.Duration) map[uint64]Outage {
+	next := make(map[uint64]Outage, len(prev))
+	for id, o := range prev {
+		o.Last = o.Last.Add(d)
+		o.Paused += d
+		next[id] = o
 	}
 	return next
 }

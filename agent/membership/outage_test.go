@@ -53,3 +53,45 @@ func TestTrackOutages(t *testing.T) {
 		})
 	}
 }
+
+func TestPause(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	const gap = 10 * time.Second
+	probe := func(s int) []Probe { return []Probe{{ID: 3, At: at(s), Answered: false}} }
+	tests := []struct {
+		name string
+		beat int // heartbeat second, -1 none
+		want time.Duration
+	}{
+		// Failed probes at 0 and 5, a pause of 120s, a failed probe at 127:
+		// the run goes on, and the pause does not count.
+		{"a pause neither breaks a run nor counts", -1, 7 * time.Second},
+		{"a heartbeat during the pause proves life", 60, 0},
+		{"a heartbeat before the run changes nothing", -10, 7 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			beats := map[uint64]time.Time{}
+			if tt.beat != -1 {
+				beats[3] = at(tt.beat)
+			}
+			o := TrackOutages(nil, probe(0), nil, gap)
+			o = TrackOutages(o, probe(5), nil, gap)
+			before := o[3]
+			paused := Pause(o, 120*time.Second)
+			if o[3] != before {
+				t.Fatal("Pause modified its input")
+			}
+			o = TrackOutages(paused, probe(127), beats, gap)
+			if got := o[3].Down(); got != tt.want {
+				t.Fatalf("down %s, want %s", got, tt.want)
+			}
+		})
+	}
+	// Without the pause the same probes start the run again.
+	o := TrackOutages(TrackOutages(TrackOutages(nil, probe(0), nil, gap), probe(5), nil, gap), probe(127), nil, gap)
+	if got := o[3].Down(); got != 0 {
+		t.Fatalf("unpaused gap: down %s, want 0", got)
+	}
+}

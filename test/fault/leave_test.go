@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 )
 
@@ -56,8 +57,8 @@ func TestLeaveKilledMidway(t *testing.T) {
 		}
 		out, _ := os.ReadFile(again.log)
 		t.Logf("second leave on node %d:\n%s", step.node, strings.TrimSpace(string(out)))
-		if b, err := os.ReadFile(nd.dataDir + ".left"); err != nil || !strings.HasPrefix(string(b), "left") {
-			t.Errorf("node %d's leave marker = %q (%v), want it to say left", step.node, b, err)
+		if m, ok := sidefile.ReadLeaveMarker(nd.dataDir); !ok || m.State != sidefile.Left {
+			t.Errorf("node %d's leave marker = %+v (present: %v), want it to say left", step.node, m, ok)
 		}
 		if _, err := os.Stat(nd.dataDir); !os.IsNotExist(err) {
 			t.Errorf("node %d's data dir is still there after leave: %v", step.node, err)

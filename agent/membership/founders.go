@@ -1,4 +1,4 @@
-package agent
+package membership
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -41,12 +40,12 @@ type founderAnswer struct {
 // answerAsFounder serves founderPath on this node's peer address, saying
 // state.Load(), until the returned stop is called (before etcd starts on
 // that port).
-func (a *Agent) answerAsFounder(ctx context.Context, state *atomic.Value) (stop func(), err error) {
-	serverTLS, _, err := pki.PeerTLS(a.cfg.PKI.Dir)
+func (j *Job) answerAsFounder(ctx context.Context, state *atomic.Value) (stop func(), err error) {
+	serverTLS, _, err := pki.PeerTLS(j.n.Config().PKI.Dir)
 	if err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(a.specBase().PeerURL())
+	u, err := url.Parse(j.self().PeerURL)
 	if err != nil {
 		return nil, fmt.Errorf("answer on peer port: %w", err)
 	}
@@ -58,7 +57,7 @@ func (a *Agent) answerAsFounder(ctx context.Context, state *atomic.Value) (stop 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+founderPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(founderAnswer{State: state.Load().(string), Name: a.id.Name})
+		_ = json.NewEncoder(w).Encode(founderAnswer{State: state.Load().(string), Name: j.n.Identity().Name})
 	})
 	// Refused handshakes (non-peer certificates, etcd peers probing for a
 	// member that has not started) are expected: not logged.
@@ -68,7 +67,7 @@ func (a *Agent) answerAsFounder(ctx context.Context, state *atomic.Value) (stop 
 	go func() {
 		defer close(done)
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Warn("founder answer on peer port", "err", err)
+			j.n.Logger().Warn("founder answer on peer port", "err", err)
 		}
 	}()
 	return sync.OnceFunc(func() {
@@ -81,19 +80,20 @@ func (a *Agent) answerAsFounder(ctx context.Context, state *atomic.Value) (stop 
 
 // probeFounders asks every other founder what it holds, in parallel. Without
 // a usable peer certificate every founder counts as not answering.
-func (a *Agent) probeFounders(ctx context.Context, founders []discovery.Member) []membership.Founder {
-	_, clientTLS, tlsErr := pki.PeerTLS(a.cfg.PKI.Dir)
+func (j *Job) probeFounders(ctx context.Context, founders []discovery.Member) []Founder {
+	_, clientTLS, tlsErr := pki.PeerTLS(j.n.Config().PKI.Dir)
 	hc := &http.Client{Timeout: founderProbeTimeout, Transport: &http.Transport{TLSClientConfig: clientTLS}}
 	defer hc.CloseIdleConnections()
-	others := slices.DeleteFunc(slices.Clone(founders), func(f discovery.Member) bool { return f.PeerURL == a.self().PeerURL })
-	out := make([]membership.Founder, len(others))
+	selfPeer := j.self().PeerURL
+	others := slices.DeleteFunc(slices.Clone(founders), func(f discovery.Member) bool { return f.PeerURL == selfPeer })
+	out := make([]Founder, len(others))
 	var wg sync.WaitGroup
 	for i, f := range others {
 		if tlsErr != nil {
-			out[i] = membership.Founder{Name: f.Name, State: membership.FounderNoAnswer, Detail: tlsErr.Error()}
+			out[i] = Founder{Name: f.Name, State: FounderNoAnswer, Detail: tlsErr.Error()}
 			continue
 		}
-		wg.Go(func() { out[i] = a.probeFounder(ctx, hc, f) })
+		wg.Go(func() { out[i] = probeFounder(ctx, hc, f) })
 	}
 	wg.Wait()
 	return out
@@ -102,8 +102,8 @@ func (a *Agent) probeFounders(ctx context.Context, founders []discovery.Member) 
 // probeFounder asks one founder: an agent without data answers "blank" or
 // "ready"; an etcd answers 404 on founderPath and its member list on
 // /members (served without quorum).
-func (a *Agent) probeFounder(ctx context.Context, hc *http.Client, f discovery.Member) membership.Founder {
-	fd := membership.Founder{Name: f.Name, State: membership.FounderNoAnswer}
+func probeFounder(ctx context.Context, hc *http.Client, f discovery.Member) Founder {
+	fd := Founder{Name: f.Name, State: FounderNoAnswer}
 	code, body, err := get(ctx, hc, f.PeerURL+founderPath)
 	switch {
 	case err != nil:
@@ -113,9 +113,9 @@ func (a *Agent) probeFounder(ctx context.Context, hc *http.Client, f discovery.M
 		_ = json.Unmarshal(body, &ans)
 		switch ans.State {
 		case "blank":
-			fd.State, fd.Detail = membership.FounderBlank, "no data, no etcd"
+			fd.State, fd.Detail = FounderBlank, "no data, no etcd"
 		case "ready":
-			fd.State, fd.Detail = membership.FounderReady, "no data, ready to bootstrap"
+			fd.State, fd.Detail = FounderReady, "no data, ready to bootstrap"
 		default:
 			fd.Detail = fmt.Sprintf("unexpected answer %.80q", body)
 		}
@@ -123,7 +123,7 @@ func (a *Agent) probeFounder(ctx context.Context, hc *http.Client, f discovery.M
 		code, body, err = get(ctx, hc, f.PeerURL+"/members")
 		var members []json.RawMessage
 		if err == nil && code == http.StatusOK && json.Unmarshal(body, &members) == nil {
-			fd.State, fd.Detail = membership.FounderEtcd, fmt.Sprintf("etcd runs there (%d members)", len(members))
+			fd.State, fd.Detail = FounderEtcd, fmt.Sprintf("etcd runs there (%d members)", len(members))
 		} else {
 			fd.Detail = fmt.Sprintf("peer port: %d %v", code, err)
 		}

@@ -1,0 +1,167 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/cluster"
+	"github.com/etcd-agent/etcd-agent/agent/health"
+	"github.com/etcd-agent/etcd-agent/agent/node"
+	"github.com/etcd-agent/etcd-agent/agent/runtime"
+	"github.com/etcd-agent/etcd-agent/discovery"
+	"github.com/etcd-agent/etcd-agent/internal/backoff"
+)
+
+// The membership job is how a node enters, stays in and leaves the cluster:
+// the I/O around the planners above (Decide, Fence, PlanJoin, LeaveCheck,
+// TrackOutages), which stay pure.
+//
+//	Enter              the membership stage: restart, bootstrap (behind the
+//	                   formation fence) or join (under the membership lock)
+//	RecordStarted,     a founder's start as the registry records it
+//	ForgetFailedStart
+//	Promote,           the ready stage of a learner
+//	AbandonLearner
+//	RecordFormed,      once the member is ready after a change
+//	PublishEndpoints
+//	Check, Watch       whether the data still belongs to the cluster
+//	Rejoin             move the data aside after a RejoinNeeded
+//	Leave              `etcd-agent leave`
+
+// Node is what the membership job needs of its node.
+type Node interface {
+	node.Node
+	node.Clients
+	Snapshotter
+	Superseded
+	// Discovery is the node's discovery source (the configured one, built
+	// once).
+	Discovery() (discovery.Source, error)
+	// EtcdRuntime runs the local etcd; nil when this process has none
+	// (`leave` beside a running agent whose embedded etcd stops by itself
+	// once removed).
+	EtcdRuntime() runtime.Runtime
+	// StopEtcd stops the local etcd (a container is removed: the next
+	// member gets a new one) and closes the clients to it, before its data
+	// dir is moved aside.
+	StopEtcd(ctx context.Context) error
+}
+
+// Snapshotter takes the snapshot before a membership change (the backup
+// job). It never blocks the change: a failure is logged and shown, and the
+// change goes on.
+type Snapshotter interface {
+	SnapshotBeforeChange(ctx context.Context, cli *clientv3.Client, change string)
+}
+
+// Superseded finds the recovery record saying that a recovery replaced the
+// cluster this node's data belongs to (the recovery job's concern).
+type Superseded interface {
+	// SupersededBeforeRestart is the check before a member restarts in
+	// place: the registry when it answers, else the clusters at the
+	// addresses this node knows.
+	SupersededBeforeRestart(ctx context.Context) *RejoinNeeded
+	// SupersededByRecovery asks the registry; answered is false when there
+	// is none or it did not answer within timeout.
+	SupersededByRecovery(ctx context.Context, timeout time.Duration) (r *RejoinNeeded, answered bool)
+	// SupersededByAnswer asks the cluster answering through cli (another
+	// cluster than dataClusterID) whether it replaced it.
+	SupersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64) *RejoinNeeded
+}
+
+// RejoinNeeded ends one pass of the node's lifecycle: the data dir is moved
+// aside (Rejoin) and the node goes through membership again.
+type RejoinNeeded struct {
+	Reason string
+}
+
+func (r *RejoinNeeded) Error() string { return "rejoin as a new member: " + r.Reason }
+
+// HookStep is a step of a join where Options.Hook is called (tests).
+type HookStep string
+
+// Hook steps.
+const (
+	// HookAdded: after the member add, before etcd starts.
+	HookAdded HookStep = "added"
+	// HookPromote: before each promotion attempt.
+	HookPromote HookStep = "promote"
+)
+
+// ErrSkipPromotion, returned by Options.Hook at HookPromote, skips that
+// promotion attempt (tests: a learner that never catches up).
+var ErrSkipPromotion = errors.New("promotion skipped by the join hook")
+
+// DefaultLearnerCatchUpTimeout bounds a learner's catch-up: a learner still
+// not promoted after it removes itself and the join starts over.
+const DefaultLearnerCatchUpTimeout = 15 * time.Minute
+
+// Options are the job's settings.
+type Options struct {
+	// Hook, when set, is called at the steps of a join. An error aborts
+	// there, as a crash would (tests).
+	Hook func(HookStep) error
+	// LearnerCatchUpTimeout is how long a learner may catch up before
+	// AbandonLearner is due (zero: DefaultLearnerCatchUpTimeout).
+	LearnerCatchUpTimeout time.Duration
+}
+
+// Job is the membership job of one node.
+type Job struct {
+	n    Node
+	opts Options
+}
+
+// NewJob returns the membership job of n.
+func NewJob(n Node, opts Options) *Job {
+	if opts.LearnerCatchUpTimeout <= 0 {
+		opts.LearnerCatchUpTimeout = DefaultLearnerCatchUpTimeout
+	}
+	return &Job{n: n, opts: opts}
+}
+
+func (j *Job) hook(step HookStep) error {
+	if j.opts.Hook == nil {
+		return nil
+	}
+	return j.opts.Hook(step)
+}
+
+// self is this node as a member: its name and peer URL.
+func (j *Job) self() Member {
+	id := j.n.Identity()
+	return Member{Name: id.Name, PeerURL: j.n.Config().MemberSpec(id.Name, id.PrivateIP).PeerURL()}
+}
+
+// selfClientURL is this node's client URL.
+func (j *Job) selfClientURL() string {
+	id := j.n.Identity()
+	return j.n.Config().MemberSpec(id.Name, id.PrivateIP).ClientURL()
+}
+
+func (j *Job) dataDir() string { return j.n.Config().Node.DataDir }
+
+// retry runs step until it succeeds or ctx ends, with capped backoff, saying
+// what it waits for in STATUS=.
+func (j *Job) retry(ctx context.Context, what string, step func(context.Context) error) error {
+	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 15 * time.Second}
+	for {
+		err := step(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		wait := bo.Next()
+		j.n.Logger().Warn(what+" failed, retrying", "err", err, "in", wait)
+		j.n.SetStatus(j.n.Recorder().Snapshot().Phase, fmt.Sprintf("%s failed (%s), retrying in %s", what, health.ShortErr(err), wait.Round(time.Millisecond)))
+		if err := cluster.Sleep(ctx, wait); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+}

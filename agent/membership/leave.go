@@ -1,0 +1,181 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/cluster"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
+)
+
+// Timing of a leave.
+const (
+	// leaveLockWait bounds the wait for the membership lock.
+	leaveLockWait = 30 * time.Second
+	// leaveConfirmWait bounds the wait until the other members no longer
+	// list the removed member.
+	leaveConfirmWait = 30 * time.Second
+	// leaveStopWait is how long Leave waits for the removed member's etcd to
+	// stop by itself (etcd shuts down once it learns it was removed).
+	leaveStopWait = 60 * time.Second
+)
+
+// Leave removes this node's member from the cluster (scale-down,
+// decommission) and wipes its data only after the removal is committed;
+// progress is told each step (nil: nothing is told).
+//
+// Under the membership lock, and only if the remaining voters keep quorum,
+// it writes the leave marker, so no agent restarts etcd or joins again from
+// here; after the snapshot before the change it checks quorum again on a
+// fresh survey (a refusal then takes back the marker it wrote) and checks
+// the lock; then it removes the member, confirms the removal through the
+// other members, stops the local etcd (through the node's runtime; with
+// none, a running agent owns etcd and it stops by itself on removal), wipes
+// the data dir and marks the node as left. An interrupted Leave can be run
+// again: it finishes what is left.
+func (j *Job) Leave(ctx context.Context, progress func(string)) error {
+	if progress == nil {
+		progress = func(string) {}
+	}
+	dataDir := j.dataDir()
+	self := j.self()
+	selfClient := j.selfClientURL()
+	if m, ok := sidefile.ReadLeaveMarker(dataDir); ok && m.State == sidefile.Left {
+		progress("already left: " + m.String())
+		return nil
+	}
+
+	eps := append([]string{selfClient}, sidefile.ReadEndpoints(dataDir)...)
+	cli, err := j.n.Dial(slices.Compact(eps))
+	if err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	defer cli.Close()
+	progress("taking the membership lock")
+	lock, err := cluster.TakeLock(ctx, cli, leaveLockWait, j.n.Logger())
+	if err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	unlock := sync.OnceFunc(lock.Release)
+	defer unlock()
+
+	me, facts, err := j.leaveFacts(ctx, cli, self)
+	if err != nil {
+		return err
+	}
+	memberID := ""
+	if me != nil {
+		if err := LeaveCheck(me.ID, facts.Members); err != nil {
+			return fmt.Errorf("leave: refused: %w", err)
+		}
+		id := me.ID
+		memberID = fmt.Sprintf("%x", id)
+		_, hadMarker := sidefile.ReadLeaveMarker(dataDir)
+		now := j.n.Now().UTC()
+		if err := sidefile.WriteLeaveMarker(dataDir, sidefile.LeaveMarker{State: sidefile.Leaving, Member: self.Name, MemberID: memberID, At: now,
+			Note: fmt.Sprintf("leaving since %s: removing member %s (%x)", now.Format(time.RFC3339), self.Name, id)}); err != nil {
+			return fmt.Errorf("write leave marker: %w", err)
+		}
+		j.n.SnapshotBeforeChange(ctx, cli, "removing member "+self.Name+" (leave)")
+		// The snapshot may have taken minutes: survey and check again.
+		if me, facts, err = j.leaveFacts(ctx, cli, self); err != nil {
+			return err
+		}
+		if me == nil || me.ID != id {
+			return fmt.Errorf("leave: member %s (%x) left the member list during the snapshot before its removal: run leave again to finish", self.Name, id)
+		}
+		if err := LeaveCheck(id, facts.Members); err != nil {
+			if !hadMarker {
+				// Nothing was removed: the node stays as it was.
+				_ = os.Remove(sidefile.LeaveMarkerPath(dataDir))
+			}
+			return fmt.Errorf("leave: refused: %w", err)
+		}
+		if err := lock.Check(ctx); err != nil {
+			return fmt.Errorf("leave: %w (run leave again to retry)", err)
+		}
+		progress(fmt.Sprintf("removing member %s (%x)", self.Name, id))
+		if err := cluster.RemoveMember(ctx, cli, id, progress); err != nil {
+			return fmt.Errorf("leave: remove member %x: %w (run leave again to retry)", id, err)
+		}
+		if err := cluster.ConfirmRemoved(ctx, cli, id, leaveConfirmWait); err != nil {
+			return fmt.Errorf("leave: removal of %x not confirmed (run leave again): %w", id, err)
+		}
+		j.forgetHeartbeat(ctx, cli, id)
+		j.PublishEndpoints(ctx, cli.Endpoints())
+		j.n.Logger().Warn("left the cluster", "member", self.Name, "id", memberID)
+		progress("removal committed")
+	} else {
+		m, ok := sidefile.ReadLeaveMarker(dataDir)
+		if !ok {
+			return fmt.Errorf("leave: this node (%s, %s) is not a member of the cluster at %s", self.Name, self.PeerURL, strings.Join(cli.Endpoints(), ","))
+		}
+		memberID = m.MemberID
+		progress("member already removed by an earlier leave; finishing")
+	}
+	unlock()
+
+	if err := j.stopRemovedEtcd(ctx, selfClient, progress); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dataDir); err != nil {
+		return fmt.Errorf("leave: wipe data dir %s: %w", dataDir, err)
+	}
+	_ = sidefile.RemoveEndpoints(dataDir)
+	progress("data dir " + dataDir + " wiped")
+	now := j.n.Now().UTC()
+	if err := sidefile.WriteLeaveMarker(dataDir, sidefile.LeaveMarker{State: sidefile.Left, Member: self.Name, MemberID: memberID, At: now,
+		Note: fmt.Sprintf("left at %s as member %s; delete this file to let the node join again", now.Format(time.RFC3339), self.Name)}); err != nil {
+		return fmt.Errorf("write leave marker: %w", err)
+	}
+	return nil
+}
+
+// leaveFacts surveys the cluster and finds this node's member in it (nil
+// when the member list does not hold it).
+func (j *Job) leaveFacts(ctx context.Context, cli *clientv3.Client, self Member) (*ClusterMember, JoinFacts, error) {
+	facts, err := j.Facts(ctx, cli)
+	if err != nil {
+		return nil, JoinFacts{}, fmt.Errorf("leave: %w", err)
+	}
+	var me *ClusterMember
+	for i, m := range facts.Members {
+		if slices.Contains(m.PeerURLs, self.PeerURL) {
+			me = &facts.Members[i]
+		}
+	}
+	return me, facts, nil
+}
+
+// stopRemovedEtcd makes sure the local etcd no longer runs: it stops it
+// through the runtime when this process has one for it, and waits until
+// nothing answers at the member's client URL (etcd also stops by itself once
+// it learns it was removed).
+func (j *Job) stopRemovedEtcd(ctx context.Context, clientURL string, progress func(string)) error {
+	if rt := j.n.EtcdRuntime(); rt != nil {
+		progress("stopping local etcd (" + rt.Name() + ")")
+		sctx, cancel := context.WithTimeout(ctx, j.n.Config().Podman.StopTimeout.D()+10*time.Second)
+		defer cancel()
+		// A container is deleted too: the member is gone for good.
+		if err := rt.Remove(sctx); err != nil {
+			return fmt.Errorf("leave: stop local etcd: %w", err)
+		}
+	}
+	progress("waiting for the local etcd to stop")
+	// A TCP dial, not a Status call: etcd 3.7 panics on a Status call that
+	// arrives between its removal and its stop.
+	err := cluster.PollUntil(ctx, leaveStopWait, func(ctx context.Context) (bool, error) {
+		return !cluster.Dialable(ctx, clientURL), nil
+	})
+	if err != nil {
+		return fmt.Errorf("leave: the removed member still answers at %s; stop it, then run leave again to wipe its data: %w", clientURL, err)
+	}
+	return nil
+}

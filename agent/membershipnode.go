@@ -1,0 +1,65 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/recovery"
+	"github.com/etcd-agent/etcd-agent/agent/runtime"
+	"github.com/etcd-agent/etcd-agent/discovery"
+)
+
+// membershipNode is the agent as the membership job sees it.
+type membershipNode struct{ *Agent }
+
+var _ membership.Node = membershipNode{}
+
+// Discovery implements membership.Node.
+func (n membershipNode) Discovery() (discovery.Source, error) { return n.discovery() }
+
+// EtcdRuntime implements membership.Node.
+func (n membershipNode) EtcdRuntime() runtime.Runtime { return n.opts.Runtime }
+
+// StopEtcd implements membership.Node.
+func (n membershipNode) StopEtcd(ctx context.Context) error { return n.stopAndForgetEtcd(ctx) }
+
+// SnapshotBeforeChange implements membership.Snapshotter.
+func (n membershipNode) SnapshotBeforeChange(ctx context.Context, cli *clientv3.Client, change string) {
+	n.snapshotBeforeChange(ctx, cli, change)
+}
+
+// SupersededBeforeRestart implements membership.Superseded through the
+// recovery job, which keeps the recovery records.
+func (n membershipNode) SupersededBeforeRestart(ctx context.Context) *membership.RejoinNeeded {
+	return rejoinFor(n.recovery.SupersededBeforeRestart(ctx))
+}
+
+// SupersededByRecovery implements membership.Superseded.
+func (n membershipNode) SupersededByRecovery(ctx context.Context, timeout time.Duration) (*membership.RejoinNeeded, bool) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, answered := n.recovery.SupersededByRegistry(ctx)
+	return rejoinFor(s), answered
+}
+
+// SupersededByAnswer implements membership.Superseded.
+func (n membershipNode) SupersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64) *membership.RejoinNeeded {
+	return rejoinFor(recovery.SupersededByAnswer(ctx, cli, dataClusterID))
+}
+
+// rejoinFor is the rejoin a replaced cluster calls for (nil when s is).
+func rejoinFor(s *recovery.Superseded) *membership.RejoinNeeded {
+	if s == nil {
+		return nil
+	}
+	return &membership.RejoinNeeded{Reason: s.Reason}
+}
+
+func asRejoin(err error) (*membership.RejoinNeeded, bool) {
+	var r *membership.RejoinNeeded
+	return r, errors.As(err, &r)
+}
