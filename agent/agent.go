@@ -15,19 +15,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/etcd-agent/etcd-agent/agent/backup/schedule"
 	"github.com/etcd-agent/etcd-agent/agent/certs"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
-	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/agent/localetcd"
 	"github.com/etcd-agent/etcd-agent/agent/maintenance"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
@@ -84,7 +80,9 @@ type Options struct {
 	LearnerCatchUpTimeout time.Duration
 }
 
-// Agent is one node's agent. Create it with New and call Run once.
+// Agent is one node's agent: the lifecycle stages and the job table
+// (lifecycle.go), and the wiring of the jobs to the node. Create it with New
+// and call Run once.
 type Agent struct {
 	opts Options
 	cfg  *config.Config
@@ -93,49 +91,27 @@ type Agent struct {
 	now  func() time.Time
 
 	// Filled in by the stages, in order.
-	id       identity.Identity
-	certs    *certs.Job
-	decision membership.Decision
-	spec     etcdconf.Spec // what the member runs; etcdSpec() off the main goroutine
-	specMu   sync.Mutex
-	desired  etcdconf.Spec // what the config asks for (rolling changes, etcdchange.go)
-	client   *clientv3.Client
-	ready    chan struct{}
-	discMu   sync.Mutex
-	disc     discovery.Source // discovery() builds it once
+	id        identity.Identity
+	decision  membership.Decision
+	ready     chan struct{}
+	readyOnce sync.Once
 
-	// A client to the other members, for what a learner cannot serve
-	// (member lists, promotion); clusterClient makes it.
-	clusterMu sync.Mutex
-	cluster   *clientv3.Client
-	// etcdSupervised is closed when this pass's etcd supervision returned.
-	etcdSupervised chan struct{}
-	readyOnce      sync.Once
-	// inconsistent holds why etcd is held stopped after etcd's initial
-	// corruption check refused this member's data ("" while it is not).
-	inconsistent atomic.Value
-	// bundle is the CA trust bundle the running etcd loaded (CA rotation).
-	bundle *rollout.LoadedBundle
-	// planned is set while a job restarts etcd (plannedRestart).
-	planned atomic.Bool
-	// changes rolls config changes of etcd out; caRestart restarts etcd
-	// for a changed trust bundle (package rollout).
-	changes   *rollout.ChangeJob
-	caRestart *rollout.CAJob
-	// restartMu serializes planned restarts (Restart until its end).
-	restartMu sync.Mutex
-	// plannedExit is how etcd last exited during a planned restart.
-	plannedExit atomic.Value
-	// maint is the defragmentation and NOSPACE recovery job.
-	maint *maintenance.Job
-	// recovery is the disaster recovery job (agent/recovery).
-	recovery *recovery.Job
-	// backups is the snapshot job (scheduled, and before membership changes).
-	backups *schedule.Job
-	// divergence is the leader's HashKV comparison.
+	discMu sync.Mutex
+	disc   discovery.Source // discovery() builds it once
+
+	// etcd is the local member; node is what the jobs see of this node.
+	etcd *localetcd.Member
+	node jobNode
+
+	// The jobs, each in its package beside its planner.
+	certs      *certs.Job
+	members    *membership.Job
+	changes    *rollout.ChangeJob
+	caRestart  *rollout.CAJob
+	maint      *maintenance.Job
+	recovery   *recovery.Job
+	backups    *schedule.Job
 	divergence *hashcheck.Job
-	// members is the membership job: enter, promote, check, rejoin, leave.
-	members *membership.Job
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -156,21 +132,23 @@ func New(opts Options) (*Agent, error) {
 		opts.LearnerCatchUpTimeout = membership.DefaultLearnerCatchUpTimeout
 	}
 	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
-	a.recovery = recovery.NewJob(recoveryNode{a})
-	a.members = membership.NewJob(membershipNode{a}, membership.Options{Hook: opts.JoinHook, LearnerCatchUpTimeout: opts.LearnerCatchUpTimeout})
 	a.rec = report.NewRecorder(report.NodeReport{
 		PID:     os.Getpid(),
 		Version: opts.Version,
 		CertDir: opts.Config.PKI.Dir,
 	}, opts.Now)
-	a.backups = schedule.NewJob(a)
-	a.divergence = hashcheck.NewJob(a)
-	a.maint = maintenance.NewJob(a)
-	a.bundle = rollout.NewLoadedBundle(filepath.Join(opts.Config.PKI.Dir, pki.CACertFile))
-	a.changes = rollout.NewChangeJob(a, opts.ChangeReadyTimeout)
-	a.caRestart = rollout.NewCAJob(a, a.bundle)
+	bundle := rollout.NewLoadedBundle(filepath.Join(opts.Config.PKI.Dir, pki.CACertFile))
+	a.etcd = localetcd.New(localetcd.Options{Config: opts.Config, Runtime: opts.Runtime, Logger: opts.Logger, Recorder: a.rec, Bundle: bundle})
+	a.node = jobNode{a: a, Member: a.etcd}
+	a.recovery = recovery.NewJob(recoveryNode{a.node})
+	a.members = membership.NewJob(membershipNode{a.node}, membership.Options{Hook: opts.JoinHook, LearnerCatchUpTimeout: opts.LearnerCatchUpTimeout})
+	a.backups = schedule.NewJob(a.node)
+	a.divergence = hashcheck.NewJob(a.node)
+	a.maint = maintenance.NewJob(a.node)
+	a.changes = rollout.NewChangeJob(a.node, opts.ChangeReadyTimeout)
+	a.caRestart = rollout.NewCAJob(a.node, bundle)
 	// The CA restart looks at the bundle etcd loaded after each renewal.
-	a.certs = certs.NewJob(a, func(ctx context.Context) { _ = a.caRestart.Run(ctx) })
+	a.certs = certs.NewJob(a.node, func(ctx context.Context) { _ = a.caRestart.Run(ctx) })
 	return a, nil
 }
 
@@ -214,7 +192,7 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 	}
 	a.decision = d
 	if cli != nil {
-		a.cluster = cli
+		a.etcd.SetCluster(cli)
 	}
 	return nil
 }
@@ -229,6 +207,8 @@ func (a *Agent) specBase() etcdconf.Spec {
 	return s
 }
 
+// startEtcd is the etcd stage: the member starts (or is adopted) with the
+// spec this pass's membership decision asks for.
 func (a *Agent) startEtcd(ctx context.Context) error {
 	spec := a.specBase()
 	spec.InitialCluster = a.decision.InitialCluster
@@ -237,11 +217,7 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	if err := spec.Validate(); err != nil {
 		return &config.Error{Problems: []config.Problem{{Field: "etcd", Problem: err.Error(), Fix: "correct etcd.extraFlags or the ports"}}}
 	}
-	a.specMu.Lock()
-	a.desired = spec
-	a.specMu.Unlock()
-	spec = a.specToRun(spec)
-	a.setEtcdSpec(spec)
+	a.etcd.Prepare(spec, a.decision.Path == membership.Restart)
 	if err := a.waitRuntime(ctx); err != nil {
 		return err
 	}
@@ -253,85 +229,13 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 		}
 	}
 	a.setPhase(report.PhaseStartingEtcd, "starting etcd ("+a.opts.Runtime.Name()+")")
-	if err := os.MkdirAll(spec.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	a.beforeEtcdStart()
-	action, err := a.opts.Runtime.Ensure(ctx, spec)
-	if err != nil {
+	if _, err := a.etcd.Start(ctx); err != nil {
 		if a.decision.Path == membership.Bootstrap {
 			a.members.ForgetFailedStart(ctx)
 		}
 		return err
 	}
-	a.afterEtcdEnsure(action)
-	a.writeAppliedSpec(spec)
-	a.log.Info("etcd runtime", "runtime", a.opts.Runtime.Name(), "action", action)
-	a.rec.Update(func(r *report.NodeReport) { r.ClientURL, r.PeerURL = spec.ClientURL(), spec.PeerURL() })
-	supervised := make(chan struct{})
-	a.etcdSupervised = supervised
-	go func() {
-		defer close(supervised)
-		err := runtime.Supervise(ctx, a.opts.Runtime, spec, runtime.SuperviseOptions{Logger: a.log, OnEvent: a.runtimeEvent, Hold: a.holdEtcd, Spec: a.etcdSpec})
-		if err != nil && ctx.Err() == nil {
-			a.log.Error("etcd supervision ended", "err", err)
-		}
-	}()
-	// Reloading: a renewed client certificate or trust bundle is used by
-	// the next connection of this long-lived client.
-	tlsCfg, err := pki.ReloadingClientTLS(a.cfg.PKI.Dir, pki.ClientCertFile, pki.ClientKeyFile)
-	if err != nil {
-		return err
-	}
-	a.client, err = clientv3.New(clientv3.Config{
-		Endpoints:   []string{spec.ClientURL()},
-		TLS:         tlsCfg,
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		return fmt.Errorf("create etcd client: %w", err)
-	}
 	return nil
-}
-
-// holdEtcd stops etcd restarts once this node is leaving the cluster: a
-// removed member must not come back.
-func (a *Agent) holdEtcd() string {
-	defer a.beforeEtcdStart()
-	if _, left := sidefile.ReadLeaveMarker(a.cfg.Node.DataDir); left {
-		return "this node is leaving the cluster (" + sidefile.LeaveMarkerPath(a.cfg.Node.DataDir) + ")"
-	}
-	if why, _ := a.inconsistent.Load().(string); why != "" {
-		return why
-	}
-	return ""
-}
-
-func (a *Agent) runtimeEvent(ev runtime.Event) {
-	if ev.Kind == runtime.EventEnsured {
-		a.afterEtcdEnsure(ev.Action)
-	}
-	switch {
-	case ev.Kind == runtime.EventExited && a.plannedRestart():
-		a.plannedExit.Store(ev.Exit.String())
-		a.log.Info("etcd stopped for a planned restart", "event", ev.String())
-	case ev.Kind == runtime.EventEnsured && ev.Action == runtime.ActionAdopted,
-		ev.Kind == runtime.EventStable:
-		// Supervision found etcd running as expected: nothing to report.
-		a.log.Debug("etcd runtime event", "event", ev.String())
-	case ev.Cause() == runtime.CauseInconsistentData:
-		// etcd is held stopped and the data left in place: which side is
-		// wrong needs a human.
-		why := "etcd's initial corruption check found this member's data inconsistent with its peers: etcd is held stopped; compare `etcd-agent status` hashes, then move " +
-			a.cfg.Node.DataDir + " aside to let the node rejoin as a new member"
-		a.inconsistent.Store(why)
-		a.log.Error("etcd refused to start: data inconsistent with peers", "event", ev.String())
-		a.rec.AddDecision(report.ActionDivergence, why)
-	default:
-		a.log.Warn("etcd runtime event", "event", ev.String())
-		a.rec.AddDecision(report.ActionRuntime, ev.String())
-	}
 }
 
 func (a *Agent) setPhase(p report.Phase, msg string) {
@@ -357,19 +261,7 @@ func (a *Agent) shutdown(runErr error) {
 	_ = a.opts.Notifier.Stopping(msg)
 	a.rec.SetPhase(report.PhaseStopping, msg)
 	a.flush()
-	if a.client != nil {
-		_ = a.client.Close()
-	}
-	if a.cluster != nil {
-		_ = a.cluster.Close()
-	}
-	if a.opts.StopEtcdOnExit || a.opts.Runtime.Capabilities().InProcess {
-		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Podman.StopTimeout.D()+10*time.Second)
-		defer cancel()
-		if err := a.opts.Runtime.Stop(ctx); err != nil {
-			a.log.Warn("stop etcd", "err", err)
-		}
-	}
+	a.etcd.Close(a.opts.StopEtcdOnExit)
 	a.rec.SetPhase(report.PhaseStopped, msg)
 	a.flush()
 }
@@ -413,10 +305,3 @@ func (nopNotifier) Ready(string) error    { return nil }
 func (nopNotifier) Status(string) error   { return nil }
 func (nopNotifier) Watchdog() error       { return nil }
 func (nopNotifier) Stopping(string) error { return nil }
-
-// probe asks the local member whether it is healthy, a voter and caught up.
-func (a *Agent) probe(ctx context.Context) health.Health {
-	spec := a.etcdSpec()
-	return health.Probe(ctx, health.Target{Local: a.client, Cluster: a.clusterClient, Name: spec.Name,
-		ClientURL: spec.ClientURL(), Size: a.cfg.Cluster.Size, Quota: int64(a.cfg.Etcd.QuotaBackendBytes)})
-}

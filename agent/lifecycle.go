@@ -133,10 +133,7 @@ func (a *Agent) runPass(ctx context.Context, first bool) error {
 	cancel()
 	g.Stop()
 	<-staged
-	if a.etcdSupervised != nil {
-		<-a.etcdSupervised
-		a.etcdSupervised = nil
-	}
+	a.etcd.Supervised()
 	if ctx.Err() != nil {
 		return nil
 	}

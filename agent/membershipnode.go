@@ -14,35 +14,30 @@ import (
 )
 
 // membershipNode is the agent as the membership job sees it.
-type membershipNode struct{ *Agent }
+type membershipNode struct{ jobNode }
 
 var _ membership.Node = membershipNode{}
 
 // Discovery implements membership.Node.
-func (n membershipNode) Discovery() (discovery.Source, error) { return n.discovery() }
+func (n membershipNode) Discovery() (discovery.Source, error) { return n.a.discovery() }
 
 // EtcdRuntime implements membership.Node.
-func (n membershipNode) EtcdRuntime() runtime.Runtime { return n.opts.Runtime }
+func (n membershipNode) EtcdRuntime() runtime.Runtime { return n.a.opts.Runtime }
 
 // StopEtcd implements membership.Node.
-func (n membershipNode) StopEtcd(ctx context.Context) error { return n.stopAndForgetEtcd(ctx) }
-
-// SnapshotBeforeChange implements membership.Snapshotter.
-func (n membershipNode) SnapshotBeforeChange(ctx context.Context, cli *clientv3.Client, change string) {
-	n.snapshotBeforeChange(ctx, cli, change)
-}
+func (n membershipNode) StopEtcd(ctx context.Context) error { return n.StopAndForget(ctx) }
 
 // SupersededBeforeRestart implements membership.Superseded through the
 // recovery job, which keeps the recovery records.
 func (n membershipNode) SupersededBeforeRestart(ctx context.Context) *membership.RejoinNeeded {
-	return rejoinFor(n.recovery.SupersededBeforeRestart(ctx))
+	return rejoinFor(n.a.recovery.SupersededBeforeRestart(ctx))
 }
 
 // SupersededByRecovery implements membership.Superseded.
 func (n membershipNode) SupersededByRecovery(ctx context.Context, timeout time.Duration) (*membership.RejoinNeeded, bool) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	s, answered := n.recovery.SupersededByRegistry(ctx)
+	s, answered := n.a.recovery.SupersededByRegistry(ctx)
 	return rejoinFor(s), answered
 }
 

@@ -1,113 +1,62 @@
 package agent
 
 import (
-	"context"
-	"errors"
 	"log/slog"
-	"slices"
-	"sync"
 	"time"
 
+	"context"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcd-agent/etcd-agent/agent/cluster"
 	"github.com/etcd-agent/etcd-agent/agent/config"
-	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
+	"github.com/etcd-agent/etcd-agent/agent/localetcd"
 	"github.com/etcd-agent/etcd-agent/agent/node"
 	"github.com/etcd-agent/etcd-agent/agent/report"
-	"github.com/etcd-agent/etcd-agent/agent/sidefile"
+	"github.com/etcd-agent/etcd-agent/agent/rollout"
 )
 
-// The agent is the node its jobs run on: these implement package node's
-// interfaces, and nothing else of the agent is visible to a job.
+// jobNode is the node as the agent's jobs see it: the node's configuration,
+// identity and report (node.Node), and its local etcd member (node.Clients,
+// node.Etcd). Nothing else of the agent is visible to a job.
+type jobNode struct {
+	a *Agent
+	*localetcd.Member
+}
+
 var (
-	_ node.Node    = (*Agent)(nil)
-	_ node.Clients = (*Agent)(nil)
-	_ node.Etcd    = (*Agent)(nil)
+	_ node.Node          = jobNode{}
+	_ node.Clients       = jobNode{}
+	_ node.Etcd          = jobNode{}
+	_ rollout.ChangeNode = jobNode{}
 )
 
 // Config implements node.Node.
-func (a *Agent) Config() *config.Config { return a.cfg }
+func (n jobNode) Config() *config.Config { return n.a.cfg }
 
-// Identity implements node.Node.
-func (a *Agent) Identity() identity.Identity { return a.id }
+// Identity implements node.Node (set by the identity stage, before any job).
+func (n jobNode) Identity() identity.Identity { return n.a.id }
 
 // Logger implements node.Node.
-func (a *Agent) Logger() *slog.Logger { return a.log }
+func (n jobNode) Logger() *slog.Logger { return n.a.log }
 
 // Now implements node.Node.
-func (a *Agent) Now() time.Time { return a.now() }
+func (n jobNode) Now() time.Time { return n.a.now() }
 
 // Recorder implements node.Node.
-func (a *Agent) Recorder() *report.Recorder { return a.rec }
+func (n jobNode) Recorder() *report.Recorder { return n.a.rec }
 
 // Publish implements node.Node.
-func (a *Agent) Publish() { a.flush() }
+func (n jobNode) Publish() { n.a.flush() }
 
 // SetStatus implements node.Node.
-func (a *Agent) SetStatus(p report.Phase, msg string) { a.setPhase(p, msg) }
+func (n jobNode) SetStatus(p report.Phase, msg string) { n.a.setPhase(p, msg) }
 
-// Local implements node.Clients.
-func (a *Agent) Local() *clientv3.Client { return a.client }
+// Observe implements rollout.Node: publish a health observation at once.
+func (n jobNode) Observe(h health.Health) { n.a.observe(h) }
 
-// Cluster implements node.Clients.
-func (a *Agent) Cluster() (*clientv3.Client, error) { return a.clusterClient() }
-
-// clusterClient is a client to the other members, for what a learner
-// cannot serve (member list, promotion): the join's, or one made from the
-// endpoints last recorded. Jobs share it.
-func (a *Agent) clusterClient() (*clientv3.Client, error) {
-	a.clusterMu.Lock()
-	defer a.clusterMu.Unlock()
-	if a.cluster != nil {
-		return a.cluster, nil
-	}
-	self := a.etcdSpec().ClientURL()
-	eps := slices.DeleteFunc(sidefile.ReadEndpoints(a.cfg.Node.DataDir), func(ep string) bool { return ep == self })
-	if len(eps) == 0 {
-		return nil, errors.New("no other member's client URL known to reach the cluster")
-	}
-	cli, err := a.Dial(eps)
-	if err != nil {
-		return nil, err
-	}
-	a.cluster = cli
-	return cli, nil
-}
-
-// Dial implements node.Clients.
-func (a *Agent) Dial(eps []string) (*clientv3.Client, error) { return cluster.Dial(a.cfg.PKI.Dir, eps) }
-
-// Spec implements node.Etcd.
-func (a *Agent) Spec() etcdconf.Spec { return a.etcdSpec() }
-
-// Probe implements node.Etcd.
-func (a *Agent) Probe(ctx context.Context) health.Health { return a.probe(ctx) }
-
-// Restart implements node.Etcd.
-func (a *Agent) Restart(ctx context.Context, spec etcdconf.Spec) (end func(), err error) {
-	// One planned restart at a time: the CA restart and a rolling change
-	// run as separate jobs (each under the membership lock, except a quota
-	// raise under NOSPACE, which cannot take it).
-	a.restartMu.Lock()
-	a.setPlannedRestart(true)
-	end = sync.OnceFunc(func() {
-		a.setPlannedRestart(false)
-		a.restartMu.Unlock()
-	})
-	a.plannedExit.Store("")
-	a.setEtcdSpec(spec)
-	if err := a.restartEtcd(ctx); err != nil {
-		return end, err
-	}
-	a.writeAppliedSpec(spec)
-	return end, nil
-}
-
-// PlannedExit implements node.Etcd.
-func (a *Agent) PlannedExit() string {
-	exit, _ := a.plannedExit.Load().(string)
-	return exit
+// SnapshotBeforeChange implements membership.Snapshotter: a snapshot before
+// this agent changes the membership; it never blocks the change.
+func (n jobNode) SnapshotBeforeChange(ctx context.Context, cli *clientv3.Client, change string) {
+	n.a.backups.BeforeChange(ctx, cli, change)
 }

@@ -10,28 +10,28 @@ import (
 )
 
 // recoveryNode is the agent as the recovery job sees it.
-type recoveryNode struct{ *Agent }
+type recoveryNode struct{ jobNode }
 
 var _ recovery.Node = recoveryNode{}
 
 // Member implements recovery.Requester.
-func (n recoveryNode) Member() etcdconf.Spec { return n.specBase() }
+func (n recoveryNode) Member() etcdconf.Spec { return n.a.specBase() }
 
 // Discovery implements recovery.Requester.
-func (n recoveryNode) Discovery() (discovery.Source, error) { return n.discovery() }
+func (n recoveryNode) Discovery() (discovery.Source, error) { return n.a.discovery() }
 
 // Retry implements recovery.Node.
 func (n recoveryNode) Retry(ctx context.Context, what string, step func(context.Context) error) error {
-	return n.retry(ctx, what, step)
+	return n.a.retry(ctx, what, step)
 }
 
 // StopEtcd implements recovery.Node.
-func (n recoveryNode) StopEtcd(ctx context.Context) error { return n.stopAndForgetEtcd(ctx) }
+func (n recoveryNode) StopEtcd(ctx context.Context) error { return n.StopAndForget(ctx) }
 
 // PublishEndpoints implements recovery.Node: to the configured discovery,
 // also when this pass did not consult it.
 func (n recoveryNode) PublishEndpoints(ctx context.Context, eps []string) {
-	n.members.PublishEndpoints(ctx, eps)
+	n.a.members.PublishEndpoints(ctx, eps)
 }
 
 // RecoveryRequester is this node as `etcd-agent recover` sees it, beside the
@@ -43,7 +43,7 @@ func (a *Agent) RecoveryRequester(ctx context.Context) (recovery.Requester, erro
 		return nil, err
 	}
 	a.id = id
-	return recoveryNode{a}, nil
+	return recoveryNode{a.node}, nil
 }
 
 // asRecover is the recovery request that ended a pass.

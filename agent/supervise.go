@@ -26,7 +26,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 	var watch membership.Watch
 	var learnerSince time.Time
 	for {
-		h := a.probe(ctx)
+		h := a.etcd.Probe(ctx)
 		if h.Learner {
 			if learnerSince.IsZero() {
 				learnerSince = a.now()
@@ -96,10 +96,10 @@ func (a *Agent) healthCheck() func(context.Context) error {
 			a.setPhase(report.PhaseLeaving, "leaving the cluster: "+m.String())
 			return nil
 		}
-		h := a.probe(ctx)
+		h := a.etcd.Probe(ctx)
 		a.observe(h)
 		if h.Ready {
-			if err := cluster.Beat(ctx, a.client, h.SelfID, a.now()); err != nil {
+			if err := cluster.Beat(ctx, a.etcd.Local(), h.SelfID, a.now()); err != nil {
 				a.log.Debug("heartbeat", "err", err)
 			}
 		}
