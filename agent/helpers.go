@@ -2,36 +2,22 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"time"
 
-	"github.com/etcd-agent/etcd-agent/agent/cluster"
-	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
-	"github.com/etcd-agent/etcd-agent/internal/backoff"
+	"github.com/etcd-agent/etcd-agent/agent/node"
 )
 
 // ErrSkipPromotion, returned by Options.JoinHook at membership.HookPromote,
 // skips that promotion attempt (tests: a learner that never catches up).
 var ErrSkipPromotion = membership.ErrSkipPromotion
 
-// retry runs step until it succeeds or ctx ends, with capped backoff, saying
-// what it waits for in STATUS=.
-func (a *Agent) retry(ctx context.Context, what string, step func(context.Context) error) error {
-	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 15 * time.Second}
-	for {
-		err := step(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		wait := bo.Next()
-		a.log.Warn(what+" failed, retrying", "err", err, "in", wait)
-		a.setPhase(a.rec.Snapshot().Phase, fmt.Sprintf("%s failed (%s), retrying in %s", what, health.ShortErr(err), wait.Round(time.Millisecond)))
-		if err := cluster.Sleep(ctx, wait); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-	}
+// waitRuntime retries, with capped backoff, until the etcd runtime answers.
+// It runs before a founder records its start in discovery: a founder whose
+// etcd start failed because the runtime did not answer cannot prove its etcd
+// never ran, so it keeps its started record and is fenced for good — at
+// boot, where the user's podman.socket may come up after the agent, that
+// fenced every founder of a new cluster (test/node). Waiting here also keeps
+// a late socket from failing the unit into its start limit.
+func (a *Agent) waitRuntime(ctx context.Context) error {
+	return node.Retry(ctx, a.node, "connecting to the etcd runtime", a.opts.Runtime.Prepare)
 }

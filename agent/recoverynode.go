@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/node"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
@@ -22,7 +23,7 @@ func (n recoveryNode) Discovery() (discovery.Source, error) { return n.a.discove
 
 // Retry implements recovery.Node.
 func (n recoveryNode) Retry(ctx context.Context, what string, step func(context.Context) error) error {
-	return n.a.retry(ctx, what, step)
+	return node.Retry(ctx, n, what, step)
 }
 
 // StopEtcd implements recovery.Node.

@@ -3,17 +3,13 @@ package membership
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcd-agent/etcd-agent/agent/cluster"
-	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/node"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
 	"github.com/etcd-agent/etcd-agent/discovery"
-	"github.com/etcd-agent/etcd-agent/internal/backoff"
 )
 
 // The membership job is how a node enters, stays in and leaves the cluster:
@@ -145,23 +141,7 @@ func (j *Job) selfClientURL() string {
 
 func (j *Job) dataDir() string { return j.n.Config().Node.DataDir }
 
-// retry runs step until it succeeds or ctx ends, with capped backoff, saying
-// what it waits for in STATUS=.
+// retry runs step until it succeeds or ctx ends (node.Retry).
 func (j *Job) retry(ctx context.Context, what string, step func(context.Context) error) error {
-	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 15 * time.Second}
-	for {
-		err := step(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		wait := bo.Next()
-		j.n.Logger().Warn(what+" failed, retrying", "err", err, "in", wait)
-		j.n.SetStatus(j.n.Recorder().Snapshot().Phase, fmt.Sprintf("%s failed (%s), retrying in %s", what, health.ShortErr(err), wait.Round(time.Millisecond)))
-		if err := cluster.Sleep(ctx, wait); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-	}
+	return node.Retry(ctx, j.n, what, step)
 }
