@@ -325,13 +325,15 @@ func TestDefragFragmentedUnderLoad(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second) // writes after the last defragmentation
 	// A put that reaches the leader while it hands leadership over is
-	// dropped by raft before it enters the log (etcd's leader transfer;
-	// safe to retry, as etcd clients such as kube-apiserver do). Any other
-	// failure is the agents' fault.
-	if f, d := w.Failed(), w.Dropped(); f != d {
-		t.Errorf("%d writes failed during the defragmentations (%d of them dropped by raft during the leader transfer): %q", f, d, w.Errors())
-	} else if d > 0 {
-		t.Logf("%d puts dropped by raft during the leader transfer: %q", d, w.Errors())
+	// dropped before it enters the log (etcd's leader transfer; safe to
+	// retry, as etcd clients such as kube-apiserver do): with "raft proposal
+	// dropped" when the client sent it to the leader, silently (the client
+	// times out) when another member forwarded it. Any other failure is the
+	// agents' fault.
+	if bad := w.Unexplained(t, cli); len(bad) > 0 {
+		t.Errorf("%d writes failed during the defragmentations other than by the leader transfer: %q", len(bad), bad)
+	} else if f := w.Failed(); f > 0 {
+		t.Logf("%d puts dropped during the leader transfer (%d reported by raft): %q", f, w.Dropped(), w.Errors())
 	}
 	t.Logf("%d writes acknowledged, %d failed", w.Acked(), w.Failed())
 	w.Verify(t, cli)

@@ -51,6 +51,8 @@ type Writer struct {
 	unknown map[int]string // history index of an ambiguous put -> its own key
 	errs    []string       // the first maxErrs put errors, for the failing test's log
 	dropped int            // puts raft dropped (see Dropped)
+	fails   []failure      // every failed put (see Unexplained)
+	terms   []termAt       // the raft term each successful call saw
 	next    int
 }
 
@@ -126,7 +128,7 @@ func (w *Writer) put(ctx context.Context, client int) bool {
 	own := fmt.Sprintf("%s%08d", AckPrefix, v)
 	call := w.now()
 	octx, cancel := context.WithTimeout(ctx, opTimeout)
-	_, err := w.cli.Txn(octx).Then(clientv3.OpPut(RegisterKey, strconv.Itoa(v)), clientv3.OpPut(own, "x")).Commit()
+	resp, err := w.cli.Txn(octx).Then(clientv3.OpPut(RegisterKey, strconv.Itoa(v)), clientv3.OpPut(own, "x")).Commit()
 	cancel()
 	ret := w.now()
 	op := porcupine.Operation{ClientId: client, Input: regInput{put: true, value: v}, Call: call, Output: regOutput{}, Return: ret}
@@ -138,11 +140,14 @@ func (w *Writer) put(ctx context.Context, client int) bool {
 	w.history = append(w.history, op)
 	if err == nil {
 		w.acked = append(w.acked, own)
+		w.terms = append(w.terms, termAt{at: ret, term: resp.Header.GetRaftTerm()})
 	} else {
 		w.unknown[len(w.history)-1] = own
-		if strings.Contains(err.Error(), raftProposalDropped) {
+		dropped := strings.Contains(err.Error(), raftProposalDropped)
+		if dropped {
 			w.dropped++
 		}
+		w.fails = append(w.fails, failure{call: call, ret: ret, key: own, dropped: dropped, err: err.Error()})
 		if len(w.errs) < maxErrs {
 			w.errs = append(w.errs, fmt.Sprintf("%s after %s: %v", time.Now().Format("15:04:05.000"), time.Duration(ret-call).Round(time.Millisecond), err))
 		}
@@ -163,8 +168,10 @@ func (w *Writer) get(ctx context.Context, client int) bool {
 	if len(resp.Kvs) == 1 {
 		v, _ = strconv.Atoi(string(resp.Kvs[0].Value))
 	}
+	ret := w.now()
 	w.mu.Lock()
-	w.history = append(w.history, porcupine.Operation{ClientId: client, Input: regInput{}, Call: call, Output: regOutput{value: v}, Return: w.now()})
+	w.history = append(w.history, porcupine.Operation{ClientId: client, Input: regInput{}, Call: call, Output: regOutput{value: v}, Return: ret})
+	w.terms = append(w.terms, termAt{at: ret, term: resp.Header.GetRaftTerm()})
 	w.mu.Unlock()
 	return true
 }
