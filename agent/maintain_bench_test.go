@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,12 +20,16 @@ import (
 // the agents defragment all three (followers, then the leader after moving
 // leadership), while one client puts small values back to back. Figures:
 // the seconds one member's defragmentation takes, and the slowest put
-// during the pass next to the slowest put before it.
+// during the pass next to the slowest put before it. The leader's step
+// (from the end of the second defragmentation to the end of the leader's)
+// is measured apart: the slowest put started in it, and the slowest put
+// started before the old leader's defragmentation began, that is around
+// the leader's hand-over (MoveLeader); its slow puts are logged.
 //
 //	go test -run '^$' -bench DefragPass -benchtime 1x ./agent/
 func BenchmarkDefragPass(b *testing.B) {
-	var defragSec, worstDuring, worstBefore, failed float64
-	for range b.N {
+	var defragSec, worstDuring, worstBefore, failed, worstLeaderStep, worstHandover, failedLeaderStep float64
+	for i := range b.N {
 		b.StopTimer()
 		nodes, cli, _ := maintCluster(b, func(c *config.Config) {
 			c.Maintenance.DefragFreeBytes = 16 << 20
@@ -57,24 +62,42 @@ func BenchmarkDefragPass(b *testing.B) {
 		b.StopTimer()
 		during := lat.stop()
 		// etcd drops proposals while leadership moves (raft's transfer):
-		// a put in flight then fails; counted, not hidden.
+		// a put the old leader receives then fails at once ("raft proposal
+		// dropped"); one a follower forwarded to it is dropped silently and
+		// fails after etcd's request timeout (5s + 2 × election timeout).
+		// Counted, not hidden.
 		failed += float64(len(lat.errs))
-		for _, e := range lat.errs {
-			b.Logf("put failed during the pass: %s", e)
+		if len(lat.errs) > 0 {
+			b.Logf("pass %d: %d puts failed: %q", i+1, len(lat.errs), lat.errs)
 		}
 		slices.SortFunc(defrags, func(x, y report.Defrag) int { return x.At.Compare(y.At) })
+		var done []string
 		for _, d := range defrags {
 			defragSec += d.TookSeconds / float64(len(defrags))
-			b.Logf("%s (leader %v): %.1f MiB → %.1f MiB in %.2fs", d.Member, d.WasLeader, float64(d.Before)/(1<<20), float64(d.After)/(1<<20), d.TookSeconds)
+			done = append(done, fmt.Sprintf("%s (leader %v): %.1f MiB → %.1f MiB in %.2fs", d.Member, d.WasLeader, float64(d.Before)/(1<<20), float64(d.After)/(1<<20), d.TookSeconds))
 		}
+		b.Logf("pass %d: %s", i+1, strings.Join(done, "; "))
 		worstDuring += during.Seconds() * 1000
 		worstBefore += before.Seconds() * 1000
+		if n := len(defrags); n >= 2 && defrags[n-1].WasLeader {
+			step, handover, fails, slow := lat.leaderStep(defrags[n-2], defrags[n-1])
+			worstLeaderStep += step.Seconds() * 1000
+			worstHandover += handover.Seconds() * 1000
+			failedLeaderStep += float64(fails)
+			b.Logf("pass %d: leader's step: slowest put %s, around the hand-over %s, %d failed; puts over 500ms or failed: %q",
+				i+1, step.Round(time.Millisecond), handover.Round(time.Millisecond), fails, slow)
+		} else {
+			b.Errorf("the last defragmentation is not the leader's: %+v", defrags)
+		}
 		stopAll(nodes) // the next iteration takes the same addresses
 	}
 	b.ReportMetric(defragSec/float64(b.N), "s/member-defrag")
 	b.ReportMetric(worstDuring/float64(b.N), "ms/worst-put-during")
 	b.ReportMetric(worstBefore/float64(b.N), "ms/worst-put-before")
 	b.ReportMetric(failed/float64(b.N), "failed-puts/pass")
+	b.ReportMetric(worstLeaderStep/float64(b.N), "ms/worst-put-leader-step")
+	b.ReportMetric(worstHandover/float64(b.N), "ms/worst-put-handover")
+	b.ReportMetric(failedLeaderStep/float64(b.N), "failed-puts-leader-step/pass")
 }
 
 // BenchmarkNoSpaceRecovery measures the write outage an operator sees after
@@ -124,13 +147,22 @@ func stopAll(nodes []*node) {
 	}
 }
 
-// latencyProbe puts small values back to back and keeps the slowest.
+// latencyProbe puts small values back to back and keeps the slowest, and
+// every put since the last reset.
 type latencyProbe struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	mu     sync.Mutex
 	max    time.Duration
 	errs   []string
+	puts   []probePut
+}
+
+// probePut is one put of a latencyProbe.
+type probePut struct {
+	start time.Time
+	took  time.Duration
+	err   error
 }
 
 func startLatencyProbe(cli *clientv3.Client) *latencyProbe {
@@ -149,6 +181,9 @@ func startLatencyProbe(cli *clientv3.Client) *latencyProbe {
 				p.errs = append(p.errs, fmt.Sprintf("%s after %s", err, took.Round(time.Millisecond)))
 			}
 			p.max = max(p.max, took)
+			if ctx.Err() == nil {
+				p.puts = append(p.puts, probePut{start: start, took: took, err: err})
+			}
 			p.mu.Unlock()
 		}
 	}()
@@ -163,8 +198,37 @@ func (p *latencyProbe) worst() time.Duration {
 
 func (p *latencyProbe) reset() {
 	p.mu.Lock()
-	p.max, p.errs = 0, nil
+	p.max, p.errs, p.puts = 0, nil, nil
 	p.mu.Unlock()
+}
+
+// leaderStep measures the puts started during the leader's step of a pass:
+// after prev (the last follower's defragmentation) ended, until the leader's
+// defragmentation ended. It returns the slowest of them, the slowest of
+// those started before the old leader's defragmentation began (around the
+// hand-over), how many failed, and the ones slower than 500ms or failed.
+// Call it after stop.
+func (p *latencyProbe) leaderStep(prev, leader report.Defrag) (step, handover time.Duration, failed int, slow []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	begin := leader.At.Add(-time.Duration(leader.TookSeconds * float64(time.Second)))
+	for _, put := range p.puts {
+		if put.start.Before(prev.At) || put.start.After(leader.At) {
+			continue
+		}
+		step = max(step, put.took)
+		if put.start.Before(begin) {
+			handover = max(handover, put.took)
+		}
+		if put.err != nil {
+			failed++
+		}
+		if put.took > 500*time.Millisecond || put.err != nil {
+			slow = append(slow, fmt.Sprintf("at %s (%+.3fs from the start of %s's defragmentation) took %s: %v",
+				put.start.Format("15:04:05.000"), put.start.Sub(begin).Seconds(), leader.Member, put.took.Round(time.Millisecond), put.err))
+		}
+	}
+	return step, handover, failed, slow
 }
 
 func (p *latencyProbe) stop() time.Duration {
