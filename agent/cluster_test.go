@@ -17,6 +17,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/discovery"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 	"github.com/etcd-agent/etcd-agent/systemd/notifytest"
 )
@@ -207,8 +208,8 @@ func TestV2DiscoveryBootstrap(t *testing.T) {
 	t.Cleanup(cancel)
 	bin := repoBin(t, "etcd-v2", "etcd-v2")
 	ip := h.ip(0)
-	clientURL := fmt.Sprintf("http://%s:%d", ip, freePort(t, ip))
-	peerURL := fmt.Sprintf("http://%s:%d", ip, freePort(t, ip))
+	clientURL := fmt.Sprintf("http://%s:%d", ip, testnet.FreePort(t, ip))
+	peerURL := fmt.Sprintf("http://%s:%d", ip, testnet.FreePort(t, ip))
 	cmd := exec.CommandContext(ctx, bin, "--enable-v2", "--name", "v2disc", "--data-dir", filepath.Join(h.dir, "v2data"),
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "v2disc="+peerURL)
@@ -334,7 +335,7 @@ func TestDiscoveryUnreachableIsReported(t *testing.T) {
 	h := newHarness(t, 140)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	dead := fmt.Sprintf("https://%s:%d", h.ip(0), freePort(t, h.ip(0)))
+	dead := fmt.Sprintf("https://%s:%d", h.ip(0), testnet.FreePort(t, h.ip(0)))
 	n := h.start(ctx, 1, h.config(1, 3, fmt.Sprintf("    endpoints: [%s]\n    token: nosuch\n", dead)))
 	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer wcancel()

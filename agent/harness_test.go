@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/discovery"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 	"github.com/etcd-agent/etcd-agent/systemd"
 	"github.com/etcd-agent/etcd-agent/systemd/notifytest"
@@ -112,7 +112,7 @@ func (h *harness) startDiscovery(ctx context.Context, size int) string {
 	if _, err := ca.EnsureNodeCerts(pki.NodeRequest{Dir: h.discPKI, NodeIP: netip.MustParseAddr(ip), Validity: 24 * time.Hour, RenewBefore: time.Hour, Now: time.Now()}); err != nil {
 		h.t.Fatal(err)
 	}
-	h.discURL = fmt.Sprintf("https://%s:%d", ip, freePort(h.t, ip))
+	h.discURL = fmt.Sprintf("https://%s:%d", ip, testnet.FreePort(h.t, ip))
 	ready := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
@@ -300,14 +300,4 @@ func (n *node) waitReady(t testing.TB, timeout time.Duration) []string {
 		t.Fatalf("node %d not ready after %s (report: %s %s)\nnotifications other than WATCHDOG=1: %q", n.i, timeout, n.agent.Report().Phase, n.agent.Report().Message, shown)
 	}
 	return msgs
-}
-
-func freePort(t testing.TB, ip string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/metrics"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // scrape fetches url and parses it with Prometheus's own text parser.
@@ -92,8 +93,8 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	cfg1 := h.config(1, 3, block)
 	cfg1.Metrics.Enabled = true
-	cfg1.Metrics.Address = fmt.Sprintf("%s:%d", h.ip(1), freePort(t, h.ip(1)))
-	etcdMetrics := fmt.Sprintf("http://%s:%d", h.ip(1), freePort(t, h.ip(1)))
+	cfg1.Metrics.Address = fmt.Sprintf("%s:%d", h.ip(1), testnet.FreePort(t, h.ip(1)))
+	etcdMetrics := fmt.Sprintf("http://%s:%d", h.ip(1), testnet.FreePort(t, h.ip(1)))
 	cfg1.Etcd.ExtraFlags = []string{"--listen-metrics-urls=" + etcdMetrics}
 
 	cfg2 := h.config(2, 3, block)

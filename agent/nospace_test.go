@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/systemd/notifytest"
 )
 
@@ -35,7 +36,7 @@ func TestNoSpaceReportedAsProblem(t *testing.T) {
 		cfg.Etcd.QuotaBackendBytes = 64 << 20
 		if i == 0 {
 			cfg.Metrics.Enabled = true
-			cfg.Metrics.Address = fmt.Sprintf("%s:%d", h.ip(1), freePort(t, h.ip(1)))
+			cfg.Metrics.Address = fmt.Sprintf("%s:%d", h.ip(1), testnet.FreePort(t, h.ip(1)))
 		}
 		nodes[i] = h.start(ctx, i+1, cfg)
 	}
