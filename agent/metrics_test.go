@@ -82,14 +82,10 @@ func sample(fams map[string]*dto.MetricFamily, name string, want ...string) (flo
 // taken when it starts: that is a problem in its report until the port frees
 // up, and then it serves.
 func TestMetricsEndpoint(t *testing.T) {
-	h := newHarnessNet(t, "127.0.12", 70)
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		peers = append(peers, fmt.Sprintf("etcd-127-0-12-%d=https://%s:2380", 70+i, h.ip(i)))
-	}
-	block := "    static: " + strings.Join(peers, ",") + "\n"
+	block := h.staticDiscovery(1, 2, 3)
 
 	cfg1 := h.config(1, 3, block)
 	cfg1.Metrics.Enabled = true

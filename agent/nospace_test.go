@@ -22,14 +22,10 @@ import (
 // its STATUS= line and report, as the same problem (alarm-nospace, critical)
 // that its metrics count, never as raw "memberID:… alarm:NOSPACE" text.
 func TestNoSpaceReportedAsProblem(t *testing.T) {
-	h := newHarnessNet(t, "127.0.12", 80)
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		peers = append(peers, fmt.Sprintf("etcd-127-0-12-%d=https://%s:2380", 80+i, h.ip(i)))
-	}
-	block := "    static: " + strings.Join(peers, ",") + "\n"
+	block := h.staticDiscovery(1, 2, 3)
 	nodes := make([]*node, 3)
 	for i := range nodes {
 		cfg := h.config(i+1, 3, block)
