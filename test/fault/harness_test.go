@@ -138,11 +138,6 @@ func (c *cluster) spawn(name string, env []string, lines func(string), args ...s
 	return wrapProc(c.e.Spawn(c.bin, name, env, lines, args...))
 }
 
-func (p *proc) running() bool { return p.Running() }
-
-// kill sends SIGKILL (a frozen process too) and waits for the exit.
-func (p *proc) kill() { p.Kill() }
-
 // wait waits up to timeout for the process to exit and returns its exit
 // code (-1 when killed by a signal).
 func (p *proc) wait(timeout time.Duration) (int, error) { return p.Wait(timeout) }
