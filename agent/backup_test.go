@@ -394,6 +394,7 @@ func nodeLog(t *testing.T, n *node) string {
 // member (the one change the agents do not make by themselves), under a
 // writer; the cluster keeps every acknowledged write.
 func TestSnapshotBeforeLeave(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.backups = true
 	ctx, cancel := context.WithCancel(context.Background())

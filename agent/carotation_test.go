@@ -30,6 +30,7 @@ import (
 // linearizable, the members' hashes agree, and in the end every certificate
 // chains to the new CA only and the old CA is refused.
 func TestCARotationUnderLoad(t *testing.T) {
+	t.Parallel()
 	caRotation(t, newHarness(t))
 }
 
@@ -37,6 +38,7 @@ func TestCARotationUnderLoad(t *testing.T) {
 // container on the rootful test Podman socket: a restart is a container
 // stop and start through the Podman API.
 func TestCARotationUnderLoadPodman(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.usePodman()
 	caRotation(t, h)

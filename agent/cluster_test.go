@@ -89,6 +89,7 @@ var restartSteps = []string{
 // IDs and data; a fourth node on the full registry changes nothing; losing
 // quorum is reported as degraded.
 func TestV3DiscoveryBootstrapRestartAndFullRegistry(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -166,6 +167,7 @@ func TestV3DiscoveryBootstrapRestartAndFullRegistry(t *testing.T) {
 
 // TestStaticBootstrap forms a cluster from a fixed peer list.
 func TestStaticBootstrap(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -199,6 +201,7 @@ func repoBin(t *testing.T, name, target string) string {
 // protocol served by a real etcd 3.5 with the v2 keys API, and starts etcd
 // 3.7 (which has no v2 discovery) with the static cluster it found.
 func TestV2DiscoveryBootstrap(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -247,6 +250,7 @@ func TestV2DiscoveryBootstrap(t *testing.T) {
 // TestInteropWithPlainEtcd: two agents and one plain etcd binary using its
 // own --discovery-token against the same token form one healthy cluster.
 func TestInteropWithPlainEtcd(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -328,6 +332,7 @@ func TestInteropWithPlainEtcd(t *testing.T) {
 // TestDiscoveryUnreachableIsReported: a node whose discovery service is
 // down says so in STATUS and keeps retrying.
 func TestDiscoveryUnreachableIsReported(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

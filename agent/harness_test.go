@@ -38,6 +38,16 @@ type harness struct {
 	backups bool
 }
 
+// Scenarios run in parallel (t.Parallel: on their own loopback blocks they
+// share nothing) except those that change process state (t.Setenv: the S3
+// credentials of the snapshot tests) and, as a precaution, those whose
+// assertions are the most timing-bound: no write failing its 3s deadline
+// while the leader is defragmented last (TestDefragFragmentedUnderLoad,
+// flaky even alone before), metrics equal to a report taken a moment later
+// (TestMetricsEndpoint), and a founder restarted a moment after the others
+// (TestFailedFirstStartIsNotFenced: it fenced instead of bootstrapping in
+// one of seven sequential runs here). Sequential tests run alone, before
+// the parallel ones.
 func newHarness(t testing.TB) *harness {
 	t.Helper()
 	if testing.Short() {

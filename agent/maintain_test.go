@@ -107,6 +107,7 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() (bool, 
 // acknowledged is read back, the history is linearizable, the members'
 // hashes agree.
 func TestNoSpaceRecoveredByAgents(t *testing.T) {
+	t.Parallel()
 	nodes, cli, endpoints := maintCluster(t, func(c *config.Config) {
 		c.Etcd.QuotaBackendBytes = 64 << 20
 		// A kept alarm is measured again after a pace: not within the test.

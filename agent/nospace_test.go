@@ -22,6 +22,7 @@ import (
 // its STATUS= line and report, as the same problem (alarm-nospace, critical)
 // that its metrics count, never as raw "memberID:… alarm:NOSPACE" text.
 func TestNoSpaceReportedAsProblem(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -38,6 +38,7 @@ const (
 // renewed certificates (etcd reads the files per handshake), and the
 // writer's history and the members' hashes check out in the end.
 func TestCertificateRenewalUnderLoad(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

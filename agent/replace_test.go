@@ -95,6 +95,7 @@ func (h *harness) wantMembers(t testing.TB, cli *clientv3.Client, idx ...int) ma
 // and an empty disk takes its place, with nobody's help, while a client
 // keeps writing.
 func TestReplaceNodeWithNewIP(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -128,6 +129,7 @@ func TestReplaceNodeWithNewIP(t *testing.T) {
 // TestDiskLossSameIP: a node keeps its IP but loses its disk; its past self
 // is removed and it is added back as a new member.
 func TestDiskLossSameIP(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -153,6 +155,7 @@ func TestDiskLossSameIP(t *testing.T) {
 // TestJoinInterruptedAtEachStep kills the agent (as a crash would: no clean
 // release) at each step of a join; the next start finishes it.
 func TestJoinInterruptedAtEachStep(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -197,6 +200,7 @@ func TestJoinInterruptedAtEachStep(t *testing.T) {
 // TestTwoReplacementsAtOnce: two of five instances die and two fresh ones
 // start together; the membership lock lets them in one at a time.
 func TestTwoReplacementsAtOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -219,6 +223,7 @@ func TestTwoReplacementsAtOnce(t *testing.T) {
 // size, then 5 → 3 with leave, which wipes the leavers' data only after the
 // removal is committed and keeps them out.
 func TestScaleUpAndLeave(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -280,6 +285,7 @@ func TestScaleUpAndLeave(t *testing.T) {
 // TestReplaceNodeOnPodman is the replacement scenario with every member in
 // a real container through the Podman API socket.
 func TestReplaceNodeOnPodman(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.usePodman()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -301,6 +307,7 @@ func TestReplaceNodeOnPodman(t *testing.T) {
 // other. The last replacement finds no founder alive: it reaches the cluster
 // through the endpoints the agents published in discovery.
 func TestReplaceEveryFounder(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -320,6 +327,7 @@ func TestReplaceEveryFounder(t *testing.T) {
 // TestLearnerThatNeverCatchesUp: a learner not promoted within the bound
 // removes itself under the lock, moves its data aside and joins again.
 func TestLearnerThatNeverCatchesUp(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -38,6 +38,7 @@ const (
 // together), each runs with the new quota afterwards, no acknowledged write
 // is lost, the history is linearizable and the members' hashes agree.
 func TestRollingQuotaChange(t *testing.T) {
+	t.Parallel()
 	r := newRolling(t, withQuota(64<<20))
 	w := startWriter(t, r.cli, 2)
 	time.Sleep(2 * time.Second)
@@ -59,6 +60,7 @@ func TestRollingQuotaChange(t *testing.T) {
 // No acknowledged write is lost, the history is linearizable and the
 // members' hashes agree.
 func TestRollingQuotaRaiseUnderNOSPACE(t *testing.T) {
+	t.Parallel()
 	r := newRolling(t, withQuota(64<<20))
 	w := startWriter(t, r.cli, 2)
 	time.Sleep(2 * time.Second)
@@ -129,6 +131,7 @@ func fillUntilNoSpace(t *testing.T, cli *clientv3.Client) {
 // same change rolls out, one member at a time, to cluster version 3.6. Every acknowledged write is read back, the history is
 // linearizable and the members' hashes agree.
 func TestRollingUpgrade(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("multi-node Podman scenario")
 	}
@@ -217,6 +220,7 @@ func TestRollingUpgrade(t *testing.T) {
 // acknowledged write is lost, the history is linearizable and the hashes
 // agree.
 func TestRollingChangeRolledBack(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("multi-node Podman scenario")
 	}
