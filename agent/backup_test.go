@@ -181,7 +181,7 @@ func TestScheduledSnapshots(t *testing.T) {
 		}
 	}
 	t.Logf("snapshot reasons in the record's history: %q", reasons)
-	for _, want := range []string{"before removing member etcd-127-0-8-3", "before adding learner etcd-127-0-8-34"} {
+	for _, want := range []string{"before removing member " + h.name(victim), "before adding learner " + h.name(4)} {
 		if !slices.ContainsFunc(reasons, func(r string) bool { return strings.HasPrefix(r, want) }) {
 			t.Errorf("no snapshot %q; snapshot reasons seen: %q", want, reasons)
 		}
