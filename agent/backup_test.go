@@ -24,16 +24,13 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
-// Loopback addresses of the backup tests (this branch's block 127.0.8.0/24):
-// S3 gateways on .20-.29, agents on .31 and up.
-const backupTestNet = "127.0.8"
-
 // snapshotConfig is node i's config with snapshots every few seconds into
 // the S3 gateway srv (bucket "etcd-backups").
-func snapshotConfig(h *harness, i, size int, disc string, srv *s3test.Server) *config.Config {
+func snapshotConfig(h *harness, i, size int, disc config.Discovery, srv *s3test.Server) *config.Config {
 	h.backups = true
 	cfg := h.config(i, size, disc)
 	cfg.Backup.Interval = config.Duration(3 * time.Second)
@@ -103,8 +100,8 @@ func scheduledSnapshots(hist []report.Backup) (names []string, slots []int64, ta
 // throughout: every acknowledged write is read back, the history is
 // linearizable, HashKV is equal on the members.
 func TestScheduledSnapshots(t *testing.T) {
-	h := newHarnessNet(t, backupTestNet, 30) // discovery .30, nodes .31-.34
-	srv := s3test.Start(t, backupTestNet+".23")
+	h := newHarness(t)
+	srv := s3test.Start(t, h.ip(9))
 	srv.Env(t)
 	srv.Bucket(t, "etcd-backups")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -184,7 +181,7 @@ func TestScheduledSnapshots(t *testing.T) {
 		}
 	}
 	t.Logf("snapshot reasons in the record's history: %q", reasons)
-	for _, want := range []string{"before removing member etcd-127-0-8-3", "before adding learner etcd-127-0-8-34"} {
+	for _, want := range []string{"before removing member " + h.name(victim), "before adding learner " + h.name(4)} {
 		if !slices.ContainsFunc(reasons, func(r string) bool { return strings.HasPrefix(r, want) }) {
 			t.Errorf("no snapshot %q; snapshot reasons seen: %q", want, reasons)
 		}
@@ -257,37 +254,37 @@ func waitForBackup(t *testing.T, timeout time.Duration, what string, cond func()
 // with the fix, and the cluster is unaffected (every acknowledged write read
 // back, history linearizable).
 func TestSnapshotFaults(t *testing.T) {
-	srv := s3test.Start(t, backupTestNet+".24")
+	gw := testnet.Take(t) // the S3 gateway's, shared by the cases
+	srv := s3test.Start(t, gw.IP(1))
 	srv.Bucket(t, "etcd-backups")
 	cases := []struct {
 		name  string
-		ip    int
 		setup func(t *testing.T, cfg *config.Config)
 		// after runs once the cluster is up (nil: nothing).
 		after func(t *testing.T, cfg *config.Config)
 		want  []string
 	}{
-		{"wrong bucket", 41, func(t *testing.T, cfg *config.Config) {
+		{"wrong bucket", func(t *testing.T, cfg *config.Config) {
 			srv.Env(t)
 			cfg.Backup.S3.Bucket = "no-such-bucket"
 		}, nil, []string{`bucket "no-such-bucket" does not exist`, "fix:"}},
-		{"no credentials", 43, func(t *testing.T, cfg *config.Config) { s3test.NoAWSEnv(t) }, nil,
+		{"no credentials", func(t *testing.T, cfg *config.Config) { s3test.NoAWSEnv(t) }, nil,
 			[]string{"no AWS credentials", "instance profile"}},
-		{"S3 unreachable", 45, func(t *testing.T, cfg *config.Config) {
+		{"S3 unreachable", func(t *testing.T, cfg *config.Config) {
 			srv.Env(t)
-			cfg.Backup.S3.Endpoint = "http://" + backupTestNet + ".22:9"
+			cfg.Backup.S3.Endpoint = "http://" + gw.IP(2) + ":9"
 		}, nil, []string{"unreachable", "backup.s3.endpoint"}},
-		{"disk full", 47, func(t *testing.T, cfg *config.Config) {
+		{"disk full", func(t *testing.T, cfg *config.Config) {
 			cfg.Backup.S3 = config.BackupS3{}
 			mountTinyTmpfs(t, cfg.Backup.Dir)
 		}, nil, []string{"no space left on device", "free space"}},
-		{"truncated snapshot", 49, func(t *testing.T, cfg *config.Config) {
+		{"truncated snapshot", func(t *testing.T, cfg *config.Config) {
 			cfg.Backup.S3 = config.BackupS3{}
 		}, truncateNewest, []string{"truncated or corrupt", "failed verification"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarnessNet(t, backupTestNet, c.ip-1)
+			h := newHarness(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
 			token := h.startDiscovery(ctx, 1)
@@ -387,25 +384,18 @@ func mountTinyTmpfs(t *testing.T, dir string) {
 	})
 }
 
-// nodeLog is node n's log so far.
+// nodeLog is node n's log so far (every run of node n.i).
 func nodeLog(t *testing.T, n *node) string {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(n.dir, "node*.log"))
-	var b strings.Builder
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err == nil {
-			b.Write(data)
-		}
-	}
-	return b.String()
+	return n.e.NodeLogs(n.i)
 }
 
 // TestSnapshotBeforeLeave: `leave` takes a snapshot before it removes its
 // member (the one change the agents do not make by themselves), under a
 // writer; the cluster keeps every acknowledged write.
 func TestSnapshotBeforeLeave(t *testing.T) {
-	h := newHarnessNet(t, backupTestNet, 60) // discovery .60, nodes .61-.64
+	t.Parallel()
+	h := newHarness(t)
 	h.backups = true
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -434,7 +424,7 @@ func TestSnapshotBeforeLeave(t *testing.T) {
 		}
 	}
 	t.Logf("snapshot reasons in the record's history: %q", reasons)
-	if !slices.Contains(reasons, "before removing member etcd-127-0-8-64 (leave)") || !slices.Contains(reasons, "before adding learner etcd-127-0-8-64") {
+	if !slices.Contains(reasons, "before removing member "+h.name(4)+" (leave)") || !slices.Contains(reasons, "before adding learner "+h.name(4)) {
 		t.Errorf("no snapshot before the join and the leave of node 4: %q", reasons)
 	}
 	names, err := backup.List(ctx, store.Local{Dir: n4.cfg.Backup.Dir})

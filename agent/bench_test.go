@@ -12,9 +12,9 @@ import (
 //	go test -run '^$' -bench Bootstrap3 -benchtime 3x ./agent/
 func BenchmarkBootstrap3(b *testing.B) {
 	var total time.Duration
-	for i := range b.N {
+	for range b.N {
 		b.StopTimer()
-		h := newHarness(b, 200+10*(i%5))
+		h := newHarness(b)
 		ctx, cancel := context.WithCancel(context.Background())
 		token := h.startDiscovery(ctx, 3)
 		b.StartTimer()
@@ -45,9 +45,9 @@ func BenchmarkBootstrap3(b *testing.B) {
 //	go test -run '^$' -bench ReplaceNode -benchtime 3x ./agent/
 func BenchmarkReplaceNode(b *testing.B) {
 	var total time.Duration
-	for i := range b.N {
+	for range b.N {
 		b.StopTimer()
-		h := newHarness(b, 200+10*(i%5))
+		h := newHarness(b)
 		ctx, cancel := context.WithCancel(context.Background())
 		token, nodes := formCluster(b, h, ctx, 3)
 		nodes[2].stop()

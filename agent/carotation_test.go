@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,14 +30,16 @@ import (
 // linearizable, the members' hashes agree, and in the end every certificate
 // chains to the new CA only and the old CA is refused.
 func TestCARotationUnderLoad(t *testing.T) {
-	caRotation(t, newHarnessNet(t, "127.0.5", 1)) // discovery 127.0.5.1, nodes .2-.4
+	t.Parallel()
+	caRotation(t, newHarness(t))
 }
 
 // TestCARotationUnderLoadPodman is the rotation with every member in a
 // container on the rootful test Podman socket: a restart is a container
 // stop and start through the Podman API.
 func TestCARotationUnderLoadPodman(t *testing.T) {
-	h := newHarnessNet(t, "127.0.6", 1)
+	t.Parallel()
+	h := newHarness(t)
 	h.usePodman()
 	caRotation(t, h)
 }
@@ -163,7 +164,7 @@ func caRotation(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	oldLeaves := filepath.Join(h.dir, "old-leaves")
-	if _, err := oldCA.EnsureNodeCerts(pki.NodeRequest{Dir: oldLeaves, NodeIP: netip.MustParseAddr("127.0.5.9"), Validity: time.Hour, RenewBefore: time.Minute, Now: time.Now()}); err != nil {
+	if _, err := oldCA.EnsureNodeCerts(pki.NodeRequest{Dir: oldLeaves, NodeIP: h.e.Addr(9), Validity: time.Hour, RenewBefore: time.Minute, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	writeAtomic(t, filepath.Join(oldLeaves, pki.CACertFile), newCert, 0o644) // trusts the servers

@@ -18,6 +18,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 	"github.com/etcd-agent/etcd-agent/systemd/notifytest"
 )
@@ -71,7 +72,7 @@ var bootstrapSteps = []string{
 	`^STATUS=(membership|registering in discovery|waiting for \d more members in discovery \(\d/\d registered\)|waiting for the cluster's membership lock)$`,
 	`^STATUS=(etcd|starting etcd \(embedded\))$`,
 	`^STATUS=(ready|degraded: .*|learner, .*)$`,
-	`^READY=1\nSTATUS=healthy, leader etcd-127-0-0-\d+, 3/3 voters$`,
+	`^READY=1\nSTATUS=healthy, leader etcd-127-\d+-\d+-\d+, 3/3 voters$`,
 }
 
 // restartSteps: a node with data never touches discovery.
@@ -81,7 +82,7 @@ var restartSteps = []string{
 	`^STATUS=(certificates|issuing certificates from .*)$`,
 	`^STATUS=(membership|etcd|starting etcd \(embedded\))$`,
 	`^STATUS=(ready|degraded: .*)$`,
-	`^READY=1\nSTATUS=healthy, leader etcd-127-0-0-\d+, 3/3 voters$`,
+	`^READY=1\nSTATUS=healthy, leader etcd-127-\d+-\d+-\d+, 3/3 voters$`,
 }
 
 // TestV3DiscoveryBootstrapRestartAndFullRegistry: three agents started at
@@ -89,7 +90,8 @@ var restartSteps = []string{
 // IDs and data; a fourth node on the full registry changes nothing; losing
 // quorum is reported as degraded.
 func TestV3DiscoveryBootstrapRestartAndFullRegistry(t *testing.T) {
-	h := newHarness(t, 100)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token := h.startDiscovery(ctx, 3)
@@ -166,14 +168,11 @@ func TestV3DiscoveryBootstrapRestartAndFullRegistry(t *testing.T) {
 
 // TestStaticBootstrap forms a cluster from a fixed peer list.
 func TestStaticBootstrap(t *testing.T) {
-	h := newHarness(t, 110)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		peers = append(peers, fmt.Sprintf("etcd-127-0-0-%d=https://%s:2380", 110+i, h.ip(i)))
-	}
-	block := "    static: " + strings.Join(peers, ",") + "\n"
+	block := h.staticDiscovery(1, 2, 3)
 	nodes := make([]*node, 3)
 	for i := range nodes {
 		nodes[i] = h.start(ctx, i+1, h.config(i+1, 3, block))
@@ -203,13 +202,14 @@ func repoBin(t *testing.T, name, target string) string {
 // protocol served by a real etcd 3.5 with the v2 keys API, and starts etcd
 // 3.7 (which has no v2 discovery) with the static cluster it found.
 func TestV2DiscoveryBootstrap(t *testing.T) {
-	h := newHarness(t, 120)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	bin := repoBin(t, "etcd-v2", "etcd-v2")
 	ip := h.ip(0)
-	clientURL := fmt.Sprintf("http://%s:%d", ip, freePort(t, ip))
-	peerURL := fmt.Sprintf("http://%s:%d", ip, freePort(t, ip))
+	clientURL := fmt.Sprintf("http://%s:%d", ip, testnet.FreePort(t, ip))
+	peerURL := fmt.Sprintf("http://%s:%d", ip, testnet.FreePort(t, ip))
 	cmd := exec.CommandContext(ctx, bin, "--enable-v2", "--name", "v2disc", "--data-dir", filepath.Join(h.dir, "v2data"),
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "v2disc="+peerURL)
@@ -238,7 +238,7 @@ func TestV2DiscoveryBootstrap(t *testing.T) {
 	}
 	nodes := make([]*node, 3)
 	for i := range nodes {
-		nodes[i] = h.start(ctx, i+1, h.config(i+1, 3, "    url: "+registry+"\n"))
+		nodes[i] = h.start(ctx, i+1, h.config(i+1, 3, config.Discovery{URL: registry}))
 	}
 	for _, n := range nodes {
 		n.waitReady(t, readyTimeout)
@@ -251,7 +251,8 @@ func TestV2DiscoveryBootstrap(t *testing.T) {
 // TestInteropWithPlainEtcd: two agents and one plain etcd binary using its
 // own --discovery-token against the same token form one healthy cluster.
 func TestInteropWithPlainEtcd(t *testing.T) {
-	h := newHarness(t, 130)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	bin := repoBin(t, "etcd", "etcd-binaries")
@@ -332,11 +333,12 @@ func TestInteropWithPlainEtcd(t *testing.T) {
 // TestDiscoveryUnreachableIsReported: a node whose discovery service is
 // down says so in STATUS and keeps retrying.
 func TestDiscoveryUnreachableIsReported(t *testing.T) {
-	h := newHarness(t, 140)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	dead := fmt.Sprintf("https://%s:%d", h.ip(0), freePort(t, h.ip(0)))
-	n := h.start(ctx, 1, h.config(1, 3, fmt.Sprintf("    endpoints: [%s]\n    token: nosuch\n", dead)))
+	dead := fmt.Sprintf("https://%s:%d", h.ip(0), testnet.FreePort(t, h.ip(0)))
+	n := h.start(ctx, 1, h.config(1, 3, config.Discovery{Endpoints: []string{dead}, Token: "nosuch"}))
 	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer wcancel()
 	msgs, err := n.notify.Until(wctx, func(m string) bool {
@@ -356,7 +358,7 @@ func TestDiscoveryUnreachableIsReported(t *testing.T) {
 // are free the founders bootstrap the cluster instead of waiting forever to
 // rejoin a cluster that never formed.
 func TestFailedFirstStartIsNotFenced(t *testing.T) {
-	h := newHarnessNet(t, "127.0.7", 0)
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token := h.startDiscovery(ctx, 3)

@@ -16,12 +16,12 @@ import (
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 )
 
-// maintCluster starts three agents on 127.0.10.2-4 (discovery on .1) with
+// maintCluster starts three agents (and a discovery service) with
 // short maintenance rounds and etcd's periodic compaction keeping 5s, edits
 // applied to each node's config.
 func maintCluster(t testing.TB, edit func(*config.Config)) ([]*node, *clientv3.Client, []string) {
 	t.Helper()
-	h := newHarnessNet(t, "127.0.10", 1)
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token := h.startDiscovery(ctx, 3)
@@ -107,6 +107,7 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() (bool, 
 // acknowledged is read back, the history is linearizable, the members'
 // hashes agree.
 func TestNoSpaceRecoveredByAgents(t *testing.T) {
+	t.Parallel()
 	nodes, cli, endpoints := maintCluster(t, func(c *config.Config) {
 		c.Etcd.QuotaBackendBytes = 64 << 20
 		// A kept alarm is measured again after a pace: not within the test.

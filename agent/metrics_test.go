@@ -22,6 +22,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/metrics"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // scrape fetches url and parses it with Prometheus's own text parser.
@@ -81,19 +82,15 @@ func sample(fams map[string]*dto.MetricFamily, name string, want ...string) (flo
 // taken when it starts: that is a problem in its report until the port frees
 // up, and then it serves.
 func TestMetricsEndpoint(t *testing.T) {
-	h := newHarnessNet(t, "127.0.12", 70)
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		peers = append(peers, fmt.Sprintf("etcd-127-0-12-%d=https://%s:2380", 70+i, h.ip(i)))
-	}
-	block := "    static: " + strings.Join(peers, ",") + "\n"
+	block := h.staticDiscovery(1, 2, 3)
 
 	cfg1 := h.config(1, 3, block)
 	cfg1.Metrics.Enabled = true
-	cfg1.Metrics.Address = fmt.Sprintf("%s:%d", h.ip(1), freePort(t, h.ip(1)))
-	etcdMetrics := fmt.Sprintf("http://%s:%d", h.ip(1), freePort(t, h.ip(1)))
+	cfg1.Metrics.Address = fmt.Sprintf("%s:%d", h.ip(1), testnet.FreePort(t, h.ip(1)))
+	etcdMetrics := fmt.Sprintf("http://%s:%d", h.ip(1), testnet.FreePort(t, h.ip(1)))
 	cfg1.Etcd.ExtraFlags = []string{"--listen-metrics-urls=" + etcdMetrics}
 
 	cfg2 := h.config(2, 3, block)

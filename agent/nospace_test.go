@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/systemd/notifytest"
 )
 
@@ -21,21 +22,18 @@ import (
 // its STATUS= line and report, as the same problem (alarm-nospace, critical)
 // that its metrics count, never as raw "memberID:… alarm:NOSPACE" text.
 func TestNoSpaceReportedAsProblem(t *testing.T) {
-	h := newHarnessNet(t, "127.0.12", 80)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		peers = append(peers, fmt.Sprintf("etcd-127-0-12-%d=https://%s:2380", 80+i, h.ip(i)))
-	}
-	block := "    static: " + strings.Join(peers, ",") + "\n"
+	block := h.staticDiscovery(1, 2, 3)
 	nodes := make([]*node, 3)
 	for i := range nodes {
 		cfg := h.config(i+1, 3, block)
 		cfg.Etcd.QuotaBackendBytes = 64 << 20
 		if i == 0 {
 			cfg.Metrics.Enabled = true
-			cfg.Metrics.Address = fmt.Sprintf("%s:%d", h.ip(1), freePort(t, h.ip(1)))
+			cfg.Metrics.Address = fmt.Sprintf("%s:%d", h.ip(1), testnet.FreePort(t, h.ip(1)))
 		}
 		nodes[i] = h.start(ctx, i+1, cfg)
 	}

@@ -38,7 +38,8 @@ const (
 // renewed certificates (etcd reads the files per handshake), and the
 // writer's history and the members' hashes check out in the end.
 func TestCertificateRenewalUnderLoad(t *testing.T) {
-	h := newHarnessNet(t, "127.0.3", 1) // discovery 127.0.3.1, nodes .2-.4
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token := h.startDiscovery(ctx, 3)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -75,7 +76,7 @@ func names(ms map[string]uint64) []string {
 	return out
 }
 
-func (h *harness) name(i int) string { return "etcd-" + strings.ReplaceAll(h.ip(i), ".", "-") }
+func (h *harness) name(i int) string { return h.e.MemberName(i) }
 
 func (h *harness) wantMembers(t testing.TB, cli *clientv3.Client, idx ...int) map[string]uint64 {
 	t.Helper()
@@ -95,7 +96,8 @@ func (h *harness) wantMembers(t testing.TB, cli *clientv3.Client, idx ...int) ma
 // and an empty disk takes its place, with nobody's help, while a client
 // keeps writing.
 func TestReplaceNodeWithNewIP(t *testing.T) {
-	h := newHarness(t, 150)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token, nodes := formCluster(t, h, ctx, 3)
@@ -112,10 +114,10 @@ func TestReplaceNodeWithNewIP(t *testing.T) {
 		`^STATUS=(certificates|issuing certificates from .*)$`,
 		`^STATUS=(membership|registering in discovery|waiting for 0 more members in discovery \(3/3 registered\))$`,
 		`^STATUS=(waiting for the cluster's membership lock|standby: .*down for.*)$`,
-		`^STATUS=removing member etcd-127-0-0-153: .*$`,
+		`^STATUS=removing member ` + regexp.QuoteMeta(h.name(3)) + `: .*$`,
 		`^STATUS=adding this node as a learner: .*$`,
 		`^STATUS=(etcd|starting etcd \(embedded\)|ready|learner, .*|degraded: .*)$`,
-		`^READY=1\nSTATUS=healthy, leader etcd-127-0-0-\d+, 3/3 voters$`,
+		`^READY=1\nSTATUS=healthy, leader etcd-127-\d+-\d+-\d+, 3/3 voters$`,
 	})
 	cli.SetEndpoints(nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, fresh.agent.Report().ClientURL)
 	h.wantMembers(t, cli, 1, 2, 4)
@@ -128,7 +130,8 @@ func TestReplaceNodeWithNewIP(t *testing.T) {
 // TestDiskLossSameIP: a node keeps its IP but loses its disk; its past self
 // is removed and it is added back as a new member.
 func TestDiskLossSameIP(t *testing.T) {
-	h := newHarness(t, 160)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	_, nodes := formCluster(t, h, ctx, 3)
@@ -153,7 +156,8 @@ func TestDiskLossSameIP(t *testing.T) {
 // TestJoinInterruptedAtEachStep kills the agent (as a crash would: no clean
 // release) at each step of a join; the next start finishes it.
 func TestJoinInterruptedAtEachStep(t *testing.T) {
-	h := newHarness(t, 170)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	_, nodes := formCluster(t, h, ctx, 3)
@@ -197,7 +201,8 @@ func TestJoinInterruptedAtEachStep(t *testing.T) {
 // TestTwoReplacementsAtOnce: two of five instances die and two fresh ones
 // start together; the membership lock lets them in one at a time.
 func TestTwoReplacementsAtOnce(t *testing.T) {
-	h := newHarness(t, 180)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token, nodes := formCluster(t, h, ctx, 5)
@@ -219,7 +224,8 @@ func TestTwoReplacementsAtOnce(t *testing.T) {
 // size, then 5 → 3 with leave, which wipes the leavers' data only after the
 // removal is committed and keeps them out.
 func TestScaleUpAndLeave(t *testing.T) {
-	h := newHarness(t, 190)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token, nodes := formCluster(t, h, ctx, 3)
@@ -280,7 +286,8 @@ func TestScaleUpAndLeave(t *testing.T) {
 // TestReplaceNodeOnPodman is the replacement scenario with every member in
 // a real container through the Podman API socket.
 func TestReplaceNodeOnPodman(t *testing.T) {
-	h := newHarness(t, 250)
+	t.Parallel()
+	h := newHarness(t)
 	h.usePodman()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -301,7 +308,8 @@ func TestReplaceNodeOnPodman(t *testing.T) {
 // other. The last replacement finds no founder alive: it reaches the cluster
 // through the endpoints the agents published in discovery.
 func TestReplaceEveryFounder(t *testing.T) {
-	h := newHarness(t, 200)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token, nodes := formCluster(t, h, ctx, 3)
@@ -320,7 +328,8 @@ func TestReplaceEveryFounder(t *testing.T) {
 // TestLearnerThatNeverCatchesUp: a learner not promoted within the bound
 // removes itself under the lock, moves its data aside and joins again.
 func TestLearnerThatNeverCatchesUp(t *testing.T) {
-	h := newHarness(t, 210)
+	t.Parallel()
+	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	token, nodes := formCluster(t, h, ctx, 3)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -25,9 +24,9 @@ import (
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
-// The rolling-change scenarios run on 127.0.11.x with etcd in containers on
-// the rootful test Podman socket, the way a fleet gets a change: every
-// node's config file changes and every agent restarts at once.
+// The rolling-change scenarios run etcd in containers on the rootful test
+// Podman socket, the way a fleet gets a change: every node's config file
+// changes and every agent restarts at once.
 
 const (
 	image36 = "gcr.io/etcd-development/etcd:v3.6.16" // make etcd-v36-image
@@ -39,11 +38,12 @@ const (
 // together), each runs with the new quota afterwards, no acknowledged write
 // is lost, the history is linearizable and the members' hashes agree.
 func TestRollingQuotaChange(t *testing.T) {
-	r := newRolling(t, 1, "  quotaBackendBytes: 64MiB\n") // discovery 127.0.11.1, nodes .2-.4
+	t.Parallel()
+	r := newRolling(t, withQuota(64<<20))
 	w := startWriter(t, r.cli, 2)
 	time.Sleep(2 * time.Second)
 
-	r.restartAll("  quotaBackendBytes: 128MiB\n")
+	r.restartAll(withQuota(128 << 20))
 	r.waitApplied(3*time.Minute, func(st *clientv3.StatusResponse) bool { return st.DbSizeQuota == 128<<20 }, "quota 128MiB")
 	r.assertOneAtATime(3)
 
@@ -60,12 +60,13 @@ func TestRollingQuotaChange(t *testing.T) {
 // No acknowledged write is lost, the history is linearizable and the
 // members' hashes agree.
 func TestRollingQuotaRaiseUnderNOSPACE(t *testing.T) {
-	r := newRolling(t, 31, "  quotaBackendBytes: 64MiB\n") // discovery 127.0.11.31, nodes .32-.34
+	t.Parallel()
+	r := newRolling(t, withQuota(64<<20))
 	w := startWriter(t, r.cli, 2)
 	time.Sleep(2 * time.Second)
 	fillUntilNoSpace(t, r.cli)
 
-	r.restartAllNotReady("  quotaBackendBytes: 256MiB\n")
+	r.restartAllNotReady(withQuota(256 << 20))
 	r.waitApplied(4*time.Minute, func(st *clientv3.StatusResponse) bool { return st.DbSizeQuota == 256<<20 }, "quota 256MiB")
 	r.assertOneAtATime(3)
 
@@ -130,23 +131,24 @@ func fillUntilNoSpace(t *testing.T, cli *clientv3.Client) {
 // same change rolls out, one member at a time, to cluster version 3.6. Every acknowledged write is read back, the history is
 // linearizable and the members' hashes agree.
 func TestRollingUpgrade(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("multi-node Podman scenario")
 	}
 	requireImage(t, image36, "make etcd-v36-image")
-	r := newRolling(t, 11, "  image: "+image36+"\n") // discovery 127.0.11.11, nodes .12-.14
+	r := newRolling(t, withImage(image36))
 	r.waitApplied(time.Minute, func(st *clientv3.StatusResponse) bool { return st.Version == "3.6.16" }, "etcd 3.6.16")
 	w := startWriter(t, r.cli, 2)
 	time.Sleep(2 * time.Second)
 
-	r.restartAll("  image: " + image37 + "\n")
+	r.restartAll(withImage(image37))
 	r.waitApplied(4*time.Minute, func(st *clientv3.StatusResponse) bool { return st.Version == "3.7.3" }, "etcd 3.7.3")
 	r.assertOneAtATime(3)
 	r.waitClusterVersion("3.7.0", 2*time.Minute)
 
 	// Back to v3.6: refused on every node, nothing restarts.
 	before := r.containers()
-	r.restartAll("  image: " + image36 + "\n")
+	r.restartAll(withImage(image36))
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var waiting []string
@@ -218,18 +220,19 @@ func TestRollingUpgrade(t *testing.T) {
 // acknowledged write is lost, the history is linearizable and the hashes
 // agree.
 func TestRollingChangeRolledBack(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("multi-node Podman scenario")
 	}
 	requireImage(t, image36, "make etcd-v36-image")
 	const broken = "localhost/etcd-rolling-broken:v3.7.99"
 	tagImage(t, image36, broken)
-	r := newRollingWith(t, 21, "", func(o *agent.Options) { o.ChangeReadyTimeout = 20 * time.Second }) // discovery 127.0.11.21, nodes .22-.24
+	r := newRollingWith(t, nil, func(o *agent.Options) { o.ChangeReadyTimeout = 20 * time.Second })
 	r.waitClusterVersion("3.7.0", 2*time.Minute)
 	w := startWriter(t, r.cli, 2)
 	time.Sleep(2 * time.Second)
 
-	r.restartAll("  image: " + broken + "\n")
+	r.restartAll(withImage(broken))
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		var waiting []string
@@ -292,18 +295,25 @@ type rolling struct {
 	edit func(*agent.Options)
 }
 
-func newRolling(t *testing.T, ipBase int, etcdYAML string) *rolling {
-	return newRollingWith(t, ipBase, etcdYAML, nil)
+// etcdChange is a change to every node's etcd section.
+type etcdChange func(*config.Etcd)
+
+func withQuota(z config.Size) etcdChange { return func(e *config.Etcd) { e.QuotaBackendBytes = z } }
+func withImage(ref string) etcdChange    { return func(e *config.Etcd) { e.Image = ref } }
+
+func newRolling(t *testing.T, etcd etcdChange) *rolling {
+	return newRollingWith(t, etcd, nil)
 }
 
-func newRollingWith(t *testing.T, ipBase int, etcdYAML string, edit func(*agent.Options)) *rolling {
-	h := newHarnessNet(t, "127.0.11", ipBase)
+func newRollingWith(t *testing.T, etcd etcdChange, edit func(*agent.Options)) *rolling {
+	h := newHarness(t)
 	h.usePodman()
+	h.e.ContainerPrefix = "etcd-agent-rolling-"
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r := &rolling{t: t, h: h, ctx: ctx, token: h.startDiscovery(ctx, 3), edit: edit}
 	for i := 1; i <= 3; i++ {
-		r.nodes = append(r.nodes, r.start(i, etcdYAML))
+		r.nodes = append(r.nodes, r.start(i, etcd))
 	}
 	for _, n := range r.nodes {
 		n.waitReady(t, readyTimeout)
@@ -313,32 +323,23 @@ func newRollingWith(t *testing.T, ipBase int, etcdYAML string, edit func(*agent.
 	return r
 }
 
-// config writes node i's config file with etcdYAML in its etcd section and
-// a container name of this branch's, and loads it as the agent would.
-func (r *rolling) config(i int, etcdYAML string) *config.Config {
+// config writes node i's config file with etcd's change (nil: none) in
+// its etcd section, and loads it as the agent would.
+func (r *rolling) config(i int, etcd etcdChange) *config.Config {
 	r.t.Helper()
-	r.h.config(i, 3, r.h.v3Discovery(r.token))
-	path := filepath.Join(r.h.dir, fmt.Sprintf("node%d", i), "config.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		r.t.Fatal(err)
+	cfg := r.h.e.NodeConfig(i, 3)
+	cfg.Cluster.Discovery = r.h.v3Discovery(r.token)
+	if etcd != nil {
+		etcd(&cfg.Etcd)
 	}
-	y := strings.Replace(string(b), "  runtime: podman\n", "  runtime: podman\n"+etcdYAML, 1)
-	y = strings.Replace(y, "containerName: etcd-agent-test-", "containerName: etcd-agent-rolling-", 1)
-	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
-		r.t.Fatal(err)
-	}
-	cfg, _, err := config.Load(config.Source{Path: path, DefaultImageTag: "v3.7.3"})
-	if err != nil {
-		r.t.Fatalf("node %d config: %v", i, err)
-	}
-	return cfg
+	_, loaded := r.h.e.WriteConfig(i, cfg)
+	return loaded
 }
 
 // start runs node i's agent. Its container outlives the agent, as in
 // production: an agent restart adopts it.
-func (r *rolling) start(i int, etcdYAML string) *node {
-	return r.h.startWith(r.ctx, i, r.config(i, etcdYAML), func(o *agent.Options) {
+func (r *rolling) start(i int, etcd etcdChange) *node {
+	return r.h.startWith(r.ctx, i, r.config(i, etcd), func(o *agent.Options) {
 		o.StopEtcdOnExit = false
 		if r.edit != nil {
 			r.edit(o)
@@ -346,25 +347,25 @@ func (r *rolling) start(i int, etcdYAML string) *node {
 	})
 }
 
-// restartAll gives every node the new etcd section and restarts all agents
+// restartAll gives every node the etcd change and restarts all agents
 // at once, as a fleet-wide config push does.
-func (r *rolling) restartAll(etcdYAML string) {
+func (r *rolling) restartAll(etcd etcdChange) {
 	r.t.Helper()
-	r.restartAllNotReady(etcdYAML)
+	r.restartAllNotReady(etcd)
 	for _, n := range r.nodes {
 		n.waitReady(r.t, readyTimeout)
 	}
 }
 
 // restartAllNotReady is restartAll without waiting for READY.
-func (r *rolling) restartAllNotReady(etcdYAML string) {
+func (r *rolling) restartAllNotReady(etcd etcdChange) {
 	r.t.Helper()
 	for _, n := range r.nodes {
 		n.stop()
 	}
 	r.since = time.Now()
 	for k, n := range r.nodes {
-		r.nodes[k] = r.start(n.i, etcdYAML)
+		r.nodes[k] = r.start(n.i, etcd)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // checkFormationRecords drives a FormationBook through a founder's life:
@@ -98,8 +100,8 @@ func TestV2FormationRecords(t *testing.T) {
 		t.Skip("starts etcd 3.5 with the v2 API")
 	}
 	bin := binary(t, "ETCD_AGENT_TEST_ETCD_V2", "etcd-v2", "etcd-v2")
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	clientURL := fmt.Sprintf("http://127.0.0.1:%d", testnet.FreePort(t, "127.0.0.1"))
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", testnet.FreePort(t, "127.0.0.1"))
 	startProcess(t, bin, "--enable-v2", "--name", "v2", "--data-dir", filepath.Join(t.TempDir(), "v2"),
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "v2="+peerURL)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -63,17 +63,6 @@ func (p *testPKI) clientTLS(dir string) *tls.Config {
 	return c
 }
 
-// freePort returns a TCP port free on ip.
-func freePort(t *testing.T, ip string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // discoveryService is a running Serve over TLS with client cert auth.
 type discoveryService struct {
 	Endpoint string
@@ -96,8 +85,8 @@ func startDiscoveryOn(t *testing.T, p *testPKI, ip string) *discoveryService {
 	done := make(chan error, 1)
 	cfg := ServeConfig{
 		DataDir:         filepath.Join(t.TempDir(), "data"),
-		ListenClientURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
-		ListenPeerURL:   fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
+		ListenClientURL: fmt.Sprintf("https://%s:%d", ip, testnet.FreePort(t, ip)),
+		ListenPeerURL:   fmt.Sprintf("https://%s:%d", ip, testnet.FreePort(t, ip)),
 		CertFile:        filepath.Join(dir, pki.ServerCertFile),
 		KeyFile:         filepath.Join(dir, pki.ServerKeyFile),
 		TrustedCAFile:   filepath.Join(dir, pki.CACertFile),

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -39,8 +40,8 @@ func TestV3InteropWithPlainEtcd(t *testing.T) {
 	// The plain etcd on 127.0.0.31.
 	plainIP := "127.0.0.31"
 	plainDir := p.node(plainIP)
-	plain := Member{Name: "plain", PeerURL: fmt.Sprintf("https://%s:%d", plainIP, freePort(t, plainIP))}
-	plainClient := fmt.Sprintf("https://%s:%d", plainIP, freePort(t, plainIP))
+	plain := Member{Name: "plain", PeerURL: fmt.Sprintf("https://%s:%d", plainIP, testnet.FreePort(t, plainIP))}
+	plainClient := fmt.Sprintf("https://%s:%d", plainIP, testnet.FreePort(t, plainIP))
 	cert := func(name string) string { return filepath.Join(plainDir, name) }
 	startProcess(t, etcdBin,
 		"--name", plain.Name,
@@ -66,8 +67,8 @@ func TestV3InteropWithPlainEtcd(t *testing.T) {
 	for i, ip := range []string{"127.0.0.32", "127.0.0.33"} {
 		agents = append(agents, &agent{
 			ip: ip, certs: p.node(ip),
-			clientURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
-			self:      Member{Name: fmt.Sprintf("agent%d", i+1), PeerURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip))},
+			clientURL: fmt.Sprintf("https://%s:%d", ip, testnet.FreePort(t, ip)),
+			self:      Member{Name: fmt.Sprintf("agent%d", i+1), PeerURL: fmt.Sprintf("https://%s:%d", ip, testnet.FreePort(t, ip))},
 		})
 	}
 	results := bootstrapAll(t, ctx, func() Source { return ds.v3(t, token) }, []Member{agents[0].self, agents[1].self})

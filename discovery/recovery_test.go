@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // checkRecoveryRecord: no record at first; a record is written only over
@@ -80,8 +82,8 @@ func TestV2RecoveryRecord(t *testing.T) {
 	}
 	bin := binary(t, "ETCD_AGENT_TEST_ETCD_V2", "etcd-v2", "etcd-v2")
 	const ip = "127.0.9.51"
-	clientURL := fmt.Sprintf("http://%s:%d", ip, freePort(t, ip))
-	peerURL := fmt.Sprintf("http://%s:%d", ip, freePort(t, ip))
+	clientURL := fmt.Sprintf("http://%s:%d", ip, testnet.FreePort(t, ip))
+	peerURL := fmt.Sprintf("http://%s:%d", ip, testnet.FreePort(t, ip))
 	startProcess(t, bin, "--enable-v2", "--name", "v2", "--data-dir", filepath.Join(t.TempDir(), "v2"),
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "v2="+peerURL)

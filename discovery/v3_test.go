@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // bootstrapAll runs Bootstrap for every member concurrently.
@@ -181,7 +183,7 @@ func TestV3BadTokens(t *testing.T) {
 }
 
 func TestV3Unreachable(t *testing.T) {
-	port := freePort(t, "127.0.0.1") // nothing listens there
+	port := testnet.FreePort(t, "127.0.0.1") // nothing listens there
 	d := &V3{Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", port)}, Token: "tok", RequestTimeout: 300 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -16,19 +15,9 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
-
-// freePort finds a free TCP port on ip.
-func freePort(t *testing.T, ip string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestIssuedCertsServeEtcd runs a real embedded etcd member with the issued
 // server and peer certificates and client certificate auth on both sides,
@@ -55,8 +44,8 @@ func TestIssuedCertsServeEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	clientURL := url.URL{Scheme: "https", Host: fmt.Sprintf("%s:%d", ip, freePort(t, ip))}
-	peerURL := url.URL{Scheme: "https", Host: fmt.Sprintf("%s:%d", ip, freePort(t, ip))}
+	clientURL := url.URL{Scheme: "https", Host: fmt.Sprintf("%s:%d", ip, testnet.FreePort(t, ip))}
+	peerURL := url.URL{Scheme: "https", Host: fmt.Sprintf("%s:%d", ip, testnet.FreePort(t, ip))}
 	cfg := embed.NewConfig()
 	cfg.Name = "tls-test"
 	cfg.Dir = filepath.Join(dir, "data")

@@ -14,21 +14,21 @@ import (
 // set.
 type Backup struct {
 	// Disabled turns scheduled and pre-change snapshots off. Zero: on.
-	Disabled bool `yaml:"disabled"`
+	Disabled bool `yaml:"disabled,omitempty"`
 	// Interval between scheduled snapshots, one per interval cluster-wide,
 	// taken by whichever healthy agent wins the slot. Zero: 30m.
 	// At least MinBackupInterval.
-	Interval Duration `yaml:"interval"`
+	Interval Duration `yaml:"interval,omitempty"`
 	// VerifyInterval is how often the newest snapshot is restored into a
 	// throw-away member and checked. Zero: 6h. At least Interval.
-	VerifyInterval Duration `yaml:"verifyInterval"`
+	VerifyInterval Duration `yaml:"verifyInterval,omitempty"`
 	// Dir keeps this node's snapshots. Zero: "snapshots" beside
 	// node.dataDir (/var/lib/etcd-agent/snapshots by default).
-	Dir string `yaml:"dir"`
+	Dir string `yaml:"dir,omitempty"`
 	// Retention says which snapshots are kept, in the local dir and in S3.
-	Retention Retention `yaml:"retention"`
+	Retention Retention `yaml:"retention,omitempty"`
 	// S3 is optional: set a bucket to keep snapshots there too.
-	S3 BackupS3 `yaml:"s3"`
+	S3 BackupS3 `yaml:"s3,omitempty"`
 }
 
 // Retention keeps recent history dense and older history sparse: the
@@ -37,9 +37,9 @@ type Backup struct {
 // Zero: 24 hourly, 7 daily, 4 weekly. Set a count to -1 for none of that
 // kind.
 type Retention struct {
-	Hourly int `yaml:"hourly"`
-	Daily  int `yaml:"daily"`
-	Weekly int `yaml:"weekly"`
+	Hourly int `yaml:"hourly,omitempty"`
+	Daily  int `yaml:"daily,omitempty"`
+	Weekly int `yaml:"weekly,omitempty"`
 }
 
 // BackupS3 is where snapshots go in S3 (or an S3-compatible store).
@@ -47,16 +47,16 @@ type Retention struct {
 // role through IMDS (see docs/deploy-aws.md for its policy).
 type BackupS3 struct {
 	// Bucket holds the snapshots. Zero: no S3.
-	Bucket string `yaml:"bucket"`
+	Bucket string `yaml:"bucket,omitempty"`
 	// Prefix is prepended to the object keys; the cluster name follows it
 	// ("<prefix><cluster.name>/NAME.db"). Zero: none.
-	Prefix string `yaml:"prefix"`
+	Prefix string `yaml:"prefix,omitempty"`
 	// Region of the bucket. Zero: the SDK's default (AWS_REGION, …), else
 	// us-east-1. Required for AWS when the bucket is elsewhere.
-	Region string `yaml:"region"`
+	Region string `yaml:"region,omitempty"`
 	// Endpoint is an S3-compatible store's URL; path-style addressing is
 	// used with it. Zero: AWS S3.
-	Endpoint string `yaml:"endpoint"`
+	Endpoint string `yaml:"endpoint,omitempty"`
 }
 
 // Backup defaults and limits.

@@ -22,136 +22,136 @@ const ExitCode = 78
 
 // Config is the whole agent configuration.
 type Config struct {
-	Cluster Cluster `yaml:"cluster"`
-	Node    Node    `yaml:"node"`
-	PKI     PKI     `yaml:"pki"`
-	Etcd    Etcd    `yaml:"etcd"`
-	Podman  Podman  `yaml:"podman"`
-	Agent   Agent   `yaml:"agent"`
+	Cluster Cluster `yaml:"cluster,omitempty"`
+	Node    Node    `yaml:"node,omitempty"`
+	PKI     PKI     `yaml:"pki,omitempty"`
+	Etcd    Etcd    `yaml:"etcd,omitempty"`
+	Podman  Podman  `yaml:"podman,omitempty"`
+	Agent   Agent   `yaml:"agent,omitempty"`
 	// Maintenance: defragmentation and NOSPACE recovery (maintenance.go).
-	Maintenance Maintenance `yaml:"maintenance"`
-	Metrics     Metrics     `yaml:"metrics"`
-	Backup      Backup      `yaml:"backup"`
+	Maintenance Maintenance `yaml:"maintenance,omitempty"`
+	Metrics     Metrics     `yaml:"metrics,omitempty"`
+	Backup      Backup      `yaml:"backup,omitempty"`
 }
 
 // Cluster describes the cluster this node belongs to.
 type Cluster struct {
 	// Name labels the cluster in status and logs. Zero: "etcd".
-	Name string `yaml:"name"`
+	Name string `yaml:"name,omitempty"`
 	// Size is the desired number of voting members. Zero: 3.
 	// Even sizes are allowed but warned about: they add no fault tolerance.
-	Size int `yaml:"size"`
+	Size int `yaml:"size,omitempty"`
 	// Discovery says how founding members find each other. Exactly one
 	// source must be set.
-	Discovery Discovery `yaml:"discovery"`
+	Discovery Discovery `yaml:"discovery,omitempty"`
 	// DeadMemberGrace is how long a member must be unreachable before the
 	// agent may remove it to make room for a replacement, measured by the
 	// removing agent's own probes. Zero: 10m. At least MinDeadMemberGrace.
-	DeadMemberGrace Duration `yaml:"deadMemberGrace"`
+	DeadMemberGrace Duration `yaml:"deadMemberGrace,omitempty"`
 }
 
 // Discovery selects one discovery source.
 type Discovery struct {
 	// Endpoints and Token select etcd's v3 discovery protocol against a
 	// discovery etcd cluster (the default and recommended source).
-	Endpoints []string `yaml:"endpoints"`
-	Token     string   `yaml:"token"`
+	Endpoints []string `yaml:"endpoints,omitempty"`
+	Token     string   `yaml:"token,omitempty"`
 	// URL selects the v2 discovery protocol (https://discovery.etcd.io/<token>
 	// or a self-hosted /v2/keys/_etcd/registry/<token>).
-	URL string `yaml:"url"`
+	URL string `yaml:"url,omitempty"`
 	// Static is a fixed founding peer list "name=https://ip:2380,...".
-	Static string `yaml:"static"`
+	Static string `yaml:"static,omitempty"`
 	// CACert, Cert and Key are the TLS files for reaching a v3 discovery
 	// cluster. Zero: the node's own CA and agent client certificate.
-	CACert string `yaml:"caCert"`
-	Cert   string `yaml:"cert"`
-	Key    string `yaml:"key"`
+	CACert string `yaml:"caCert,omitempty"`
+	Cert   string `yaml:"cert,omitempty"`
+	Key    string `yaml:"key,omitempty"`
 }
 
 // Node describes this machine.
 type Node struct {
 	// Identity is "imds" (EC2 instance metadata, IMDSv2 only) or "static".
 	// Zero: "imds".
-	Identity string `yaml:"identity"`
+	Identity string `yaml:"identity,omitempty"`
 	// IP, Name and Hostname are the static identity. IP is required when
 	// Identity is "static"; Name zero: derived from IP ("etcd-10-0-1-5").
-	IP       string `yaml:"ip"`
-	Name     string `yaml:"name"`
-	Hostname string `yaml:"hostname"`
+	IP       string `yaml:"ip,omitempty"`
+	Name     string `yaml:"name,omitempty"`
+	Hostname string `yaml:"hostname,omitempty"`
 	// IMDSEndpoint overrides the instance metadata endpoint (tests, proxies).
 	// Zero: the SDK default http://169.254.169.254.
-	IMDSEndpoint string `yaml:"imdsEndpoint"`
+	IMDSEndpoint string `yaml:"imdsEndpoint,omitempty"`
 	// DataDir holds the etcd member data. Zero: /var/lib/etcd-agent/data.
-	DataDir string `yaml:"dataDir"`
+	DataDir string `yaml:"dataDir,omitempty"`
 }
 
 // PKI locates the shipped CA and the node's issued certificates.
 type PKI struct {
 	// CACert and CAKey are the shipped CA. Zero: /etc/etcd-agent/ca.{crt,key}.
 	// The key must not be readable by group or others.
-	CACert string `yaml:"caCert"`
-	CAKey  string `yaml:"caKey"`
+	CACert string `yaml:"caCert,omitempty"`
+	CAKey  string `yaml:"caKey,omitempty"`
 	// Dir receives the issued certificates. Zero: /var/lib/etcd-agent/pki.
-	Dir string `yaml:"dir"`
+	Dir string `yaml:"dir,omitempty"`
 	// Validity of issued leaf certificates. Zero: 365d.
-	Validity Duration `yaml:"validity"`
+	Validity Duration `yaml:"validity,omitempty"`
 	// RenewBefore reissues a certificate with less than this left. Zero: 30d.
-	RenewBefore Duration `yaml:"renewBefore"`
+	RenewBefore Duration `yaml:"renewBefore,omitempty"`
 }
 
 // Etcd configures the etcd member the agent runs.
 type Etcd struct {
 	// Runtime is "podman" (production) or "embedded" (in-process).
 	// Zero: "podman".
-	Runtime string `yaml:"runtime"`
+	Runtime string `yaml:"runtime,omitempty"`
 	// Image is the etcd container image. Zero: the official image at the
 	// etcd version this agent was built with.
-	Image string `yaml:"image"`
+	Image string `yaml:"image,omitempty"`
 	// ClientPort and PeerPort. Zero: 2379 and 2380.
-	ClientPort int `yaml:"clientPort"`
-	PeerPort   int `yaml:"peerPort"`
+	ClientPort int `yaml:"clientPort,omitempty"`
+	PeerPort   int `yaml:"peerPort,omitempty"`
 	// QuotaBackendBytes is the backend size quota. Zero: 4 GiB.
-	QuotaBackendBytes Size `yaml:"quotaBackendBytes"`
+	QuotaBackendBytes Size `yaml:"quotaBackendBytes,omitempty"`
 	// AutoCompactionRetention keeps this much revision history (periodic
 	// mode). Zero: 1h. etcd's own default is off, which fills the quota.
-	AutoCompactionRetention Duration `yaml:"autoCompactionRetention"`
+	AutoCompactionRetention Duration `yaml:"autoCompactionRetention,omitempty"`
 	// SnapshotCount is how many applied entries trigger a Raft snapshot
 	// (etcd's --snapshot-count). Zero: etcd's default (10000).
-	SnapshotCount int64 `yaml:"snapshotCount"`
+	SnapshotCount int64 `yaml:"snapshotCount,omitempty"`
 	// HeartbeatInterval is the Raft heartbeat (etcd's --heartbeat-interval),
 	// in whole milliseconds. Zero: etcd's default (100ms).
-	HeartbeatInterval Duration `yaml:"heartbeatInterval"`
+	HeartbeatInterval Duration `yaml:"heartbeatInterval,omitempty"`
 	// ElectionTimeout is the Raft election timeout (etcd's
 	// --election-timeout), in whole milliseconds: at least 5 times the
 	// heartbeat interval and at most 50s. Zero: etcd's default (1s).
-	ElectionTimeout Duration `yaml:"electionTimeout"`
+	ElectionTimeout Duration `yaml:"electionTimeout,omitempty"`
 	// ExtraFlags are passed to etcd verbatim ("--flag=value"); flags the agent
 	// owns (names, URLs, TLS, cluster bootstrap, the settings above) are
 	// refused, and so are flags etcd does not know or values it would reject.
-	ExtraFlags []string `yaml:"extraFlags"`
+	ExtraFlags []string `yaml:"extraFlags,omitempty"`
 }
 
 // Podman configures the container runtime.
 type Podman struct {
 	// Socket is the Podman API socket URI. Zero:
 	// unix://$XDG_RUNTIME_DIR/podman/podman.sock (the agent user's rootless socket).
-	Socket string `yaml:"socket"`
+	Socket string `yaml:"socket,omitempty"`
 	// ContainerName. Zero: "etcd".
-	ContainerName string `yaml:"containerName"`
+	ContainerName string `yaml:"containerName,omitempty"`
 	// StopTimeout is how long etcd gets to stop before it is killed.
 	// Zero: 30s.
-	StopTimeout Duration `yaml:"stopTimeout"`
+	StopTimeout Duration `yaml:"stopTimeout,omitempty"`
 }
 
 // Agent configures the agent process itself.
 type Agent struct {
 	// StatusFile is where the agent publishes its state for `status`.
 	// Zero: /run/etcd-agent/status.json.
-	StatusFile string `yaml:"statusFile"`
+	StatusFile string `yaml:"statusFile,omitempty"`
 	// LogLevel is debug, info, warn or error. Zero: info.
-	LogLevel string `yaml:"logLevel"`
+	LogLevel string `yaml:"logLevel,omitempty"`
 	// HealthInterval is the supervision loop period. Zero: 5s.
-	HealthInterval Duration `yaml:"healthInterval"`
+	HealthInterval Duration `yaml:"healthInterval,omitempty"`
 }
 
 // Defaults for zero values; see the field comments.

@@ -11,20 +11,20 @@ import (
 type Maintenance struct {
 	// Interval is how often each agent looks at the members' database
 	// sizes and alarms. Zero: 10s. At least 500ms.
-	Interval Duration `yaml:"interval"`
+	Interval Duration `yaml:"interval,omitempty"`
 	// DefragFreeRatio and DefragFreeBytes: a member is defragmented when
 	// the unused part of its database file is at least this fraction of the
 	// file AND at least this many bytes. Zero: 0.5 and 100MiB.
-	DefragFreeRatio float64 `yaml:"defragFreeRatio"`
-	DefragFreeBytes Size    `yaml:"defragFreeBytes"`
+	DefragFreeRatio float64 `yaml:"defragFreeRatio,omitempty"`
+	DefragFreeBytes Size    `yaml:"defragFreeBytes,omitempty"`
 	// DefragPace is the pause between two members' defragmentations,
 	// cluster-wide (a defragmenting member stalls its clients for the
 	// duration). Zero: 1m. NOSPACE recovery does not wait for it.
-	DefragPace Duration `yaml:"defragPace"`
+	DefragPace Duration `yaml:"defragPace,omitempty"`
 	// DisarmBelow: a NOSPACE alarm is disarmed once every member's
 	// database file is below this fraction of etcd.quotaBackendBytes, so
 	// the next write does not raise it again. Zero: 0.9.
-	DisarmBelow float64 `yaml:"disarmBelow"`
+	DisarmBelow float64 `yaml:"disarmBelow,omitempty"`
 }
 
 // Maintenance defaults; see the field comments.

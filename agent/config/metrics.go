@@ -16,12 +16,12 @@ const DefaultMetricsAddress = "127.0.0.1:2382"
 type Metrics struct {
 	// Enabled serves the agent's metrics at http://<address>/metrics.
 	// Zero: off.
-	Enabled bool `yaml:"enabled"`
+	Enabled bool `yaml:"enabled,omitempty"`
 	// Address is the host:port to listen on, host an IP address or
 	// "localhost". Zero: 127.0.0.1:2382. A non-loopback address is allowed
 	// (a Prometheus server elsewhere scrapes it) and warned about: the
 	// endpoint is plain HTTP without authentication.
-	Address string `yaml:"address"`
+	Address string `yaml:"address,omitempty"`
 }
 
 func (m *Metrics) applyDefaults() {

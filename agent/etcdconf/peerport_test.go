@@ -2,7 +2,6 @@ package etcdconf_test
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -39,7 +39,7 @@ func TestPeerPortTakesPeerCertsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := etcdconf.Spec{Name: "peer-test", DataDir: filepath.Join(dir, "data"), NodeIP: ip,
-		ClientPort: freePort(t, ip.String()), PeerPort: freePort(t, ip.String()), CertDir: certDir}
+		ClientPort: testnet.FreePort(t, ip.String()), PeerPort: testnet.FreePort(t, ip.String()), CertDir: certDir}
 	spec.InitialCluster = "peer-test=" + spec.PeerURL()
 	spec.InitialClusterToken = "peer-test"
 	cfg, err := spec.EmbedConfig(nil)
@@ -98,14 +98,4 @@ func TestPeerPortTakesPeerCertsOnly(t *testing.T) {
 			}
 		})
 	}
-}
-
-func freePort(t *testing.T, ip string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

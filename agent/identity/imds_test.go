@@ -11,12 +11,15 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 var fullValues = simValues{
@@ -196,7 +199,7 @@ func TestIMDSRetriesTransientErrors(t *testing.T) {
 
 // closedEndpoint returns the URL of a loopback port nothing listens on.
 func closedEndpoint(t *testing.T) string {
-	return "http://127.0.0.1:" + freePort(t)
+	return "http://127.0.0.1:" + strconv.Itoa(testnet.FreePort(t, "127.0.0.1"))
 }
 
 func TestIMDSUnreachable(t *testing.T) {

@@ -10,10 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // simulatorEnv overrides where the IMDS simulator binary is found.
@@ -103,7 +106,7 @@ func startSimulator(t *testing.T, v simValues) string {
 	// simulator binds it; a lost race shows as an early exit and is retried.
 	var lastErr error
 	for range 3 {
-		port := freePort(t)
+		port := strconv.Itoa(testnet.FreePort(t, "127.0.0.1"))
 		endpoint, err := runSimulator(t, bin, dir, cfgPath, port)
 		if err == nil {
 			return endpoint
@@ -158,18 +161,6 @@ func runSimulator(t *testing.T, bin, dir, cfgPath, port string) (string, error) 
 		}
 	})
 	return "http://" + addr, nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }
 
 // getStatus performs a GET with an optional IMDSv2 token and returns the

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/etcd-agent/etcd-agent/agent/backup"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // testIP is this package's loopback address.
@@ -98,8 +99,8 @@ func memberConfig(t *testing.T, dataDir string) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = "m1"
 	cfg.Dir = dataDir
-	peer := url.URL{Scheme: "http", Host: net.JoinHostPort(testIP, fmt.Sprint(freePort(t)))}
-	client := url.URL{Scheme: "http", Host: net.JoinHostPort(testIP, fmt.Sprint(freePort(t)))}
+	peer := url.URL{Scheme: "http", Host: net.JoinHostPort(testIP, fmt.Sprint(testnet.FreePort(t, testIP)))}
+	client := url.URL{Scheme: "http", Host: net.JoinHostPort(testIP, fmt.Sprint(testnet.FreePort(t, testIP)))}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.InitialCluster = "m1=" + peer.String()
@@ -182,14 +183,4 @@ func treeHash(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(testIP, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/agent/status/statustest"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -17,7 +18,8 @@ import (
 //
 //	go test -run '^$' -bench Status ./agent/status/
 func BenchmarkStatus(b *testing.B) {
-	c := statustest.Start(b, "127.0.12.44", "127.0.12.45", "127.0.12.46")
+	n := testnet.Take(b)
+	c := statustest.Start(b, n.IP(1), n.IP(2), n.IP(3))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for i := range c.Members {
@@ -44,7 +46,8 @@ func BenchmarkStatus(b *testing.B) {
 //
 //	go test -run '^$' -bench StatusFrozenMember ./agent/status/
 func BenchmarkStatusFrozenMember(b *testing.B) {
-	c := statustest.StartProcesses(b, statustest.EtcdBinary(b), "127.0.12.51", "127.0.12.52", "127.0.12.53")
+	n := testnet.Take(b)
+	c := statustest.StartProcesses(b, statustest.EtcdBinary(b), n.IP(1), n.IP(2), n.IP(3))
 	tlsCfg, err := pki.ClientTLS(c.CertDir, pki.OperatorCertFile, pki.OperatorKeyFile)
 	if err != nil {
 		b.Fatal(err)

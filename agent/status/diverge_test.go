@@ -27,6 +27,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/agent/status/statustest"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // TestDivergence changes one member's data behind etcd's back, as a bad disk
@@ -39,7 +40,8 @@ func TestDivergence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd cluster")
 	}
-	c := statustest.Start(t, "127.0.2.1", "127.0.2.2", "127.0.2.3")
+	b := testnet.Take(t)
+	c := statustest.Start(t, b.IP(1), b.IP(2), b.IP(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), TLS: c.OperatorTLS(t),
@@ -129,7 +131,7 @@ func TestDivergence(t *testing.T) {
 		}
 		// Explicit endpoints, one of them dead: still a mismatch between the
 		// two that answer, the dead one not compared.
-		eps := append(c.Endpoints(), "https://127.0.2.4:1")
+		eps := append(c.Endpoints(), "https://"+b.IP(4)+":1")
 		hc = hashcheck.CompareHashKV(ctx, cli, eps)
 		if !hc.Mismatch || hc.Results[3].Compared || !strings.Contains(hc.Results[3].NotCompared, "no answer: get status") {
 			t.Errorf("CompareHashKV with a dead endpoint = %+v", hc)

@@ -10,6 +10,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/agent/status/statustest"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -21,7 +22,8 @@ func TestFrozenMember(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd cluster of processes")
 	}
-	c := statustest.StartProcesses(t, statustest.EtcdBinary(t), "127.0.12.54", "127.0.12.55", "127.0.12.56")
+	b := testnet.Take(t)
+	c := statustest.StartProcesses(t, statustest.EtcdBinary(t), b.IP(1), b.IP(2), b.IP(3))
 	tlsCfg, err := pki.ClientTLS(c.CertDir, pki.OperatorCertFile, pki.OperatorKeyFile)
 	if err != nil {
 		t.Fatal(err)

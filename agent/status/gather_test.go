@@ -15,6 +15,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/agent/status/statustest"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // gatherTimeout is the per-query timeout of these tests: long enough for a
@@ -74,7 +75,8 @@ func TestGatherCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd cluster")
 	}
-	c := statustest.Start(t, "127.0.12.41", "127.0.12.42", "127.0.12.43")
+	b := testnet.Take(t)
+	c := statustest.Start(t, b.IP(1), b.IP(2), b.IP(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range c.Members {
@@ -107,7 +109,7 @@ func TestGatherCluster(t *testing.T) {
 			}
 		}
 		for _, want := range []string{
-			"Node     " + c.Members[0].Name + " (127.0.12.41, i-0status, eu-west-1a)",
+			"Node     " + c.Members[0].Name + " (" + c.Members[0].IP + ", i-0status, eu-west-1a)",
 			"healthy, ready: healthy, leader somebody, 3/3 voters (pid " + fmt.Sprint(os.Getpid()) + ", v0.9.0-test, report 2s old)",
 			"server cert expires ", "(364d), peer ", "operator ",
 			"starting ", " → discovery ", " → healthy ",

@@ -15,6 +15,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/agent/status/statustest"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // TestNoSpaceAlarm fills a real 3-member cluster (quota 64 MiB) with 1 MiB
@@ -26,7 +27,8 @@ func TestNoSpaceAlarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd cluster and fills it to its quota")
 	}
-	c := statustest.Start(t, "127.0.12.61", "127.0.12.62", "127.0.12.63")
+	b := testnet.Take(t)
+	c := statustest.Start(t, b.IP(1), b.IP(2), b.IP(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for i := range c.Members {

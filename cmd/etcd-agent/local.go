@@ -274,28 +274,33 @@ func writeLocalConfig(o localOptions, nodeDir string, ip netip.Addr, caCert, caK
 	if err := os.MkdirAll(nodeDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create node dir: %w", err)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by `etcd-agent local up`; a production node's config differs only in identity and paths.\n")
-	fmt.Fprintf(&b, "cluster:\n  name: local\n  size: %d\n  discovery:\n    endpoints: [%s]\n    token: %s\n", o.nodes, discURL, token)
-	fmt.Fprintf(&b, "node:\n  identity: static\n  ip: %s\n  dataDir: %s\n", ip, filepath.Join(nodeDir, "data"))
-	fmt.Fprintf(&b, "pki:\n  caCert: %s\n  caKey: %s\n  dir: %s\n", caCert, caKey, filepath.Join(nodeDir, "pki"))
-	fmt.Fprintf(&b, "etcd:\n  runtime: %s\n  quotaBackendBytes: 2GiB\n", o.runtime)
-	if o.metrics {
-		fmt.Fprintf(&b, "  extraFlags: [--listen-metrics-urls=http://%s:2381]\nmetrics:\n  enabled: true\n  address: %s:2382\n", ip, ip)
-	}
-	if o.runtime == "podman" {
-		fmt.Fprintf(&b, "podman:\n  containerName: etcd-local-%s\n", strings.ReplaceAll(ip.String(), ".", "-"))
-		if o.socket != "" {
-			fmt.Fprintf(&b, "  socket: %s\n", o.socket)
-		}
-	}
-	fmt.Fprintf(&b, "agent:\n  statusFile: %s\n  healthInterval: 2s\n", filepath.Join(nodeDir, "status.json"))
 	path := filepath.Join(nodeDir, "config.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+	const header = "Written by `etcd-agent local up`; a production node's config differs only in identity and paths."
+	if err := config.WriteFile(path, header, localNodeConfig(o, nodeDir, ip, caCert, caKey, discURL, token)); err != nil {
 		return nil, fmt.Errorf("write node config: %w", err)
 	}
 	cfg, _, err := config.Load(config.Source{Path: path, Env: os.LookupEnv, DefaultImageTag: defaultEtcdVersion, UID: os.Getuid()})
 	return cfg, err
+}
+
+// localNodeConfig is what a local node's config file sets; the agent
+// defaults the rest.
+func localNodeConfig(o localOptions, nodeDir string, ip netip.Addr, caCert, caKey, discURL, token string) *config.Config {
+	cfg := &config.Config{
+		Cluster: config.Cluster{Name: "local", Size: o.nodes, Discovery: config.Discovery{Endpoints: []string{discURL}, Token: token}},
+		Node:    config.Node{Identity: "static", IP: ip.String(), DataDir: filepath.Join(nodeDir, "data")},
+		PKI:     config.PKI{CACert: caCert, CAKey: caKey, Dir: filepath.Join(nodeDir, "pki")},
+		Etcd:    config.Etcd{Runtime: o.runtime, QuotaBackendBytes: 2 << 30},
+		Agent:   config.Agent{StatusFile: filepath.Join(nodeDir, "status.json"), HealthInterval: config.Duration(2 * time.Second)},
+	}
+	if o.metrics {
+		cfg.Etcd.ExtraFlags = []string{fmt.Sprintf("--listen-metrics-urls=http://%s", net.JoinHostPort(ip.String(), "2381"))}
+		cfg.Metrics = config.Metrics{Enabled: true, Address: net.JoinHostPort(ip.String(), "2382")}
+	}
+	if o.runtime == "podman" {
+		cfg.Podman = config.Podman{Socket: o.socket, ContainerName: "etcd-local-" + strings.ReplaceAll(ip.String(), ".", "-")}
+	}
+	return cfg
 }
 
 // printLocalStatus renders the same view `etcd-agent status` shows, as the

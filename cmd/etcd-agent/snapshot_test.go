@@ -15,7 +15,9 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/backup/s3test"
+	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/status/statustest"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // TestSnapshotCommands runs `snapshot save`, `list` and `verify` as an
@@ -26,36 +28,23 @@ func TestSnapshotCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and an S3 gateway")
 	}
-	srv := s3test.Start(t, "127.0.8.25")
+	b := testnet.Take(t)
+	srv := s3test.Start(t, b.IP(2))
 	srv.Env(t)
 	srv.Bucket(t, "etcd-backups")
-	c := statustest.Start(t, "127.0.8.51")
+	c := statustest.Start(t, b.IP(1))
 	m := c.Members[0]
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	snapDir := filepath.Join(dir, "snapshots")
-	yaml := fmt.Sprintf(`cluster:
-  name: cli-test
-  discovery:
-    static: %s=%s
-node:
-  identity: static
-  ip: %s
-  dataDir: %s
-pki:
-  dir: %s
-etcd:
-  clientPort: %s
-agent:
-  statusFile: %s
-backup:
-  dir: %s
-  s3:
-    bucket: etcd-backups
-    endpoint: %s
-`, m.Name, m.PeerURL, m.IP, filepath.Join(dir, "data"), c.CertDir, m.ClientURL[strings.LastIndex(m.ClientURL, ":")+1:],
-		filepath.Join(dir, "status.json"), snapDir, srv.Endpoint)
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+	if err := config.WriteFile(cfgPath, "", &config.Config{
+		Cluster: config.Cluster{Name: "cli-test", Discovery: config.Discovery{Static: m.Name + "=" + m.PeerURL}},
+		Node:    config.Node{Identity: "static", IP: m.IP, DataDir: filepath.Join(dir, "data")},
+		PKI:     config.PKI{Dir: c.CertDir},
+		Etcd:    config.Etcd{ClientPort: urlPort(t, m.ClientURL)},
+		Agent:   config.Agent{StatusFile: filepath.Join(dir, "status.json")},
+		Backup:  config.Backup{Dir: snapDir, S3: config.BackupS3{Bucket: "etcd-backups", Endpoint: srv.Endpoint}},
+	}); err != nil {
 		t.Fatal(err)
 	}
 

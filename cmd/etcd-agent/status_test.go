@@ -2,16 +2,19 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/config"
 	agentreport "github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/agent/status/statustest"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // TestStatusCommand runs `etcd-agent status` as an operator would, against
@@ -20,14 +23,19 @@ func TestStatusCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-member etcd cluster")
 	}
-	c := statustest.Start(t, "127.0.12.47", "127.0.12.48", "127.0.12.49")
+	b := testnet.Take(t)
+	c := statustest.Start(t, b.IP(1), b.IP(2), b.IP(3))
 	m := c.Members[0]
 	dir := t.TempDir()
 	statusFile := filepath.Join(dir, "status.json")
 	cfgPath := filepath.Join(dir, "config.yaml")
-	yaml := fmt.Sprintf("cluster:\n  discovery:\n    static: %s=%s\nnode:\n  identity: static\n  ip: %s\npki:\n  dir: %s\netcd:\n  clientPort: %s\nagent:\n  statusFile: %s\n",
-		m.Name, m.PeerURL, m.IP, c.CertDir, m.ClientURL[strings.LastIndex(m.ClientURL, ":")+1:], statusFile)
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+	if err := config.WriteFile(cfgPath, "", &config.Config{
+		Cluster: config.Cluster{Discovery: config.Discovery{Static: m.Name + "=" + m.PeerURL}},
+		Node:    config.Node{Identity: "static", IP: m.IP},
+		PKI:     config.PKI{Dir: c.CertDir},
+		Etcd:    config.Etcd{ClientPort: urlPort(t, m.ClientURL)},
+		Agent:   config.Agent{StatusFile: statusFile},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	statusJSON := func(t *testing.T) (int, status.View) {
@@ -87,4 +95,18 @@ func TestStatusCommand(t *testing.T) {
 			}
 		}
 	})
+}
+
+// urlPort is the port of a URL like https://127.0.0.1:2379.
+func urlPort(t *testing.T, raw string) int {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatalf("port of %s: %v", raw, err)
+	}
+	return p
 }

@@ -18,7 +18,7 @@ import (
 // answers.
 func TestFormedClusterNeverBootstrapsAgain(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 100)
+	c := newCluster(t)
 	c.useV3Discovery(3)
 	neverBootstrapsAgain(t, c)
 }
@@ -27,7 +27,7 @@ func TestFormedClusterNeverBootstrapsAgain(t *testing.T) {
 // founder list, where formation is only visible at the other founders.
 func TestFormedClusterNeverBootstrapsAgainStatic(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 107)
+	c := newCluster(t)
 	c.useStaticDiscovery(3)
 	neverBootstrapsAgain(t, c)
 }

@@ -19,7 +19,7 @@ import (
 // of the cluster is healthy.
 func TestLeaveKilledMidway(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 128)
+	c := newCluster(t)
 	c.useV3Discovery(4)
 	n := c.form(4)
 	cli := c.client(1, 2)
@@ -43,7 +43,7 @@ func TestLeaveKilledMidway(t *testing.T) {
 		case <-reached:
 			_ = leave.cmd.Process.Kill()
 		case <-leave.done:
-			t.Fatalf("leave on node %d ended before it reached %q (exit %v):\n%s", step.node, step.at, leave.err, leave.tail(20))
+			t.Fatalf("leave on node %d ended before it reached %q (exit %v):\n%s", step.node, step.at, leave.Err(), leave.tail(20))
 		case <-time.After(2 * time.Minute):
 			t.Fatalf("leave on node %d did not reach %q:\n%s", step.node, step.at, leave.tail(20))
 		}

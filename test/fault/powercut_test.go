@@ -17,7 +17,7 @@ import (
 // ETCD_AGENT_TEST_SEED replays a run.
 func TestPowerCutRandomOrder(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 134)
+	c := newCluster(t)
 	c.useV3Discovery(3)
 	powerCut(t, c)
 }
@@ -26,7 +26,7 @@ func TestPowerCutRandomOrder(t *testing.T) {
 // container on the rootful test Podman socket.
 func TestPowerCutRandomOrderPodman(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 140)
+	c := newCluster(t)
 	c.usePodman()
 	c.useV3Discovery(3)
 	powerCut(t, c)

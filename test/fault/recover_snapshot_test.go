@@ -2,7 +2,6 @@ package fault_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/backup/s3test"
+	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 )
 
@@ -28,7 +28,7 @@ import (
 // snapshot's, and a writer works on the new cluster.
 func TestRecoverFromSnapshotS3(t *testing.T) {
 	t.Parallel()
-	c := newClusterIn(t, recoverNet, 30)
+	c := newCluster(t)
 	c.grace = recoverGrace
 	srv := s3test.Start(t, c.ip(9))
 	const bucket = "etcd-recover-test"
@@ -40,7 +40,10 @@ func TestRecoverFromSnapshotS3(t *testing.T) {
 		// No IMDS: a closed port in this test's block.
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT=http://" + c.ip(8) + ":1",
 	}
-	c.extraYAML = fmt.Sprintf("backup:\n  interval: 3s\n  s3:\n    bucket: %s\n    endpoint: %s\n", bucket, srv.Endpoint)
+	c.configure = func(cfg *config.Config) {
+		cfg.Backup.Interval = config.Duration(3 * time.Second)
+		cfg.Backup.S3 = config.BackupS3{Bucket: bucket, Endpoint: srv.Endpoint}
+	}
 	c.useV3Discovery(3)
 	n := c.form(3)
 	cli := c.client(1, 2, 3)

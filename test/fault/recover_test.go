@@ -15,10 +15,8 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
+	"github.com/etcd-agent/etcd-agent/internal/testcluster"
 )
-
-// The recovery scenarios live in 127.0.9.x (this branch's block).
-const recoverNet = "127.0.9"
 
 // recoverGrace is the nodes' deadMemberGrace. No member needs removing
 // after a recovery (the new cluster holds only its first member), and a
@@ -38,7 +36,7 @@ const recoverTimeout = 5 * time.Minute
 // linearizable, the cluster ID is new and the revision bumped.
 func TestRecoverFromMember(t *testing.T) {
 	t.Parallel()
-	c := newClusterIn(t, recoverNet, 10)
+	c := newCluster(t)
 	c.grace = recoverGrace
 	c.useV3Discovery(3)
 	recoverFromMember(t, c)
@@ -49,7 +47,7 @@ func TestRecoverFromMember(t *testing.T) {
 // works on the data, and starts a new one for the new member.
 func TestRecoverFromMemberPodman(t *testing.T) {
 	t.Parallel()
-	c := newClusterIn(t, recoverNet, 90)
+	c := newCluster(t)
 	c.grace = recoverGrace
 	c.containerPrefix = "etcd-agent-recover-"
 	c.usePodman()
@@ -120,7 +118,7 @@ func recoverFromMember(t *testing.T, c *cluster) {
 // aside and join the new cluster as learners.
 func TestRecoveredClusterOldMembersMoveAside(t *testing.T) {
 	t.Parallel()
-	c := newClusterIn(t, recoverNet, 20)
+	c := newCluster(t)
 	c.grace = recoverGrace
 	c.useV3Discovery(3)
 	oldMembersMoveAside(t, c)
@@ -132,7 +130,7 @@ func TestRecoveredClusterOldMembersMoveAside(t *testing.T) {
 // holds the recovery record.
 func TestRecoveredClusterOldMembersMoveAsideStatic(t *testing.T) {
 	t.Parallel()
-	c := newClusterIn(t, recoverNet, 60)
+	c := newCluster(t)
 	c.grace = recoverGrace
 	c.useStaticDiscovery(3)
 	oldMembersMoveAside(t, c)
@@ -175,7 +173,7 @@ func oldMembersMoveAside(t *testing.T, c *cluster) {
 		if !slices.ContainsFunc(r.Decisions, func(d report.Decision) bool {
 			return d.Action == report.ActionMoveAside && strings.Contains(d.Reason, "replaced")
 		}) {
-			t.Errorf("node %d has no move-aside decision naming the recovery: %s", i, decisions(r))
+			t.Errorf("node %d has no move-aside decision naming the recovery: %s", i, testcluster.Decisions(r))
 		}
 		aside, _ := filepath.Glob(n[i].dataDir + ".removed-*")
 		if len(aside) != 1 {
@@ -257,7 +255,7 @@ func checkNewCluster(t *testing.T, cli *clientv3.Client, oldID uint64) {
 // and `recover`, still following, reports it done.
 func TestRecoverAgentKilledMidway(t *testing.T) {
 	t.Parallel()
-	c := newClusterIn(t, recoverNet, 80)
+	c := newCluster(t)
 	c.grace = recoverGrace
 	c.useV3Discovery(3)
 	n := c.form(3)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
+	"github.com/etcd-agent/etcd-agent/internal/testcluster"
 )
 
 // TestFrozenMemberNotRemovedBeforeGrace: in a 5-node cluster one node dies
@@ -21,7 +22,7 @@ import (
 // member's slot after the grace, and the frozen member must never be removed.
 func TestFrozenMemberNotRemovedBeforeGrace(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 114)
+	c := newCluster(t)
 	c.grace = 45 * time.Second
 	c.useV3Discovery(5)
 	n := c.form(5)
@@ -39,7 +40,7 @@ func TestFrozenMemberNotRemovedBeforeGrace(t *testing.T) {
 		defer watchWG.Done()
 		for watchCtx.Err() == nil {
 			ctx, cancel := context.WithTimeout(watchCtx, 3*time.Second)
-			ms, err := memberList(ctx, cli)
+			ms, err := testcluster.Members(ctx, cli)
 			cancel()
 			if err == nil {
 				if m, ok := ms[c.name(4)]; !ok || m.ID != before[c.name(4)].ID || m.Learner {
@@ -95,10 +96,10 @@ func TestFrozenMemberNotRemovedBeforeGrace(t *testing.T) {
 		}
 	}
 	if !removed5 {
-		t.Errorf("node 6's decisions do not include removing member 5: %s", decisions(r))
+		t.Errorf("node 6's decisions do not include removing member 5: %s", testcluster.Decisions(r))
 	}
 	if !slices.ContainsFunc(r.Decisions, func(d report.Decision) bool { return d.Action == report.ActionPromote }) {
-		t.Errorf("node 6 was not promoted from learner (decisions %s)", decisions(r))
+		t.Errorf("node 6 was not promoted from learner (decisions %s)", testcluster.Decisions(r))
 	}
 }
 
@@ -108,7 +109,7 @@ func TestFrozenMemberNotRemovedBeforeGrace(t *testing.T) {
 // data aside (never delete it) and rejoin as a new member.
 func TestReplacedWhileDownRecovers(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 122)
+	c := newCluster(t)
 	c.useV3Discovery(3)
 	n := c.form(3)
 	cli := c.client(1, 2, 3)

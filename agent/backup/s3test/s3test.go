@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 )
 
 // Server is a running gateway.
@@ -64,10 +65,7 @@ func Start(t testing.TB, ip string) *Server {
 		t.Skipf("versitygw not found (run `make tools`, which installs it into bin/): %v", err)
 	}
 	root := t.TempDir()
-	port, err := freePort(ip)
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := testnet.FreePort(t, ip)
 	s := &Server{
 		Endpoint: fmt.Sprintf("http://%s:%d", ip, port), Root: root,
 		AccessKey: "etcdagenttest", SecretKey: "etcd-agent-test-secret-key",
@@ -146,15 +144,6 @@ func (s *Server) Bucket(t testing.TB, name string) {
 	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
 		t.Fatalf("create bucket %s: %v\n%s", name, err, s.Logs())
 	}
-}
-
-func freePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port on %s: %w", ip, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 type syncBuffer struct {

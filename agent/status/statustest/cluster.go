@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -104,8 +104,8 @@ func newMembers(t testing.TB, ips []string) ([]*Member, string, string) {
 		m := &Member{
 			Name:      fmt.Sprintf("etcd-%s", strings.ReplaceAll(ip, ".", "-")),
 			IP:        ip,
-			ClientURL: fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
-			PeerURL:   fmt.Sprintf("https://%s:%d", ip, freePort(t, ip)),
+			ClientURL: fmt.Sprintf("https://%s:%d", ip, testnet.FreePort(t, ip)),
+			PeerURL:   fmt.Sprintf("https://%s:%d", ip, testnet.FreePort(t, ip)),
 			CertDir:   filepath.Join(dir, fmt.Sprintf("pki-%d", i)),
 			DataDir:   filepath.Join(dir, fmt.Sprintf("data-%d", i)),
 		}
@@ -257,15 +257,4 @@ func (c *Cluster) WaitLinearizable(ctx context.Context, i int) error {
 		return fmt.Errorf("wait for member %s: %w", m.Name, err)
 	}
 	return nil
-}
-
-// freePort finds a free TCP port on ip.
-func freePort(t testing.TB, ip string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("find free port on %s: %v", ip, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

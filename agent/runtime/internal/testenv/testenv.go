@@ -6,7 +6,6 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/user"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/internal/testnet"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -109,7 +109,7 @@ func NewMember(t *testing.T, name string, ip netip.Addr, owner string) Member {
 	}); err != nil {
 		t.Fatalf("issue node certs: %v", err)
 	}
-	client, peer := FreePort(t, ip), FreePort(t, ip)
+	client, peer := testnet.FreePort(t, ip.String()), testnet.FreePort(t, ip.String())
 	spec := etcdconf.Spec{
 		Name: name, DataDir: dataDir, NodeIP: ip, CertDir: certDir,
 		ClientPort: client, PeerPort: peer,
@@ -143,17 +143,6 @@ func Chown(t *testing.T, owner string, paths ...string) {
 			t.Fatalf("chown %s to %s: %v", p, owner, err)
 		}
 	}
-}
-
-// FreePort returns a TCP port that was free on ip a moment ago.
-func FreePort(t *testing.T, ip netip.Addr) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
-	if err != nil {
-		t.Fatalf("find a free port on %s: %v", ip, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Client is a TLS etcd client for the member, with the agent's client cert.
