@@ -147,7 +147,9 @@ func (w *Writer) put(ctx context.Context, client int) bool {
 		if dropped {
 			w.dropped++
 		}
-		w.fails = append(w.fails, failure{call: call, ret: ret, key: own, dropped: dropped, err: err.Error()})
+		if ctx.Err() == nil { // not cut short by Stop
+			w.fails = append(w.fails, failure{call: call, ret: ret, key: own, dropped: dropped, err: err.Error()})
+		}
 		if len(w.errs) < maxErrs {
 			w.errs = append(w.errs, fmt.Sprintf("%s after %s: %v", time.Now().Format("15:04:05.000"), time.Duration(ret-call).Round(time.Millisecond), err))
 		}
