@@ -11,12 +11,11 @@ import (
 )
 
 // Failed is how many puts failed or timed out so far (ambiguous: each may or
-// may not have taken effect). A scenario that must not disturb writers
-// asserts it stays 0.
+// may not have taken effect), not counting one cut short by Stop.
 func (w *Writer) Failed() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.unknown)
+	return len(w.fails)
 }
 
 // Errors are the first put errors (when, after how long, what), for the
