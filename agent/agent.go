@@ -1,9 +1,11 @@
-// Package agent runs one node's lifecycle: identity, certificates,
-// membership, etcd runtime, readiness, supervision. The stages run in the
-// order listed in (*Agent).stages; each is safe to rerun, so a crashed or
-// restarted agent simply starts from the top and finds its earlier work done
-// (certificates reused, the discovery registration found again, the running
-// container adopted).
+// Package agent is the thin orchestrator of one node: it runs the lifecycle
+// stages (identity, certificates, membership, etcd, ready) listed as data in
+// lifecycle.go, starts the job table beside them, and wires the jobs — each
+// in its own package beside its planner — to the node through narrow
+// interfaces. Every stage is safe to rerun, so a crashed or restarted agent
+// simply starts from the top and finds its earlier work done (certificates
+// reused, the discovery registration found again, the running container
+// adopted).
 package agent
 
 import (
