@@ -106,6 +106,9 @@ func Take(ctx context.Context, cli *clientv3.Client, o Options) (Survey, error) 
 		s.Members[i] = Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
 		wg.Go(func() { s.Members[i].ask(ctx, cli) })
 	}
+	wg.Wait()
+	// After the members answered: the alarm list is a raft request, and one
+	// in flight while they answer would make a follower look behind.
 	if o.Alarms {
 		actx, cancel := context.WithTimeout(ctx, ListTimeout)
 		resp, err := cli.AlarmList(actx)
@@ -118,7 +121,6 @@ func Take(ctx context.Context, cli *clientv3.Client, o Options) (Survey, error) 
 			}
 		}
 	}
-	wg.Wait()
 	if o.HashKV {
 		var eps []string
 		for _, m := range s.Members {
