@@ -18,13 +18,17 @@ import (
 // often, since READY=1 waits on it.
 const readyPoll = 200 * time.Millisecond
 
+// abandonRetry is how long a learner that failed to give itself up (lock
+// busy or lost, cluster not answering) waits before it tries again.
+const abandonRetry = 5 * time.Second
+
 // waitReady blocks until the local member is healthy, a voter and caught
 // up, then sends READY=1. Until then STATUS= says what it is waiting for.
 func (a *Agent) waitReady(ctx context.Context) error {
 	t := time.NewTicker(readyPoll)
 	defer t.Stop()
 	var watch membership.Watch
-	var learnerSince time.Time
+	var learnerSince, nextAbandon time.Time
 	for {
 		h := a.etcd.Probe(ctx)
 		if h.Learner {
@@ -39,8 +43,18 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			if promoted {
 				continue
 			}
-			if a.now().Sub(learnerSince) > a.opts.LearnerCatchUpTimeout {
-				return a.members.AbandonLearner(ctx, h.SelfID)
+			if a.now().Sub(learnerSince) > a.opts.LearnerCatchUpTimeout && !a.now().Before(nextAbandon) {
+				err := a.members.AbandonLearner(ctx, h.SelfID)
+				if _, ok := asRejoin(err); ok || ctx.Err() != nil {
+					return err
+				}
+				// The lock was busy or lost, or the cluster did not answer:
+				// try again, not in a loop (a removal that did go through
+				// shows as this member missing, and the membership check
+				// below then moves the data aside).
+				a.log.Warn("giving up the learner failed; retrying", "err", err, "in", abandonRetry)
+				h.Message += "; removing this learner to join again failed, retrying: " + health.ShortErr(err)
+				nextAbandon = a.now().Add(abandonRetry)
 			}
 		}
 		if !h.Ready {

@@ -63,7 +63,13 @@ func (l *Lock) Check(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
-	resp, err := l.cli.Txn(ctx).If(l.mu.IsOwner()).Commit()
+	// The Get makes the check linearizable: etcd serves a transaction with
+	// no operations as a serializable read (txn.IsTxnSerializable), from
+	// whatever the answering member has applied — on a member behind, a
+	// stale "still the owner", or a put not yet applied. Seen: the leader
+	// answered the check before it applied the lock's own put.
+	own := clientv3.OpGet(l.mu.Key(), clientv3.WithCountOnly())
+	resp, err := l.cli.Txn(ctx).If(l.mu.IsOwner()).Then(own).Else(own).Commit()
 	if err != nil {
 		return fmt.Errorf("check membership lock: %w", err)
 	}
