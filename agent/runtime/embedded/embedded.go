@@ -113,8 +113,9 @@ func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Actio
 	if err != nil {
 		return "", fmt.Errorf("start embedded etcd: %w", err)
 	}
-	crash := newCrashHook()
+	crash := newCrashHook(r.log)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(r.log).WithOptions(zap.WithPanicHook(crash)))
+	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, crash.serverOptions()...)
 	inst, err := start(ctx, cfg, hash, crash)
 	if err != nil {
 		return "", err
