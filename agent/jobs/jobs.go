@@ -88,8 +88,9 @@ type Group struct {
 	wg     sync.WaitGroup
 	ended  chan error
 
-	mu     sync.Mutex
-	states map[string]*State
+	mu      sync.Mutex
+	stopped bool // Stop was called: Start starts nothing more
+	states  map[string]*State
 }
 
 // NewGroup returns a group whose jobs run until ctx ends or Stop.
@@ -114,13 +115,19 @@ func (g *Group) Start(table []Job, s Start) {
 			continue
 		}
 		g.mu.Lock()
+		if g.stopped {
+			// The stages may still reach a stage while the pass stops:
+			// a job started now would run past Stop's wait.
+			g.mu.Unlock()
+			return
+		}
 		if _, dup := g.states[j.Name]; dup {
 			g.mu.Unlock()
 			panic("jobs: " + j.Name + " started twice")
 		}
 		g.states[j.Name] = &State{Name: j.Name}
+		g.wg.Add(1) // under mu: never after Stop's Wait began
 		g.mu.Unlock()
-		g.wg.Add(1)
 		go g.loop(j)
 	}
 }
@@ -131,6 +138,9 @@ func (g *Group) Ended() <-chan error { return g.ended }
 // Stop cancels every job and waits until each round in progress returned
 // (every call in them has a deadline).
 func (g *Group) Stop() {
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
 	g.cancel()
 	g.wg.Wait()
 }

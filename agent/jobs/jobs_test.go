@@ -142,3 +142,29 @@ func TestStopWaitsForRounds(t *testing.T) {
 	default:
 	}
 }
+
+// Start after Stop (the stages reaching a stage while the pass stops) starts
+// nothing: no job runs past Stop's wait. Run it with -race: an Add racing
+// Stop's Wait was what the race detector found in the agent's passes.
+func TestStartAfterStopStartsNothing(t *testing.T) {
+	var ran atomic.Bool
+	table := []Job{{Name: "late", Every: time.Millisecond, Start: FromReady, Run: func(context.Context) error {
+		ran.Store(true)
+		return nil
+	}}}
+	g := NewGroup(context.Background(), Options{})
+	stopped := make(chan struct{})
+	go func() {
+		g.Stop()
+		close(stopped)
+	}()
+	<-stopped
+	g.Start(table, FromReady)
+	time.Sleep(20 * time.Millisecond)
+	if ran.Load() {
+		t.Fatal("a job started after Stop ran")
+	}
+	if s := g.States(); len(s) != 0 {
+		t.Fatalf("states after a Start past Stop: %+v", s)
+	}
+}
