@@ -41,6 +41,11 @@ type Runtime struct {
 
 	mu  sync.Mutex
 	cur *instance // nil when none was started
+	// abandoned is closed once a start given up on (its context ended
+	// while embed.StartEtcd ran: up to its 5 s wait for a quorum) has
+	// returned and its etcd is closed. Until then that etcd holds the data
+	// dir and the ports with no instance to stop: Stop and Ensure wait.
+	abandoned <-chan struct{}
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -91,6 +96,9 @@ func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Actio
 	hash := spec.Hash("embedded")
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.waitAbandonedLocked(ctx); err != nil {
+		return "", fmt.Errorf("ensure embedded etcd: %w", err)
+	}
 
 	action := runtime.ActionStarted
 	if cur := r.cur; cur != nil && !cur.stopped() {
@@ -116,8 +124,9 @@ func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Actio
 	crash := newCrashHook(r.log)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(r.log).WithOptions(zap.WithPanicHook(crash)))
 	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, crash.serverOptions()...)
-	inst, err := start(ctx, cfg, hash, crash)
+	inst, abandoned, err := start(ctx, cfg, hash, crash)
 	if err != nil {
+		r.abandoned = abandoned
 		return "", err
 	}
 	r.cur = inst
@@ -126,7 +135,9 @@ func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Actio
 }
 
 // start runs embed.StartEtcd, bounded by ctx, and watches for the exit.
-func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook) (*instance, error) {
+// When ctx ends first, abandoned is closed once the start returned and what
+// it brought up is closed.
+func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook) (inst *instance, abandoned <-chan struct{}, err error) {
 	type result struct {
 		e   *embed.Etcd
 		err error
@@ -141,19 +152,35 @@ func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook
 	case res = <-ch:
 	case <-ctx.Done():
 		// StartEtcd has no context; close whatever it brings up.
+		closed := make(chan struct{})
 		go func() {
+			defer close(closed)
 			if r := <-ch; r.e != nil {
 				r.e.Close()
 			}
 		}()
-		return nil, fmt.Errorf("start embedded etcd: %w", ctx.Err())
+		return nil, closed, fmt.Errorf("start embedded etcd: %w", ctx.Err())
 	}
 	if res.err != nil {
-		return nil, fmt.Errorf("start embedded etcd: %w", res.err)
+		return nil, nil, fmt.Errorf("start embedded etcd: %w", res.err)
 	}
-	inst := &instance{etcd: res.e, hash: hash, done: make(chan struct{}), crash: crash}
+	inst = &instance{etcd: res.e, hash: hash, done: make(chan struct{}), crash: crash}
 	go inst.watch()
-	return inst, nil
+	return inst, nil, nil
+}
+
+// waitAbandonedLocked waits until an abandoned start's etcd is closed.
+func (r *Runtime) waitAbandonedLocked(ctx context.Context) error {
+	if r.abandoned == nil {
+		return nil
+	}
+	select {
+	case <-r.abandoned:
+		r.abandoned = nil
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("an abandoned start of etcd is still closing: %w", ctx.Err())
+	}
 }
 
 // watch records why etcd stopped and releases its listeners.
@@ -212,6 +239,9 @@ func (r *Runtime) Running(context.Context) (bool, error) {
 func (r *Runtime) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.waitAbandonedLocked(ctx); err != nil {
+		return fmt.Errorf("stop embedded etcd: %w", err)
+	}
 	if r.cur == nil || r.cur.stopped() {
 		return nil
 	}
