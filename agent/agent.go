@@ -97,6 +97,8 @@ type Agent struct {
 	decision  membership.Decision
 	ready     chan struct{}
 	readyOnce sync.Once
+	// certified is closed once the identity and certificates are known.
+	certified chan struct{}
 
 	discMu sync.Mutex
 	disc   discovery.Source // discovery() builds it once
@@ -133,7 +135,7 @@ func New(opts Options) (*Agent, error) {
 	if opts.LearnerCatchUpTimeout <= 0 {
 		opts.LearnerCatchUpTimeout = membership.DefaultLearnerCatchUpTimeout
 	}
-	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{})}
+	a := &Agent{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, ready: make(chan struct{}), certified: make(chan struct{})}
 	a.rec = report.NewRecorder(report.NodeReport{
 		PID:     os.Getpid(),
 		Version: opts.Version,

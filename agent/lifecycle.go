@@ -93,6 +93,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	defer func() { a.shutdown(err) }()
 	defer a.serveMetrics(ctx)()
+	defer a.serveAgentAPI(ctx)()
 	if err := a.leftError(); err != nil {
 		return err
 	}
@@ -201,6 +202,9 @@ func (a *Agent) runStages(ctx context.Context, g *jobs.Group, first bool) error 
 				return err
 			}
 			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if s.id == stageCertificates {
+			close(a.certified)
 		}
 	}
 	g.Start(table, jobs.FromReady)

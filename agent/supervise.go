@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -174,4 +175,19 @@ func (a *Agent) record(h health.Health) {
 			a.log.Debug("remember cluster endpoints", "err", err)
 		}
 	}
+	if h.Ready && h.ClusterID != 0 {
+		if err := sidefile.WriteMembers(a.cfg.Node.DataDir, knownMembers(h)); err != nil {
+			a.log.Debug("remember the member list", "err", err)
+		}
+	}
+}
+
+// knownMembers is the member list of a ready observation, as recorded.
+func knownMembers(h health.Health) sidefile.Members {
+	out := sidefile.Members{ClusterID: fmt.Sprintf("%x", h.ClusterID)}
+	for _, m := range h.Members {
+		out.Members = append(out.Members, sidefile.Member{Name: m.Name, ID: fmt.Sprintf("%x", m.ID),
+			PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Learner: m.IsLearner})
+	}
+	return out
 }

@@ -152,6 +152,11 @@ type Agent struct {
 	LogLevel string `yaml:"logLevel,omitempty"`
 	// HealthInterval is the supervision loop period. Zero: 5s.
 	HealthInterval Duration `yaml:"healthInterval,omitempty"`
+	// APIPort is where the agent answers the other agents on the node's
+	// address (TLS, peer certificates only): what they must learn even when
+	// etcd cannot answer, such as how far this member's WAL reaches before
+	// a recovery. Zero: 2383. Open it between the nodes like 2380.
+	APIPort int `yaml:"apiPort,omitempty"`
 }
 
 // Defaults for zero values; see the field comments.
@@ -179,5 +184,6 @@ const (
 	DefaultStopTimeout    = 30 * time.Second
 	DefaultStatusFile     = "/run/etcd-agent/status.json"
 	DefaultHealthInterval = 5 * time.Second
+	DefaultAgentAPIPort   = 2383
 	DefaultImageRepo      = "gcr.io/etcd-development/etcd"
 )

@@ -62,6 +62,7 @@ func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (strin
 	setStr(&c.Agent.StatusFile, DefaultStatusFile)
 	setStr(&c.Agent.LogLevel, "info")
 	setDur(&c.Agent.HealthInterval, DefaultHealthInterval)
+	setInt(&c.Agent.APIPort, DefaultAgentAPIPort)
 	c.Maintenance.applyDefaults()
 	c.Metrics.applyDefaults()
 	c.applyBackupDefaults()
@@ -152,10 +153,13 @@ func (c *Config) Validate() (warnings []string, err error) {
 	for _, p := range []struct {
 		field string
 		port  int
-	}{{"etcd.clientPort", c.Etcd.ClientPort}, {"etcd.peerPort", c.Etcd.PeerPort}} {
+	}{{"etcd.clientPort", c.Etcd.ClientPort}, {"etcd.peerPort", c.Etcd.PeerPort}, {"agent.apiPort", c.Agent.APIPort}} {
 		if p.port < 1 || p.port > 65535 {
-			bad(p.field, fmt.Sprint(p.port), "is not a TCP port", "use 1-65535 (defaults 2379/2380)")
+			bad(p.field, fmt.Sprint(p.port), "is not a TCP port", "use 1-65535 (defaults: etcd 2379/2380, agent API 2383)")
 		}
+	}
+	if c.Agent.APIPort == c.Etcd.ClientPort || c.Agent.APIPort == c.Etcd.PeerPort {
+		bad("agent.apiPort", fmt.Sprint(c.Agent.APIPort), fmt.Sprintf("uses etcd's client or peer port (%d/%d)", c.Etcd.ClientPort, c.Etcd.PeerPort), "pick another port (default 2383)")
 	}
 	if c.Etcd.ClientPort == c.Etcd.PeerPort {
 		bad("etcd.peerPort", fmt.Sprint(c.Etcd.PeerPort), "equals etcd.clientPort", "use different ports (defaults 2379/2380)")

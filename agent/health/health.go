@@ -33,6 +33,8 @@ type Health struct {
 	Phase     report.Phase
 	Message   string
 	Endpoints []string
+	// Members is the member list the probe saw.
+	Members []*etcdserverpb.Member
 	// Problems are what this observation found wrong, as data (the
 	// report's "health" problems).
 	Problems []problem.Problem
@@ -128,7 +130,7 @@ func Probe(ctx context.Context, t Target) Health {
 			leader = m.Name
 		}
 	}
-	return Health{Ready: true, Phase: report.PhaseHealthy, Endpoints: endpoints, SelfID: self.ID, ClusterID: st.Header.GetClusterId(), Leader: st.Leader == self.ID,
+	return Health{Ready: true, Phase: report.PhaseHealthy, Endpoints: endpoints, Members: members.Members, SelfID: self.ID, ClusterID: st.Header.GetClusterId(), Leader: st.Leader == self.ID,
 		Message: fmt.Sprintf("healthy, leader %s, %d/%d voters", leader, voters, t.Size)}
 }
 

@@ -21,9 +21,11 @@ type Options struct {
 	Snapshot string // for FromSnapshot: latest, NAME, FILE or s3://…
 	// Takeover replaces a recovery another node started and never finished.
 	Takeover bool
-	// Force recovers from this member although another member answers
-	// with newer entries.
+	// Force recovers from this member although another member holds
+	// newer entries.
 	Force bool
+	// Lost names members of the lost cluster that are gone for good.
+	Lost []string
 	// Timeout bounds the wait for the new cluster's health. Zero: 30m.
 	Timeout time.Duration
 }
@@ -72,7 +74,7 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 		progress(fmt.Sprintf("this node holds member %x of cluster %x", dataID.MemberID, dataID.ClusterID))
 	}
 	now := n.Now()
-	req := Request{From: o.From, Snapshot: o.Snapshot, Takeover: o.Takeover, Force: o.Force,
+	req := Request{From: o.From, Snapshot: o.Snapshot, Takeover: o.Takeover, Force: o.Force, Lost: o.Lost,
 		Token: NewToken(cfg.Cluster.Name, now), RequestedAt: now.UTC(), RequestedBy: os.Getpid(), State: Requested}
 
 	if src, err := n.Discovery(); err == nil {
@@ -93,11 +95,23 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 		// refused now rather than when the agent starts.
 		progress("the agent is not running here (" + why + "): checking the quorum from this command")
 		facts := quorumFacts(ctx, n, dataID.ClusterID)
-		facts.From, facts.Force = o.From, o.Force
 		if err := Refusal(facts); err != nil {
 			return Request{}, err
 		}
 		progress(describeProbes(facts))
+		if o.From == FromMember {
+			if s, _, _ := supersededByRegistry(ctx, dataDir, n.Discovery); s != nil {
+				return Request{}, refuseSuperseded(s)
+			}
+			wf, err := walFacts(ctx, n, o.Lost, o.Force)
+			if err != nil {
+				return Request{}, err
+			}
+			progress(describeWALs(wf))
+			if err := WALRefusal(wf); err != nil {
+				return Request{}, err
+			}
+		}
 		progress("the request is written; the agent carries it out when it starts (systemctl start etcd-agent)")
 	}
 	if err := WriteRequest(dataDir, req); err != nil {

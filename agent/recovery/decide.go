@@ -3,7 +3,6 @@ package recovery
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -30,20 +29,13 @@ type QuorumFacts struct {
 	ReadOK        bool
 	ReadVia       string
 	ReadClusterID uint64
-	// From is the requested source; for FromMember, DataClusterID and
-	// LocalIndex describe this node's member (LocalIndex 0: unknown).
-	From          Source
+	// DataClusterID is the cluster of this node's member data (0: none).
 	DataClusterID uint64
-	LocalIndex    uint64
-	// Force: recover from this member even though another holds newer
-	// entries.
-	Force bool
 }
 
-// Refusal is why the recovery must not run, or nil. A recovery while a
-// quorum answers would split the cluster in two; a recovery from a member
-// while another member of the same cluster holds newer entries would lose
-// them.
+// Refusal is why the recovery must not run, or nil: a recovery while a
+// quorum answers would split the cluster in two. (Which member a recovery
+// from a member must run on is WALRefusal's rule.)
 func Refusal(f QuorumFacts) error {
 	if f.ReadOK {
 		msg := fmt.Sprintf("the cluster still has a quorum: a linearizable read through %s succeeded (cluster %x). recover is only for a quorum lost for good; replace lost nodes instead (new nodes join as members automatically)",
@@ -52,19 +44,6 @@ func Refusal(f QuorumFacts) error {
 			msg += fmt.Sprintf(". This node's data belongs to cluster %x: if that cluster was replaced by a recovery, the agent moves this data aside and joins cluster %x by itself", f.DataClusterID, f.ReadClusterID)
 		}
 		return fmt.Errorf("refused: %s", msg)
-	}
-	if f.From != FromMember || f.Force || f.LocalIndex == 0 {
-		return nil
-	}
-	var newer []string
-	for _, p := range f.Probes {
-		if p.Answered && p.ClusterID == f.DataClusterID && p.RaftIndex > f.LocalIndex {
-			newer = append(newer, fmt.Sprintf("%s (raft index %d)", p.Endpoint, p.RaftIndex))
-		}
-	}
-	if len(newer) > 0 {
-		return fmt.Errorf("refused: member %s of this cluster answers with newer entries than this member (raft index %d): run recover --from-member on that node, or pass --force to recover from this member and lose them",
-			strings.Join(newer, ", "), f.LocalIndex)
 	}
 	return nil
 }

@@ -211,11 +211,24 @@ func (j *Job) rebuild(ctx context.Context, req *Request, r *recovering, progress
 
 	progress("checking that no quorum answers")
 	facts := quorumFacts(ctx, n, dataID.ClusterID)
-	facts.From, facts.Force = req.From, req.Force
 	if err := Refusal(facts); err != nil {
 		return err
 	}
 	progress(describeProbes(facts))
+	if req.From == FromMember {
+		if s, _ := j.SupersededByRegistry(ctx); s != nil {
+			return refuseSuperseded(s)
+		}
+		progress("asking every member's agent how far its WAL reaches")
+		wf, err := walFacts(ctx, n, req.Lost, req.Force)
+		if err != nil {
+			return err
+		}
+		progress(describeWALs(wf))
+		if err := WALRefusal(wf); err != nil {
+			return err
+		}
+	}
 
 	known := []string{hexID(dataID.ClusterID)}
 	if fb, ok := src.(discovery.FormationBook); ok {

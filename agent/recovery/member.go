@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
@@ -148,6 +149,19 @@ func snapshotAlone(ctx context.Context, dir string, member *embed.Config, path s
 	cfg.QuotaBackendBytes = 8 << 30 // etcd's maximum: never NOSPACE on a large member
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	// The copy still lists the lost cluster's members until it has applied
+	// their removal, and would dial them as a leader of a newer term: a
+	// live old member (one a refused recovery left running) took its
+	// messages. A self-signed peer certificate keeps it apart: every member
+	// demands one from the cluster's CA.
+	cfg.PeerTLSInfo = transport.TLSInfo{}
+	cfg.PeerAutoTLS = true
+	if err := cfg.Validate(); err != nil {
+		return 0, fmt.Errorf("configure the member's copy: %w", err)
+	}
+	if err := cfg.PeerSelfCert(); err != nil {
+		return 0, fmt.Errorf("self-signed peer certificate for the member's copy: %w", err)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return 0, fmt.Errorf("start the member's copy alone: %w", err)

@@ -106,15 +106,10 @@ func quorumFacts(ctx context.Context, n Requester, dataClusterID uint64) QuorumF
 		wg.Go(func() { f.Probes[i] = probe(ctx, n, ep) })
 	}
 	wg.Wait()
-	self := n.Member().ClientURL()
 	var answered []string
 	for _, p := range f.Probes {
-		if !p.Answered {
-			continue
-		}
-		answered = append(answered, p.Endpoint)
-		if p.Endpoint == self && p.ClusterID == dataClusterID {
-			f.LocalIndex = p.RaftIndex
+		if p.Answered {
+			answered = append(answered, p.Endpoint)
 		}
 	}
 	if len(answered) == 0 {

@@ -68,7 +68,10 @@ type Request struct {
 	Takeover bool `json:"takeover,omitempty"`
 	// Force: recover from this member although another member of the
 	// cluster answers with newer entries.
-	Force       bool      `json:"force,omitempty"`
+	Force bool `json:"force,omitempty"`
+	// Lost are members of the lost cluster the operator declared gone for
+	// good: a recovery from a member need not hear from them.
+	Lost        []string  `json:"lost,omitempty"`
 	RequestedAt time.Time `json:"requestedAt"`
 	RequestedBy int       `json:"requestedBy"` // pid of `recover`
 

@@ -37,30 +37,38 @@ const checkTimeout = 5 * time.Second
 // is false when there is no registry or it did not answer: no answer proves
 // nothing.
 func (j *Job) SupersededByRegistry(ctx context.Context) (s *Superseded, answered bool) {
-	n := j.n
-	id, err := datadir.ReadIdentity(n.Config().Node.DataDir)
+	s, answered, err := supersededByRegistry(ctx, j.n.Config().Node.DataDir, j.n.Discovery)
 	if err != nil {
-		return nil, false
+		j.n.Logger().Debug("read the recovery record", "err", err)
 	}
-	src, err := n.Discovery()
+	return s, answered
+}
+
+// supersededByRegistry is SupersededByRegistry for any node, the `recover`
+// command's included.
+func supersededByRegistry(ctx context.Context, dataDir string, disc func() (discovery.Source, error)) (s *Superseded, answered bool, err error) {
+	id, err := datadir.ReadIdentity(dataDir)
 	if err != nil {
-		return nil, false
+		return nil, false, nil
+	}
+	src, err := disc()
+	if err != nil {
+		return nil, false, nil
 	}
 	book, ok := src.(discovery.RecoveryBook)
 	if !ok {
-		return nil, false
+		return nil, false, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	rec, _, err := book.Recovery(ctx)
 	if err != nil {
-		n.Logger().Debug("read the recovery record", "err", err)
-		return nil, false
+		return nil, false, err
 	}
 	if why, ok := SupersededBy(rec, id.ClusterID); ok {
-		return &Superseded{Reason: why}, true
+		return &Superseded{Reason: why}, true, nil
 	}
-	return nil, true
+	return nil, true, nil
 }
 
 // SupersededBeforeRestart is the check before a member restarts in place:

@@ -5,6 +5,7 @@
 //
 //	<dataDir>.left            LeaveMarker: this node left (or is leaving) the cluster
 //	<dataDir>.endpoints       the cluster's client URLs as last seen
+//	<dataDir>.members         the cluster's member list as last seen healthy
 //	<dataDir>.etcd-spec.json  the etcd spec the member runs (rolling changes)
 //	<dataDir>.recover         a recovery request (package recovery's Request)
 //	<dataDir>.recover-work/   a recovery's intermediate files

@@ -67,3 +67,21 @@ func TestEndpointsAndAppliedSpec(t *testing.T) {
 		t.Errorf("applied spec file mode %v (%v), want 0600", fi.Mode(), err)
 	}
 }
+
+func TestMembers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, ok := ReadMembers(dir); ok {
+		t.Fatal("members read before any was written")
+	}
+	m := Members{ClusterID: "c1", Members: []Member{
+		{Name: "n2", ID: "2", PeerURLs: []string{"https://10.0.0.2:2380"}},
+		{Name: "n1", ID: "1", PeerURLs: []string{"https://10.0.0.1:2380"}, Learner: true},
+	}}
+	if err := WriteMembers(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := ReadMembers(dir)
+	if !ok || got.ClusterID != "c1" || len(got.Members) != 2 || got.Members[0].Name != "n1" || !got.Members[0].Learner {
+		t.Fatalf("read back %+v, %v: want both members sorted by name", got, ok)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent"
@@ -10,14 +11,17 @@ import (
 )
 
 func recoverCommand() *command {
-	const usage = "etcd-agent recover (--from-member | --from-snapshot latest|NAME|FILE|s3://BUCKET/KEY) [--config PATH]"
+	const usage = "etcd-agent recover (--from-member [--lost NAME]... | --from-snapshot latest|NAME|FILE|s3://BUCKET/KEY) [--config PATH]"
 	const summary = "Rebuild the cluster on this node after its quorum was lost for good (e.g. 2 of 3 instances\n" +
 		"terminated): a new cluster with a new cluster ID, from this member's data (--from-member:\n" +
 		"every entry of its WAL) or from a snapshot (--from-snapshot), the revision bumped and old\n" +
 		"revisions marked compacted. The running agent does the work; this command asks it and prints\n" +
 		"its progress until the new cluster is healthy. The recovery is recorded in discovery: the\n" +
 		"other nodes' agents move data of the lost cluster aside and join the new one as learners.\n" +
-		"Refused while a quorum answers, and for --from-member when this node holds no member data."
+		"Refused while a quorum answers. --from-member reads how far every member's WAL reaches (each\n" +
+		"node's agent answers on agent.apiPort whatever its etcd's state) and is refused when another\n" +
+		"member holds newer entries (it names the node to run it on), when a member's agent does not\n" +
+		"answer and is not declared gone with --lost NAME, or when this node holds no member data."
 	return &command{name: "recover", usage: usage, summary: "rebuild the cluster on this node after a quorum loss",
 		run: func(ctx context.Context, e env, args []string) error {
 			fs := newFlagSet(e, "recover", usage, summary)
@@ -25,12 +29,24 @@ func recoverCommand() *command {
 			fromMember := fs.Bool("from-member", false, "rebuild from this node's member data")
 			fromSnapshot := fs.String("from-snapshot", "", "rebuild from a snapshot: latest, a NAME from `etcd-agent snapshot list`, a FILE or s3://BUCKET/KEY")
 			takeover := fs.Bool("takeover", false, "replace a recovery another node started and never finished (its node is gone)")
-			force := fs.Bool("force", false, "with --from-member: recover from this member although another member answers with newer entries")
+			force := fs.Bool("force", false, "with --from-member: recover from this member although another member holds newer entries")
+			var lost []string
+			fs.Func("lost", "with --from-member: a member of the lost cluster whose node is gone for good (repeat, or NAME,NAME): its agent need not answer", func(v string) error {
+				for name := range strings.SplitSeq(v, ",") {
+					if name = strings.TrimSpace(name); name != "" {
+						lost = append(lost, name)
+					}
+				}
+				return nil
+			})
 			timeout := fs.Duration("timeout", 30*time.Minute, "how long to follow the recovery (the agent goes on after)")
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
-			o := recovery.Options{Takeover: *takeover, Force: *force, Timeout: *timeout}
+			o := recovery.Options{Takeover: *takeover, Force: *force, Lost: lost, Timeout: *timeout}
+			if len(lost) > 0 && !*fromMember {
+				return &exitError{code: exitUsage, err: fmt.Errorf("--lost goes with --from-member (a snapshot needs no member's WAL)")}
+			}
 			switch {
 			case *fromMember && *fromSnapshot != "":
 				return &exitError{code: exitUsage, err: fmt.Errorf("--from-member and --from-snapshot exclude each other: pick one")}

@@ -93,7 +93,7 @@ func recoverFromMember(t *testing.T, c *cluster) {
 	}
 
 	start := time.Now()
-	out := runRecover(t, c, n[1], "--from-member")
+	out := runRecover(t, c, n[1], "--from-member", "--lost", c.name(2)+","+c.name(3))
 	recovered := time.Since(start)
 	cli.SetEndpoints(c.endpoints(1, 4, 5)...)
 	c.waitMembers(cli, joinTimeout, 1, 4, 5)
@@ -147,7 +147,9 @@ func oldMembersMoveAside(t *testing.T, c *cluster) {
 	waitAcked(t, w, w.Acked()+20)
 	n[2].kill()
 
-	runRecover(t, c, n[1], "--from-member")
+	// The operator declares 2 and 3 gone (their agents do not answer);
+	// they come back later all the same.
+	runRecover(t, c, n[1], "--from-member", "--lost", c.name(2), "--lost", c.name(3))
 	cli.SetEndpoints(c.endpoints(1)...)
 	put(t, cli, keyK, "after-recovery") // only the new cluster has it
 
@@ -281,7 +283,7 @@ func TestRecoverAgentKilledMidway(t *testing.T) {
 			seen++
 			next <- struct{}{}
 		}
-	}, "recover", "--config", n[1].configPath, "--from-member")
+	}, "recover", "--config", n[1].configPath, "--from-member", "--lost", c.name(2)+","+c.name(3))
 	select {
 	case <-next:
 	case <-rec.done:
