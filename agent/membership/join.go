@@ -220,6 +220,9 @@ func sameStep(before, again JoinStep) bool {
 func (j *Job) snapshotAndSurvey(ctx context.Context, cli *clientv3.Client, outages map[uint64]Outage, change string) (JoinFacts, error) {
 	began := j.n.Now()
 	j.n.SnapshotBeforeChange(ctx, cli, change)
+	if err := j.hook(HookSnapshotted); err != nil {
+		return JoinFacts{}, err
+	}
 	if d := j.n.Now().Sub(began); d > 0 {
 		paused := Pause(outages, d)
 		clear(outages)

@@ -77,6 +77,9 @@ func (j *Job) AbandonLearner(ctx context.Context, id uint64) error {
 	}
 	defer lock.Release()
 	j.n.SnapshotBeforeChange(ctx, cli, "removing learner "+j.n.Identity().Name)
+	if err := j.hook(HookSnapshotted); err != nil {
+		return fmt.Errorf("abandon learner: %w", err)
+	}
 	if err := lock.Check(ctx); err != nil {
 		return fmt.Errorf("abandon learner: %w", err)
 	}
