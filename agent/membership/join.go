@@ -276,7 +276,7 @@ func (j *Job) survey(ctx context.Context, cli *clientv3.Client, outages map[uint
 	if eps := s.ClientURLs(selfPeer); len(eps) > 0 {
 		cli.SetEndpoints(eps...)
 	}
-	return JoinFacts{SelfPeerURL: selfPeer, Members: ms, DesiredSize: j.n.Config().Cluster.Size,
+	return JoinFacts{ClusterID: s.ClusterID, SelfPeerURL: selfPeer, Members: ms, DesiredSize: j.n.Config().Cluster.Size,
 		Grace: j.n.Config().Cluster.DeadMemberGrace.D()}, nil
 }
 

@@ -39,6 +39,8 @@ func (m ClusterMember) label() string {
 // JoinFacts is what a node with no data knows about a formed cluster,
 // gathered while it holds the cluster's membership lock.
 type JoinFacts struct {
+	// ClusterID is the ID of the cluster that answered the survey.
+	ClusterID   uint64
 	SelfPeerURL string
 	Members     []ClusterMember
 	// DesiredSize is the configured number of voting members.
