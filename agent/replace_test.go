@@ -18,6 +18,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/internal/lintest"
 )
 
 // joinTimeout bounds a join: the grace period (3s in the harness), learner
@@ -374,4 +375,87 @@ func TestLearnerThatNeverCatchesUp(t *testing.T) {
 	cli.SetEndpoints(nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, fresh.agent.Report().ClientURL)
 	h.wantMembers(t, cli, 1, 2, 4)
 	w.verify(t, cli)
+}
+
+// TestLearnerPromotedDuringSnapshotStays: a learner not promoted in time
+// gives itself up, but a promotion commits while its snapshot before the
+// removal runs (here the test's own, standing in for the agent's promotion
+// whose call gave up before etcd applied it). After the snapshot the
+// learner plans again on a fresh survey: it is a voter now, so it stays,
+// with its member ID and its data, and becomes ready.
+func TestLearnerPromotedDuringSnapshotStays(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	token, nodes := formCluster(t, h, ctx, 3)
+	cli := clusterClient(h, nodes[:2]...)
+	defer cli.Close()
+	w := startWriter(t, cli, 2)
+
+	nodes[2].stop()
+	var skipping, added atomic.Bool
+	skipping.Store(true)
+	var promoted atomic.Uint64
+	promoteErr := make(chan error, 1)
+	fresh := h.startWith(ctx, 4, h.config(4, 3, h.v3Discovery(token)), func(o *agent.Options) {
+		o.LearnerCatchUpTimeout = 3 * time.Second
+		o.JoinHook = func(step membership.HookStep) error {
+			switch {
+			case step == membership.HookAdded:
+				added.Store(true)
+			case step == membership.HookPromote && skipping.Load():
+				return agent.ErrSkipPromotion
+			case step == membership.HookSnapshotted && added.Load() && skipping.Load():
+				// The learner's snapshot before giving itself up: promote it.
+				skipping.Store(false)
+				promoteErr <- promoteLearner(cli, h.e.PeerURL(4), &promoted)
+			}
+			return nil
+		}
+	})
+	select {
+	case err := <-promoteErr:
+		if err != nil {
+			t.Fatalf("promote the learner during its snapshot: %v", err)
+		}
+	case <-time.After(joinTimeout):
+		t.Fatalf("the learner never took its snapshot before giving up: %s %s", fresh.agent.Report().Phase, fresh.agent.Report().Message)
+	}
+	t.Logf("learner %x promoted while its snapshot before giving up ran", promoted.Load())
+	fresh.waitReady(t, joinTimeout)
+
+	cli.SetEndpoints(nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL, fresh.agent.Report().ClientURL)
+	after := h.wantMembers(t, cli, 1, 2, 4)
+	if after[h.name(4)] != promoted.Load() {
+		t.Errorf("node 4 is member %x, was promoted as %x: it was removed and joined again", after[h.name(4)], promoted.Load())
+	}
+	if moved, _ := filepath.Glob(fresh.cfg.Node.DataDir + ".removed-*"); len(moved) != 0 {
+		t.Errorf("node 4 moved its data aside: %v", moved)
+	}
+	for _, d := range fresh.agent.Report().Decisions {
+		if d.Action == report.ActionRemoveMember && strings.Contains(d.Reason, "not caught up") {
+			t.Errorf("node 4 removed itself after its promotion: %s", d.Reason)
+		}
+	}
+	w.verify(t, cli)
+	lintest.HashKVEqual(t, cli, cli.Endpoints())
+}
+
+// promoteLearner promotes the learner with peer URL peer and stores its ID.
+func promoteLearner(cli *clientv3.Client, peer string, id *atomic.Uint64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range list.Members {
+		if slices.Contains(m.PeerURLs, peer) {
+			id.Store(m.ID)
+			_, err := cli.MemberPromote(ctx, m.ID)
+			return err
+		}
+	}
+	return errors.New("no member with peer URL " + peer)
 }

@@ -49,6 +49,9 @@ func (a *Agent) waitReady(ctx context.Context) error {
 				if _, ok := asRejoin(err); ok || ctx.Err() != nil {
 					return err
 				}
+				if err == nil {
+					continue // promoted meanwhile: the next probe sees a voter
+				}
 				// The lock was busy or lost, or the cluster did not answer:
 				// try again, not in a loop (a removal that did go through
 				// shows as this member missing, and the membership check

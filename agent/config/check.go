@@ -89,12 +89,17 @@ func CheckOffline(c *Config, opts CheckOptions) error {
 func (c *Config) offlineProblems(opts CheckOptions, valid bool) []Problem {
 	var ps []Problem
 	for i, raw := range c.Etcd.ExtraFlags {
+		field := fmt.Sprintf("etcd.extraFlags[%d]", i)
+		if etcdconf.StrictReconfigOff(raw) {
+			ps = append(ps, Problem{Field: field, Value: raw, Problem: strictReconfigProblem, Fix: strictReconfigFix})
+			continue
+		}
 		if !strings.HasPrefix(raw, "--") {
 			continue // Validate reports it
 		}
 		if err := etcdconf.CheckExtraFlag(raw); err != nil {
 			ps = append(ps, Problem{
-				Field:   fmt.Sprintf("etcd.extraFlags[%d]", i),
+				Field:   field,
 				Value:   raw,
 				Problem: strings.TrimPrefix(err.Error(), "extra flag "),
 				Fix:     extraFlagFix(raw),
@@ -139,6 +144,14 @@ var tuningFields = map[string]struct{ field, unit string }{
 	"name":                      {"node.name", ""},
 	"data-dir":                  {"node.dataDir", ""},
 }
+
+// The refusal of an extra flag that turns etcd's strict reconfiguration
+// check off: the agent's membership changes count on etcd refusing one that
+// would cost quorum.
+const (
+	strictReconfigProblem = "turns off etcd's strict reconfiguration check, which etcd-agent relies on to refuse a membership change that would cost quorum"
+	strictReconfigFix     = "remove it: etcd keeps the check on by default"
+)
 
 func extraFlagFix(raw string) string {
 	name, value, hasValue := strings.Cut(strings.TrimPrefix(raw, "--"), "=")

@@ -97,6 +97,39 @@ func TestCheckRefusesExtraFlags(t *testing.T) {
 	}
 }
 
+// TestCheckRefusesStrictReconfigOff: the agent's membership changes rely on
+// etcd refusing a change that would cost quorum; no spelling of turning that
+// check off gets through, and the problem names the entry and the fix.
+func TestCheckRefusesStrictReconfigOff(t *testing.T) {
+	for _, tc := range []struct{ name, flag string }{
+		{"equals", "--strict-reconfig-check=false"},
+		{"zero", "--strict-reconfig-check=0"},
+		{"upper case", "--strict-reconfig-check=FALSE"},
+		{"space", "--strict-reconfig-check false"},
+		{"one dash", "-strict-reconfig-check=false"},
+		{"one dash space", "-strict-reconfig-check  f"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := check(t, minimal+"etcd:\n  extraFlags: ['--max-txn-ops=256', '"+tc.flag+"']\n", CheckOptions{})
+			ps := problems(t, err)
+			if len(ps) != 1 {
+				t.Fatalf("%d problems, want 1: %v", len(ps), err)
+			}
+			p := ps[0]
+			if p.Field != "etcd.extraFlags[1]" || p.Value != tc.flag ||
+				!strings.Contains(p.Problem, "turns off etcd's strict reconfiguration check") ||
+				!strings.Contains(p.Fix, "remove it") {
+				t.Errorf("problem = %s", p)
+			}
+		})
+	}
+	for _, ok := range []string{"--strict-reconfig-check", "--strict-reconfig-check=true"} {
+		if _, err := check(t, minimal+"etcd:\n  extraFlags: ['"+ok+"']\n", CheckOptions{}); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+}
+
 func TestOfflineIdentity(t *testing.T) {
 	cfg, err := check(t, minimal, CheckOptions{})
 	if err != nil {

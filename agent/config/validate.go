@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 )
 
 func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (string, bool)) {
@@ -172,7 +174,10 @@ func (c *Config) Validate() (warnings []string, err error) {
 	}
 	c.validateTuning(bad)
 	for i, f := range c.Etcd.ExtraFlags {
-		if !strings.HasPrefix(f, "--") {
+		switch {
+		case etcdconf.StrictReconfigOff(f):
+			// CheckOffline refuses it, whatever its dashes.
+		case !strings.HasPrefix(f, "--"):
 			bad(fmt.Sprintf("etcd.extraFlags[%d]", i), f, "must look like --flag=value", "prefix the flag with --")
 		}
 	}

@@ -53,6 +53,36 @@ var (
 	}
 )
 
+// strictReconfigFlag is etcd's check that refuses a membership change that
+// would cost quorum or add a member while too few are started. The agent's
+// plans count on it as the last guard when a survey is already stale.
+const strictReconfigFlag = "strict-reconfig-check"
+
+// StrictReconfigOff tells whether the ExtraFlags entry raw turns etcd's
+// strict reconfiguration check off, however it is spelled: one or two
+// dashes, "=" or blanks before the value. Such an entry is refused.
+func StrictReconfigOff(raw string) bool {
+	body := strings.TrimLeft(strings.TrimSpace(raw), "-")
+	name, value, ok := strings.Cut(body, "=")
+	if !ok {
+		f := strings.Fields(body)
+		if len(f) != 2 {
+			return false
+		}
+		name, value = f[0], f[1]
+	}
+	if strings.TrimSpace(name) != strictReconfigFlag {
+		return false
+	}
+	on, err := strconv.ParseBool(strings.TrimSpace(value))
+	return err == nil && !on
+}
+
+func strictReconfigOffError(raw string) error {
+	return fmt.Errorf("extra flag %q turns off etcd's strict reconfiguration check, which etcd-agent relies on "+
+		"to refuse a membership change that would cost quorum (remove it; etcd keeps the check on by default)", raw)
+}
+
 // extraFlag is one parsed ExtraFlags entry.
 type extraFlag struct {
 	name, value string
@@ -105,6 +135,9 @@ func ownedReason(name string) string {
 // entry. The flag must map onto an embed.Config setting so that both runtimes
 // can apply it.
 func CheckExtraFlag(raw string) error {
+	if StrictReconfigOff(raw) {
+		return strictReconfigOffError(raw)
+	}
 	f, err := parseExtraFlag(raw)
 	if err != nil {
 		return err

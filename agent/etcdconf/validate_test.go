@@ -108,6 +108,28 @@ func TestExtraFlagsDenyList(t *testing.T) {
 	}
 }
 
+// TestExtraFlagsStrictReconfigOff: turning etcd's strict reconfiguration
+// check off is refused in every spelling; turning it on is fine.
+func TestExtraFlagsStrictReconfigOff(t *testing.T) {
+	for _, f := range []string{
+		"--strict-reconfig-check=false", "--strict-reconfig-check=0", "--strict-reconfig-check=F",
+		"--strict-reconfig-check false", "-strict-reconfig-check=false", "-strict-reconfig-check\tfalse",
+	} {
+		s := validSpec()
+		s.ExtraFlags = []string{f}
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "turns off etcd's strict reconfiguration check") {
+			t.Errorf("ExtraFlags %q: Validate() = %v, want the strict reconfiguration refusal", f, err)
+		}
+	}
+	for _, f := range []string{"--strict-reconfig-check", "--strict-reconfig-check=true"} {
+		s := validSpec()
+		s.ExtraFlags = []string{f}
+		if err := s.Validate(); err != nil {
+			t.Errorf("ExtraFlags %q refused: %v", f, err)
+		}
+	}
+}
+
 // TestExtraFeatureGates: an extra --feature-gates adds gates, but may not
 // turn the corruption checks off.
 func TestExtraFeatureGates(t *testing.T) {

@@ -86,6 +86,11 @@ const (
 	HookAdded HookStep = "added"
 	// HookPromote: before each promotion attempt.
 	HookPromote HookStep = "promote"
+	// HookSnapshotted: after the snapshot before a membership change (a
+	// join's removal or add, a learner giving up), before the cluster is
+	// surveyed again to plan the change anew. Tests pause here to change
+	// the cluster while the snapshot "runs".
+	HookSnapshotted HookStep = "snapshotted"
 )
 
 // ErrSkipPromotion, returned by Options.Hook at HookPromote, skips that

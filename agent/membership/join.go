@@ -127,19 +127,15 @@ func (j *Job) joinOnce(ctx context.Context, cli *clientv3.Client, res discovery.
 		case StepRemove:
 			r := step.Remove
 			j.n.SetStatus(report.PhaseJoining, fmt.Sprintf("removing member %s: %s", r.Name, r.Reason))
-			if facts, err = j.snapshotAndSurvey(ctx, cli, outages, "removing member "+r.Name); err != nil {
+			var ok bool
+			if facts, step, ok, err = j.confirm(ctx, cli, lock, outages, step, "removing member "+r.Name); err != nil {
 				return d, false, err
 			}
-			again := PlanJoin(facts)
-			if !sameStep(step, again) {
-				j.n.Logger().Info("join plan changed during the snapshot", "was", step.Reason, "now", again.Reason)
+			if !ok {
 				fresh = true
 				continue
 			}
-			r = again.Remove
-			if err := lock.Check(ctx); err != nil {
-				return d, false, err
-			}
+			r = step.Remove
 			if err := cluster.RemoveMember(ctx, cli, r.ID, func(msg string) {
 				j.n.SetStatus(report.PhaseJoining, fmt.Sprintf("removing member %s: %s", r.Name, msg))
 			}); err != nil {
@@ -152,18 +148,13 @@ func (j *Job) joinOnce(ctx context.Context, cli *clientv3.Client, res discovery.
 		case StepResume, StepAdd:
 			if step.Kind == StepAdd {
 				j.n.SetStatus(report.PhaseJoining, "adding this node as a learner: "+step.Reason)
-				if facts, err = j.snapshotAndSurvey(ctx, cli, outages, "adding learner "+self.Name); err != nil {
+				var ok bool
+				if facts, step, ok, err = j.confirm(ctx, cli, lock, outages, step, "adding learner "+self.Name); err != nil {
 					return d, false, err
 				}
-				again := PlanJoin(facts)
-				if !sameStep(step, again) {
-					j.n.Logger().Info("join plan changed during the snapshot", "was", step.Reason, "now", again.Reason)
+				if !ok {
 					fresh = true
 					continue
-				}
-				step = again
-				if err := lock.Check(ctx); err != nil {
-					return d, false, err
 				}
 				err := cluster.AddLearner(ctx, cli, self.PeerURL, func(msg string) {
 					j.n.SetStatus(report.PhaseJoining, "adding this node as a learner: "+msg)
@@ -199,6 +190,26 @@ func (j *Job) joinOnce(ctx context.Context, cli *clientv3.Client, res discovery.
 	}
 }
 
+// confirm is the last look before the change step: it takes the snapshot
+// before the change (it can take minutes), surveys the cluster again under
+// the lock, plans again on that survey and checks the lock. ok says the
+// fresh plan again is still step (the same kind, the same member): act on
+// again. Otherwise plan anew on facts, the fresh survey.
+func (j *Job) confirm(ctx context.Context, cli *clientv3.Client, lock *cluster.Lock, outages map[uint64]Outage, step JoinStep, change string) (facts JoinFacts, again JoinStep, ok bool, err error) {
+	if facts, err = j.snapshotAndSurvey(ctx, cli, outages, change); err != nil {
+		return facts, again, false, err
+	}
+	again = PlanJoin(facts)
+	if !sameStep(step, again) {
+		j.n.Logger().Info("join plan changed during the snapshot", "was", step.Reason, "now", again.Reason)
+		return facts, again, false, nil
+	}
+	if err := lock.Check(ctx); err != nil {
+		return facts, again, false, err
+	}
+	return facts, again, true, nil
+}
+
 // sameStep reports whether again, planned after the snapshot, is the step
 // planned before it.
 func sameStep(before, again JoinStep) bool {
@@ -220,6 +231,9 @@ func sameStep(before, again JoinStep) bool {
 func (j *Job) snapshotAndSurvey(ctx context.Context, cli *clientv3.Client, outages map[uint64]Outage, change string) (JoinFacts, error) {
 	began := j.n.Now()
 	j.n.SnapshotBeforeChange(ctx, cli, change)
+	if err := j.hook(HookSnapshotted); err != nil {
+		return JoinFacts{}, err
+	}
 	if d := j.n.Now().Sub(began); d > 0 {
 		paused := Pause(outages, d)
 		clear(outages)
@@ -262,7 +276,7 @@ func (j *Job) survey(ctx context.Context, cli *clientv3.Client, outages map[uint
 	if eps := s.ClientURLs(selfPeer); len(eps) > 0 {
 		cli.SetEndpoints(eps...)
 	}
-	return JoinFacts{SelfPeerURL: selfPeer, Members: ms, DesiredSize: j.n.Config().Cluster.Size,
+	return JoinFacts{ClusterID: s.ClusterID, SelfPeerURL: selfPeer, Members: ms, DesiredSize: j.n.Config().Cluster.Size,
 		Grace: j.n.Config().Cluster.DeadMemberGrace.D()}, nil
 }
 

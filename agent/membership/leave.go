@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/cluster"
+	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 )
 
@@ -30,6 +32,11 @@ const (
 // Leave removes this node's member from the cluster (scale-down,
 // decommission) and wipes its data only after the removal is committed;
 // progress is told each step (nil: nothing is told).
+//
+// Every survey must come from the cluster this node's data belongs to (the
+// cluster ID in its WAL, or in the marker once the data is wiped): another
+// cluster answering at a recorded address is refused, with both IDs, before
+// anything is removed or wiped.
 //
 // Under the membership lock, and only if the remaining voters keep quorum,
 // it writes the leave marker, so no agent restarts etcd or joins again from
@@ -66,7 +73,11 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 	unlock := sync.OnceFunc(lock.Release)
 	defer unlock()
 
-	me, facts, err := j.leaveFacts(ctx, cli, self)
+	local, err := localCluster(dataDir)
+	if err != nil {
+		return err
+	}
+	me, facts, err := j.leaveFacts(ctx, cli, self, local)
 	if err != nil {
 		return err
 	}
@@ -79,13 +90,14 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 		memberID = fmt.Sprintf("%x", id)
 		_, hadMarker := sidefile.ReadLeaveMarker(dataDir)
 		now := j.n.Now().UTC()
-		if err := sidefile.WriteLeaveMarker(dataDir, sidefile.LeaveMarker{State: sidefile.Leaving, Member: self.Name, MemberID: memberID, At: now,
+		if err := sidefile.WriteLeaveMarker(dataDir, sidefile.LeaveMarker{State: sidefile.Leaving, Member: self.Name, MemberID: memberID,
+			ClusterID: fmt.Sprintf("%x", facts.ClusterID), At: now,
 			Note: fmt.Sprintf("leaving since %s: removing member %s (%x)", now.Format(time.RFC3339), self.Name, id)}); err != nil {
 			return fmt.Errorf("write leave marker: %w", err)
 		}
 		j.n.SnapshotBeforeChange(ctx, cli, "removing member "+self.Name+" (leave)")
 		// The snapshot may have taken minutes: survey and check again.
-		if me, facts, err = j.leaveFacts(ctx, cli, self); err != nil {
+		if me, facts, err = j.leaveFacts(ctx, cli, self, local); err != nil {
 			return err
 		}
 		if me == nil || me.ID != id {
@@ -94,7 +106,9 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 		if err := LeaveCheck(id, facts.Members); err != nil {
 			if !hadMarker {
 				// Nothing was removed: the node stays as it was.
-				_ = os.Remove(sidefile.LeaveMarkerPath(dataDir))
+				if err := sidefile.RemoveLeaveMarker(dataDir); err != nil {
+					j.n.Logger().Warn("take back the leave marker", "err", err)
+				}
 			}
 			return fmt.Errorf("leave: refused: %w", err)
 		}
@@ -139,11 +153,20 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 }
 
 // leaveFacts surveys the cluster and finds this node's member in it (nil
-// when the member list does not hold it).
-func (j *Job) leaveFacts(ctx context.Context, cli *clientv3.Client, self Member) (*ClusterMember, JoinFacts, error) {
+// when the member list does not hold it). It refuses a cluster other than
+// local, the one this node's data belongs to: its member list says nothing
+// about this node's member, and acting on it would remove a stranger or
+// wipe data on a stranger's word.
+func (j *Job) leaveFacts(ctx context.Context, cli *clientv3.Client, self Member, local localID) (*ClusterMember, JoinFacts, error) {
 	facts, err := j.Facts(ctx, cli)
 	if err != nil {
 		return nil, JoinFacts{}, fmt.Errorf("leave: %w", err)
+	}
+	if local.known && facts.ClusterID != local.cluster {
+		return nil, facts, fmt.Errorf("leave: refused: this node's member belongs to cluster %x (%s), but the cluster answering at %s is %x: "+
+			"not removing a member or wiping data on another cluster's word (a recovered cluster, or another cluster at an address this node knew); "+
+			"nothing was changed: check %s and the cluster this node belongs to",
+			local.cluster, local.from, strings.Join(cli.Endpoints(), ","), facts.ClusterID, sidefile.EndpointsPath(j.dataDir()))
 	}
 	var me *ClusterMember
 	for i, m := range facts.Members {
@@ -152,6 +175,37 @@ func (j *Job) leaveFacts(ctx context.Context, cli *clientv3.Client, self Member)
 		}
 	}
 	return me, facts, nil
+}
+
+// localID is the cluster this node's member belongs to, as its data (or,
+// once the data is wiped, the leave marker) says.
+type localID struct {
+	cluster uint64
+	known   bool
+	from    string // where it was read, for the refusal
+}
+
+// localCluster reads the cluster ID of the member in dataDir (the WAL's
+// metadata), or the one the leave marker recorded once the data is gone.
+// Data whose cluster cannot be read is not wiped: an error.
+func localCluster(dataDir string) (localID, error) {
+	has, err := datadir.HasMember(dataDir)
+	if err != nil {
+		return localID{}, fmt.Errorf("leave: %w", err)
+	}
+	if has {
+		id, err := datadir.ReadIdentity(dataDir)
+		if err != nil {
+			return localID{}, fmt.Errorf("leave: refused: cannot tell which cluster the data in %s belongs to, so it is not wiped: %w", dataDir, err)
+		}
+		return localID{cluster: id.ClusterID, known: true, from: fmt.Sprintf("member %x in %s", id.MemberID, dataDir)}, nil
+	}
+	if m, ok := sidefile.ReadLeaveMarker(dataDir); ok && m.ClusterID != "" {
+		if id, err := strconv.ParseUint(m.ClusterID, 16, 64); err == nil {
+			return localID{cluster: id, known: true, from: "recorded in " + sidefile.LeaveMarkerPath(dataDir)}, nil
+		}
+	}
+	return localID{}, nil // no data to wipe, no cluster recorded
 }
 
 // stopRemovedEtcd makes sure the local etcd no longer runs: it stops it

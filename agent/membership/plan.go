@@ -39,6 +39,8 @@ func (m ClusterMember) label() string {
 // JoinFacts is what a node with no data knows about a formed cluster,
 // gathered while it holds the cluster's membership lock.
 type JoinFacts struct {
+	// ClusterID is the ID of the cluster that answered the survey.
+	ClusterID   uint64
 	SelfPeerURL string
 	Members     []ClusterMember
 	// DesiredSize is the configured number of voting members.
@@ -206,6 +208,38 @@ func LeaveCheck(selfID uint64, members []ClusterMember) error {
 			self.label(), healthyOthers, voters-1)
 	}
 	return nil
+}
+
+// AbandonKind is what a learner that did not catch up in time does.
+type AbandonKind string
+
+// Abandon kinds.
+const (
+	// AbandonRemove: still this learner: remove it, then join again.
+	AbandonRemove AbandonKind = "remove"
+	// AbandonKeep: promoted meanwhile: a voter now, nothing to give up.
+	AbandonKeep AbandonKind = "keep"
+	// AbandonGone: no longer a member (another node removed the stale
+	// learner): join again.
+	AbandonGone AbandonKind = "gone"
+)
+
+// PlanAbandon decides, on a survey taken under the membership lock right
+// before the removal, what the learner id that did not catch up in time
+// does: it removes itself only while the member list still holds it as a
+// learner. A voter is never removed on this path: its removal would need
+// LeaveCheck's quorum check, and it is no longer behind.
+func PlanAbandon(id uint64, members []ClusterMember) (AbandonKind, string) {
+	for _, m := range members {
+		if m.ID != id {
+			continue
+		}
+		if !m.IsLearner {
+			return AbandonKeep, fmt.Sprintf("member %x was promoted to voter meanwhile: not removing it", id)
+		}
+		return AbandonRemove, fmt.Sprintf("learner %x still not promoted", id)
+	}
+	return AbandonGone, fmt.Sprintf("learner %x is no longer a member (removed by another node)", id)
 }
 
 // ExistingCluster renders --initial-cluster for a node joining with

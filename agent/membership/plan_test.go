@@ -100,3 +100,27 @@ func TestLeaveCheck(t *testing.T) {
 		t.Errorf("unknown member: %v", err)
 	}
 }
+
+// TestPlanAbandon: a learner gives itself up only while the member list
+// still holds it as a learner.
+func TestPlanAbandon(t *testing.T) {
+	learner := voter(9, "10.0.0.9", true, 0)
+	learner.IsLearner = true
+	others := []ClusterMember{voter(1, "10.0.0.1", true, 0), voter(2, "10.0.0.2", true, 0)}
+	for _, tc := range []struct {
+		name    string
+		members []ClusterMember
+		want    AbandonKind
+	}{
+		{"still a learner", append(others, learner), AbandonRemove},
+		{"promoted meanwhile", append(others, voter(9, "10.0.0.9", true, 0)), AbandonKeep},
+		{"removed by another node", others, AbandonGone},
+		{"another learner with my address", append(others, func() ClusterMember { m := learner; m.ID = 8; return m }()), AbandonGone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, why := PlanAbandon(9, tc.members); got != tc.want {
+				t.Errorf("PlanAbandon = %s (%s), want %s", got, why, tc.want)
+			}
+		})
+	}
+}

@@ -65,7 +65,10 @@ const abandonLockWait = 30 * time.Second
 
 // AbandonLearner removes this node's learner (id) after it failed to catch
 // up within LearnerCatchUpTimeout, under the membership lock, and returns the
-// RejoinNeeded that moves the data aside and joins again.
+// RejoinNeeded that moves the data aside and joins again. The snapshot
+// before the removal can take minutes: after it, the learner plans again on
+// a fresh survey (PlanAbandon) and returns nil when it was promoted
+// meanwhile.
 func (j *Job) AbandonLearner(ctx context.Context, id uint64) error {
 	cli, err := j.n.Cluster()
 	if err != nil {
@@ -76,11 +79,22 @@ func (j *Job) AbandonLearner(ctx context.Context, id uint64) error {
 		return fmt.Errorf("abandon learner: %w", err)
 	}
 	defer lock.Release()
-	j.n.SnapshotBeforeChange(ctx, cli, "removing learner "+j.n.Identity().Name)
-	if err := lock.Check(ctx); err != nil {
+	facts, err := j.snapshotAndSurvey(ctx, cli, map[uint64]Outage{}, "removing learner "+j.n.Identity().Name)
+	if err != nil {
 		return fmt.Errorf("abandon learner: %w", err)
 	}
 	reason := fmt.Sprintf("learner %x not caught up after %s", id, j.opts.LearnerCatchUpTimeout)
+	switch kind, why := PlanAbandon(id, facts.Members); kind {
+	case AbandonKeep:
+		j.n.Logger().Info("not giving up the learner", "reason", why)
+		return nil
+	case AbandonGone:
+		j.n.Logger().Warn("learner already removed", "reason", why)
+		return &RejoinNeeded{Reason: reason + "; " + why}
+	}
+	if err := lock.Check(ctx); err != nil {
+		return fmt.Errorf("abandon learner: %w", err)
+	}
 	if err := cluster.RemoveMember(ctx, cli, id, func(msg string) {
 		j.n.SetStatus(report.PhaseLearner, "removing this learner: "+msg)
 	}); err != nil {

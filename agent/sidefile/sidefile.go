@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -69,7 +70,11 @@ type LeaveMarker struct {
 	State    LeaveState `json:"state"`
 	Member   string     `json:"member,omitempty"`
 	MemberID string     `json:"memberID,omitempty"`
-	At       time.Time  `json:"at"`
+	// ClusterID is the cluster the member belongs to (hex), so that a
+	// leave resumed after the data was wiped still knows which cluster to
+	// finish with.
+	ClusterID string    `json:"clusterID,omitempty"`
+	At        time.Time `json:"at"`
 	// Note says it in words (older agents wrote only this, as text).
 	Note string `json:"note,omitempty"`
 }
@@ -106,6 +111,23 @@ func ReadLeaveMarker(dataDir string) (m LeaveMarker, ok bool) {
 // WriteLeaveMarker writes the marker.
 func WriteLeaveMarker(dataDir string, m LeaveMarker) error {
 	return writeJSON(LeaveMarkerPath(dataDir), m, 0o644)
+}
+
+// RemoveLeaveMarker deletes the marker (none is fine) and makes the removal
+// durable: a marker that came back after a crash would hold etcd again.
+func RemoveLeaveMarker(dataDir string) error {
+	return remove(LeaveMarkerPath(dataDir))
+}
+
+// remove deletes path (none is fine) and fsyncs its directory.
+func remove(path string) error {
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // ReadEndpoints returns the cluster's client URLs as last seen (nil when

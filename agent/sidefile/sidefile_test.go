@@ -35,6 +35,14 @@ func TestLeaveMarker(t *testing.T) {
 			t.Errorf("text marker %q: %+v (%v), want state %s", text, got, ok, state)
 		}
 	}
+	for range 2 { // removing a marker that is gone is fine
+		if err := RemoveLeaveMarker(dataDir); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := ReadLeaveMarker(dataDir); ok {
+			t.Fatal("the marker is still there after RemoveLeaveMarker")
+		}
+	}
 }
 
 func TestEndpointsAndAppliedSpec(t *testing.T) {
