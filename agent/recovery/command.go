@@ -19,6 +19,9 @@ import (
 type Options struct {
 	From     Source
 	Snapshot string // for FromSnapshot: latest, NAME, FILE or s3://…
+	// AllowPartial lets "latest" choose among the snapshot stores that
+	// answer when another does not (it may hold a newer snapshot).
+	AllowPartial bool
 	// Takeover replaces a recovery another node started and never finished.
 	Takeover bool
 	// Force recovers from this member although another member answers
@@ -72,7 +75,7 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 		progress(fmt.Sprintf("this node holds member %x of cluster %x", dataID.MemberID, dataID.ClusterID))
 	}
 	now := n.Now()
-	req := Request{From: o.From, Snapshot: o.Snapshot, Takeover: o.Takeover, Force: o.Force,
+	req := Request{From: o.From, Snapshot: o.Snapshot, AllowPartial: o.AllowPartial, Takeover: o.Takeover, Force: o.Force,
 		Token: NewToken(cfg.Cluster.Name, now), RequestedAt: now.UTC(), RequestedBy: os.Getpid(), State: Requested}
 
 	if src, err := n.Discovery(); err == nil {

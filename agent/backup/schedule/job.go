@@ -288,10 +288,10 @@ func (j *Job) verifyNewest(ctx context.Context, cli *clientv3.Client) {
 	cfg, log, id := j.n.Config(), j.n.Logger(), j.n.Identity()
 	file := filepath.Join(cfg.Backup.Dir, ".tmp-verify.db")
 	defer os.Remove(file)
-	_, name, err := backup.Newest(ctx, src.Stores)
-	var m backup.Meta
+	st, m, err := backup.Newest(ctx, src)
+	name := m.Name
 	if err == nil {
-		m, err = backup.Fetch(ctx, src, name, file)
+		m, err = backup.FetchFrom(ctx, st, name, file)
 	}
 	if err == nil {
 		_, err = backup.Verify(ctx, file, m, backup.VerifyOptions{Host: verifyHost(id.PrivateIP), TempDir: cfg.Backup.Dir, Logger: log})
