@@ -330,8 +330,8 @@ func TestSnapshotFaults(t *testing.T) {
 }
 
 // truncateNewest waits for a local snapshot, then puts a truncated copy of
-// it beside it under a newer name (as an interrupted copy would leave), with
-// its metadata: the next verification takes it as the newest.
+// it beside it under a newer name and revision (as an interrupted copy would
+// leave), with its metadata: the next verification takes it as the newest.
 func truncateNewest(t *testing.T, cfg *config.Config) {
 	t.Helper()
 	local := store.Local{Dir: cfg.Backup.Dir}
@@ -353,9 +353,10 @@ func truncateNewest(t *testing.T, cfg *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Newer by revision (what orders snapshots), as the next one would be.
 	n, _ := backup.ParseName(orig)
-	n.Time = n.Time.Add(time.Hour)
-	m.Name = n.String()
+	n.Time, n.Revision = n.Time.Add(time.Hour), n.Revision+1_000_000
+	m.Name, m.Revision = n.String(), n.Revision
 	if err := os.WriteFile(filepath.Join(cfg.Backup.Dir, m.Name+backup.SnapshotSuffix), data[:len(data)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}

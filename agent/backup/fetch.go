@@ -26,12 +26,16 @@ type Sources struct {
 	// S3 gives the region and endpoint for s3://bucket/key references
 	// (bucket and key come from the reference).
 	S3 store.S3Config
+	// AllowPartial lets "latest" choose among the stores that answered
+	// when another did not (which may hold a newer one). Zero: "latest"
+	// fails naming the store.
+	AllowPartial bool
 }
 
 // Fetch copies the snapshot that ref names to the file dst and returns its
 // metadata, after checking dst's size and sha256 against it. ref is one of:
 //   - "latest": the newest complete snapshot (one with its metadata) in
-//     any of src.Stores;
+//     src.Stores, by cluster generation and revision (see Newest);
 //   - a snapshot NAME, as `etcd-agent snapshot list` prints it;
 //   - a local FILE (NAME.db; its NAME.meta.json beside it, if there is one);
 //   - s3://bucket/key of a NAME.db object (its NAME.meta.json beside it).
@@ -52,11 +56,11 @@ func Fetch(ctx context.Context, src Sources, ref, dst string) (Meta, error) {
 func fetch(ctx context.Context, src Sources, ref, dst string) (Meta, error) {
 	switch {
 	case ref == Latest:
-		st, name, err := Newest(ctx, src.Stores)
+		st, m, err := Newest(ctx, src)
 		if err != nil {
 			return Meta{}, err
 		}
-		return fetchFrom(ctx, st, name, dst)
+		return fetchFrom(ctx, st, m.Name, dst)
 	case strings.HasPrefix(ref, "s3://"):
 		u, err := url.Parse(ref)
 		if err != nil || u.Host == "" || !strings.HasSuffix(u.Path, SnapshotSuffix) {
@@ -98,32 +102,94 @@ func isFile(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// Newest finds the newest complete snapshot across stores: its store and
-// name. On a tie the later store wins (S3 after the local dir: the copy a
-// recovery would use).
-func Newest(ctx context.Context, stores []store.Store) (store.Store, string, error) {
-	var best string
-	var bestStore store.Store
-	var errs []error
-	for _, st := range stores {
-		names, err := List(ctx, st)
+// Newest finds the newest complete snapshot in src.Stores (see Newer: by
+// cluster generation, then revision), its store and metadata; the same
+// snapshot in several stores is taken from the later one (S3 after the
+// local dir: the copy a recovery would use). A store that does not answer
+// (list or metadata) is an error naming it, unless src.AllowPartial: it may
+// hold a newer snapshot. So are snapshots of two clusters at the newest
+// generation (two recoveries, or a cluster bootstrapped again under the
+// same name): which is newer is for a person to say, by name.
+func Newest(ctx context.Context, src Sources) (store.Store, Meta, error) {
+	var best *candidate
+	var all []candidate
+	var failed []error
+	var answered []string
+	for _, st := range src.Stores {
+		cands, err := newestPerCluster(ctx, st)
 		if err != nil {
-			errs = append(errs, err)
+			failed = append(failed, err)
 			continue
 		}
-		if n := len(names); n > 0 && names[n-1] >= best {
-			best, bestStore = names[n-1], st
+		answered = append(answered, st.Where())
+		for _, c := range cands {
+			all = append(all, c)
+			if best == nil || !Newer(best.m, c.m) {
+				best = &c
+			}
 		}
 	}
-	if bestStore == nil {
-		where := make([]string, len(stores))
-		for i, st := range stores {
+	if len(failed) > 0 && !src.AllowPartial {
+		choose := ""
+		if len(answered) > 0 {
+			choose = ", or pass --allow-partial to choose among " + strings.Join(answered, ", ")
+		}
+		return nil, Meta{}, fmt.Errorf("cannot tell the latest snapshot: a store that does not answer may hold a newer one (make it answer, name a snapshot from `etcd-agent snapshot list`%s): %w", choose, errors.Join(failed...))
+	}
+	if best == nil {
+		where := make([]string, len(src.Stores))
+		for i, st := range src.Stores {
 			where[i] = st.Where()
 		}
-		errs = append(errs, fmt.Errorf("no snapshot in %s", strings.Join(where, ", ")))
-		return nil, "", errors.Join(errs...)
+		return nil, Meta{}, errors.Join(append(failed, fmt.Errorf("no snapshot in %s", strings.Join(where, ", ")))...)
 	}
-	return bestStore, best, nil
+	for _, c := range all {
+		if c.m.Generation == best.m.Generation && c.m.ClusterID != best.m.ClusterID {
+			return nil, Meta{}, fmt.Errorf("cannot tell the latest snapshot: %s (cluster %s, revision %d) and %s (cluster %s, revision %d) are of two clusters at recovery generation %d; name the one to use (`etcd-agent snapshot list`)",
+				best.m.Name, best.m.ClusterID, best.m.Revision, c.m.Name, c.m.ClusterID, c.m.Revision, best.m.Generation)
+		}
+	}
+	return best.st, best.m, nil
+}
+
+type candidate struct {
+	st store.Store
+	m  Meta
+}
+
+// newestPerCluster is, for each cluster ID that has complete snapshots in
+// st, the one at the highest revision (the name says cluster and revision;
+// its metadata the generation).
+func newestPerCluster(ctx context.Context, st store.Store) ([]candidate, error) {
+	names, err := List(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	type top struct {
+		name string
+		n    Name
+	}
+	tops := map[uint64]top{}
+	for _, name := range names {
+		n, _ := ParseName(name) // List keeps parsed names only
+		if t, ok := tops[n.ClusterID]; !ok || n.Revision > t.n.Revision || n.Revision == t.n.Revision && n.Time.After(t.n.Time) {
+			tops[n.ClusterID] = top{name, n}
+		}
+	}
+	var out []candidate
+	for _, t := range tops {
+		b, err := st.Get(ctx, t.name+MetaSuffix)
+		if err != nil {
+			return nil, err
+		}
+		m, err := ParseMeta(b, st.Where()+"/"+t.name+MetaSuffix)
+		if err != nil {
+			return nil, err
+		}
+		m.Name = t.name
+		out = append(out, candidate{st: st, m: m})
+	}
+	return out, nil
 }
 
 // List returns the names of the complete snapshots in st (both objects
@@ -144,6 +210,16 @@ func List(ctx context.Context, st store.Store) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// FetchFrom is Fetch of snapshot name from the store st.
+func FetchFrom(ctx context.Context, st store.Store, name, dst string) (Meta, error) {
+	m, err := fetchFrom(ctx, st, name, dst)
+	if err != nil {
+		_ = os.Remove(dst)
+		return Meta{}, fmt.Errorf("fetch snapshot %s from %s: %w", name, st.Where(), err)
+	}
+	return m, nil
 }
 
 // fetchFrom gets NAME's metadata and snapshot from st and checks them.

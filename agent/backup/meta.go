@@ -15,6 +15,12 @@ type Meta struct {
 	// in hex.
 	Cluster   string `json:"cluster"`
 	ClusterID string `json:"clusterID"`
+	// Generation counts the recoveries behind the cluster: 0 for a cluster
+	// as bootstrapped, N for the cluster the Nth recovery made (from the
+	// recovery record the cluster holds at Revision). Snapshots order by
+	// Generation, then Revision (see Newer); absent in metadata written
+	// before it existed: 0.
+	Generation int `json:"generation"`
 	// Revision is the store revision the snapshot holds; CompactRevision
 	// the revision it was compacted to (0: never).
 	Revision        int64 `json:"revision"`
@@ -66,4 +72,17 @@ func ParseMeta(b []byte, what string) (Meta, error) {
 		return Meta{}, fmt.Errorf("snapshot metadata %s has no sha256 or size: not written by etcd-agent", what)
 	}
 	return m, nil
+}
+
+// Newer reports whether a holds a later state than b: a later cluster
+// generation, else a higher revision, and only between equals the later
+// time (the taking node's clock says nothing about which state is newer).
+func Newer(a, b Meta) bool {
+	if a.Generation != b.Generation {
+		return a.Generation > b.Generation
+	}
+	if a.Revision != b.Revision {
+		return a.Revision > b.Revision
+	}
+	return a.Time.After(b.Time)
 }

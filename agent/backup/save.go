@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/keys"
+	"github.com/etcd-agent/etcd-agent/discovery"
 )
 
 // SaveOptions says which member to snapshot and how to label it.
@@ -135,6 +139,9 @@ func describeMember(ctx context.Context, cli *clientv3.Client, endpoint string, 
 		return fmt.Errorf("status of %s: %w", endpoint, err)
 	}
 	m.EtcdVersion = st.Version
+	if m.Generation, err = generation(ctx, cli, m.Revision, m.ClusterID); err != nil {
+		return fmt.Errorf("recovery record of %s at revision %d: %w", endpoint, m.Revision, err)
+	}
 	members, err := cli.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return fmt.Errorf("member list from %s: %w", endpoint, err)
@@ -146,6 +153,29 @@ func describeMember(ctx context.Context, cli *clientv3.Client, endpoint string, 
 		})
 	}
 	return nil
+}
+
+// generation is the recovery generation of cluster clusterID (hex) at rev,
+// from the recovery record the cluster holds (keys.Recovery): none, 0 (as
+// bootstrapped); its own, the record's; another cluster's, one more (the
+// record came with the data a recovery copied: this cluster is the next
+// recovery, whose own record is written once it is healthy).
+func generation(ctx context.Context, cli *clientv3.Client, rev int64, clusterID string) (int, error) {
+	resp, err := cli.Get(ctx, keys.Recovery, clientv3.WithRev(rev), clientv3.WithSerializable())
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	var rec discovery.Recovery
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return 0, fmt.Errorf("%s: %w", keys.Recovery, err)
+	}
+	if rec.ClusterID == clusterID {
+		return rec.Generation, nil
+	}
+	return rec.Generation + 1, nil
 }
 
 func parseHexID(s string) (uint64, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/cluster"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -19,6 +20,9 @@ import (
 type Options struct {
 	From     Source
 	Snapshot string // for FromSnapshot: latest, NAME, FILE or s3://…
+	// AllowPartial lets "latest" choose among the snapshot stores that
+	// answer when another does not (it may hold a newer snapshot).
+	AllowPartial bool
 	// Takeover replaces a recovery another node started and never finished.
 	Takeover bool
 	// Force recovers from this member although another member holds
@@ -40,6 +44,8 @@ const (
 	defaultFollowTimeout = 30 * time.Minute
 	// registryReadTimeout bounds reading the registry's recovery record.
 	registryReadTimeout = 10 * time.Second
+	// latestTimeout bounds finding the latest snapshot in the stores.
+	latestTimeout = 2 * time.Minute
 	// followPoll is how often the request file is read again.
 	followPoll = 250 * time.Millisecond
 )
@@ -73,8 +79,19 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 		}
 		progress(fmt.Sprintf("this node holds member %x of cluster %x", dataID.MemberID, dataID.ClusterID))
 	}
+	if o.From == FromSnapshot && o.Snapshot == backup.Latest {
+		// Resolved here, once, in front of the operator: a store that does
+		// not answer is a refusal before anything is claimed, and the
+		// agent (a resumed recovery too) restores exactly this one.
+		m, where, err := latestSnapshot(ctx, n, o.AllowPartial)
+		if err != nil {
+			return Request{}, fmt.Errorf("refused: %w", err)
+		}
+		progress(fmt.Sprintf("latest is snapshot %s in %s: cluster %s, recovery generation %d, revision %d", m.Name, where, m.ClusterID, m.Generation, m.Revision))
+		o.Snapshot = m.Name
+	}
 	now := n.Now()
-	req := Request{From: o.From, Snapshot: o.Snapshot, Takeover: o.Takeover, Force: o.Force, Lost: o.Lost,
+	req := Request{From: o.From, Snapshot: o.Snapshot, AllowPartial: o.AllowPartial, Takeover: o.Takeover, Force: o.Force, Lost: o.Lost,
 		Token: NewToken(cfg.Cluster.Name, now), RequestedAt: now.UTC(), RequestedBy: os.Getpid(), State: Requested}
 
 	if src, err := n.Discovery(); err == nil {
@@ -119,6 +136,23 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 	}
 	progress(fmt.Sprintf("recovery from %s requested (%s); the agent carries it out", req.Describe(), RequestPath(dataDir)))
 	return follow(ctx, dataDir, 0, o.Timeout, say)
+}
+
+// latestSnapshot finds the newest snapshot in the node's stores (see
+// backup.Newest) and where it is.
+func latestSnapshot(ctx context.Context, n Requester, allowPartial bool) (backup.Meta, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
+	defer cancel()
+	src, err := backup.OpenSources(ctx, n.Config())
+	if err != nil {
+		return backup.Meta{}, "", fmt.Errorf("open the snapshot stores: %w", err)
+	}
+	src.AllowPartial = allowPartial
+	st, m, err := backup.Newest(ctx, src)
+	if err != nil {
+		return backup.Meta{}, "", err
+	}
+	return m, st.Where(), nil
 }
 
 // follow prints the request's progress from line `seen` on until the agent

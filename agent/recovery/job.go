@@ -344,6 +344,7 @@ func (j *Job) snapshot(ctx context.Context, req *Request, r *recovering, dataID 
 		if err != nil {
 			return "", fmt.Errorf("open the snapshot stores: %w", err)
 		}
+		srcs.AllowPartial = req.AllowPartial
 		meta, err := backup.Fetch(ctx, srcs, req.Snapshot, file)
 		if err != nil {
 			return "", err

@@ -61,6 +61,9 @@ type Line struct {
 type Request struct {
 	From     Source `json:"from"`
 	Snapshot string `json:"snapshot,omitempty"` // for FromSnapshot
+	// AllowPartial: "latest" may choose among the snapshot stores that
+	// answer when another does not.
+	AllowPartial bool `json:"allowPartial,omitempty"`
 	// Token is the new cluster's initial cluster token, chosen once so a
 	// resumed recovery builds the same cluster.
 	Token string `json:"token"`

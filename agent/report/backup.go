@@ -15,6 +15,9 @@ type Backup struct {
 	Last *Snapshot `json:"last,omitempty"`
 	// Verification is the newest verification of a snapshot.
 	Verification *Verification `json:"verification,omitempty"`
+	// Verified is the newest verification that succeeded: retention keeps
+	// its snapshot whatever failed since.
+	Verified *Verification `json:"verified,omitempty"`
 	// Failure is the newest failed attempt of any agent, cleared by the
 	// next complete success.
 	Failure *Failure `json:"failure,omitempty"`

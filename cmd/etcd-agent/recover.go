@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent"
+	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 )
 
 func recoverCommand() *command {
-	const usage = "etcd-agent recover (--from-member [--lost NAME]... | --from-snapshot latest|NAME|FILE|s3://BUCKET/KEY) [--config PATH]"
+	const usage = "etcd-agent recover (--from-member [--lost NAME]... | --from-snapshot latest|NAME|FILE|s3://BUCKET/KEY [--allow-partial]) [--config PATH]"
 	const summary = "Rebuild the cluster on this node after its quorum was lost for good (e.g. 2 of 3 instances\n" +
 		"terminated): a new cluster with a new cluster ID, from this member's data (--from-member:\n" +
 		"every entry of its WAL) or from a snapshot (--from-snapshot), the revision bumped and old\n" +
@@ -21,13 +22,16 @@ func recoverCommand() *command {
 		"Refused while a quorum answers. --from-member reads how far every member's WAL reaches (each\n" +
 		"node's agent answers on agent.apiPort whatever its etcd's state) and is refused when another\n" +
 		"member holds newer entries (it names the node to run it on), when a member's agent does not\n" +
-		"answer and is not declared gone with --lost NAME, or when this node holds no member data."
+		"answer and is not declared gone with --lost NAME, or when this node holds no member data.\n" +
+		"latest is the newest snapshot by recovery generation and revision (not by clock) in backup.dir\n" +
+		"and S3; when a store does not answer it fails naming it, unless --allow-partial."
 	return &command{name: "recover", usage: usage, summary: "rebuild the cluster on this node after a quorum loss",
 		run: func(ctx context.Context, e env, args []string) error {
 			fs := newFlagSet(e, "recover", usage, summary)
 			cf := addConfigFlags(fs)
 			fromMember := fs.Bool("from-member", false, "rebuild from this node's member data")
 			fromSnapshot := fs.String("from-snapshot", "", "rebuild from a snapshot: latest, a NAME from `etcd-agent snapshot list`, a FILE or s3://BUCKET/KEY")
+			allowPartial := fs.Bool("allow-partial", false, "with --from-snapshot latest: choose among the snapshot stores that answer when another does not (it may hold a newer snapshot)")
 			takeover := fs.Bool("takeover", false, "replace a recovery another node started and never finished (its node is gone)")
 			force := fs.Bool("force", false, "with --from-member: recover from this member although another member holds newer entries")
 			var lost []string
@@ -43,11 +47,13 @@ func recoverCommand() *command {
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
-			o := recovery.Options{Takeover: *takeover, Force: *force, Lost: lost, Timeout: *timeout}
+			o := recovery.Options{Takeover: *takeover, Force: *force, Lost: lost, Timeout: *timeout, AllowPartial: *allowPartial}
 			if len(lost) > 0 && !*fromMember {
 				return &exitError{code: exitUsage, err: fmt.Errorf("--lost goes with --from-member (a snapshot needs no member's WAL)")}
 			}
 			switch {
+			case *allowPartial && *fromSnapshot != backup.Latest:
+				return &exitError{code: exitUsage, err: fmt.Errorf("--allow-partial goes with --from-snapshot latest only (a NAME, FILE or s3:// reference names one snapshot)")}
 			case *fromMember && *fromSnapshot != "":
 				return &exitError{code: exitUsage, err: fmt.Errorf("--from-member and --from-snapshot exclude each other: pick one")}
 			case *fromMember:

@@ -164,7 +164,7 @@ func snapshotListCommand() *command {
 }
 
 func snapshotVerifyCommand() *command {
-	const usage = "etcd-agent snapshot verify [NAME|latest|FILE|s3://bucket/key] [--host IP] [--config PATH]"
+	const usage = "etcd-agent snapshot verify [NAME|latest|FILE|s3://bucket/key] [--allow-partial] [--host IP] [--config PATH]"
 	const summary = "Prove a snapshot restorable: fetch it (default: latest, the newest in backup.dir or S3), check\n" +
 		"its size and sha256 against its metadata, restore it into a throw-away etcd member (loopback, a\n" +
 		"temporary dir under backup.dir, removed afterwards) and compare its revision, key count and HashKV\n" +
@@ -173,6 +173,7 @@ func snapshotVerifyCommand() *command {
 		run: func(ctx context.Context, e env, args []string) error {
 			fs := newFlagSet(e, "snapshot verify", usage, summary)
 			cf := addConfigFlags(fs)
+			allowPartial := fs.Bool("allow-partial", false, "latest: choose among the snapshot stores that answer when another does not")
 			host := fs.String("host", "", "loopback address for the throw-away member (default: the node's own if loopback, else 127.0.0.1)")
 			if err := parseFlags(fs, args, 1); err != nil {
 				return err
@@ -198,6 +199,7 @@ func snapshotVerifyCommand() *command {
 			}
 			defer os.RemoveAll(tmp)
 			file := filepath.Join(tmp, "snapshot.db")
+			src.AllowPartial = *allowPartial
 			m, err := backup.Fetch(ctx, src, ref, file)
 			if err != nil {
 				return err

@@ -116,4 +116,20 @@ func TestSnapshotCommands(t *testing.T) {
 		}
 		t.Logf("verify %s: %s", filepath.Base(file), strings.TrimSpace(errOut))
 	}
+
+	// S3 stops answering: latest is not chosen among what is left, unless
+	// asked to (--allow-partial), and a recover with a named snapshot
+	// refuses the flag.
+	srv.Stop()
+	code, out, errOut = runCLI(t, nil, "snapshot", "verify", "--config", cfgPath)
+	if code != exitFailure || !strings.Contains(errOut, "s3://etcd-backups/cli-test") || !strings.Contains(errOut, "--allow-partial") {
+		t.Errorf("verify latest with S3 down: exit %d, want 1 and an error naming the store\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, nil, "snapshot", "verify", "--config", cfgPath, "--allow-partial")
+	if code != 0 || !strings.Contains(out, name+" verified") {
+		t.Errorf("verify latest --allow-partial with S3 down: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, errOut = runCLI(t, nil, "recover", "--config", cfgPath, "--from-snapshot", name, "--allow-partial"); code != exitUsage || !strings.Contains(errOut, "latest only") {
+		t.Errorf("recover --from-snapshot NAME --allow-partial: exit %d\n%s", code, errOut)
+	}
 }

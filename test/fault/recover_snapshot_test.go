@@ -3,6 +3,7 @@ package fault_test
 import (
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,7 +24,9 @@ import (
 // instances (new IPs, empty disks) boot and wait, since the registry says the
 // cluster formed and nobody answers. `etcd-agent recover --from-snapshot
 // latest` on one of them restores the newest snapshot from S3 into a new
-// cluster; the other two join it. Every write acknowledged before the
+// cluster; the other two join it. Before that, with S3 stopped and an older
+// snapshot in that node's own dir, the same command is refused naming S3
+// (it used to restore the older one silently). Every write acknowledged before the
 // snapshot is there, the history is linearizable, the revision is above the
 // snapshot's, and a writer works on the new cluster.
 func TestRecoverFromSnapshotS3(t *testing.T) {
@@ -50,6 +53,10 @@ func TestRecoverFromSnapshotS3(t *testing.T) {
 	c.waitMembers(cli, time.Minute, 1, 2, 3)
 	oldID := clusterID(t, cli)
 	w := lintest.Start(t, cli, 2)
+	// An early snapshot, kept aside: later, a copy an operator left on
+	// the node that recovers.
+	waitSnapshot(t, srv, bucket, 1)
+	older, olderDir := keepOldestSnapshot(t, srv, bucket)
 	waitAcked(t, w, 40)
 	put(t, cli, keyK, "v1")
 	// The recovery point: writes stop, and a scheduled snapshot at or
@@ -85,6 +92,24 @@ func TestRecoverFromSnapshotS3(t *testing.T) {
 		t.Fatalf("recover --from-member on a node without data: exit %d, %v, want a refusal:\n%s", code, err, noData.tail(20))
 	}
 
+	// S3 stops answering while node 4 holds an older snapshot in its own
+	// dir (a copy of the first one, as an operator may have left there):
+	// `latest` must not restore it silently. The recover fails naming the
+	// store; S3 back, it restores the newest.
+	if older.Revision >= meta.Revision {
+		t.Fatalf("the early snapshot %s is not older than the newest %s", older.Name, meta.Name)
+	}
+	copySnapshot(t, olderDir, filepath.Join(filepath.Dir(fresh[0].dataDir), "snapshots"), older.Name)
+	srv.Stop()
+	down := c.spawn("recover-s3down-node4", c.env, nil, "recover", "--config", fresh[0].configPath, "--from-snapshot", "latest")
+	code, err := down.wait(recoverTimeout)
+	if err != nil || code == 0 || !strings.Contains(down.tail(20), "s3://"+bucket) {
+		t.Fatalf("recover --from-snapshot latest with S3 down and an older snapshot %s (revision %d) on the node: exit %d, %v; want a refusal naming s3://%s:\n%s",
+			older.Name, older.Revision, code, err, bucket, down.tail(20))
+	}
+	t.Logf("recover --from-snapshot latest with S3 down: exit %d:\n%s", code, down.tail(5))
+	srv.Restart(t)
+
 	start := time.Now()
 	out := runRecover(t, c, fresh[0], "--from-snapshot", "latest")
 	recovered := time.Since(start)
@@ -108,6 +133,48 @@ func TestRecoverFromSnapshotS3(t *testing.T) {
 	w2 := lintest.Start(t, cli, 2)
 	waitAcked(t, w2, 40)
 	c.proof(w2, cli, 4, 5, 6)
+}
+
+// keepOldestSnapshot copies the oldest snapshot in the bucket (objects on
+// the gateway's disk) into a temporary dir and returns its metadata and the
+// dir.
+func keepOldestSnapshot(t *testing.T, srv *s3test.Server, bucket string) (backup.Meta, string) {
+	t.Helper()
+	metas, err := filepath.Glob(filepath.Join(srv.Root, bucket, "*", "*"+backup.MetaSuffix))
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("no snapshot metadata in the bucket's directory: %v", err)
+	}
+	var oldest backup.Meta
+	var from string
+	for _, f := range metas {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := backup.ParseMeta(b, f); err == nil && (from == "" || m.Revision < oldest.Revision) {
+			oldest, from = m, f
+		}
+	}
+	dir := t.TempDir()
+	copySnapshot(t, filepath.Dir(from), dir, oldest.Name)
+	return oldest, dir
+}
+
+// copySnapshot copies snapshot name's two files from one dir to another.
+func copySnapshot(t *testing.T, from, to, name string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{backup.SnapshotSuffix, backup.MetaSuffix} {
+		b, err := os.ReadFile(filepath.Join(from, name+suffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, name+suffix), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // currentRevision is the cluster's revision, read linearizably.

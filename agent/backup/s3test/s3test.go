@@ -33,6 +33,8 @@ type Server struct {
 	// AccessKey and SecretKey are the root user's credentials.
 	AccessKey, SecretKey string
 
+	bin  string
+	args []string
 	cmd  *exec.Cmd
 	logs *syncBuffer
 }
@@ -74,33 +76,48 @@ func Start(t testing.TB, ip string) *Server {
 	// --sidecar keeps object metadata in files: no xattrs needed on the
 	// test machine's file system.
 	sidecar := t.TempDir()
-	s.cmd = exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey,
-		"--port", fmt.Sprintf("%s:%d", ip, port), "--quiet", "posix", "--sidecar", sidecar, root)
+	s.bin, s.args = bin, []string{"--access", s.AccessKey, "--secret", s.SecretKey,
+		"--port", fmt.Sprintf("%s:%d", ip, port), "--quiet", "posix", "--sidecar", sidecar, root}
+	t.Cleanup(s.Stop)
+	s.run(t)
+	return s
+}
+
+// Restart starts a stopped gateway again on the same address, root and
+// metadata: what it stored is there again (an S3 outage that ends).
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	s.run(t)
+}
+
+// run starts the gateway and waits until it answers.
+func (s *Server) run(t testing.TB) {
+	t.Helper()
+	s.cmd = exec.Command(s.bin, s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	// The gateway dies with the test process, even one that crashed.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start versitygw: %v", err)
 	}
-	t.Cleanup(s.Stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.Endpoint + "/")
 		if err == nil {
 			resp.Body.Close()
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("versitygw on %s not answering after 30s: %v\n%s", s.Endpoint, err, s.logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return s
 }
 
 // Stop ends the gateway (idempotent).
 func (s *Server) Stop() {
-	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
+	if s.cmd != nil && s.cmd.Process != nil && s.cmd.ProcessState == nil {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 	}

@@ -243,19 +243,22 @@ func (j *Job) sources(ctx context.Context) (backup.Sources, error) {
 }
 
 // prune applies retention to every store, keeping the newest verified
-// snapshot whatever its age.
+// snapshot whatever its age and whatever failed since (Protected). Without
+// the record it does nothing: what to keep is not known.
 func (j *Job) prune(ctx context.Context, cli *clientv3.Client) {
 	src, err := j.sources(ctx)
 	if err != nil {
 		return
 	}
-	var protect []string
-	if rec, err := j.readRecord(ctx, cli); err == nil && rec.Verification != nil && rec.Verification.OK {
-		protect = append(protect, rec.Verification.Name)
+	log := j.n.Logger()
+	rec, err := j.readRecord(ctx, cli)
+	if err != nil {
+		log.Warn("snapshot retention skipped: the record of the newest verified snapshot cannot be read", "err", err)
+		return
 	}
+	protect := Protected(rec)
 	r := j.n.Config().Backup.Retention
 	p := retention.Policy{Hourly: r.Hourly, Daily: r.Daily, Weekly: r.Weekly}
-	log := j.n.Logger()
 	for _, st := range src.Stores {
 		deleted, err := backup.Prune(ctx, st, p, j.n.Now(), protect...)
 		if err != nil {
@@ -288,10 +291,10 @@ func (j *Job) verifyNewest(ctx context.Context, cli *clientv3.Client) {
 	cfg, log, id := j.n.Config(), j.n.Logger(), j.n.Identity()
 	file := filepath.Join(cfg.Backup.Dir, ".tmp-verify.db")
 	defer os.Remove(file)
-	_, name, err := backup.Newest(ctx, src.Stores)
-	var m backup.Meta
+	st, m, err := backup.Newest(ctx, src)
+	name := m.Name
 	if err == nil {
-		m, err = backup.Fetch(ctx, src, name, file)
+		m, err = backup.FetchFrom(ctx, st, name, file)
 	}
 	if err == nil {
 		_, err = backup.Verify(ctx, file, m, backup.VerifyOptions{Host: verifyHost(id.PrivateIP), TempDir: cfg.Backup.Dir, Logger: log})
@@ -304,7 +307,12 @@ func (j *Job) verifyNewest(ctx context.Context, cli *clientv3.Client) {
 	} else {
 		log.Info("snapshot verified", "name", name, "revision", m.Revision)
 	}
-	if err := Update(ctx, cli, func(r *report.Backup) { r.Verification = v }); err != nil {
+	if err := Update(ctx, cli, func(r *report.Backup) {
+		r.Verification = v
+		if v.OK {
+			r.Verified = v
+		}
+	}); err != nil {
 		log.Warn("record snapshot verification", "err", err)
 	}
 }

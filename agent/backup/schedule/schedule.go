@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -42,6 +43,22 @@ func SlotOf(t time.Time, interval time.Duration) int64 {
 
 // Due says whether slot still needs a snapshot, given the shared record.
 func Due(rec report.Backup, slot int64) bool { return rec.Slot < slot }
+
+// Protected names the snapshots retention must keep whatever their age: the
+// newest verified one (Verified; from a record written before it existed,
+// the newest verification when it succeeded), so failed verifications since
+// (a transient S3 error, a damaged newer snapshot) never leave the stores
+// without a snapshot known to restore.
+func Protected(rec report.Backup) []string {
+	var names []string
+	if v := rec.Verified; v != nil && v.OK {
+		names = append(names, v.Name)
+	}
+	if v := rec.Verification; v != nil && v.OK && !slices.Contains(names, v.Name) {
+		names = append(names, v.Name)
+	}
+	return names
+}
 
 // Claim is a held slot. Release it when done; it also ends when the
 // holder's process dies (lease).

@@ -2,6 +2,7 @@ package schedule_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,5 +97,27 @@ func TestOneClaimPerSlot(t *testing.T) {
 	rec, err := schedule.Read(ctx, clients[0])
 	if err != nil || rec.Slot != 7+n.Load() {
 		t.Fatalf("record slot %d after %d increments from 7: %v", rec.Slot, n.Load(), err)
+	}
+}
+
+// TestProtected: retention keeps the newest verified snapshot through any
+// number of failed verifications after it.
+func TestProtected(t *testing.T) {
+	ok := func(name string) *report.Verification { return &report.Verification{Name: name, OK: true} }
+	bad := &report.Verification{Name: "s3", Error: "list s3://b/p: unreachable"}
+	for _, c := range []struct {
+		name string
+		rec  report.Backup
+		want []string
+	}{
+		{"never verified", report.Backup{}, nil},
+		{"verified", report.Backup{Verification: ok("s1"), Verified: ok("s1")}, []string{"s1"}},
+		{"a failed verification after a good one", report.Backup{Verification: bad, Verified: ok("s1")}, []string{"s1"}},
+		{"record of an older agent: its last verification good", report.Backup{Verification: ok("s1")}, []string{"s1"}},
+		{"record of an older agent: its last verification failed", report.Backup{Verification: bad}, nil},
+	} {
+		if got := schedule.Protected(c.rec); !slices.Equal(got, c.want) {
+			t.Errorf("%s: protected %v, want %v", c.name, got, c.want)
+		}
 	}
 }
