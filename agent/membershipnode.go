@@ -33,17 +33,17 @@ func (n membershipNode) SupersededBeforeRestart(ctx context.Context) *membership
 	return rejoinFor(n.a.recovery.SupersededBeforeRestart(ctx))
 }
 
-// SupersededByRecovery implements membership.Superseded.
-func (n membershipNode) SupersededByRecovery(ctx context.Context, timeout time.Duration) (*membership.RejoinNeeded, bool) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	s, answered := n.a.recovery.SupersededByRegistry(ctx)
+// SupersededByRecovery implements membership.Superseded: the registry's
+// record within timeout, then the replaced cluster's quorum (bounded by the
+// recovery job).
+func (n membershipNode) SupersededByRecovery(ctx context.Context, timeout time.Duration, unhealthySince time.Time) (*membership.RejoinNeeded, bool) {
+	s, answered := n.a.recovery.AsideByRegistry(ctx, timeout, unhealthySince)
 	return rejoinFor(s), answered
 }
 
 // SupersededByAnswer implements membership.Superseded.
-func (n membershipNode) SupersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64) *membership.RejoinNeeded {
-	return rejoinFor(recovery.SupersededByAnswer(ctx, cli, dataClusterID))
+func (n membershipNode) SupersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64, unhealthySince time.Time) *membership.RejoinNeeded {
+	return rejoinFor(n.a.recovery.AsideByAnswer(ctx, cli, dataClusterID, unhealthySince))
 }
 
 // rejoinFor is the rejoin a replaced cluster calls for (nil when s is).

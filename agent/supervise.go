@@ -66,7 +66,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 			// A learner catching up is expected; anything else that is
 			// not ready for a while may have been removed while away.
 			if watch.Observe(h.Learner, a.now()) {
-				if r := a.members.Check(ctx); r != nil {
+				if r := a.members.Check(ctx, watch.UnhealthySince()); r != nil {
 					return r
 				}
 			}
@@ -122,7 +122,7 @@ func (a *Agent) healthCheck() func(context.Context) error {
 			}
 		}
 		if watch.Observe(h.Ready, a.now()) {
-			if r := a.members.Check(ctx); r != nil {
+			if r := a.members.Check(ctx, watch.UnhealthySince()); r != nil {
 				return r
 			}
 		}

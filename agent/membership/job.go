@@ -55,18 +55,22 @@ type Snapshotter interface {
 }
 
 // Superseded finds the recovery record saying that a recovery replaced the
-// cluster this node's data belongs to (the recovery job's concern).
+// cluster this node's data belongs to, and decides whether that cluster is
+// gone (the recovery job's concern): only then is a RejoinNeeded returned.
 type Superseded interface {
 	// SupersededBeforeRestart is the check before a member restarts in
 	// place: the registry when it answers, else the clusters at the
-	// addresses this node knows.
+	// addresses this node knows. It holds the member (blocks) while the
+	// replaced cluster may still serve or come back.
 	SupersededBeforeRestart(ctx context.Context) *RejoinNeeded
-	// SupersededByRecovery asks the registry; answered is false when there
-	// is none or it did not answer within timeout.
-	SupersededByRecovery(ctx context.Context, timeout time.Duration) (r *RejoinNeeded, answered bool)
+	// SupersededByRecovery asks the registry (within timeout), for a member
+	// unhealthy since unhealthySince; answered is false when there is no
+	// registry or it did not answer.
+	SupersededByRecovery(ctx context.Context, timeout time.Duration, unhealthySince time.Time) (r *RejoinNeeded, answered bool)
 	// SupersededByAnswer asks the cluster answering through cli (another
-	// cluster than dataClusterID) whether it replaced it.
-	SupersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64) *RejoinNeeded
+	// cluster than dataClusterID) whether it replaced it, for a member
+	// unhealthy since unhealthySince.
+	SupersededByAnswer(ctx context.Context, cli *clientv3.Client, dataClusterID uint64, unhealthySince time.Time) *RejoinNeeded
 }
 
 // RejoinNeeded ends one pass of the node's lifecycle: the data dir is moved

@@ -167,10 +167,10 @@ func (n *fakeNode) SnapshotBeforeChange(ctx context.Context, cli *clientv3.Clien
 	}
 }
 func (n *fakeNode) SupersededBeforeRestart(context.Context) *RejoinNeeded { return nil }
-func (n *fakeNode) SupersededByRecovery(context.Context, time.Duration) (*RejoinNeeded, bool) {
+func (n *fakeNode) SupersededByRecovery(context.Context, time.Duration, time.Time) (*RejoinNeeded, bool) {
 	return nil, false
 }
-func (n *fakeNode) SupersededByAnswer(context.Context, *clientv3.Client, uint64) *RejoinNeeded {
+func (n *fakeNode) SupersededByAnswer(context.Context, *clientv3.Client, uint64, time.Time) *RejoinNeeded {
 	return nil
 }
 func (n *fakeNode) Discovery() (discovery.Source, error) { return &discovery.Static{}, nil }

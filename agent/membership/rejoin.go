@@ -30,9 +30,11 @@ const (
 // Check asks the rest of the cluster, linearizably, whether this node's data
 // still belongs to it: the member ID in the WAL must be in the member list
 // of the cluster ID in the WAL. It returns a RejoinNeeded only on such an
-// answer (or a recovery record that replaced the cluster); no answer, or a
-// cluster without quorum, proves nothing.
-func (j *Job) Check(ctx context.Context) *RejoinNeeded {
+// answer (or a recovery record that replaced the cluster, once that cluster
+// has had no quorum for the grace); no answer, or a cluster without quorum,
+// proves nothing. unhealthySince is when the local member last stopped
+// being healthy (Watch).
+func (j *Job) Check(ctx context.Context, unhealthySince time.Time) *RejoinNeeded {
 	if _, leaving := sidefile.ReadLeaveMarker(j.dataDir()); leaving {
 		return nil // leaving: the removal is expected, and `leave` finishes it
 	}
@@ -41,7 +43,7 @@ func (j *Job) Check(ctx context.Context) *RejoinNeeded {
 		j.n.Logger().Debug("membership check: read member identity", "err", err)
 		return nil
 	}
-	if r, _ := j.n.SupersededByRecovery(ctx, supersededCheckTimeout); r != nil {
+	if r, _ := j.n.SupersededByRecovery(ctx, supersededCheckTimeout, unhealthySince); r != nil {
 		return r
 	}
 	self := j.selfClientURL()
@@ -65,7 +67,7 @@ func (j *Job) Check(ctx context.Context) *RejoinNeeded {
 		// Another cluster answers at the addresses this node knew. Proof
 		// only when it records that it replaced this node's cluster (a
 		// recovery); otherwise nothing is moved.
-		if r := j.n.SupersededByAnswer(ctx, cli, id.ClusterID); r != nil {
+		if r := j.n.SupersededByAnswer(ctx, cli, id.ClusterID, unhealthySince); r != nil {
 			return r
 		}
 		j.n.Logger().Warn("membership check: another cluster answers at this node's known endpoints",
@@ -102,6 +104,10 @@ func (w *Watch) Observe(healthy bool, now time.Time) bool {
 	w.lastCheck = now
 	return true
 }
+
+// UnhealthySince is when the current run of unhealthy observations began
+// (zero while healthy).
+func (w *Watch) UnhealthySince() time.Time { return w.unhealthySince }
 
 // Rejoin stops the local etcd and moves the data dir aside, so the next
 // pass of the lifecycle enters the cluster anew.

@@ -57,6 +57,11 @@ type Job struct {
 	// lastReplacedReport is when a replaced-but-running cluster was last
 	// reported (Run).
 	lastReplacedReport time.Time
+	// noQuorum is since when this agent has seen no quorum of its data's
+	// cluster, which a recovery replaced (DecideAside).
+	noQuorum noQuorum
+	// lastAside is the last move-aside verdict logged.
+	lastAside asideLog
 }
 
 // NewJob returns the recovery job of n.

@@ -115,7 +115,7 @@ func TestCheckReplacedReportsASplitCluster(t *testing.T) {
 	_ = j.Run(ctx)
 	_ = j.Run(ctx)
 	d := divergence()
-	if len(d) != 1 || !strings.Contains(d[0], "cluster aaaa") || !strings.Contains(d[0], "restart etcd-agent") {
+	if len(d) != 1 || !strings.Contains(d[0], "cluster aaaa") || !strings.Contains(d[0], "stop this cluster's members") {
 		t.Fatalf("divergence decisions %q: want one naming the replaced cluster aaaa and the way out", d)
 	}
 	if has, err := filepath.Glob(dataDir + ".removed-*"); err != nil || len(has) != 0 {
