@@ -156,6 +156,10 @@ func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook
 		go func() {
 			defer close(closed)
 			if r := <-ch; r.e != nil {
+				// The server first: Close waits for the client listeners,
+				// which a member without a quorum only leaves once its
+				// server stops (it never becomes ready).
+				r.e.Server.HardStop()
 				r.e.Close()
 			}
 		}()
