@@ -66,8 +66,9 @@ type Options struct {
 	Now func() time.Time
 	// JoinHook, when set, is called at the steps of a join
 	// (membership.HookAdded: after the member add, before etcd starts;
-	// membership.HookPromote: before each promotion attempt). An error
-	// aborts Run there, as a crash would (tests).
+	// membership.HookPromote: before each promotion attempt) and of a
+	// founder's first start (membership.HookRecording, HookRecorded,
+	// HookEtcdStarted). An error aborts Run there, as a crash would (tests).
 	JoinHook func(step membership.HookStep) error
 	// CertCheckInterval is how often certificates and the CA bundle are
 	// checked. Zero: a quarter of pki.renewBefore, between 5s and 1h
@@ -225,21 +226,46 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	if err := a.waitRuntime(ctx); err != nil {
 		return err
 	}
-	if a.decision.Path == membership.Bootstrap {
+	bootstrap := a.decision.Path == membership.Bootstrap
+	if bootstrap {
+		// The image first (a pull can take minutes), so that the started
+		// record is followed at once by etcd's start.
+		if err := a.etcd.FetchImage(ctx); err != nil {
+			return err
+		}
+		if err := a.hook(membership.HookRecording); err != nil {
+			return err
+		}
 		// Before its etcd first starts, a founder records that it did: a
-		// blank node finding this record never reuses the member's identity.
-		if err := a.members.RecordStarted(ctx); err != nil {
+		// blank node finding this record never reuses the member's identity
+		// unless its data dir proves that etcd never ran.
+		if err := a.members.RecordStarted(ctx, a.decision.Token); err != nil {
+			return err
+		}
+		if err := a.hook(membership.HookRecorded); err != nil {
 			return err
 		}
 	}
 	a.setPhase(report.PhaseStartingEtcd, "starting etcd ("+a.opts.Runtime.Name()+")")
 	if _, err := a.etcd.Start(ctx); err != nil {
-		if a.decision.Path == membership.Bootstrap {
+		if bootstrap {
 			a.members.ForgetFailedStart(ctx)
 		}
 		return err
 	}
+	if bootstrap {
+		a.members.ForgetFirstStart()
+		return a.hook(membership.HookEtcdStarted)
+	}
 	return nil
+}
+
+// hook calls Options.JoinHook at step (tests).
+func (a *Agent) hook(step membership.HookStep) error {
+	if a.opts.JoinHook == nil {
+		return nil
+	}
+	return a.opts.JoinHook(step)
 }
 
 func (a *Agent) setPhase(p report.Phase, msg string) {

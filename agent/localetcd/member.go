@@ -137,6 +137,19 @@ func (m *Member) setSpec(s etcdconf.Spec) {
 	m.specMu.Unlock()
 }
 
+// FetchImage makes the prepared spec's image present when the runtime runs
+// one (runtime.ImageFetcher); nothing otherwise.
+func (m *Member) FetchImage(ctx context.Context) error {
+	f, ok := m.rt.(runtime.ImageFetcher)
+	if !ok {
+		return nil
+	}
+	if err := f.EnsureImage(ctx, m.Spec()); err != nil {
+		return fmt.Errorf("fetch the etcd image: %w", err)
+	}
+	return nil
+}
+
 // Start starts (or adopts) the member with the prepared spec, supervises it
 // until ctx ends, and connects the client to it.
 func (m *Member) Start(ctx context.Context) (runtime.Action, error) {

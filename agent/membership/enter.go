@@ -28,6 +28,10 @@ func (j *Job) Enter(ctx context.Context) (d Decision, cli *clientv3.Client, err 
 	}
 	switch {
 	case hasData:
+		// The WAL is there: the first-start marker proves nothing more.
+		if err := datadir.RemoveFirstStart(j.dataDir()); err != nil {
+			j.n.Logger().Warn("remove the first-start marker", "err", err)
+		}
 		// A recovery may have replaced this member's cluster while the
 		// node was away: then its data must not start again. Best effort:
 		// a registry that does not answer never blocks a restart.
@@ -148,7 +152,7 @@ func (j *Job) fence(ctx context.Context, res discovery.Result, readySince time.T
 		facts.ClusterAnswers = true
 	}
 	if book := j.formationBook(); book != nil {
-		rf, err := j.registryFormation(ctx, book)
+		rf, err := j.registryFormation(ctx, book, res.Token)
 		if err != nil {
 			return FenceVerdict{}, err
 		}
@@ -164,7 +168,7 @@ func (j *Job) fence(ctx context.Context, res discovery.Result, readySince time.T
 
 // registryFormation reads the registry's formation records, retrying while
 // discovery does not answer: without them nothing may be decided.
-func (j *Job) registryFormation(ctx context.Context, book discovery.FormationBook) (RegistryFormation, error) {
+func (j *Job) registryFormation(ctx context.Context, book discovery.FormationBook, token string) (RegistryFormation, error) {
 	self := j.self()
 	selfID, err := book.MemberID(discovery.Member{Name: self.Name, PeerURL: self.PeerURL})
 	if err != nil {
@@ -184,6 +188,10 @@ func (j *Job) registryFormation(ctx context.Context, book discovery.FormationBoo
 	}
 	if s, ok := f.Started[selfID]; ok {
 		rf.SelfStarted, rf.SelfStartedAt = true, s.At
+		rf.SelfNeverRan, err = datadir.NeverRan(j.dataDir(), j.firstStart(token))
+		if err != nil {
+			return RegistryFormation{}, err
+		}
 	}
 	return rf, nil
 }

@@ -49,6 +49,10 @@ type RegistryFormation struct {
 	// have voted.
 	SelfStarted   bool
 	SelfStartedAt time.Time
+	// SelfNeverRan: this node's data dir proves that the started member
+	// never ran: the first-start marker written before the record is
+	// there and no WAL (datadir.NeverRan).
+	SelfNeverRan bool
 }
 
 // FenceFacts is what a founding member without data has learned before it
@@ -100,12 +104,22 @@ func Fence(f FenceFacts) FenceVerdict {
 	}
 	if r := f.Registry; r != nil {
 		switch {
-		case r.SelfStarted:
+		case r.SelfStarted && !r.SelfNeverRan:
 			return FenceVerdict{FenceJoin, fmt.Sprintf(
 				"discovery records that this member started etcd at %s and this node has no data now: it rejoins as a new member, never with its old identity",
 				r.SelfStartedAt.UTC().Format(time.RFC3339))}
 		case r.Formed:
 			return FenceVerdict{FenceJoin, "discovery records that the cluster formed (" + r.FormedDetail + "): joining it as a new member"}
+		case r.SelfStarted:
+			// Killed between its record and etcd's first WAL write: the
+			// member never voted nor acknowledged anything, so starting it
+			// now is a late first start, whatever the other founders did
+			// (they all bootstrap the same member IDs and token: one
+			// cluster). Joining instead would wait forever for a cluster
+			// that may never have formed.
+			return FenceVerdict{FenceBootstrap, fmt.Sprintf(
+				"discovery records that this member started at %s, but its etcd never wrote a WAL (first-start marker, no WAL) and no formation is recorded: bootstrapping with the same identity",
+				r.SelfStartedAt.UTC().Format(time.RFC3339))}
 		}
 		return FenceVerdict{FenceBootstrap, "discovery records no formation and no earlier start of this member"}
 	}

@@ -17,11 +17,19 @@ import (
 
 // RecordStarted writes this founder's started record before its etcd first
 // starts with --initial-cluster-state=new; etcd does not start until it is
-// written.
-func (j *Job) RecordStarted(ctx context.Context) error {
+// written. The first-start marker goes into the data dir before it: a
+// founder killed between the record and etcd's first WAL write proves with
+// it that its member never ran (datadir.NeverRan) and bootstraps again
+// instead of waiting forever to join a cluster nobody formed.
+func (j *Job) RecordStarted(ctx context.Context, token string) error {
 	book := j.formationBook()
 	if book == nil {
 		return nil
+	}
+	fs := j.firstStart(token)
+	fs.At = j.n.Now().UTC()
+	if err := datadir.WriteFirstStart(j.dataDir(), fs); err != nil {
+		return err
 	}
 	s := j.self()
 	self := discovery.Member{Name: s.Name, PeerURL: s.PeerURL}
@@ -85,5 +93,22 @@ func (j *Job) RecordFormed(ctx context.Context, clusterID uint64) {
 	})
 	if err != nil {
 		j.n.Logger().Warn("record formation in discovery", "err", err)
+	}
+}
+
+// firstStart is this founder's first-start marker for token (At unset).
+func (j *Job) firstStart(token string) datadir.FirstStart {
+	s := j.self()
+	return datadir.FirstStart{Name: s.Name, PeerURL: s.PeerURL, Token: token}
+}
+
+// ForgetFirstStart removes the first-start marker once etcd wrote its WAL:
+// from then on the WAL says the member ran.
+func (j *Job) ForgetFirstStart() {
+	if has, err := datadir.HasMember(j.dataDir()); err != nil || !has {
+		return
+	}
+	if err := datadir.RemoveFirstStart(j.dataDir()); err != nil {
+		j.n.Logger().Warn("remove the first-start marker", "err", err)
 	}
 }

@@ -95,6 +95,16 @@ const (
 	// surveyed again to plan the change anew. Tests pause here to change
 	// the cluster while the snapshot "runs".
 	HookSnapshotted HookStep = "snapshotted"
+
+	// The steps of a founder's first start (bootstrap), where tests stop
+	// the agent as a kill would.
+	//
+	// HookRecording: the image is present, before the started record.
+	HookRecording HookStep = "recording"
+	// HookRecorded: after the started record, before etcd starts.
+	HookRecorded HookStep = "recorded"
+	// HookEtcdStarted: etcd started (its WAL written), before READY.
+	HookEtcdStarted HookStep = "etcd-started"
 )
 
 // ErrSkipPromotion, returned by Options.Hook at HookPromote, skips that

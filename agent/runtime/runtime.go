@@ -87,6 +87,15 @@ type Runtime interface {
 	Name() string
 }
 
+// ImageFetcher is a runtime that runs etcd from an image it may have to
+// fetch first (Podman). A founder fetches it before it records its start in
+// discovery, so a pull of minutes is no window in which a kill leaves that
+// record without a WAL.
+type ImageFetcher interface {
+	// EnsureImage makes spec's image present, pulling it when missing.
+	EnsureImage(ctx context.Context, spec etcdconf.Spec) error
+}
+
 // Capabilities are the differences between runtimes that the agent acts on.
 type Capabilities struct {
 	// InProcess: etcd lives in the agent's process. It stops when the agent

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/containers/podman/v5/pkg/bindings/images"
+
+	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 )
 
 // ensureImage makes the image img present locally, pulling it when missing.
@@ -25,4 +27,14 @@ func (r *Runtime) ensureImage(ctx, conn context.Context, img string) error {
 		return fmt.Errorf("image %s not present and pull failed: %w; build it with `make image` or set etcd.image", img, err)
 	}
 	return nil
+}
+
+// EnsureImage implements runtime.ImageFetcher: the image spec runs is made
+// present (pulled when missing) without starting anything.
+func (r *Runtime) EnsureImage(ctx context.Context, s etcdconf.Spec) error {
+	conn, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	return r.ensureImage(ctx, conn, r.image(s))
 }
