@@ -87,6 +87,22 @@ func (j *Job) formationBook() discovery.FormationBook {
 // decides between bootstrap and join, and waits while it cannot tell. It
 // never bootstraps on silence.
 func (j *Job) enterAsFounder(ctx context.Context, res discovery.Result) (Decision, *clientv3.Client, error) {
+	v, err := j.founderVerdict(ctx, res)
+	if err != nil {
+		return Decision{}, nil, err
+	}
+	if v.Kind == FenceJoin {
+		j.n.Recorder().AddDecision(report.ActionFence, v.Reason)
+		return j.joinCluster(ctx, res, true)
+	}
+	d, err := Decide(Facts{Self: j.self(), Discovered: discovered(res), Token: res.Token})
+	d.Reason += " (" + v.Reason + ")"
+	return d, nil, err
+}
+
+// founderVerdict runs the formation fence until it says bootstrap or join,
+// answering other founders on the peer port meanwhile (static discovery).
+func (j *Job) founderVerdict(ctx context.Context, res discovery.Result) (FenceVerdict, error) {
 	var answer atomic.Value // what this founder answers on its peer port
 	answer.Store("blank")
 	var readySince time.Time
@@ -103,7 +119,7 @@ func (j *Job) enterAsFounder(ctx context.Context, res discovery.Result) (Decisio
 	for {
 		v, err := j.fence(ctx, res, readySince)
 		if err != nil {
-			return Decision{}, nil, err
+			return FenceVerdict{}, err
 		}
 		j.n.Logger().Info("formation fence", "verdict", v.Kind, "reason", v.Reason)
 		switch v.Kind {
@@ -112,17 +128,12 @@ func (j *Job) enterAsFounder(ctx context.Context, res discovery.Result) (Decisio
 			readySince = j.n.Now()
 			j.n.SetStatus(report.PhaseDiscovery, v.Reason)
 			continue
-		case FenceBootstrap:
-			d, err := Decide(Facts{Self: j.self(), Discovered: discovered(res), Token: res.Token})
-			d.Reason += " (" + v.Reason + ")"
-			return d, nil, err
-		case FenceJoin:
-			j.n.Recorder().AddDecision(report.ActionFence, v.Reason)
-			return j.joinCluster(ctx, res, true)
+		case FenceBootstrap, FenceJoin:
+			return v, nil
 		}
 		j.n.SetStatus(report.PhaseDiscovery, v.Reason)
 		if err := cluster.Sleep(ctx, bo.Next()); err != nil {
-			return Decision{}, nil, err
+			return FenceVerdict{}, err
 		}
 	}
 }

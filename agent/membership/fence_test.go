@@ -31,6 +31,7 @@ func TestFence(t *testing.T) {
 		{"static: ready long enough: bootstrap", FenceFacts{SelfReady: true, ReadyFor: ReadyWait, Founders: []Founder{blank("a"), etcd("b")}}, FenceBootstrap, "every other founder"},
 		{"static: silence means wait, even with data seen", FenceFacts{Founders: []Founder{{Name: "a", State: FounderNoAnswer}, etcd("b")}}, FenceWait, "waiting for founder a"},
 		{"static: ready, then one falls silent: wait", FenceFacts{SelfReady: true, ReadyFor: time.Hour, Founders: []Founder{{Name: "a", State: FounderNoAnswer}}}, FenceWait, "a to answer"},
+		{"static: ready, the others back blank after a silence: wait, never alone", FenceFacts{SelfReady: true, ReadyFor: time.Hour, Founders: []Founder{blank("a"), blank("b")}}, FenceWait, "to be ready too"},
 		{"static: a cluster answers", FenceFacts{Founders: []Founder{blank("a")}, ClusterAnswers: true}, FenceJoin, "answers"},
 		{"static: single founder", FenceFacts{Founders: []Founder{}}, FenceReady, "(0)"},
 		{"static: single founder, ready", FenceFacts{SelfReady: true, Founders: []Founder{}}, FenceBootstrap, "(0)"},
