@@ -28,7 +28,8 @@ import (
 // restarted in a seeded random order (ETCD_AGENT_TEST_SEED replays one). A
 // founder that decides to bootstrap runs a stand-in for etcd on its peer
 // port (404 on the founder path, its member list on /members, as etcd's peer
-// handler answers). Every founder must decide to bootstrap: a founder that
+// handler answers: every founder named, client URLs only for those that
+// started). Every founder must decide to bootstrap: a founder that
 // decides to join while the others have not formed a quorum waits forever
 // (its founders' cluster cannot elect a leader), and so do they.
 func TestStaticFoundersAgree(t *testing.T) {
@@ -170,8 +171,8 @@ func (f *founders) runOf(i int) *founderRun {
 }
 
 // serveEtcd answers on founder i's peer port as etcd's peer handler does:
-// 404 on the founder path, the member list on /members (a member that never
-// started has no name and no client URLs).
+// 404 on the founder path, the member list on /members (every founder
+// named, client URLs only for those that started).
 func (f *founders) serveEtcd(i int) {
 	serverTLS, _, err := pki.PeerTLS(f.nodes[i].cfg.PKI.Dir)
 	if err != nil {
@@ -201,9 +202,10 @@ func (f *founders) serveEtcd(i int) {
 		f.mu.Lock()
 		var ms []member
 		for k, m := range f.res.Members {
-			mm := member{ID: uint64(k + 1), PeerURLs: []string{m.PeerURL}}
+			// etcd names the members of --initial-cluster from the start.
+			mm := member{ID: uint64(k + 1), Name: m.Name, PeerURLs: []string{m.PeerURL}}
 			if f.verdict[k] == FenceBootstrap {
-				mm.Name, mm.ClientURLs = m.Name, []string{strings.Replace(m.PeerURL, ":2380", ":2379", 1)}
+				mm.ClientURLs = []string{strings.Replace(m.PeerURL, ":2380", ":2379", 1)}
 			}
 			ms = append(ms, mm)
 		}
@@ -295,6 +297,25 @@ func (f *founders) stopAll() {
 	for _, s := range f.etcd {
 		if s != nil {
 			_ = s.Close()
+		}
+	}
+}
+
+func TestSelfIn(t *testing.T) {
+	self := "https://10.0.0.3:2380"
+	other := peerMember{Name: "etcd-10-0-0-1", PeerURLs: []string{"https://10.0.0.1:2380"}, ClientURLs: []string{"https://10.0.0.1:2379"}}
+	for _, tt := range []struct {
+		name    string
+		members []peerMember
+		want    SelfInList
+	}{
+		{"never started: no client URLs", []peerMember{other, {PeerURLs: []string{self}}}, SelfUnstarted},
+		{"never started, named by --initial-cluster", []peerMember{other, {Name: "etcd-10-0-0-3", PeerURLs: []string{self}}}, SelfUnstarted},
+		{"started: its name published", []peerMember{other, {Name: "etcd-10-0-0-3", PeerURLs: []string{self}, ClientURLs: []string{"https://10.0.0.3:2379"}}}, SelfStarted},
+		{"not a member of that cluster", []peerMember{other}, SelfAbsent},
+	} {
+		if got := selfIn(tt.members, self); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }
