@@ -152,5 +152,10 @@ func TestStaticFormationRandomOrder(t *testing.T) {
 			}
 		}
 	}
+	// The writer could not write before the cluster formed, maybe only a
+	// moment ago: let it write before the proof.
+	for deadline := time.Now().Add(30 * time.Second); w.Acked() < 50 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+	}
 	c.proof(w, cli, 1, 2, 3)
 }
