@@ -486,3 +486,85 @@ func TestNoSpaceRecoveredAfterRestartDuringAlarm(t *testing.T) {
 	w.Verify(t, m.cli)
 	lintest.HashKVEqual(t, m.cli, m.endpoints)
 }
+
+// TestNoSpaceRecoveredWithoutTheLeadersAgent (Podman: a container outlives
+// its agent): the database fills its 64 MiB quota and the leader's agent
+// keeps the alarm (the live data does not fit). Then the leader's agent
+// stops — its etcd goes on leading — and the big keys are deleted. The
+// other agents wait for it, then one takes leadership and recovers:
+// compaction, every member defragmented, the alarm disarmed, writes succeed
+// again. Every acknowledged write is read back, the history is
+// linearizable, the members' hashes agree.
+func TestNoSpaceRecoveredWithoutTheLeadersAgent(t *testing.T) {
+	t.Parallel()
+	r := newRollingConfigured(t, withQuota(64<<20), nil, func(c *config.Config) {
+		c.Etcd.AutoCompactionRetention = config.Duration(5 * time.Second)
+		c.Maintenance.Interval = config.Duration(time.Second)
+		c.Maintenance.DefragPace = config.Duration(3 * time.Second)
+	})
+	w := startWriter(t, r.cli, 1)
+	time.Sleep(2 * time.Second)
+	fillUntilNoSpace(t, r.cli)
+
+	// The leader's agent measures and keeps the alarm; then it stops.
+	var leader *node
+	waitFor(t, 2*time.Minute, "the leader's agent keeps the alarm", func() (bool, string) {
+		for _, n := range r.nodes {
+			if m := n.agent.Report().Maintenance; m != nil && m.NoSpace.State == report.NoSpaceKept {
+				leader = n
+				return true, ""
+			}
+		}
+		return false, reportsNext(r.nodes)
+	})
+	leader.stop()
+	stopped := time.Now()
+	t.Logf("node %d's agent (its member leads) stopped; its etcd container runs on", leader.i)
+	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	defer cancel()
+	if _, err := r.cli.Delete(ctx, "/_rolling-test/fill/", clientv3.WithPrefix()); err != nil {
+		t.Fatalf("delete the big keys: %v", err)
+	}
+	var others []*node
+	for _, n := range r.nodes {
+		if n != leader {
+			others = append(others, n)
+		}
+	}
+	waitFor(t, 4*time.Minute, "NOSPACE disarmed by the other agents", func() (bool, string) {
+		actx, acancel := context.WithTimeout(r.ctx, 5*time.Second)
+		defer acancel()
+		resp, err := r.cli.AlarmList(actx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(resp.Alarms) == 0, reportsNext(others)
+	})
+	t.Logf("NOSPACE disarmed %s after the leader's agent stopped", time.Since(stopped).Round(time.Second))
+	took := 0
+	for _, n := range others {
+		for _, d := range n.agent.Report().Decisions {
+			if d.Action == report.ActionTakeLead {
+				took++
+				t.Logf("node %d: %s: %s", n.i, d.Action, d.Reason)
+			}
+		}
+	}
+	if took != 1 {
+		t.Errorf("%d take-lead decisions, want 1", took)
+	}
+	pctx, pcancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer pcancel()
+	if _, err := r.cli.Put(pctx, "/_rolling-test/after-nospace", "ok"); err != nil {
+		t.Fatalf("write after the recovery: %v", err)
+	}
+	// The stopped agent comes back and adopts its container.
+	for k, n := range r.nodes {
+		if n == leader {
+			r.nodes[k] = r.start(n.i, withQuota(64<<20))
+			r.nodes[k].waitReady(t, readyTimeout)
+		}
+	}
+	w.verify(t, r.cli)
+	lintest.HashKVEqual(t, r.cli, r.endpoints)
+}

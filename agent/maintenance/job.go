@@ -82,7 +82,7 @@ type Job struct {
 	lastDisarmed time.Time
 	lastKind     Kind
 	// waitLeader is the leader whose agent this one has waited for under
-	// NOSPACE since waitSince (Step.WaitsOnLeader).
+	// NOSPACE since waitSince.
 	waitLeader uint64
 	waitSince  time.Time
 }
@@ -177,13 +177,15 @@ func compactedTo(ctx context.Context, cli *clientv3.Client, rev int64) bool {
 	return errors.Is(err, rpctypes.ErrCompacted)
 }
 
-// timeLeaderWait starts (or goes on) timing the wait for the leader's agent
-// under NOSPACE; any other step, or a new leader, starts it over.
+// timeLeaderWait times how long this agent has seen NOSPACE under the same
+// leader without acting: a wait that a moment of unhealthiness interrupts
+// (a slow status answer, an election) still counts, or a flapping member
+// would keep the others waiting forever for a leader's agent that is gone.
 func (j *Job) timeLeaderWait(f Facts, step Step) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	switch {
-	case !step.WaitsOnLeader:
+	case !f.NoSpace() || step.Act:
 		j.waitLeader, j.waitSince = 0, time.Time{}
 	case j.waitLeader != f.Leader || j.waitSince.IsZero():
 		j.waitLeader, j.waitSince = f.Leader, f.Now
@@ -199,7 +201,7 @@ func (j *Job) step(ctx context.Context, cli *clientv3.Client, f Facts, step Step
 		j.disarmNoSpace(ctx, cli, step)
 		return false
 	case TakeLead:
-		return j.takeLead(ctx, cli, step)
+		return j.takeLead(ctx, f, step)
 	case Defrag:
 		if step.NoSpace {
 			// The lock cannot be taken under NOSPACE (a lease and a put):
@@ -215,9 +217,26 @@ func (j *Job) step(ctx context.Context, cli *clientv3.Client, f Facts, step Step
 // takeLead moves leadership to the local member: the leader's agent did not
 // recover from NOSPACE (down, or its etcd runs without it), and leadership
 // is the lock under NOSPACE.
-func (j *Job) takeLead(ctx context.Context, cli *clientv3.Client, step Step) bool {
+func (j *Job) takeLead(ctx context.Context, f Facts, step Step) bool {
 	log, rec := j.n.Logger(), j.n.Recorder()
 	log.Warn("NOSPACE: taking leadership", "reason", step.Reason)
+	// Only the leader hands leadership over: ask it, not the local member.
+	var endpoint string
+	for _, m := range f.Members {
+		if m.ID == f.Leader {
+			endpoint = m.Endpoint
+		}
+	}
+	if endpoint == "" {
+		log.Warn("NOSPACE: taking leadership waits: the leader's endpoint is unknown")
+		return false
+	}
+	cli, err := j.n.Dial([]string{endpoint})
+	if err != nil {
+		rec.SetError(fmt.Errorf("NOSPACE: take leadership: dial the leader: %w", err))
+		return false
+	}
+	defer cli.Close()
 	if err := cluster.MoveLeader(ctx, cli, step.MoveLeaderTo, moveLeaderTimeout); err != nil {
 		rec.SetError(fmt.Errorf("NOSPACE: take leadership: %w", err))
 		log.Error("NOSPACE: taking leadership failed", "err", err)

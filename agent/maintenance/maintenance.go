@@ -124,8 +124,8 @@ type Facts struct {
 	// Live is the live data's size as this agent's latest NOSPACE
 	// defragmentation measured it (zero: none).
 	Live Live
-	// LeaderWait is how long this agent has waited under NOSPACE for the
-	// current leader's agent to defragment (Step.WaitsOnLeader).
+	// LeaderWait is how long this agent has seen NOSPACE under the current
+	// leader without acting (the job times it).
 	LeaderWait time.Duration
 }
 
@@ -219,9 +219,6 @@ type Step struct {
 	MoveLeaderTo uint64
 	Revision     int64
 	Alarmed      []uint64
-	// WaitsOnLeader: a NOSPACE defragmentation is due and the leader's
-	// agent is to do it (the job times the wait: Facts.LeaderWait).
-	WaitsOnLeader bool
 }
 
 // Plan decides this round's step.
@@ -270,7 +267,7 @@ func planNoSpace(f Facts) Step {
 	takeOver := !f.Coordinator() && after > 0 && f.LeaderWait >= after
 	acts := f.Coordinator() || takeOver
 	waitLeader := func(what string) Step {
-		return Step{Kind: Wait, NoSpace: true, WaitsOnLeader: true, Reason: fmt.Sprintf("NOSPACE: the leader's agent (%s) %s", f.leaderName(), what)}
+		return Step{Kind: Wait, NoSpace: true, Reason: fmt.Sprintf("NOSPACE: the leader's agent (%s) %s", f.leaderName(), what)}
 	}
 	if f.CompactTarget > 0 && !f.Compacted {
 		s := Step{Kind: Compact, NoSpace: true, Revision: f.CompactTarget, Act: true,
@@ -321,7 +318,11 @@ func planNoSpace(f Facts) Step {
 			f.leaderName(), f.LeaderWait.Round(time.Second))}
 	}
 	if !f.Coordinator() {
-		return waitLeader("recovers: it defragments the members, then disarms the alarm or, if the live data does not fit, keeps it and says why")
+		s := waitLeader("recovers: it defragments the members, then disarms the alarm or, if the live data does not fit, keeps it and says why")
+		if after > 0 {
+			s.Reason += fmt.Sprintf(" (this agent takes over in %s)", (after - f.LeaderWait).Round(time.Second))
+		}
+		return s
 	}
 	if f.LockHeld {
 		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE recovery waits for the membership lock's holder to finish (the lock itself cannot be taken under NOSPACE)"}
