@@ -67,10 +67,10 @@ func (a *Agent) jobTable() []jobs.Job {
 		{Name: "recovery-request", Every: recovery.RequestPoll, Start: jobs.FromMembership, WhileLeaving: true, Run: a.recovery.CheckRequest},
 		{Name: "certificates", Every: a.certCheckEvery(), Start: jobs.FromEtcd, WhileLeaving: true, Run: a.certs.Run},
 		{Name: "etcd-change", Every: rollout.ChangeCheckInterval, Start: jobs.FromEtcd, Run: a.changes.Run},
-		// Maintenance waits for READY, as it always did: a NOSPACE recovery
-		// by an agent that is not ready yet (the recovery-safety issue) is
-		// a behaviour change to prove with its own scenario first.
-		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromReady, Run: a.maint.Run},
+		// Maintenance starts before READY: a member under NOSPACE is never
+		// ready, and its agent may be the one that recovers it. Plan acts
+		// only once the local member is a caught-up voter.
+		{Name: "maintenance", Every: a.cfg.Maintenance.Interval.D(), Start: jobs.FromEtcd, Run: a.maint.Run},
 		// health handles `leave` itself: it ends the pass once the node left.
 		{Name: "health", Every: a.cfg.Agent.HealthInterval.D(), Start: jobs.FromReady, WhileLeaving: true, Run: a.healthCheck()},
 		{Name: "divergence", Every: hashcheck.Interval, Start: jobs.FromReady, Run: a.divergence.Run},

@@ -291,8 +291,9 @@ type rolling struct {
 	cli       *clientv3.Client
 	// since is when the latest restartAll started the new agents.
 	since time.Time
-	// edit changes every agent's options.
-	edit func(*agent.Options)
+	// edit changes every agent's options; configure every node's config.
+	edit      func(*agent.Options)
+	configure func(*config.Config)
 }
 
 // etcdChange is a change to every node's etcd section.
@@ -306,12 +307,16 @@ func newRolling(t *testing.T, etcd etcdChange) *rolling {
 }
 
 func newRollingWith(t *testing.T, etcd etcdChange, edit func(*agent.Options)) *rolling {
+	return newRollingConfigured(t, etcd, edit, nil)
+}
+
+func newRollingConfigured(t *testing.T, etcd etcdChange, edit func(*agent.Options), configure func(*config.Config)) *rolling {
 	h := newHarness(t)
 	h.usePodman()
 	h.e.ContainerPrefix = "etcd-agent-rolling-"
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r := &rolling{t: t, h: h, ctx: ctx, token: h.startDiscovery(ctx, 3), edit: edit}
+	r := &rolling{t: t, h: h, ctx: ctx, token: h.startDiscovery(ctx, 3), edit: edit, configure: configure}
 	for i := 1; i <= 3; i++ {
 		r.nodes = append(r.nodes, r.start(i, etcd))
 	}
@@ -331,6 +336,9 @@ func (r *rolling) config(i int, etcd etcdChange) *config.Config {
 	cfg.Cluster.Discovery = r.h.v3Discovery(r.token)
 	if etcd != nil {
 		etcd(&cfg.Etcd)
+	}
+	if r.configure != nil {
+		r.configure(cfg)
 	}
 	_, loaded := r.h.e.WriteConfig(i, cfg)
 	return loaded

@@ -50,6 +50,11 @@ const (
 	// maxStepsPerRound bounds a NOSPACE recovery's steps in one round:
 	// compaction, every member, the disarm.
 	maxStepsPerRound = 12
+	// minTakeOver is the shortest wait for the leader's agent under NOSPACE
+	// before another agent takes leadership (Policy.TakeOver is twice the
+	// pace, at least this): long enough for a leader's agent that is up to
+	// act, or to keep the alarm and measure again after a pace.
+	minTakeOver = 30 * time.Second
 )
 
 // Node is what the maintenance job needs of its node.
@@ -76,6 +81,10 @@ type Job struct {
 	noSpaceSince time.Time
 	lastDisarmed time.Time
 	lastKind     Kind
+	// waitLeader is the leader whose agent this one has waited for under
+	// NOSPACE since waitSince.
+	waitLeader uint64
+	waitSince  time.Time
 }
 
 // NewJob returns the maintenance job of node n.
@@ -102,6 +111,7 @@ func (j *Job) Run(ctx context.Context) error {
 		}
 		step := Plan(f)
 		j.record(f, step)
+		j.timeLeaderWait(f, step)
 		if !step.Act || ctx.Err() != nil {
 			return nil
 		}
@@ -131,12 +141,16 @@ func (j *Job) facts(ctx context.Context, cli *clientv3.Client) (Facts, error) {
 	f.Policy = Policy{
 		FreeRatio: cfg.Maintenance.DefragFreeRatio, FreeBytes: int64(cfg.Maintenance.DefragFreeBytes), Pace: cfg.Maintenance.DefragPace.D(),
 		DisarmBelow: cfg.Maintenance.DisarmBelow, Retention: retention,
+		TakeOver: max(2*cfg.Maintenance.DefragPace.D(), minTakeOver),
 	}
 
 	j.mu.Lock()
 	j.revs.Add(f.Now, f.Revision, retention)
 	f.CompactTarget = j.revs.Target(f.Now, retention)
 	f.Live = j.live
+	if j.waitLeader == f.Leader && !j.waitSince.IsZero() {
+		f.LeaderWait = f.Now.Sub(j.waitSince)
+	}
 	j.mu.Unlock()
 	j.readLastDefrag(ctx, cli)
 	if last := j.last(); last != nil {
@@ -163,7 +177,22 @@ func compactedTo(ctx context.Context, cli *clientv3.Client, rev int64) bool {
 	return errors.Is(err, rpctypes.ErrCompacted)
 }
 
-// step carries out the coordinator's step; false ends the round.
+// timeLeaderWait times how long this agent has seen NOSPACE under the same
+// leader without acting: a wait that a moment of unhealthiness interrupts
+// (a slow status answer, an election) still counts, or a flapping member
+// would keep the others waiting forever for a leader's agent that is gone.
+func (j *Job) timeLeaderWait(f Facts, step Step) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch {
+	case !f.NoSpace() || step.Act:
+		j.waitLeader, j.waitSince = 0, time.Time{}
+	case j.waitLeader != f.Leader || j.waitSince.IsZero():
+		j.waitLeader, j.waitSince = f.Leader, f.Now
+	}
+}
+
+// step carries out the round's step; false ends the round.
 func (j *Job) step(ctx context.Context, cli *clientv3.Client, f Facts, step Step) bool {
 	switch step.Kind {
 	case Compact:
@@ -171,6 +200,8 @@ func (j *Job) step(ctx context.Context, cli *clientv3.Client, f Facts, step Step
 	case Disarm:
 		j.disarmNoSpace(ctx, cli, step)
 		return false
+	case TakeLead:
+		return j.takeLead(ctx, f, step)
 	case Defrag:
 		if step.NoSpace {
 			// The lock cannot be taken under NOSPACE (a lease and a put):
@@ -181,6 +212,41 @@ func (j *Job) step(ctx context.Context, cli *clientv3.Client, f Facts, step Step
 		return j.defragUnderLock(ctx, cli)
 	}
 	return false
+}
+
+// takeLead moves leadership to the local member: the leader's agent did not
+// recover from NOSPACE (down, or its etcd runs without it), and leadership
+// is the lock under NOSPACE.
+func (j *Job) takeLead(ctx context.Context, f Facts, step Step) bool {
+	log, rec := j.n.Logger(), j.n.Recorder()
+	log.Warn("NOSPACE: taking leadership", "reason", step.Reason)
+	// Only the leader hands leadership over: ask it, not the local member.
+	var endpoint string
+	for _, m := range f.Members {
+		if m.ID == f.Leader {
+			endpoint = m.Endpoint
+		}
+	}
+	if endpoint == "" {
+		log.Warn("NOSPACE: taking leadership waits: the leader's endpoint is unknown")
+		return false
+	}
+	cli, err := j.n.Dial([]string{endpoint})
+	if err != nil {
+		rec.SetError(fmt.Errorf("NOSPACE: take leadership: dial the leader: %w", err))
+		return false
+	}
+	defer cli.Close()
+	if err := cluster.MoveLeader(ctx, cli, step.MoveLeaderTo, moveLeaderTimeout); err != nil {
+		rec.SetError(fmt.Errorf("NOSPACE: take leadership: %w", err))
+		log.Error("NOSPACE: taking leadership failed", "err", err)
+		return false
+	}
+	rec.AddDecision(report.ActionTakeLead, step.Reason)
+	j.mu.Lock()
+	j.waitLeader, j.waitSince = 0, time.Time{}
+	j.mu.Unlock()
+	return true
 }
 
 func (j *Job) compactHistory(ctx context.Context, cli *clientv3.Client, step Step) bool {

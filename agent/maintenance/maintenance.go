@@ -3,14 +3,19 @@
 // alarm. Plan is a pure function over facts the agent gathers each round
 // (the Job, job.go, does the I/O), so every decision is table-tested.
 //
-// One agent acts at a time: the agent whose member leads (the coordinator).
-// It defragments followers first, one per round, paced, under the
-// cluster-wide membership lock, and the leader last, after moving leadership
-// away, so no client waits on a defragmenting leader. Under NOSPACE etcd
-// refuses the lease and the put the lock is made of, so the coordinator acts
-// only while nobody holds the lock, and compaction, defragmentation and the
-// disarm (all allowed under NOSPACE) follow one another without pacing:
-// writes are failing already.
+// An agent acts only once its own member is a caught-up voter (the job runs
+// from etcd's start, before READY: a member under NOSPACE is never ready).
+// Defragmentation is one member at a time, by one agent: the agent whose
+// member leads (the coordinator). It defragments followers first, one per
+// round, paced, under the cluster-wide membership lock, and the leader last,
+// after moving leadership away, so no client waits on a defragmenting
+// leader. Under NOSPACE etcd refuses the lease and the put the lock is made
+// of: leadership itself is the lock then. The coordinator defragments only
+// while nobody holds the membership lock, without pacing (writes are failing
+// already); an agent that has waited Policy.TakeOver for a coordinator that
+// does not act (its agent down or stuck) takes leadership and acts. The
+// steps that need no exclusion (compaction, the disarm once every file is
+// under the limit) are taken by whichever agent is up.
 package maintenance
 
 import (
@@ -44,6 +49,11 @@ type Policy struct {
 	DisarmBelow float64
 	// Retention is etcd.autoCompactionRetention, named in messages.
 	Retention time.Duration
+	// TakeOver is how long an agent waits under NOSPACE for the leader's
+	// agent to defragment before it takes leadership to do it itself; the
+	// n-th voter in ID order (the leader left out) waits n times as long,
+	// so two agents do not take over at once.
+	TakeOver time.Duration
 }
 
 // Member is one member as its status query found it.
@@ -114,6 +124,9 @@ type Facts struct {
 	// Live is the live data's size as this agent's latest NOSPACE
 	// defragmentation measured it (zero: none).
 	Live Live
+	// LeaderWait is how long this agent has seen NOSPACE under the current
+	// leader without acting (the job times it).
+	LeaderWait time.Duration
 }
 
 // Live is a member's database size right after its defragmentation: the
@@ -185,6 +198,10 @@ const (
 	// Keep the NOSPACE alarm: the data itself does not fit (Reason says
 	// what to do).
 	Keep Kind = "keep"
+	// TakeLead moves leadership to the local member (Step.MoveLeaderTo):
+	// under NOSPACE the leader's agent did not defragment for
+	// Policy.TakeOver.
+	TakeLead Kind = "take-lead"
 )
 
 // Step is the decision of one round.
@@ -224,6 +241,9 @@ func Plan(f Facts) Step {
 	if !f.Coordinator() {
 		return Step{Kind: Wait, Reason: fmt.Sprintf("%s fragmented: the leader's agent (%s) defragments", names(due), f.leaderName())}
 	}
+	if why := f.selfNotReady(); why != "" {
+		return Step{Kind: Wait, Reason: fmt.Sprintf("defragmentation of %s waits: %s", names(due), why)}
+	}
 	if next := f.LastDefrag.Add(f.Policy.Pace); f.Now.Before(next) {
 		return Step{Kind: Wait, Reason: fmt.Sprintf("%s fragmented: pacing, next defragmentation after %s", names(due), next.UTC().Format(time.TimeOnly))}
 	}
@@ -238,13 +258,24 @@ func planNoSpace(f Facts) Step {
 	if slices.ContainsFunc(f.Members, func(m Member) bool { return slices.Contains(m.Alarms, AlarmCorrupt) }) {
 		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE: no recovery while a CORRUPT alarm is raised (see `etcd-agent status`)"}
 	}
+	if why := f.selfNotReady(); why != "" {
+		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE recovery waits: " + why}
+	}
+	// The leader's agent recovers; another agent takes over once it has
+	// waited Policy.TakeOver for it (its agent down, or not acting).
+	after := f.takeOverAfter()
+	takeOver := !f.Coordinator() && after > 0 && f.LeaderWait >= after
+	acts := f.Coordinator() || takeOver
+	waitLeader := func(what string) Step {
+		return Step{Kind: Wait, NoSpace: true, Reason: fmt.Sprintf("NOSPACE: the leader's agent (%s) %s", f.leaderName(), what)}
+	}
 	if f.CompactTarget > 0 && !f.Compacted {
-		s := Step{Kind: Compact, NoSpace: true, Revision: f.CompactTarget, Act: f.Coordinator(),
+		s := Step{Kind: Compact, NoSpace: true, Revision: f.CompactTarget, Act: true,
 			Reason: fmt.Sprintf("NOSPACE: compacting the history up to revision %d (older than etcd.autoCompactionRetention %s)", f.CompactTarget, f.Policy.Retention)}
-		if !s.Act {
-			s.Kind, s.Reason = Wait, s.Reason+": the leader's agent ("+f.leaderName()+") does it"
+		if !acts {
+			return waitLeader("compacts: " + s.Reason)
 		}
-		return s
+		return s // a compaction needs no exclusion
 	}
 	// Only a member just defragmented shows the live data's size: before,
 	// "in use" also counts pages a compaction freed but bbolt has not yet
@@ -258,33 +289,99 @@ func planNoSpace(f Facts) Step {
 	if why := unhealthy(f); why != "" {
 		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE recovery waits: " + why}
 	}
-	if !f.Coordinator() {
-		return Step{Kind: Wait, NoSpace: true, Reason: fmt.Sprintf("NOSPACE: the leader's agent (%s) recovers: it defragments the members, then disarms the alarm or, if the live data does not fit, keeps it and says why", f.leaderName())}
-	}
-	if f.LockHeld {
-		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE recovery waits for the membership lock's holder to finish (the lock itself cannot be taken under NOSPACE)"}
-	}
 	var big []Member
 	for _, m := range f.Members {
 		if m.DBSize >= f.disarmLimit(m) {
 			big = append(big, m)
 		}
 	}
-	if len(big) > 0 {
-		m := f.order(big)[0]
-		s := Step{Kind: Defrag, Act: true, NoSpace: true, Member: m,
-			Reason: fmt.Sprintf("NOSPACE: defragmenting %s: its file is %s, %s in use, disarm below %s", m.label(), Bytes(m.DBSize), Bytes(m.DBInUse), Bytes(f.disarmLimit(m)))}
-		f.leaderMove(&s)
+	if len(big) == 0 {
+		// Every file is under the limit (defragmented, or the quota was
+		// raised): the disarm needs no exclusion either.
+		if !acts {
+			return waitLeader("disarms: every database is under the limit")
+		}
+		var ids []uint64
+		for _, m := range f.Members {
+			if slices.Contains(m.Alarms, AlarmNoSpace) {
+				ids = append(ids, m.ID)
+			}
+		}
+		return Step{Kind: Disarm, Act: true, NoSpace: true, Alarmed: ids,
+			Reason: fmt.Sprintf("NOSPACE: every database is below %s (%.0f%% of the quota): disarming", Bytes(int64(float64(f.Quota)*f.Policy.DisarmBelow)), 100*f.Policy.DisarmBelow)}
+	}
+	if takeOver {
+		// Defragmentation needs the exclusion that leadership stands for
+		// under NOSPACE: take it.
+		return Step{Kind: TakeLead, Act: true, NoSpace: true, MoveLeaderTo: f.Self, Reason: fmt.Sprintf(
+			"NOSPACE: the leader's agent (%s) did not recover for %s: taking leadership to recover (the membership lock cannot be taken under NOSPACE; leadership stands in for it)",
+			f.leaderName(), f.LeaderWait.Round(time.Second))}
+	}
+	if !f.Coordinator() {
+		s := waitLeader("recovers: it defragments the members, then disarms the alarm or, if the live data does not fit, keeps it and says why")
+		if after > 0 {
+			s.Reason += fmt.Sprintf(" (this agent takes over in %s)", (after - f.LeaderWait).Round(time.Second))
+		}
 		return s
 	}
-	var ids []uint64
+	if f.LockHeld {
+		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE recovery waits for the membership lock's holder to finish (the lock itself cannot be taken under NOSPACE)"}
+	}
+	m := f.order(big)[0]
+	st := Step{Kind: Defrag, Act: true, NoSpace: true, Member: m,
+		Reason: fmt.Sprintf("NOSPACE: defragmenting %s: its file is %s, %s in use, disarm below %s", m.label(), Bytes(m.DBSize), Bytes(m.DBInUse), Bytes(f.disarmLimit(m)))}
+	f.leaderMove(&st)
+	return st
+}
+
+// selfNotReady says why the local member may not be acted on or through
+// yet, "" when it is a voter that answers, sees a leader and is caught up
+// (what READY means; the job runs before READY).
+func (f Facts) selfNotReady() string {
+	i := slices.IndexFunc(f.Members, func(m Member) bool { return m.ID == f.Self })
+	if f.Self == 0 || i < 0 {
+		return "the local member is not in the member list"
+	}
+	self := f.Members[i]
+	var leaderIndex uint64
 	for _, m := range f.Members {
-		if slices.Contains(m.Alarms, AlarmNoSpace) {
-			ids = append(ids, m.ID)
+		if m.ID == f.Leader && m.Answered() {
+			leaderIndex = m.RaftIndex
 		}
 	}
-	return Step{Kind: Disarm, Act: true, NoSpace: true, Alarmed: ids,
-		Reason: fmt.Sprintf("NOSPACE: every database is below %s (%.0f%% of the quota): disarming", Bytes(int64(float64(f.Quota)*f.Policy.DisarmBelow)), 100*f.Policy.DisarmBelow)}
+	switch {
+	case !self.Answered():
+		return "the local member does not answer (" + self.Err + ")"
+	case self.Learner:
+		return "the local member is a learner"
+	case f.Leader == 0 || self.Leader == 0:
+		return "the local member sees no leader"
+	case leaderIndex == 0:
+		return "the leader does not answer"
+	case leaderIndex > self.AppliedIndex+MaxLag:
+		return fmt.Sprintf("the local member is catching up (%d entries behind)", leaderIndex-self.AppliedIndex)
+	}
+	return ""
+}
+
+// takeOverAfter is how long this agent waits for the leader's agent before
+// taking over: Policy.TakeOver times its rank among the voters other than
+// the leader (0: never, e.g. a learner).
+func (f Facts) takeOverAfter() time.Duration {
+	rank, voter := 0, false
+	for _, m := range f.Members {
+		switch {
+		case m.ID == f.Leader || m.Learner:
+		case m.ID == f.Self:
+			voter = true
+		case m.ID < f.Self:
+			rank++
+		}
+	}
+	if !voter {
+		return 0
+	}
+	return f.Policy.TakeOver * time.Duration(rank+1)
 }
 
 // unhealthy says why not every member is healthy, "" when all are: each

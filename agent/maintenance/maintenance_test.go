@@ -11,7 +11,7 @@ const mib = 1 << 20
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
-var policy = Policy{FreeRatio: 0.5, FreeBytes: 10 * mib, Pace: time.Minute, DisarmBelow: 0.9, Retention: time.Hour}
+var policy = Policy{FreeRatio: 0.5, FreeBytes: 10 * mib, Pace: time.Minute, DisarmBelow: 0.9, Retention: time.Hour, TakeOver: 2 * time.Minute}
 
 // member is a healthy member of a cluster led by 1, with a 64 MiB quota.
 func member(id uint64, size, inUse int64, alarms ...string) Member {
@@ -61,7 +61,36 @@ func TestPlan(t *testing.T) {
 		{name: "corrupt alarm", f: facts(1, member(1, 40, 4, AlarmCorrupt), member(2, 40, 4)), kind: Wait, reason: []string{"CORRUPT"}},
 
 		{name: "nospace: compact first", f: with(facts(1, nospace...), func(f *Facts) { f.CompactTarget = 1234 }), kind: Compact, act: true, reason: []string{"revision 1234", "1h0m0s"}},
-		{name: "nospace: a follower's agent leaves the compaction to the leader's", f: with(facts(3, nospace...), func(f *Facts) { f.CompactTarget = 1234 }), kind: Wait, reason: []string{"leader's agent (etcd-a)"}},
+		{name: "nospace: a follower's agent leaves the compaction to the leader's", f: with(facts(3, nospace...), func(f *Facts) { f.CompactTarget = 1234 }), kind: Wait, reason: []string{"leader's agent (etcd-a) compacts"}},
+		{name: "nospace: ...unless the leader's agent did not act for TakeOver: compact (no exclusion needed)",
+			f: with(facts(2, nospace...), func(f *Facts) { f.CompactTarget, f.LeaderWait = 1234, 2*time.Minute }), kind: Compact, act: true, reason: []string{"revision 1234"}},
+		{name: "nospace: quota raised: the leader's agent disarms",
+			f:    facts(1, with2(member(1, 64, 60, AlarmNoSpace), func(m *Member) { m.Quota = 256 * mib }), with2(member(2, 64, 60), func(m *Member) { m.Quota = 256 * mib }), with2(member(3, 64, 60), func(m *Member) { m.Quota = 256 * mib })),
+			kind: Disarm, act: true},
+		{name: "nospace: quota raised: a follower's agent waits for the leader's",
+			f:    facts(3, with2(member(1, 64, 60, AlarmNoSpace), func(m *Member) { m.Quota = 256 * mib }), with2(member(2, 64, 60), func(m *Member) { m.Quota = 256 * mib }), with2(member(3, 64, 60), func(m *Member) { m.Quota = 256 * mib })),
+			kind: Wait, reason: []string{"leader's agent (etcd-a) disarms"}},
+		{name: "nospace: quota raised: a follower's agent disarms itself once the leader's did not act for twice TakeOver (no leadership needed)",
+			f: with(facts(3, with2(member(1, 64, 60, AlarmNoSpace), func(m *Member) { m.Quota = 256 * mib }), with2(member(2, 64, 60), func(m *Member) { m.Quota = 256 * mib }), with2(member(3, 64, 60), func(m *Member) { m.Quota = 256 * mib })),
+				func(f *Facts) { f.LeaderWait = 4 * time.Minute }),
+			kind: Disarm, act: true},
+		{name: "nospace: the local member catching up does nothing",
+			f:    facts(3, with2(member(1, 11, 10, AlarmNoSpace), func(m *Member) { m.RaftIndex = 5000 }), member(2, 11, 10), with2(member(3, 11, 10), func(m *Member) { m.AppliedIndex = 100 })),
+			kind: Wait, reason: []string{"local member is catching up (4900 entries behind)"}},
+		{name: "nospace: a learner's agent does nothing", f: facts(3, member(1, 11, 10, AlarmNoSpace), member(2, 11, 10), with2(member(3, 11, 10), func(m *Member) { m.Learner = true })),
+			kind: Wait, reason: []string{"local member is a learner"}},
+		{name: "nospace: the local member without a leader does nothing", f: facts(3, member(1, 11, 10, AlarmNoSpace), member(2, 11, 10), with2(member(3, 11, 10), func(m *Member) { m.Leader = 0 })),
+			kind: Wait, reason: []string{"sees no leader"}},
+		{name: "nospace: the local member not yet in the list does nothing", f: facts(4, member(1, 11, 10, AlarmNoSpace), member(2, 11, 10), member(3, 11, 10)),
+			kind: Wait, reason: []string{"not in the member list"}},
+		{name: "nospace: the first follower takes leadership after waiting TakeOver", f: with(facts(2, nospace...), func(f *Facts) { f.LeaderWait = 2 * time.Minute }),
+			kind: TakeLead, act: true, move: 2, reason: []string{"leader's agent (etcd-a) did not recover for 2m0s", "taking leadership"}},
+		{name: "nospace: the second follower waits twice as long", f: with(facts(3, nospace...), func(f *Facts) { f.LeaderWait = 3 * time.Minute }),
+			kind: Wait, reason: []string{"leader's agent (etcd-a) recovers"}},
+		{name: "nospace: the second follower takes over after twice TakeOver", f: with(facts(3, nospace...), func(f *Facts) { f.LeaderWait = 4 * time.Minute }),
+			kind: TakeLead, act: true, move: 3},
+		{name: "fragmented: a follower's agent never takes over", f: with(facts(2, fragmented...), func(f *Facts) { f.LeaderWait = time.Hour }),
+			kind: Wait, reason: []string{"leader's agent (etcd-a) defragments"}},
 		{name: "nospace: compacted, follower defragmented first", f: with(facts(1, nospace...), func(f *Facts) { f.CompactTarget, f.Compacted = 1234, true }), kind: Defrag, act: true, target: 2},
 		{name: "nospace: no pacing", f: with(facts(1, member(1, 64, 10, AlarmNoSpace), member(2, 5, 4), member(3, 64, 10)), func(f *Facts) { f.LastDefrag = t0.Add(-time.Second) }), kind: Defrag, act: true, target: 3},
 		{name: "nospace: leader last", f: facts(1, member(1, 64, 10, AlarmNoSpace), member(2, 5, 4), member(3, 5, 4)), kind: Defrag, act: true, target: 1, move: 2},
@@ -103,6 +132,9 @@ func TestPlan(t *testing.T) {
 			s := Plan(c.f)
 			if s.Kind != c.kind || s.Act != c.act {
 				t.Fatalf("Plan = %s act=%v (%s), want %s act=%v", s.Kind, s.Act, s.Reason, c.kind, c.act)
+			}
+			if c.kind == TakeLead && s.MoveLeaderTo != c.move {
+				t.Errorf("take leadership to %d, want %d", s.MoveLeaderTo, c.move)
 			}
 			if c.kind == Defrag && (s.Member.ID != c.target || s.MoveLeaderTo != c.move) {
 				t.Errorf("defrag %d moving the leader to %d, want %d and %d (%s)", s.Member.ID, s.MoveLeaderTo, c.target, c.move, s.Reason)
@@ -167,6 +199,61 @@ func TestRecoveryRunsToTheEnd(t *testing.T) {
 		}
 	}
 	t.Fatal("no disarm after 10 rounds")
+}
+
+// TestRecoveryWithoutTheLeadersAgent replays a NOSPACE recovery seen by
+// etcd-b's agent while the leader's (etcd-a's) never acts: it waits
+// TakeOver, takes leadership, compacts, defragments every member (itself
+// last, handing leadership back to etcd-a), and disarms after waiting for
+// etcd-a's agent once more.
+func TestRecoveryWithoutTheLeadersAgent(t *testing.T) {
+	f := with(facts(2, member(1, 64, 60, AlarmNoSpace), member(2, 64, 60), member(3, 64, 60)), func(f *Facts) { f.CompactTarget = 99 })
+	lead := func(id uint64) {
+		f.Leader, f.LeaderWait = id, 0
+		for i := range f.Members {
+			f.Members[i].Leader = id
+		}
+	}
+	var steps []Kind
+	var order []uint64
+	for range 40 {
+		s := Plan(f)
+		steps = append(steps, s.Kind)
+		switch s.Kind {
+		case Wait:
+			if !strings.Contains(s.Reason, "leader's agent") {
+				t.Fatalf("stuck: %s", s.Reason)
+			}
+			f.LeaderWait += 30 * time.Second
+			continue
+		case TakeLead:
+			lead(s.MoveLeaderTo)
+		case Compact:
+			f.Compacted = true
+			for i := range f.Members {
+				f.Members[i].DBInUse = 3 * mib
+			}
+		case Defrag:
+			order = append(order, s.Member.ID)
+			for i := range f.Members {
+				if f.Members[i].ID == s.Member.ID {
+					f.Members[i].DBSize = f.Members[i].DBInUse
+				}
+			}
+			if s.MoveLeaderTo != 0 {
+				lead(s.MoveLeaderTo)
+			}
+		case Disarm:
+			if !slices.Equal(order, []uint64{1, 3, 2}) {
+				t.Errorf("defragmented %v, want 1, 3 then the leader (2) last", order)
+			}
+			t.Logf("steps: %v", steps)
+			return
+		default:
+			t.Fatalf("stuck at %s: %s", s.Kind, s.Reason)
+		}
+	}
+	t.Fatalf("no disarm: %v", steps)
 }
 
 func TestBytes(t *testing.T) {

@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/cluster"
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/internal/backoff"
 )
@@ -37,6 +39,11 @@ func (j *Job) Enter(ctx context.Context) (d Decision, cli *clientv3.Client, err 
 		// a registry that does not answer never blocks a restart.
 		if r := j.n.SupersededBeforeRestart(ctx); r != nil {
 			return Decision{}, nil, r
+		}
+		// Formed: a founder's "ready" is of no use any more, and must not
+		// outlive the data (a founder that lost it rejoins).
+		if err := sidefile.RemoveFounderReady(j.dataDir()); err != nil {
+			j.n.Logger().Warn("forget the founder's ready record", "err", err)
 		}
 		d, err = Decide(Facts{HasData: true, Self: j.self()})
 	default:
@@ -91,9 +98,29 @@ func (j *Job) formationBook() discovery.FormationBook {
 // decides between bootstrap and join, and waits while it cannot tell. It
 // never bootstraps on silence.
 func (j *Job) enterAsFounder(ctx context.Context, res discovery.Result) (Decision, *clientv3.Client, error) {
+	v, err := j.founderVerdict(ctx, res)
+	if err != nil {
+		return Decision{}, nil, err
+	}
+	if v.Kind == FenceJoin {
+		j.n.Recorder().AddDecision(report.ActionFence, v.Reason)
+		return j.joinCluster(ctx, res, true)
+	}
+	d, err := Decide(Facts{Self: j.self(), Discovered: discovered(res), Token: res.Token})
+	d.Reason += " (" + v.Reason + ")"
+	return d, nil, err
+}
+
+// founderVerdict runs the formation fence until it says bootstrap or join,
+// answering other founders on the peer port meanwhile (static discovery).
+func (j *Job) founderVerdict(ctx context.Context, res discovery.Result) (FenceVerdict, error) {
 	var answer atomic.Value // what this founder answers on its peer port
 	answer.Store("blank")
-	var readySince time.Time
+	ready := j.recordedReady(res)
+	if ready {
+		answer.Store("ready")
+		j.n.Logger().Info("formation fence: this founder was ready before its restart")
+	}
 	if j.formationBook() == nil {
 		// Other founders ask this node's peer port until its etcd starts.
 		stop, err := j.answerAsFounder(ctx, &answer)
@@ -105,30 +132,47 @@ func (j *Job) enterAsFounder(ctx context.Context, res discovery.Result) (Decisio
 	}
 	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: 5 * time.Second}
 	for {
-		v, err := j.fence(ctx, res, readySince)
+		v, err := j.fence(ctx, res, ready)
 		if err != nil {
-			return Decision{}, nil, err
+			return FenceVerdict{}, err
 		}
 		j.n.Logger().Info("formation fence", "verdict", v.Kind, "reason", v.Reason)
 		switch v.Kind {
 		case FenceReady:
+			// Recorded before it is said: another founder may bootstrap on
+			// it, and this one must not forget it in a restart.
+			if err := sidefile.WriteFounderReady(j.dataDir(), j.readyRecord(res)); err != nil {
+				return FenceVerdict{}, fmt.Errorf("record this founder as ready: %w", err)
+			}
 			answer.Store("ready")
-			readySince = j.n.Now()
+			ready = true
 			j.n.SetStatus(report.PhaseDiscovery, v.Reason)
 			continue
-		case FenceBootstrap:
-			d, err := Decide(Facts{Self: j.self(), Discovered: discovered(res), Token: res.Token})
-			d.Reason += " (" + v.Reason + ")"
-			return d, nil, err
-		case FenceJoin:
-			j.n.Recorder().AddDecision(report.ActionFence, v.Reason)
-			return j.joinCluster(ctx, res, true)
+		case FenceBootstrap, FenceJoin:
+			return v, nil
 		}
 		j.n.SetStatus(report.PhaseDiscovery, v.Reason)
 		if err := cluster.Sleep(ctx, bo.Next()); err != nil {
-			return Decision{}, nil, err
+			return FenceVerdict{}, err
 		}
 	}
+}
+
+// readyRecord is what FounderReady records for this formation.
+func (j *Job) readyRecord(res discovery.Result) sidefile.FounderReady {
+	r := sidefile.FounderReady{At: j.n.Now().UTC().Round(0), Token: res.Token}
+	for _, m := range res.Members {
+		r.Founders = append(r.Founders, m.String())
+	}
+	return r
+}
+
+// recordedReady reports whether this founder recorded itself ready for
+// this formation (same token, same founders) before a restart.
+func (j *Job) recordedReady(res discovery.Result) bool {
+	r, ok := sidefile.ReadFounderReady(j.dataDir())
+	want := j.readyRecord(res)
+	return ok && r.Token == want.Token && slices.Equal(r.Founders, want.Founders)
 }
 
 func discovered(res discovery.Result) []Member {
@@ -142,11 +186,8 @@ func discovered(res discovery.Result) []Member {
 // fence gathers what a founding member without data must know before it may
 // bootstrap and returns the verdict: the formation records of a registry
 // (read until discovery answers), or every other founder's answer (static).
-func (j *Job) fence(ctx context.Context, res discovery.Result, readySince time.Time) (FenceVerdict, error) {
-	facts := FenceFacts{SelfReady: !readySince.IsZero()}
-	if facts.SelfReady {
-		facts.ReadyFor = j.n.Now().Sub(readySince)
-	}
+func (j *Job) fence(ctx context.Context, res discovery.Result, ready bool) (FenceVerdict, error) {
+	facts := FenceFacts{SelfReady: ready}
 	if cli, _ := j.clusterFormed(ctx, j.candidateEndpoints(ctx, res)); cli != nil {
 		_ = cli.Close()
 		facts.ClusterAnswers = true

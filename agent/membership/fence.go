@@ -30,11 +30,31 @@ const (
 	FounderNoAnswer FounderState = "no answer"
 )
 
+// SelfInList is what a founder's running etcd lists about this node's
+// member (static discovery: its member list, served without quorum).
+type SelfInList string
+
+// What an etcd lists about this node.
+const (
+	// SelfUnknown: no member list was read (not an etcd, or it failed).
+	SelfUnknown SelfInList = ""
+	// SelfUnstarted: this node's member is listed and never started (no
+	// name published): a founder of that cluster that never ran.
+	SelfUnstarted SelfInList = "unstarted"
+	// SelfStarted: this node's member ran before: a past self that may
+	// have voted.
+	SelfStarted SelfInList = "started"
+	// SelfAbsent: that cluster has no member with this node's peer URL.
+	SelfAbsent SelfInList = "absent"
+)
+
 // Founder is one other founding member's answer.
 type Founder struct {
 	Name   string
 	State  FounderState
 	Detail string // what was seen, for logs ("raft term 4, leader 8e9e05c52164694d")
+	// Self is what its etcd lists about this node (FounderEtcd only).
+	Self SelfInList
 }
 
 // RegistryFormation is what a discovery registry (v3 or v2) records about the
@@ -61,10 +81,10 @@ type RegistryFormation struct {
 type FenceFacts struct {
 	Registry *RegistryFormation
 	Founders []Founder
-	// SelfReady (static): this node already answers "ready", since
-	// ReadyFor.
+	// SelfReady (static): this node answers "ready": it saw every other
+	// founder answer without data (recorded beside the data dir, so an
+	// agent restart keeps it).
 	SelfReady bool
-	ReadyFor  time.Duration
 	// ClusterAnswers: a cluster with a leader answered at the endpoints this
 	// node knows (discovered peers, published endpoints, its own last list).
 	ClusterAnswers bool
@@ -95,14 +115,22 @@ type FenceVerdict struct {
 
 // Fence decides whether a founding member without data may bootstrap.
 // Anything that says the cluster formed, or that this member ran before,
-// means join. With static discovery every other founder must answer: a
-// founder becomes ready only when no founder holds data, and an etcd seen
-// before that means the cluster formed earlier.
+// means join.
+//
+// With static discovery every founder must bootstrap, or none: a founder
+// that joins a cluster its founders have not all started waits forever for
+// a quorum. So "ready" means "I saw every other founder answer without data
+// and no etcd running": a founder becomes ready only then, stays ready
+// across restarts (recorded), and bootstraps only when every other founder
+// is ready at once, or when an etcd runs that lists this member as never
+// started — since this node became ready, any etcd was started by a founder
+// that saw every founder ready, this one included. A founder that is not
+// ready and sees an etcd joins: that cluster formed before this round.
 func Fence(f FenceFacts) FenceVerdict {
-	if f.ClusterAnswers {
-		return FenceVerdict{FenceJoin, "a formed cluster answers: joining it as a new member"}
-	}
 	if r := f.Registry; r != nil {
+		if f.ClusterAnswers {
+			return FenceVerdict{FenceJoin, "a formed cluster answers: joining it as a new member"}
+		}
 		switch {
 		case r.SelfStarted && !r.SelfNeverRan:
 			return FenceVerdict{FenceJoin, fmt.Sprintf(
@@ -123,11 +151,19 @@ func Fence(f FenceFacts) FenceVerdict {
 		}
 		return FenceVerdict{FenceBootstrap, "discovery records no formation and no earlier start of this member"}
 	}
-	var holding, silent, blank []string
+	var holding, silent, blank, started, absent, unstarted []string
 	for _, fd := range f.Founders {
 		switch fd.State {
 		case FounderEtcd:
 			holding = append(holding, fd.Name)
+			switch fd.Self {
+			case SelfStarted:
+				started = append(started, fd.Name)
+			case SelfAbsent:
+				absent = append(absent, fd.Name)
+			case SelfUnstarted:
+				unstarted = append(unstarted, fd.Name)
+			}
 		case FounderBlank:
 			blank = append(blank, fd.Name)
 		case FounderReady:
@@ -136,7 +172,11 @@ func Fence(f FenceFacts) FenceVerdict {
 		}
 	}
 	switch {
-	case len(silent) > 0:
+	case len(started) > 0:
+		return FenceVerdict{FenceJoin, "founder " + strings.Join(started, ", ") + " lists this member as started before: this node lost its data and rejoins as a new member, never with its old identity"}
+	case !f.SelfReady && f.ClusterAnswers:
+		return FenceVerdict{FenceJoin, "a formed cluster answers: joining it as a new member"}
+	case !f.SelfReady && len(silent) > 0:
 		return FenceVerdict{FenceWait, fmt.Sprintf(
 			"static discovery: waiting for founder %s to answer on its peer port (a founder that does not answer may hold the cluster's data)",
 			strings.Join(silent, ", "))}
@@ -146,14 +186,19 @@ func Fence(f FenceFacts) FenceVerdict {
 		return FenceVerdict{FenceJoin, "founder " + strings.Join(holding, ", ") + " holds the cluster's data: joining it as a new member"}
 	case !f.SelfReady:
 		return FenceVerdict{FenceReady, fmt.Sprintf("every other founder (%d) answered without data: ready to bootstrap", len(f.Founders))}
-	case len(blank) == 0 || f.ReadyFor >= ReadyWait:
-		// Since this node became ready, no founder held data: any etcd
-		// now running started in this round.
-		return FenceVerdict{FenceBootstrap, fmt.Sprintf("every other founder (%d) answered without data before this node bootstrapped", len(f.Founders))}
+	case len(absent) > 0:
+		return FenceVerdict{FenceJoin, "founder " + strings.Join(absent, ", ") + " runs a cluster without this member: joining it as a new member"}
+	case len(unstarted) > 0:
+		return FenceVerdict{FenceBootstrap, "founder " + strings.Join(unstarted, ", ") +
+			" started the cluster after every founder was ready, this one included: bootstrapping with it"}
+	case len(silent) > 0:
+		return FenceVerdict{FenceWait, fmt.Sprintf(
+			"static discovery: ready to bootstrap, waiting for founder %s to answer on its peer port", strings.Join(silent, ", "))}
+	case len(blank) > 0:
+		return FenceVerdict{FenceWait, "static discovery: ready to bootstrap, waiting for founder " + strings.Join(blank, ", ") + " to be ready too (every founder bootstraps, or none)"}
+	case len(holding) > 0:
+		// An etcd whose member list could not be read: ask again.
+		return FenceVerdict{FenceWait, "static discovery: ready to bootstrap, reading founder " + strings.Join(holding, ", ") + "'s member list"}
 	}
-	return FenceVerdict{FenceWait, "static discovery: ready to bootstrap, waiting for founder " + strings.Join(blank, ", ") + " to be ready too"}
+	return FenceVerdict{FenceBootstrap, fmt.Sprintf("every other founder (%d) is ready, as this node is: bootstrapping", len(f.Founders))}
 }
-
-// ReadyWait is how long a ready founder waits for blank founders to become
-// ready before it bootstraps anyway (they then join as learners).
-const ReadyWait = 10 * time.Second

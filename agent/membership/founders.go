@@ -93,7 +93,7 @@ func (j *Job) probeFounders(ctx context.Context, founders []discovery.Member) []
 			out[i] = Founder{Name: f.Name, State: FounderNoAnswer, Detail: tlsErr.Error()}
 			continue
 		}
-		wg.Go(func() { out[i] = probeFounder(ctx, hc, f) })
+		wg.Go(func() { out[i] = probeFounder(ctx, hc, f, selfPeer) })
 	}
 	wg.Wait()
 	return out
@@ -101,8 +101,9 @@ func (j *Job) probeFounders(ctx context.Context, founders []discovery.Member) []
 
 // probeFounder asks one founder: an agent without data answers "blank" or
 // "ready"; an etcd answers 404 on founderPath and its member list on
-// /members (served without quorum).
-func probeFounder(ctx context.Context, hc *http.Client, f discovery.Member) Founder {
+// /members (served without quorum), which says whether the member with
+// selfPeer ever started.
+func probeFounder(ctx context.Context, hc *http.Client, f discovery.Member, selfPeer string) Founder {
 	fd := Founder{Name: f.Name, State: FounderNoAnswer}
 	code, body, err := get(ctx, hc, f.PeerURL+founderPath)
 	switch {
@@ -121,9 +122,10 @@ func probeFounder(ctx context.Context, hc *http.Client, f discovery.Member) Foun
 		}
 	case code == http.StatusNotFound:
 		code, body, err = get(ctx, hc, f.PeerURL+"/members")
-		var members []json.RawMessage
+		var members []peerMember
 		if err == nil && code == http.StatusOK && json.Unmarshal(body, &members) == nil {
-			fd.State, fd.Detail = FounderEtcd, fmt.Sprintf("etcd runs there (%d members)", len(members))
+			fd.State, fd.Self = FounderEtcd, selfIn(members, selfPeer)
+			fd.Detail = fmt.Sprintf("etcd runs there (%d members; this node's member: %s)", len(members), fd.Self)
 		} else {
 			fd.Detail = fmt.Sprintf("peer port: %d %v", code, err)
 		}
@@ -131,6 +133,28 @@ func probeFounder(ctx context.Context, hc *http.Client, f discovery.Member) Foun
 		fd.Detail = fmt.Sprintf("peer port answered %d", code)
 	}
 	return fd
+}
+
+// peerMember is a member as etcd's peer /members lists it.
+type peerMember struct {
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+}
+
+// selfIn says what members list about the member with peer URL selfPeer: a
+// member that started published its client URLs (its name is no sign: etcd
+// names the members of --initial-cluster before they ever start).
+func selfIn(members []peerMember, selfPeer string) SelfInList {
+	for _, m := range members {
+		if slices.Contains(m.PeerURLs, selfPeer) {
+			if len(m.ClientURLs) > 0 {
+				return SelfStarted
+			}
+			return SelfUnstarted
+		}
+	}
+	return SelfAbsent
 }
 
 func get(ctx context.Context, hc *http.Client, u string) (int, []byte, error) {

@@ -42,6 +42,9 @@ const (
 	ActionDefragmented Action = "defragmented"
 	ActionDisarm       Action = "disarm"
 	ActionNoSpace      Action = "nospace"
+	// ActionTakeLead: under NOSPACE the leader's agent did not act, so this
+	// agent moved leadership to its own member to recover.
+	ActionTakeLead Action = "take-lead"
 
 	// Snapshots.
 	ActionSnapshotFailed       Action = "snapshot-failed"

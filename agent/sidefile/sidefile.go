@@ -9,6 +9,7 @@
 //	<dataDir>.etcd-spec.json  the etcd spec the member runs (rolling changes)
 //	<dataDir>.recover         a recovery request (package recovery's Request)
 //	<dataDir>.recover-work/   a recovery's intermediate files
+//	<dataDir>.founder-ready   FounderReady: a static founder without data is ready to bootstrap
 //
 // Every write is atomic and fsynced (internal/atomicfile): after a crash or a
 // power cut a file holds its old content or its new one.
@@ -181,6 +182,44 @@ func ReadAppliedSpec(dataDir string) (s etcdconf.Spec, ok bool) {
 func WriteAppliedSpec(dataDir string, s etcdconf.Spec) error {
 	s.InitialCluster, s.InitialClusterState, s.InitialClusterToken = "", "", ""
 	return writeJSON(AppliedSpecPath(dataDir), s, 0o600)
+}
+
+// FounderReadyPath records that this founder (static discovery, no data
+// yet) saw every other founder answer without data: it is "ready", and stays
+// so across an agent restart until its member has data. The others may have
+// bootstrapped on that word: forgetting it would make this node join a
+// cluster its founders have not all started.
+func FounderReadyPath(dataDir string) string { return beside(dataDir, ".founder-ready") }
+
+// FounderReady is the content of FounderReadyPath: valid only for the same
+// token and founder list.
+type FounderReady struct {
+	At       time.Time `json:"at"`
+	Token    string    `json:"token"`
+	Founders []string  `json:"founders"`
+}
+
+// ReadFounderReady returns the record; ok is false when there is none or it
+// cannot be read.
+func ReadFounderReady(dataDir string) (r FounderReady, ok bool) {
+	b, err := os.ReadFile(FounderReadyPath(dataDir))
+	if err != nil || json.Unmarshal(b, &r) != nil {
+		return FounderReady{}, false
+	}
+	return r, true
+}
+
+// WriteFounderReady records r (fsynced before the founder says "ready").
+func WriteFounderReady(dataDir string, r FounderReady) error {
+	return writeJSON(FounderReadyPath(dataDir), r, 0o644)
+}
+
+// RemoveFounderReady forgets the record (the member has data now).
+func RemoveFounderReady(dataDir string) error {
+	if err := os.Remove(FounderReadyPath(dataDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 func writeJSON(path string, v any, mode fs.FileMode) error {
