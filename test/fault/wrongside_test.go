@@ -18,7 +18,7 @@ import (
 const wrongSideFreeze = 15 * time.Second
 
 // TestWrongSideRecoveryKeepsServingCluster: nodes 2 and 3 freeze (a
-// partition, as node 1 sees it) and `recover --from-member` runs on node 1:
+// partition, as node 1 sees it) and `recover --from-member --lost` (naming both) runs on node 1:
 // the registry now records a new cluster that replaced the old one. Nodes 2
 // and 3 thaw: they are a quorum of the old cluster and acknowledge a
 // writer's puts. Node 3 is frozen again for 15 s, so node 2 has no quorum
@@ -40,7 +40,10 @@ func TestWrongSideRecoveryKeepsServingCluster(t *testing.T) {
 
 	n[2].freeze()
 	n[3].freeze()
-	runRecover(t, c, n[1], "--from-member")
+	// The operator declares nodes 2 and 3 lost (their agents are frozen
+	// and cannot say how far their WALs reach): the wrong call this
+	// scenario is about.
+	runRecover(t, c, n[1], "--from-member", "--lost", c.name(2)+","+c.name(3))
 	n[2].thaw()
 	n[3].thaw()
 	waitAcked(t, w, w.Acked()+20) // the old cluster serves again
