@@ -77,6 +77,7 @@ func (a *Agent) waitReady(ctx context.Context) error {
 				// (idempotent) and the cluster's endpoints in discovery.
 				a.members.RecordFormed(ctx, h.ClusterID)
 				a.members.PublishEndpoints(ctx, h.Endpoints)
+				a.recovery.TrackEndpoints(ctx, h)
 			}
 			// READY=1 carries the healthy STATUS in one datagram.
 			a.record(h)

@@ -40,15 +40,20 @@ const (
 
 // Recovery is the recovery record.
 type Recovery struct {
-	Generation int       `json:"generation"`
-	State      string    `json:"state"`
-	By         string    `json:"by"`   // member name of the recovering node
-	From       string    `json:"from"` // "member etcd-10-0-1-5" or "snapshot s3://…"
-	Token      string    `json:"token"`
-	ClusterID  string    `json:"clusterID,omitempty"` // hex; the new cluster
-	Replaced   []string  `json:"replaced"`            // hex cluster IDs this one replaces
-	StartedAt  time.Time `json:"startedAt"`
-	DoneAt     time.Time `json:"doneAt,omitzero"`
+	Generation int      `json:"generation"`
+	State      string   `json:"state"`
+	By         string   `json:"by"`   // member name of the recovering node
+	From       string   `json:"from"` // "member etcd-10-0-1-5" or "snapshot s3://…"
+	Token      string   `json:"token"`
+	ClusterID  string   `json:"clusterID,omitempty"` // hex; the new cluster
+	Replaced   []string `json:"replaced"`            // hex cluster IDs this one replaces
+	// Endpoints are the new cluster's client URLs: set when it is first
+	// healthy, kept in step by each member that joins it. A later
+	// recovery must find no quorum there (or name this generation with
+	// --replaces) before it replaces this cluster.
+	Endpoints []string  `json:"endpoints,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	DoneAt    time.Time `json:"doneAt,omitzero"`
 }
 
 func (r Recovery) String() string {

@@ -30,6 +30,8 @@ type Options struct {
 	Force bool
 	// Lost names members of the lost cluster that are gone for good.
 	Lost []string
+	// Replaces names the finished recovery generation this one replaces.
+	Replaces int
 	// Timeout bounds the wait for the new cluster's health. Zero: 30m.
 	Timeout time.Duration
 }
@@ -91,15 +93,20 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 		o.Snapshot = m.Name
 	}
 	now := n.Now()
-	req := Request{From: o.From, Snapshot: o.Snapshot, AllowPartial: o.AllowPartial, Takeover: o.Takeover, Force: o.Force, Lost: o.Lost,
+	req := Request{From: o.From, Snapshot: o.Snapshot, AllowPartial: o.AllowPartial, Takeover: o.Takeover, Force: o.Force, Lost: o.Lost, Replaces: o.Replaces,
 		Token: NewToken(cfg.Cluster.Name, now), RequestedAt: now.UTC(), RequestedBy: os.Getpid(), State: Requested}
 
+	// The registry's record, when it answers: refused at once when the
+	// claim would be (the agent decides again when it claims).
+	var existing *discovery.Recovery
+	recorded := false
 	if src, err := n.Discovery(); err == nil {
 		if book, ok := src.(discovery.RecoveryBook); ok {
 			rctx, cancel := context.WithTimeout(ctx, registryReadTimeout)
-			existing, _, err := book.Recovery(rctx)
+			rec, _, err := book.Recovery(rctx)
 			cancel()
 			if err == nil {
+				existing, recorded = rec, true
 				if _, err := Claim(ClaimFacts{Existing: existing, Self: n.Identity().Name, Request: req, Now: now}); err != nil {
 					return Request{}, err
 				}
@@ -116,6 +123,11 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 			return Request{}, err
 		}
 		progress(describeProbes(facts))
+		if recorded {
+			if _, err := Claim(ClaimFacts{Existing: existing, Self: n.Identity().Name, Request: req, Now: now, Checked: true, Probed: facts.Asked()}); err != nil {
+				return Request{}, err
+			}
+		}
 		if o.From == FromMember {
 			if s, _, _ := supersededByRegistry(ctx, dataDir, n.Discovery); s != nil {
 				return Request{}, refuseSuperseded(s)

@@ -3,6 +3,7 @@ package recovery
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -33,6 +34,15 @@ type QuorumFacts struct {
 	DataClusterID uint64
 }
 
+// Asked are the endpoints the quorum check probed.
+func (f QuorumFacts) Asked() []string {
+	eps := make([]string, len(f.Probes))
+	for i, p := range f.Probes {
+		eps[i] = p.Endpoint
+	}
+	return eps
+}
+
 // Refusal is why the recovery must not run, or nil: a recovery while a
 // quorum answers would split the cluster in two. (Which member a recovery
 // from a member must run on is WALRefusal's rule.)
@@ -58,6 +68,11 @@ type ClaimFacts struct {
 	// snapshot's.
 	Known []string
 	Now   time.Time
+	// Checked: the quorum check ran and found no quorum; Probed are the
+	// endpoints it asked. Before it ran (the command's first look) the
+	// rule on a finished recovery's endpoints waits for the agent's claim.
+	Checked bool
+	Probed  []string
 }
 
 // Claim returns the record this node writes before it builds the new
@@ -73,6 +88,9 @@ func Claim(f ClaimFacts) (discovery.Recovery, error) {
 		if !f.Request.Takeover {
 			return discovery.Recovery{}, fmt.Errorf("refused: %s is unfinished: if that recovery is abandoned (its node is gone), run recover again with --takeover", prev)
 		}
+	}
+	if err := barrier(f); err != nil {
+		return discovery.Recovery{}, err
 	}
 	rec := discovery.Recovery{
 		Generation: 1,
@@ -93,6 +111,44 @@ func Claim(f ClaimFacts) (discovery.Recovery, error) {
 	slices.Sort(replaced)
 	rec.Replaced = slices.Compact(replaced)
 	return rec, nil
+}
+
+// barrier refuses to replace a finished recovery's cluster that the quorum
+// check did not look for: it must have asked every endpoint the record
+// names (and found no quorum), or the operator names the generation it
+// replaces (--replaces). Without it, a recovery run where the recovered
+// cluster's members are unknown (a fresh node, another side of a
+// partition) would replace a serving cluster silently.
+func barrier(f ClaimFacts) error {
+	prev, named := f.Existing, f.Request.Replaces
+	if named != 0 && (prev == nil || prev.Generation != named) {
+		newest := "the registry records no recovery"
+		if prev != nil {
+			newest = "the registry's newest is " + prev.String()
+		}
+		return fmt.Errorf("refused: --replaces %d: %s. Name the newest generation (etcd-agent status shows it), or leave --replaces out", named, newest)
+	}
+	if prev == nil || prev.State != discovery.RecoveryDone || prev.ClusterID == "" || named == prev.Generation {
+		return nil
+	}
+	if len(prev.Endpoints) == 0 {
+		return fmt.Errorf("refused: %s built cluster %s, and its record names none of that cluster's endpoints (an older agent finished it), so this node cannot check that it lost its quorum too: a second recovery would replace it silently. Check that cluster %s is gone, then run recover again with --replaces %d",
+			prev, prev.ClusterID, prev.ClusterID, prev.Generation)
+	}
+	if !f.Checked {
+		return nil
+	}
+	var missed []string
+	for _, ep := range prev.Endpoints {
+		if !slices.Contains(f.Probed, ep) {
+			missed = append(missed, ep)
+		}
+	}
+	if len(missed) > 0 {
+		return fmt.Errorf("refused: %s built cluster %s, and the quorum check did not ask its members at %s: a second recovery would replace it silently. Check that cluster %s is gone, then run recover again with --replaces %d",
+			prev, prev.ClusterID, strings.Join(missed, ", "), prev.ClusterID, prev.Generation)
+	}
+	return nil
 }
 
 // SupersededBy says why data of cluster dataClusterID must not be used any

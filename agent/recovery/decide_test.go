@@ -41,6 +41,9 @@ func TestRefusal(t *testing.T) {
 func TestClaim(t *testing.T) {
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	req := Request{From: FromMember, Token: "t-new"}
+	done := &discovery.Recovery{Generation: 1, State: discovery.RecoveryDone, By: "x", Token: "t1", ClusterID: "c2", Replaced: []string{"c1"},
+		Endpoints: []string{"https://10.0.1.7:2379", "https://10.0.1.8:2379"}}
+	doneOld := &discovery.Recovery{Generation: 1, State: discovery.RecoveryDone, By: "x", Token: "t1", ClusterID: "c2", Replaced: []string{"c1"}}
 	started := &discovery.Recovery{Generation: 2, State: discovery.RecoveryStarted, By: "etcd-10-0-1-6", Token: "t-other", Replaced: []string{"a1"}}
 	for _, tc := range []struct {
 		name     string
@@ -50,9 +53,22 @@ func TestClaim(t *testing.T) {
 		refuse   string
 	}{
 		{"first recovery", ClaimFacts{Self: "etcd-10-0-1-5", Request: req, Known: []string{"c1", "", "c1"}, Now: now}, 1, []string{"c1"}, ""},
-		{"after a finished one: its cluster is replaced too",
-			ClaimFacts{Existing: &discovery.Recovery{Generation: 1, State: discovery.RecoveryDone, By: "x", Token: "t1", ClusterID: "c2", Replaced: []string{"c1"}},
-				Self: "etcd-10-0-1-5", Request: req, Known: []string{"c2"}, Now: now}, 2, []string{"c1", "c2"}, ""},
+		{"after a finished one whose members were asked: its cluster is replaced too",
+			ClaimFacts{Existing: done, Self: "etcd-10-0-1-5", Request: req, Known: []string{"c2"}, Now: now,
+				Checked: true, Probed: []string{"https://10.0.1.5:2379", "https://10.0.1.7:2379", "https://10.0.1.8:2379"}}, 2, []string{"c1", "c2"}, ""},
+		// Issue 20 rule 2: a finished recovery is a barrier.
+		{"after a finished one whose members were not all asked", ClaimFacts{Existing: done, Self: "etcd-10-0-1-5", Request: req, Now: now,
+			Checked: true, Probed: []string{"https://10.0.1.5:2379", "https://10.0.1.7:2379"}}, 0, nil,
+			"did not ask its members at https://10.0.1.8:2379: a second recovery would replace it silently. Check that cluster c2 is gone, then run recover again with --replaces 1"},
+		{"after a finished one that names no endpoints", ClaimFacts{Existing: doneOld, Self: "etcd-10-0-1-5", Request: req, Now: now, Checked: true}, 0, nil,
+			"names none of that cluster's endpoints"},
+		{"a finished one named with --replaces", ClaimFacts{Existing: doneOld, Self: "etcd-10-0-1-5", Request: Request{From: FromMember, Token: "t-new", Replaces: 1}, Now: now, Checked: true},
+			2, []string{"c1", "c2"}, ""},
+		{"--replaces names an older generation", ClaimFacts{Existing: done, Self: "etcd-10-0-1-5", Request: Request{From: FromSnapshot, Token: "t-new", Replaces: 7}, Now: now}, 0, nil,
+			"--replaces 7: the registry's newest is recovery 1"},
+		{"--replaces without any recovery", ClaimFacts{Self: "etcd-10-0-1-5", Request: Request{From: FromSnapshot, Token: "t-new", Replaces: 1}, Now: now}, 0, nil,
+			"--replaces 1: the registry records no recovery"},
+		{"the command's first look, before the quorum check", ClaimFacts{Existing: done, Self: "etcd-10-0-1-5", Request: req, Now: now}, 2, []string{"c1", "c2"}, ""},
 		{"another node's unfinished recovery", ClaimFacts{Existing: started, Self: "etcd-10-0-1-5", Request: req, Now: now}, 0, nil, "--takeover"},
 		{"taken over", ClaimFacts{Existing: started, Self: "etcd-10-0-1-5", Request: Request{From: FromMember, Token: "t-new", Takeover: true}, Now: now}, 3, []string{"a1"}, ""},
 		{"our own, resumed", ClaimFacts{Existing: &discovery.Recovery{Generation: 4, State: discovery.RecoveryStarted, By: "etcd-10-0-1-5", Token: "t-new", Replaced: []string{"z"}},

@@ -252,7 +252,7 @@ func (j *Job) rebuild(ctx context.Context, req *Request, r *recovering, progress
 	}
 	if book, ok := src.(discovery.RecoveryBook); ok {
 		r.book = book
-		if err := j.claim(ctx, r, known); err != nil {
+		if err := j.claim(ctx, r, known, facts.Asked()); err != nil {
 			return err
 		}
 		progress(fmt.Sprintf("recorded in discovery: %s", r.rec))

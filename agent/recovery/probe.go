@@ -71,6 +71,15 @@ func endpoints(ctx context.Context, n Requester, registry bool) []string {
 				eps = append(eps, published...)
 			}
 		}
+		if rb, ok := src.(discovery.RecoveryBook); ok {
+			// A finished recovery's cluster: a recovery must look for
+			// it before it may replace it (barrier).
+			rctx, cancel := context.WithTimeout(ctx, checkTimeout)
+			if rec, _, err := rb.Recovery(rctx); err == nil && rec != nil {
+				eps = append(eps, rec.Endpoints...)
+			}
+			cancel()
+		}
 		if fb, ok := src.(discovery.FormationBook); ok {
 			if f, err := fb.Formation(ctx); err == nil {
 				for _, s := range f.Started {

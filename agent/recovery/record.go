@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/health"
@@ -54,7 +55,7 @@ func (j *Job) resumeRecord(ctx context.Context, src discovery.Source, r *recover
 
 // claim writes this node's claim on the recovery record, retrying while
 // discovery does not answer; another node's claim refuses.
-func (j *Job) claim(ctx context.Context, r *recovering, known []string) error {
+func (j *Job) claim(ctx context.Context, r *recovering, known, probed []string) error {
 	n := j.n
 	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
 	defer cancel()
@@ -69,7 +70,7 @@ func (j *Job) claim(ctx context.Context, r *recovering, known []string) error {
 		if err != nil {
 			return fmt.Errorf("discovery does not answer, so the recovery cannot be recorded where the other nodes look: %w", err)
 		}
-		rec, err := Claim(ClaimFacts{Existing: existing, Self: n.Identity().Name, Request: r.req, Known: known, Now: n.Now()})
+		rec, err := Claim(ClaimFacts{Existing: existing, Self: n.Identity().Name, Request: r.req, Known: known, Now: n.Now(), Checked: true, Probed: probed})
 		if err != nil {
 			return err
 		}
@@ -126,6 +127,7 @@ func (j *Job) Finish(ctx context.Context, h health.Health) {
 	}
 	n := j.n
 	r.rec.State, r.rec.DoneAt = discovery.RecoveryDone, n.Now().UTC()
+	r.rec.Endpoints = sortedCopy(h.Endpoints)
 	b, _ := json.Marshal(r.rec)
 	pctx, cancel := context.WithTimeout(ctx, finishRecordTimeout)
 	err := n.Retry(pctx, "recording the recovery in the new cluster", func(ctx context.Context) error {
@@ -152,4 +154,46 @@ func (j *Job) Finish(ctx context.Context, h health.Health) {
 	}
 	n.Recorder().AddDecision(report.ActionRecovered, fmt.Sprintf("new cluster %s healthy %s after the request", r.rec.ClusterID, req.Elapsed))
 	n.Logger().Warn("recovered: new cluster healthy", "cluster", r.rec.ClusterID, "elapsed", req.Elapsed)
+}
+
+// trackTimeout bounds keeping the record's endpoints in step.
+const trackTimeout = 10 * time.Second
+
+// TrackEndpoints keeps the registry's recovery record naming the recovered
+// cluster's members: it runs on a member that just joined (or formed) a
+// cluster, and when the record names that cluster with other endpoints it
+// records h's. A later recovery probes them before it may replace this
+// cluster (barrier). Best effort: a failure leaves the older list, which a
+// later joiner or this one's next start corrects.
+func (j *Job) TrackEndpoints(ctx context.Context, h health.Health) {
+	src, err := j.n.Discovery()
+	if err != nil || h.ClusterID == 0 || len(h.Endpoints) == 0 {
+		return
+	}
+	book, ok := src.(discovery.RecoveryBook)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, trackTimeout)
+	defer cancel()
+	rec, v, err := book.Recovery(ctx)
+	if err != nil || rec == nil || rec.State != discovery.RecoveryDone || rec.ClusterID != hexID(h.ClusterID) {
+		return
+	}
+	eps := sortedCopy(h.Endpoints)
+	if slices.Equal(rec.Endpoints, eps) {
+		return
+	}
+	rec.Endpoints = eps
+	if err := book.SwapRecovery(ctx, *rec, v); err != nil {
+		j.n.Logger().Warn("record the recovered cluster's endpoints in discovery", "err", err)
+		return
+	}
+	j.n.Logger().Info("recorded the recovered cluster's endpoints in discovery", "endpoints", eps)
+}
+
+func sortedCopy(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
 }

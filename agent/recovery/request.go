@@ -74,7 +74,11 @@ type Request struct {
 	Force bool `json:"force,omitempty"`
 	// Lost are members of the lost cluster the operator declared gone for
 	// good: a recovery from a member need not hear from them.
-	Lost        []string  `json:"lost,omitempty"`
+	Lost []string `json:"lost,omitempty"`
+	// Replaces is the recovery generation the operator says this
+	// recovery replaces (--replaces): a finished recovery whose cluster
+	// the quorum check could not look for is replaced only when named.
+	Replaces    int       `json:"replaces,omitempty"`
 	RequestedAt time.Time `json:"requestedAt"`
 	RequestedBy int       `json:"requestedBy"` // pid of `recover`
 

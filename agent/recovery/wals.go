@@ -57,13 +57,15 @@ func WALRefusal(f WALFacts) error {
 				l, l, f.Local.ClusterID, strings.Join(names, ", "))
 		}
 	}
-	var silent []string
+	var silent, moved []string
 	var newest *MemberWAL
 	for i, m := range f.Members {
 		switch {
 		case slices.Contains(f.Lost, m.Name):
 		case !m.Answered:
 			silent = append(silent, fmt.Sprintf("%s (%s: %s)", m.Name, m.Address, m.Err))
+		case m.HasMember && m.Tail.ClusterID != 0 && m.Tail.ClusterID != f.Local.ClusterID:
+			moved = append(moved, fmt.Sprintf("%s (cluster %x)", m.Name, m.Tail.ClusterID))
 		case m.HasMember && m.Tail.ClusterID == f.Local.ClusterID && m.Tail.NewerThan(f.Local):
 			if newest == nil || m.Tail.NewerThan(newest.Tail) {
 				newest = &f.Members[i]
@@ -73,6 +75,12 @@ func WALRefusal(f WALFacts) error {
 	if newest != nil && !f.Force {
 		return fmt.Errorf("refused: member %s holds newer entries than this member (its WAL ends at index %d, term %d; this member's at index %d, term %d): a recovery from here would lose the writes only it holds. Run `etcd-agent recover --from-member` on %s, or pass --force to recover from this member and lose them",
 			newest.Name, newest.Tail.LastIndex, newest.Tail.LastTerm, f.Local.LastIndex, f.Local.LastTerm, newest.Name)
+	}
+	if len(moved) > 0 {
+		// Without a registry this is what tells a second recovery from
+		// the first: the members that reach a recovered cluster join it.
+		return fmt.Errorf("refused: %s now hold data of another cluster: the lost cluster %x was already recovered (or they left it), and a second recovery would split its members between two clusters. Run `etcd-agent status` there; if that cluster is gone too, recover from one of its members. Only for a node whose data you give up: --lost NAME",
+			strings.Join(moved, ", "), f.Local.ClusterID)
 	}
 	if len(silent) > 0 {
 		return fmt.Errorf("refused: the agents of %s did not answer: their WALs may hold acknowledged writes this member lacks. Start those agents (an agent answers whatever its etcd's state), or, for a node gone for good, run recover again with --lost NAME",

@@ -42,7 +42,12 @@ func TestWALRefusal(t *testing.T) {
 			Members: []MemberWAL{answered("n2", tail(3, 90)), silent}}, ""},
 		{"--lost of an unknown name", WALFacts{Self: "n1", Local: tail(3, 100), Lost: []string{"n9"},
 			Members: []MemberWAL{answered("n2", tail(3, 90))}}, "--lost n9: no other member n9"},
-		{"another cluster's data does not count as newer", WALFacts{Self: "n1", Local: tail(3, 100),
+		// Issue 20 rule 2, static discovery: n2 reached a recovered
+		// cluster and joined it, so this would be a second recovery.
+		{"a member now in another cluster: already recovered", WALFacts{Self: "n1", Local: tail(3, 100),
+			Members: []MemberWAL{answered("n2", datadir.Tail{ClusterID: c2, LastTerm: 9, LastIndex: 900}), answered("n3", tail(3, 90))}},
+			"n2 (cluster c2) now hold data of another cluster: the lost cluster c1 was already recovered"},
+		{"a member in another cluster declared lost", WALFacts{Self: "n1", Local: tail(3, 100), Lost: []string{"n2"},
 			Members: []MemberWAL{answered("n2", datadir.Tail{ClusterID: c2, LastTerm: 9, LastIndex: 900})}}, ""},
 		{"a node without data", WALFacts{Self: "n1", Local: tail(3, 100),
 			Members: []MemberWAL{{Name: "n2", Answered: true}}}, ""},

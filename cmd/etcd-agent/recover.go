@@ -12,7 +12,7 @@ import (
 )
 
 func recoverCommand() *command {
-	const usage = "etcd-agent recover (--from-member [--lost NAME]... | --from-snapshot latest|NAME|FILE|s3://BUCKET/KEY [--allow-partial]) [--config PATH]"
+	const usage = "etcd-agent recover (--from-member [--lost NAME]... | --from-snapshot latest|NAME|FILE|s3://BUCKET/KEY [--allow-partial]) [--replaces GENERATION] [--config PATH]"
 	const summary = "Rebuild the cluster on this node after its quorum was lost for good (e.g. 2 of 3 instances\n" +
 		"terminated): a new cluster with a new cluster ID, from this member's data (--from-member:\n" +
 		"every entry of its WAL) or from a snapshot (--from-snapshot), the revision bumped and old\n" +
@@ -43,11 +43,15 @@ func recoverCommand() *command {
 				}
 				return nil
 			})
+			replaces := fs.Int("replaces", 0, "the finished recovery GENERATION this one replaces, when the quorum check cannot look for that recovery's cluster (its record names no endpoints); status shows the generation")
 			timeout := fs.Duration("timeout", 30*time.Minute, "how long to follow the recovery (the agent goes on after)")
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
 			}
-			o := recovery.Options{Takeover: *takeover, Force: *force, Lost: lost, Timeout: *timeout, AllowPartial: *allowPartial}
+			o := recovery.Options{Takeover: *takeover, Force: *force, Lost: lost, Timeout: *timeout, AllowPartial: *allowPartial, Replaces: *replaces}
+			if *replaces < 0 {
+				return &exitError{code: exitUsage, err: fmt.Errorf("--replaces %d: a recovery generation is 1 or more", *replaces)}
+			}
 			if len(lost) > 0 && !*fromMember {
 				return &exitError{code: exitUsage, err: fmt.Errorf("--lost goes with --from-member (a snapshot needs no member's WAL)")}
 			}

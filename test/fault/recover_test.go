@@ -14,8 +14,10 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 	"github.com/etcd-agent/etcd-agent/internal/testcluster"
+	"github.com/etcd-agent/etcd-agent/pki"
 )
 
 // recoverGrace is the nodes' deadMemberGrace. No member needs removing
@@ -162,6 +164,9 @@ func oldMembersMoveAside(t *testing.T, c *cluster) {
 		t.Fatalf("get %s = %q (found %v, err %v), want after-recovery", keyK, v, found, err)
 	}
 	checkNewCluster(t, cli, oldID)
+	if c.discURL != "" {
+		waitRecordedEndpoints(t, c, c.endpoints(1, 2, 3))
+	}
 	for _, i := range []int{2, 3} {
 		if after[c.name(i)].ID == before[c.name(i)].ID {
 			t.Errorf("node %d kept member ID %x: it must join the new cluster as a new member", i, before[c.name(i)].ID)
@@ -316,5 +321,32 @@ func TestRecoverAgentKilledMidway(t *testing.T) {
 	aside, _ := filepath.Glob(n[1].dataDir + ".removed-*")
 	if len(aside) != 1 {
 		t.Errorf("want the old data moved aside once, found %q", aside)
+	}
+}
+
+// waitRecordedEndpoints waits until the registry's recovery record names
+// want as the recovered cluster's endpoints: the joiners keep it in step, so
+// a later recovery looks for this cluster before it may replace it.
+func waitRecordedEndpoints(t *testing.T, c *cluster, want []string) {
+	t.Helper()
+	tlsCfg, err := pki.ClientTLS(c.e.TestPKI, pki.ClientCertFile, pki.ClientKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &discovery.V3{Endpoints: []string{c.discURL}, Token: c.token, TLS: tlsCfg}
+	want = slices.Sorted(slices.Values(want))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rec, _, err := d.Recovery(ctx)
+		cancel()
+		if err == nil && rec != nil && slices.Equal(rec.Endpoints, want) {
+			t.Logf("the registry's %s names its members %v", rec, rec.Endpoints)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recovery record %+v (%v): want endpoints %v", rec, err, want)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
