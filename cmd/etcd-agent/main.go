@@ -59,6 +59,8 @@ func commands() []*command {
 		snapshotCommand(),
 		localCommand(),
 		caCommand(),
+		certCommand(),
+		envCommand(),
 		discoveryCommand(),
 		butaneCommand(),
 		versionCommand(),
