@@ -48,7 +48,9 @@ func TestLocalUpNodeLeavesAndComesBack(t *testing.T) {
 		out = &lockedBuffer{}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- runLocal(ctx, env{stdout: out, stderr: out, lookupEnv: func(string) (string, bool) { return "", false }}, o) }()
+		go func() {
+			done <- runLocal(ctx, env{stdout: out, stderr: out, lookupEnv: func(string) (string, bool) { return "", false }}, o)
+		}()
 		stop = func() {
 			cancel()
 			select {
