@@ -132,6 +132,7 @@ func TestBadFields(t *testing.T) {
 		{"extra flag without dashes", minimal + base + "  extraFlags: [snapshot-count=5]\n", "etcd.extraFlags[0]", "snapshot-count=5"},
 		{"podman bad socket", minimal + "etcd:\n  runtime: podman\npodman:\n  socket: tcp://x\n", "podman.socket", "tcp://x"},
 		{"bad log level", minimal + base + "agent:\n  logLevel: loud\n", "agent.logLevel", "loud"},
+		{"bad log format", minimal + base + "agent:\n  logFormat: xml\n", "agent.logFormat", "use text or json"},
 		{"discovery cert without key", minimal + "    cert: /c\n" + base, "cluster.discovery.cert", "/c"},
 	}
 	for _, c := range cases {

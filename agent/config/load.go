@@ -123,6 +123,7 @@ var overrides = []override{
 	{"podman.socket", "ETCD_AGENT_PODMAN_SOCKET", str(func(c *Config) *string { return &c.Podman.Socket })},
 	{"agent.statusFile", "ETCD_AGENT_STATUS_FILE", str(func(c *Config) *string { return &c.Agent.StatusFile })},
 	{"agent.logLevel", "ETCD_AGENT_LOG_LEVEL", str(func(c *Config) *string { return &c.Agent.LogLevel })},
+	{"agent.logFormat", "ETCD_AGENT_LOG_FORMAT", str(func(c *Config) *string { return &c.Agent.LogFormat })},
 	{"cluster.discovery.token", "ETCD_AGENT_DISCOVERY_TOKEN", str(func(c *Config) *string { return &c.Cluster.Discovery.Token })},
 }
 

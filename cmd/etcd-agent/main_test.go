@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,18 @@ func TestCAInit(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, nil, "ca", "init"); code != config.ExitCode || !strings.Contains(errOut, "--dir") {
 		t.Errorf("no --dir: exit %d, %q", code, errOut)
+	}
+}
+
+// TestJSONLogs: agent.logFormat json writes one JSON object per line with
+// the level and the message, what a log shipper parses.
+func TestJSONLogs(t *testing.T) {
+	var out, errb bytes.Buffer
+	newLogger(env2(&out, &errb, nil), "info", "json").Info("ready", "status", "healthy")
+	var line struct {
+		Level, Msg, Status string
+	}
+	if err := json.Unmarshal(errb.Bytes(), &line); err != nil || line.Level != "INFO" || line.Msg != "ready" || line.Status != "healthy" {
+		t.Errorf("json log line %q: %+v, %v", errb.String(), line, err)
 	}
 }

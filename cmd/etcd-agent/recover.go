@@ -72,7 +72,7 @@ func recoverCommand() *command {
 			if err != nil {
 				return err
 			}
-			logger := newLogger(e, cfg.Agent.LogLevel)
+			logger := newLogger(e, cfg.Agent.LogLevel, cfg.Agent.LogFormat)
 			a, err := agent.New(agent.Options{Config: cfg, Identity: agent.NewIdentity(cfg, logger), Logger: logger, Version: version})
 			if err != nil {
 				return err
