@@ -340,6 +340,15 @@ metrics:
 	if code != config.ExitCode || out != "" || got != want {
 		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d and:\n%s", code, out, got, config.ExitCode, want)
 	}
+	// The README quotes this output for a zoo.yaml in /srv/zoo, uid 1001.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := strings.NewReplacer("DIR/config.yaml", "zoo.yaml", "DIR/", "/srv/zoo/", "(uid UID)", "(uid 1001)").Replace(want)
+	if !strings.Contains(string(readme), "$ etcd-agent config check --config zoo.yaml\n"+quoted+"$ echo $?\n78\n") {
+		t.Errorf("README.md does not quote the zoo's output as it is now:\n%s", quoted)
+	}
 	if m := regexp.MustCompile(`config\.[A-Z]|\[\]|!!|\bint(64)?\b|\bbool\b|unmarshal`).FindString(got); m != "" {
 		t.Errorf("the output names a Go type or a yaml tag: %q", m)
 	}
