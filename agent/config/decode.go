@@ -521,7 +521,7 @@ func hint(n *yaml.Node, t reflect.Type) string {
 	}
 	if t == reflect.TypeFor[Duration]() {
 		if _, err := strconv.ParseUint(n.Value, 10, 64); err == nil {
-			return "add a unit: " + n.Value + "s, " + n.Value + "m or " + n.Value + "h"
+			return "add a unit (ms, s, m, h or d), e.g. " + n.Value + "s"
 		}
 	}
 	if t.Kind() == reflect.Slice && isScalarType(t.Elem()) {

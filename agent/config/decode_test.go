@@ -49,7 +49,7 @@ func TestDecodeYAMLShapes(t *testing.T) {
 		{"quoted integer", "etcd:\n  clientPort: \"2379\"\n", `etcd.clientPort (line 2): want an integer, got "2379" (fix: remove the quotes)`},
 		{"integer given a list", "etcd:\n  snapshotCount: [1]\n", "etcd.snapshotCount (line 2): want an integer, got a list"},
 		{"duration", "podman:\n  stopTimeout: soon\n", `podman.stopTimeout (line 2): want a duration like 90s, 10m, 720h or 30d, got "soon"`},
-		{"duration without unit", "podman:\n  stopTimeout: 30\n", "podman.stopTimeout (line 2): want a duration like 90s, 10m, 720h or 30d, got 30 (fix: add a unit: 30s, 30m or 30h)"},
+		{"duration without unit", "podman:\n  stopTimeout: 30\n", "podman.stopTimeout (line 2): want a duration like 90s, 10m, 720h or 30d, got 30 (fix: add a unit (ms, s, m, h or d), e.g. 30s)"},
 		{"negative duration", "agent:\n  healthInterval: -5s\n", `agent.healthInterval (line 2): want a duration like 90s, 10m, 720h or 30d, got "-5s"`},
 		{"duration given a mapping", "cluster:\n  deadMemberGrace: {minutes: 10}\n", "cluster.deadMemberGrace (line 2): want a duration like 90s, 10m, 720h or 30d, got a mapping"},
 		{"size", "etcd:\n  quotaBackendBytes: lots\n", `etcd.quotaBackendBytes (line 2): want a size like 512MiB, 4GiB or a byte count, got "lots"`},
