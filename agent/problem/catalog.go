@@ -30,6 +30,8 @@ var (
 		Fix: "see etcd's documentation for this alarm"}
 	AlarmsUnknown = Kind{Code: "alarms-unknown", Severity: Warning, Title: "alarms not listed",
 		Fix: "no member answered the alarm list: see the endpoints' errors"}
+	UnderReplicated = Kind{Code: "under-replicated", Severity: Warning, Title: "fewer voters than cluster.size",
+		Fix: "the agents replace a failed member by themselves (a new node joins once the dead one's grace ends): check that the Auto Scaling group runs cluster.size nodes and that the missing node's agent runs (etcd-agent status there)"}
 	HashMismatch = Kind{Code: "hashkv-mismatch", Severity: Critical, Title: "replicas diverged",
 		Fix: "the member whose HashKV differs from the majority holds other data: stop its agent and move its data dir aside so it rejoins as a new member"}
 
@@ -44,6 +46,8 @@ var (
 
 	// This node's agent.
 
+	AgentNeverRan = Kind{Code: "agent-never-ran", Severity: Critical, Title: "agent never ran on this node",
+		Fix: "start it (systemctl start etcd-agent, then journalctl -u etcd-agent), or pass --config of the agent that runs here (its pki.dir and agent.statusFile)"}
 	AgentNotRunning = Kind{Code: "agent-not-running", Severity: Warning, Title: "agent not running",
 		Fix: "systemctl status etcd-agent; journalctl -u etcd-agent"}
 	AgentNotHealthy = Kind{Code: "agent-not-healthy", Severity: Warning, Title: "agent not healthy",
@@ -70,9 +74,9 @@ var (
 func Known() []Kind {
 	return []Kind{
 		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
-		AlarmNoSpace, NoSpaceKept, AlarmCorrupt, AlarmOther, AlarmsUnknown, HashMismatch,
+		AlarmNoSpace, NoSpaceKept, AlarmCorrupt, AlarmOther, AlarmsUnknown, UnderReplicated, HashMismatch,
 		SnapshotStale, SnapshotFailed, SnapshotUnverified,
-		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
+		AgentNeverRan, AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 	}
 }
