@@ -71,6 +71,7 @@ func renderTable(w io.Writer, v View) error {
 			if p.Fix != "" {
 				fmt.Fprintf(&b, "      fix: %s\n", p.Fix)
 			}
+			fmt.Fprintf(&b, "      runbook: %s\n", p.Code.Runbook())
 		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
