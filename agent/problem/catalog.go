@@ -41,6 +41,8 @@ var (
 		Fix: "check the agents' logs (journalctl -u etcd-agent) for the snapshot job; etcd-agent snapshot save takes one now"}
 	SnapshotFailed = Kind{Code: "snapshot-failed", Severity: Warning, Title: "snapshot attempt failed",
 		Fix: "the message names the cause (bucket, credentials, disk); fix it and the next interval retries, or run etcd-agent snapshot save"}
+	BackupsSingleNode = Kind{Code: "backups-single-node", Severity: Warning, Title: "snapshots on one node's disk only",
+		Fix: "configure backup.s3 (every node, the instance role may write the bucket): a snapshot kept only in backup.dir is lost with that node's volume, which is when it is needed"}
 	SnapshotUnverified = Kind{Code: "snapshot-unverified", Severity: Critical, Title: "snapshot failed verification",
 		Fix: "the newest snapshot does not restore as recorded: take a new one (etcd-agent snapshot save) and check the store (etcd-agent snapshot verify latest)"}
 
@@ -75,7 +77,7 @@ func Known() []Kind {
 	return []Kind{
 		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
 		AlarmNoSpace, NoSpaceKept, AlarmCorrupt, AlarmOther, AlarmsUnknown, UnderReplicated, HashMismatch,
-		SnapshotStale, SnapshotFailed, SnapshotUnverified,
+		SnapshotStale, SnapshotFailed, SnapshotUnverified, BackupsSingleNode,
 		AgentNeverRan, AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 	}
