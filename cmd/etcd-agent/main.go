@@ -92,6 +92,9 @@ func dispatch(ctx context.Context, e env, args []string) int {
 		}
 		return exitOK
 	}
+	if args[0] == "--version" {
+		args = []string{"version"} // what every CLI answers
+	}
 	path := "etcd-agent"
 	for {
 		c := find(cmds, args[0])

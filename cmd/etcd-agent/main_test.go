@@ -62,6 +62,9 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "etcd-agent dev") || !strings.Contains(out, "etcd       v3.7.3") {
 		t.Errorf("version: exit %d\n%s", code, out)
 	}
+	if code, flagOut, _ := runCLI(t, nil, "--version"); code != 0 || flagOut != out {
+		t.Errorf("--version: exit %d\n%s\nwant what version prints", code, flagOut)
+	}
 }
 
 // TestConfigErrorsExit78: a bad config exits with the code the unit's
