@@ -53,6 +53,7 @@ type Job struct {
 
 	mu    sync.Mutex
 	store Store
+	shown Shared // the outcome in the node's report
 }
 
 // NewJob returns the job of n; newStore builds the store on first use (it
@@ -61,32 +62,55 @@ func NewJob(n Node, newStore func(ctx context.Context) (Store, error)) *Job {
 	return &Job{n: n, newStore: newStore}
 }
 
-// Run is one round: on the leader's agent, plan against the zone and, when
-// something changed, write the batch under the lock. A failure is shown in
-// status (its problem says what to fix) and retried next round; Run returns
+// Run is one round. On the leader's agent: plan against the zone and,
+// when something changed, write the batch under the lock; the outcome is
+// kept in the cluster (Shared). On the others: show that outcome. A failure
+// is shown in status with what to fix, and retried next round; Run returns
 // nil.
 func (j *Job) Run(ctx context.Context) error {
-	if h := j.n.Probe(ctx); !h.Ready || !h.Leader {
-		j.report(nil) // another agent writes now
+	h := j.n.Probe(ctx)
+	cli := j.n.Local()
+	if !h.Ready || cli == nil {
 		return nil
 	}
-	err := j.sync(ctx)
-	if err != nil && ctx.Err() == nil {
+	if !h.Leader {
+		j.follow(ctx, cli)
+		return nil
+	}
+	err := j.sync(ctx, cli)
+	if err != nil && ctx.Err() != nil {
+		return nil // shutting down
+	}
+	if err != nil {
 		j.n.Logger().Warn("client DNS records not in step", "err", err)
 	}
-	j.report(err)
+	shared := sharedOf(j.n.Identity().Name, err, j.n.Now())
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if werr := writeShared(cctx, cli, shared); werr != nil {
+		j.n.Logger().Debug("share the client DNS records' outcome", "err", werr)
+	}
+	j.show(shared)
 	return nil
 }
 
+// follow shows the writer's latest outcome in this node's report.
+func (j *Job) follow(ctx context.Context, cli *clientv3.Client) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	shared, err := readShared(cctx, cli)
+	if err != nil {
+		j.n.Logger().Debug("read the client DNS records' outcome", "err", err)
+		return
+	}
+	j.show(shared)
+}
+
 // sync makes the zone match the member list.
-func (j *Job) sync(ctx context.Context) error {
+func (j *Job) sync(ctx context.Context, cli *clientv3.Client) error {
 	store, err := j.storeFor(ctx)
 	if err != nil {
 		return err
-	}
-	cli := j.n.Local()
-	if cli == nil {
-		return nil
 	}
 	zone := ZoneOf(j.n.Config().Clients.Route53)
 	changes, err := j.plan(ctx, cli, store, zone)
@@ -187,17 +211,32 @@ func (j *Job) decided(changes []Change, why string) {
 	j.n.Publish()
 }
 
-// report shows err as the job's problem (none when nil).
-func (j *Job) report(err error) {
+// show puts the outcome in the node's report (no problem when in step),
+// publishing only when it changed.
+func (j *Job) show(s Shared) {
 	var ps []problem.Problem
-	var e *Error
-	switch {
-	case err == nil:
-	case errors.As(err, &e):
-		ps = []problem.Problem{e.Problem()}
-	default:
-		ps = []problem.Problem{problem.DNSRecordsFailed.New("", err.Error())}
+	if p, ok := s.Problem(); ok {
+		ps = []problem.Problem{p}
+	}
+	j.mu.Lock()
+	same := s.Code == j.shown.Code && s.Text == j.shown.Text && s.Writer == j.shown.Writer
+	j.shown = s
+	j.mu.Unlock()
+	if same {
+		return
 	}
 	j.n.Recorder().SetProblems(problemSource, ps)
 	j.n.Publish()
+}
+
+// problemOf is err as a problem (false when nil).
+func problemOf(err error) (problem.Problem, bool) {
+	var e *Error
+	switch {
+	case err == nil:
+		return problem.Problem{}, false
+	case errors.As(err, &e):
+		return e.Problem(), true
+	}
+	return problem.DNSRecordsFailed.New("", err.Error()), true
 }

@@ -129,23 +129,36 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Problem() problem.Problem { return e.Kind.New("", e.Error()) }
 
 // classify names the problem of a failed call by Route 53's error code.
+// Its message keeps Route 53's code and words, not the SDK's request ID,
+// which changes with each attempt: the same refusal reads the same.
 func classify(op string, err error) error {
 	kind := problem.DNSRecordsFailed
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return &Error{Kind: kind, Op: op, Err: err}
+	}
+	switch api.ErrorCode() {
+	case "NoSuchHostedZone":
+		kind = problem.DNSZoneMissing
+	case "AccessDenied", "AccessDeniedException":
+		kind = problem.DNSAccessDenied
+	case "InvalidChangeBatch":
+		kind = problem.DNSChangeRefused
+	}
+	msg := api.ErrorMessage()
 	var batch *types.InvalidChangeBatch
 	if errors.As(err, &batch) && len(batch.Messages) > 0 {
 		// The SDK's message is generic; Route 53's say which record.
-		err = fmt.Errorf("%w: %s", err, strings.Join(batch.Messages, "; "))
+		msg = strings.Join(batch.Messages, "; ")
 	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode() {
-		case "NoSuchHostedZone":
-			kind = problem.DNSZoneMissing
-		case "AccessDenied", "AccessDeniedException":
-			kind = problem.DNSAccessDenied
-		case "InvalidChangeBatch":
-			kind = problem.DNSChangeRefused
-		}
-	}
-	return &Error{Kind: kind, Op: op, Err: err}
+	return &Error{Kind: kind, Op: op, Err: &apiError{code: api.ErrorCode(), msg: msg, err: err}}
 }
+
+// apiError is a Route 53 error told by its code and message.
+type apiError struct {
+	code, msg string
+	err       error
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.msg }
+func (e *apiError) Unwrap() error { return e.err }

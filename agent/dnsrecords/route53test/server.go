@@ -176,11 +176,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handle(r *http.Request, body []byte, req *Request) (int, string) {
 	if err := s.verifySigV4(r, body); err != nil {
 		req.Err = err.Error()
-		code := "SignatureDoesNotMatch"
-		if strings.HasPrefix(err.Error(), "RequestTimeTooSkewed") {
-			code = "RequestTimeTooSkewed"
+		code, msg := "SignatureDoesNotMatch", err.Error()
+		if c, m, ok := strings.Cut(msg, ": "); ok && (c == "SignatureDoesNotMatch" || c == "RequestTimeTooSkewed") {
+			code, msg = c, m
 		}
-		return http.StatusForbidden, errorXML("Sender", code, err.Error())
+		return http.StatusForbidden, errorXML("Sender", code, msg)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
