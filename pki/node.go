@@ -14,12 +14,12 @@ import (
 
 // NodeRequest describes the certificates one node needs.
 type NodeRequest struct {
-	Dir         string        // node cert dir, created 0700 if missing
-	NodeIP      netip.Addr    // private IP
-	Hostname    string        // may be empty; added to the server cert as a DNS SAN
+	Dir      string     // node cert dir, created 0700 if missing
+	NodeIP   netip.Addr // private IP
+	Hostname string     // may be empty; added to the server cert as a DNS SAN
 	// DNSNames are more DNS SANs for the server cert: the names clients
 	// find the member by (its DNS record, the SRV domain). May be empty.
-	DNSNames []string
+	DNSNames    []string
 	Validity    time.Duration // leaf validity (e.g. 365 days), capped at the CA's NotAfter
 	RenewBefore time.Duration // reissue when less than this remains (e.g. 30 days)
 	Now         time.Time
