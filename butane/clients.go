@@ -8,6 +8,9 @@ import "github.com/etcd-agent/etcd-agent/agent/config"
 // policy in docs/deploy-aws.md.
 type SpecClients struct {
 	Route53 *SpecRoute53 `yaml:"route53,omitempty"`
+	// DNSNames are added to every member's server certificate (a load
+	// balancer's name).
+	DNSNames []string `yaml:"dnsNames,omitempty"`
 }
 
 // SpecRoute53 is clients.route53 of the agent's config.
@@ -31,12 +34,16 @@ func (c SpecClients) validate(ps *problems) {
 // clientsDoc is the spec's clients section as the agent config carries it;
 // nil when the spec sets nothing (off).
 func clientsDoc(c SpecClients) *SpecClients {
-	if c.Route53 == nil {
+	if c.Route53 == nil && len(c.DNSNames) == 0 {
 		return nil
 	}
-	r := *c.Route53
-	if _, err := config.ParseDuration(r.TTL); err != nil {
-		r.TTL = "" // validate reports it
+	out := &SpecClients{DNSNames: c.DNSNames}
+	if c.Route53 != nil {
+		r := *c.Route53
+		if _, err := config.ParseDuration(r.TTL); err != nil {
+			r.TTL = "" // validate reports it
+		}
+		out.Route53 = &r
 	}
-	return &SpecClients{Route53: &r}
+	return out
 }

@@ -15,7 +15,8 @@ import (
 // config.yaml and loads there with the agent's own loader.
 func TestSpecCarriesClients(t *testing.T) {
 	s := freshCASpec(t)
-	s.Clients = SpecClients{Route53: &SpecRoute53{HostedZoneID: "Z0123456789ABCDEFGHIJ", Domain: "etcd.example.com", TTL: "30s"}}
+	s.Clients = SpecClients{Route53: &SpecRoute53{HostedZoneID: "Z0123456789ABCDEFGHIJ", Domain: "etcd.example.com", TTL: "30s"},
+		DNSNames: []string{"etcd-lb.example.com"}}
 	res, err := Render(s, Options{DefaultImageTag: "v3.7.3"})
 	if err != nil {
 		t.Fatal(err)
@@ -31,6 +32,9 @@ func TestSpecCarriesClients(t *testing.T) {
 	}
 	if r := cfg.Clients.Route53; r.HostedZoneID != "Z0123456789ABCDEFGHIJ" || r.Domain != "etcd.example.com" || r.TTL.D() != 30*time.Second {
 		t.Errorf("clients.route53 in the node's config: %+v", r)
+	}
+	if n := cfg.Clients.DNSNames; len(n) != 1 || n[0] != "etcd-lb.example.com" {
+		t.Errorf("clients.dnsNames in the node's config: %q", n)
 	}
 	plain, err := agentConfig(freshCASpec(t))
 	if err != nil || strings.Contains(string(plain), "clients") {

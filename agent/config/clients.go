@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -13,6 +14,10 @@ type Clients struct {
 	// Route53 keeps the cluster's DNS SRV records in a Route 53 zone.
 	// Optional: zero (no hostedZoneID) is off.
 	Route53 Route53 `yaml:"route53,omitempty"`
+	// DNSNames are more names clients reach the members by (a load
+	// balancer's DNS name or an alias of it), added to every member's
+	// server certificate so TLS checks pass through it. Zero: none.
+	DNSNames []string `yaml:"dnsNames,omitempty"`
 }
 
 // Route53 is the zone where the agents keep _etcd-client-ssl._tcp.<domain>
@@ -63,6 +68,11 @@ func (c *Config) applyClientDefaults() {
 }
 
 func (c *Config) validateClients(bad func(field, value, problem, fix string)) {
+	for i, n := range c.Clients.DNSNames {
+		if d := strings.ToLower(strings.TrimSuffix(n, ".")); len(d) > 253 || !dnsName.MatchString(d) {
+			bad(fmt.Sprintf("clients.dnsNames[%d]", i), n, "is not a DNS name", "write the name clients dial, e.g. etcd.example.com (no scheme, port or wildcard)")
+		}
+	}
 	r := c.Clients.Route53
 	if !r.Enabled() {
 		if r.Domain != "" || r.TTL != 0 || r.Region != "" || r.Endpoint != "" {
@@ -92,16 +102,16 @@ func (c *Config) validateClients(bad func(field, value, problem, fix string)) {
 	}
 }
 
-// ClientDNSNames are the names clients reach this member by when the agents
-// keep Route 53 records: its own record and the SRV domain (the name
-// `etcdctl --discovery-srv --insecure-discovery=false` checks). They are
-// added to the server certificate. Nil when Route 53 is off.
+// ClientDNSNames are the names clients reach this member by, added to its
+// server certificate: clients.dnsNames, and when the agents keep Route 53
+// records, its own record and the SRV domain (the name `etcdctl
+// --discovery-srv --insecure-discovery=false` checks). Nil when none.
 func (c *Config) ClientDNSNames(member string) []string {
-	r := c.Clients.Route53
-	if !r.Enabled() {
-		return nil
+	out := slices.Clone(c.Clients.DNSNames)
+	if r := c.Clients.Route53; r.Enabled() {
+		out = append(out, MemberRecordName(member, r.Domain), r.Domain)
 	}
-	return []string{MemberRecordName(member, r.Domain), r.Domain}
+	return out
 }
 
 // MemberRecordName is the A record name of member under domain (the SRV

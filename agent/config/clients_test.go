@@ -13,7 +13,7 @@ func TestRoute53OffByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Clients.Route53.Enabled() || cfg.Clients.Route53.TTL != 0 || cfg.ClientDNSNames("etcd-10-0-1-5") != nil {
+	if cfg.Clients.Route53.Enabled() || cfg.Clients.Route53.TTL != 0 || len(cfg.ClientDNSNames("etcd-10-0-1-5")) != 0 {
 		t.Errorf("clients.route53 = %+v, want off", cfg.Clients.Route53)
 	}
 }
@@ -34,6 +34,10 @@ func TestRoute53Accepted(t *testing.T) {
 	if got, want := cfg.ClientDNSNames("etcd-10-0-1-5"), []string{"etcd-10-0-1-5.etcd.example.com", "etcd.example.com"}; !slices.Equal(got, want) {
 		t.Errorf("ClientDNSNames = %v, want %v", got, want)
 	}
+	cfg.Clients.DNSNames = []string{"etcd-lb.example.com"}
+	if got, want := cfg.ClientDNSNames("etcd-10-0-1-5"), []string{"etcd-lb.example.com", "etcd-10-0-1-5.etcd.example.com", "etcd.example.com"}; !slices.Equal(got, want) {
+		t.Errorf("ClientDNSNames with dnsNames = %v, want %v", got, want)
+	}
 	if got := MemberRecordName("Node_1.a", "etcd.example.com"); got != "node-1-a.etcd.example.com" {
 		t.Errorf("MemberRecordName = %q", got)
 	}
@@ -51,6 +55,7 @@ func TestRoute53BadFields(t *testing.T) {
 		{"ttl fraction", "clients:\n  route53: {" + zone + "domain: etcd.example.com, ttl: 1500ms}\n", "clients.route53.ttl", "1.5s", "60s"},
 		{"bad endpoint", "clients:\n  route53: {" + zone + "domain: etcd.example.com, endpoint: 'route53:443'}\n", "clients.route53.endpoint", "route53:443", "remove it"},
 		{"bad region", "clients:\n  route53: {" + zone + "domain: etcd.example.com, region: global}\n", "clients.route53.region", "global", "us-east-1"},
+		{"load balancer URL as a name", "clients:\n  dnsNames: [etcd.example.com, 'https://lb.example.com:2379']\n", "clients.dnsNames[1]", "https://lb.example.com:2379", "no scheme"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
