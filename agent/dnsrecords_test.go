@@ -23,6 +23,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/dnsrecords/route53test"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/status"
+	"github.com/etcd-agent/etcd-agent/internal/lintest"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
@@ -79,9 +80,9 @@ func TestClientRecordsFollowReplacement(t *testing.T) {
 	fresh.waitReady(t, joinTimeout)
 	h.waitClientRecords(t, r53, 1, 2, 4)
 	t.Logf("record set after the replacement:\n%s", zoneListing(r53))
-	t.Logf("DNS answers after the replacement:\n%s", digSRV(t, dnsSrv))
-	h.reachThroughSRV(t, ctx, dnsSrv, nodes[0].certDir(), 1, 2, 4)
 	gone := config.MemberRecordName(h.name(3), testDomain)
+	t.Logf("DNS answers after the replacement:\n%s", digSRV(t, dnsSrv, gone))
+	h.reachThroughSRV(t, ctx, dnsSrv, nodes[0].certDir(), 1, 2, 4)
 	if _, err := dnsSrv.Resolver().LookupHost(ctx, gone); !isNXDomain(err) {
 		t.Errorf("the replaced member's name %s still resolves: %v", gone, err)
 	}
@@ -133,7 +134,9 @@ func TestClientRecordsFollowReplacement(t *testing.T) {
 		t.Errorf("leave steps %q: want the client DNS records withdrawn before the member is removed", steps)
 	}
 	h.wantClientRecords(t, r53, 1, 2) // at once: withdrawn, not left to the leader
+	lintest.HashKVEqual(t, cli, []string{nodes[0].agent.Report().ClientURL, nodes[1].agent.Report().ClientURL})
 	t.Logf("record set after node 4 left:\n%s", zoneListing(r53))
+	t.Logf("DNS answers after node 4 left:\n%s", digSRV(t, dnsSrv, config.MemberRecordName(h.name(4), testDomain)))
 	for _, r := range r53.Requests() {
 		if r.Err != "" && r.Err != "AccessDenied" {
 			t.Errorf("the test Route 53 refused a request: %s: %s", r.Op, r.Err)
@@ -246,7 +249,7 @@ func zoneListing(r53 *route53test.Server) string {
 
 // digSRV asks the DNS server for the SRV records (and each target's A
 // record) with miekg/dns's client, and renders the answers as dig does.
-func digSRV(t *testing.T, d *route53test.DNS) string {
+func digSRV(t *testing.T, d *route53test.DNS, alsoA ...string) string {
 	t.Helper()
 	var b strings.Builder
 	c := new(dns.Client)
@@ -265,6 +268,9 @@ func digSRV(t *testing.T, d *route53test.DNS) string {
 	}
 	for _, rr := range ask(dnsrecords.Service+"."+testDomain, dns.TypeSRV) {
 		ask(rr.(*dns.SRV).Target, dns.TypeA)
+	}
+	for _, name := range alsoA {
+		ask(name, dns.TypeA)
 	}
 	return b.String()
 }
