@@ -22,6 +22,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/backup/schedule"
 	"github.com/etcd-agent/etcd-agent/agent/certs"
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/dnsrecords"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
@@ -117,6 +118,7 @@ type Agent struct {
 	recovery   *recovery.Job
 	backups    *schedule.Job
 	divergence *hashcheck.Job
+	dns        *dnsrecords.Job
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -149,6 +151,9 @@ func New(opts Options) (*Agent, error) {
 	a.members = membership.NewJob(membershipNode{a.node}, membership.Options{Hook: opts.JoinHook, LearnerCatchUpTimeout: opts.LearnerCatchUpTimeout})
 	a.backups = schedule.NewJob(a.node)
 	a.divergence = hashcheck.NewJob(a.node)
+	a.dns = dnsrecords.NewJob(a.node, func(ctx context.Context) (dnsrecords.Store, error) {
+		return dnsrecords.NewRoute53(ctx, opts.Config.Clients.Route53)
+	})
 	a.maint = maintenance.NewJob(a.node)
 	a.changes = rollout.NewChangeJob(a.node, opts.ChangeReadyTimeout)
 	a.caRestart = rollout.NewCAJob(a.node, bundle)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/dnsrecords"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/jobs"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
@@ -75,6 +76,11 @@ func (a *Agent) jobTable() []jobs.Job {
 		{Name: "health", Every: a.cfg.Agent.HealthInterval.D(), Start: jobs.FromReady, WhileLeaving: true, Run: a.healthCheck()},
 		{Name: "divergence", Every: hashcheck.Interval, Start: jobs.FromReady, Run: a.divergence.Run},
 		{Name: "replaced", Every: recovery.ReplacedCheckInterval, Start: jobs.FromReady, Run: a.recovery.Run},
+	}
+	if a.cfg.Clients.Route53.Enabled() {
+		// The leader's agent keeps the client SRV records in step, under the
+		// membership lock; `leave` withdraws its own first (membershipNode).
+		table = append(table, jobs.Job{Name: "dns-records", Every: dnsrecords.Interval, Start: jobs.FromReady, Run: a.dns.Run})
 	}
 	if every := a.backups.Every(); every > 0 {
 		table = append(table, jobs.Job{Name: "backups", Every: every, Start: jobs.FromReady, Run: a.backups.Run})

@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-agent/etcd-agent/agent/dnsrecords"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
@@ -26,6 +28,22 @@ func (n membershipNode) EtcdRuntime() runtime.Runtime { return n.a.opts.Runtime 
 
 // StopEtcd implements membership.Node.
 func (n membershipNode) StopEtcd(ctx context.Context) error { return n.StopAndForget(ctx) }
+
+// WithdrawClientRecords implements membership.ClientRecords through the DNS
+// job: "" when the agents keep no client records.
+func (n membershipNode) WithdrawClientRecords(ctx context.Context, name, clientURL string) (string, error) {
+	if !n.a.cfg.Clients.Route53.Enabled() {
+		return "", nil
+	}
+	changes, err := n.a.dns.Withdraw(ctx, dnsrecords.Member{Name: name, ClientURLs: []string{clientURL}})
+	if err != nil {
+		return "", err
+	}
+	if len(changes) == 0 {
+		return "client DNS records: none left to withdraw", nil
+	}
+	return fmt.Sprintf("client DNS records withdrawn (%d changes)", len(changes)), nil
+}
 
 // SupersededBeforeRestart implements membership.Superseded through the
 // recovery job, which keeps the recovery records.

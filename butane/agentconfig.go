@@ -32,6 +32,7 @@ type agentConfigDoc struct {
 	} `yaml:"etcd"`
 	Metrics *config.Metrics `yaml:"metrics,omitempty"`
 	Backup  *SpecBackup     `yaml:"backup,omitempty"`
+	Clients *SpecClients    `yaml:"clients,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +
@@ -55,6 +56,7 @@ func agentConfig(s Spec) ([]byte, error) {
 		d.Metrics = &s.Metrics
 	}
 	d.Backup = backupDoc(s.Backup)
+	d.Clients = clientsDoc(s.Clients)
 	var b strings.Builder
 	b.WriteString(agentConfigHeader)
 	enc := yaml.NewEncoder(&b)

@@ -36,6 +36,9 @@ type Spec struct {
 	// section, copied to every node). Zero: the agent's defaults, local
 	// snapshots every 30m.
 	Backup SpecBackup `yaml:"backup"`
+	// Clients: the client DNS SRV records the agents keep in Route 53 (the
+	// agent config's clients: section). Zero: off.
+	Clients SpecClients `yaml:"clients"`
 	// User is the unprivileged user that runs the agent and rootless Podman.
 	// Zero: "etcd-user".
 	User string `yaml:"user"`

@@ -14,9 +14,12 @@ import (
 
 // NodeRequest describes the certificates one node needs.
 type NodeRequest struct {
-	Dir         string        // node cert dir, created 0700 if missing
-	NodeIP      netip.Addr    // private IP
-	Hostname    string        // may be empty; added to the server cert as a DNS SAN
+	Dir      string     // node cert dir, created 0700 if missing
+	NodeIP   netip.Addr // private IP
+	Hostname string     // may be empty; added to the server cert as a DNS SAN
+	// DNSNames are more DNS SANs for the server cert: the names clients
+	// find the member by (its DNS record, the SRV domain). May be empty.
+	DNSNames    []string
 	Validity    time.Duration // leaf validity (e.g. 365 days), capped at the CA's NotAfter
 	RenewBefore time.Duration // reissue when less than this remains (e.g. 30 days)
 	Now         time.Time
@@ -71,6 +74,10 @@ func (ca *CA) EnsureNodeCerts(req NodeRequest) (NodeCerts, error) {
 	if err != nil {
 		return NodeCerts{}, fmt.Errorf("ensure node certs: %w", err)
 	}
+	extra, err := req.dnsNames()
+	if err != nil {
+		return NodeCerts{}, fmt.Errorf("ensure node certs: %w", err)
+	}
 	if err := checkCAValidAt(ca.Cert, req.Now); err != nil {
 		return NodeCerts{}, fmt.Errorf("ensure node certs: %w", err)
 	}
@@ -81,7 +88,7 @@ func (ca *CA) EnsureNodeCerts(req NodeRequest) (NodeCerts, error) {
 	if out.CA, err = ca.ensureBundle(req.Dir); err != nil {
 		return out, fmt.Errorf("ensure node certs: %w", err)
 	}
-	for _, spec := range nodeRoleSpecs(req.NodeIP.Unmap(), hostname) {
+	for _, spec := range nodeRoleSpecs(req.NodeIP.Unmap(), hostname, extra...) {
 		res, err := ca.ensureLeaf(req, spec)
 		if err != nil {
 			return out, fmt.Errorf("ensure node certs: %w", err)
@@ -112,12 +119,33 @@ func (req NodeRequest) validate() (string, error) {
 	if _, err := netip.ParseAddr(h); err == nil {
 		return h, nil // becomes an IP SAN
 	}
-	for _, r := range h {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
-			return "", fmt.Errorf("node request: Hostname %q contains %q, not valid in a DNS name", req.Hostname, r)
-		}
+	if r, ok := badDNSRune(h); ok {
+		return "", fmt.Errorf("node request: Hostname %q contains %q, not valid in a DNS name", req.Hostname, r)
 	}
 	return h, nil
+}
+
+// dnsNames returns req.DNSNames normalized (lower case, no trailing dot).
+func (req NodeRequest) dnsNames() ([]string, error) {
+	var out []string
+	for _, n := range req.DNSNames {
+		d := strings.ToLower(strings.TrimSuffix(n, "."))
+		if r, ok := badDNSRune(d); ok || d == "" {
+			return nil, fmt.Errorf("node request: DNS name %q contains %q, not valid in a DNS name", n, r)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// badDNSRune is the first rune of name not valid in a DNS name.
+func badDNSRune(name string) (rune, bool) {
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return r, true
+		}
+	}
+	return 0, false
 }
 
 // ensureBundle makes Dir/ca.crt hold exactly ca.CertPEM.

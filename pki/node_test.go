@@ -208,6 +208,16 @@ func TestEnsureNodeCertsChanges(t *testing.T) {
 			},
 		},
 		{
+			name: "client DNS names added reissue server only",
+			change: func(t *testing.T, _ string, r *NodeRequest, _ **CA) {
+				r.DNSNames = []string{"etcd-10-0-1-5.etcd.example.com", "etcd.example.com"}
+			},
+			want: map[string]want{
+				RoleServer: {ActionReissued, "hostname changed: cert has DNS SANs [ip-10-0-1-5.ec2.internal localhost], want [etcd-10-0-1-5.etcd.example.com etcd.example.com ip-10-0-1-5.ec2.internal localhost]"},
+				RolePeer:   reused, RoleClient: reused, RoleOperator: reused,
+			},
+		},
+		{
 			name:   "hostname case and trailing dot are not a change",
 			change: func(t *testing.T, _ string, r *NodeRequest, _ **CA) { r.Hostname = "IP-10-0-1-5.EC2.internal." },
 			want:   map[string]want{RoleServer: reused, RolePeer: reused, RoleClient: reused, RoleOperator: reused},
@@ -507,6 +517,7 @@ func TestEnsureNodeCertsBadRequest(t *testing.T) {
 		{"renew >= validity", func(r *NodeRequest) { r.RenewBefore = r.Validity }, "must be shorter than Validity"},
 		{"no time", func(r *NodeRequest) { r.Now = time.Time{} }, "Now is not set"},
 		{"bad hostname", func(r *NodeRequest) { r.Hostname = "bad host" }, "Hostname"},
+		{"bad DNS name", func(r *NodeRequest) { r.DNSNames = []string{"etcd example.com"} }, `DNS name "etcd example.com"`},
 		{"CA not yet valid", func(r *NodeRequest) { r.Now = t0.Add(-time.Hour) }, "not valid until"},
 	}
 	for _, tt := range tests {

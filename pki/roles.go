@@ -33,8 +33,9 @@ type roleSpec struct {
 // nodeRoleSpecs returns the four leaf specs for a node, in a fixed order.
 //
 // Server and peer CNs carry only the node IP, so a hostname change touches
-// the server cert (its DNS SAN) and nothing else.
-func nodeRoleSpecs(ip netip.Addr, hostname string) []roleSpec {
+// the server cert (its DNS SAN) and nothing else; so does a change of the
+// extra DNS names clients use (extraDNS).
+func nodeRoleSpecs(ip netip.Addr, hostname string, extraDNS ...string) []roleSpec {
 	serverAndClient := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	loopback := netip.MustParseAddr("127.0.0.1")
 	serverIPs := []netip.Addr{ip, loopback}
@@ -46,7 +47,7 @@ func nodeRoleSpecs(ip netip.Addr, hostname string) []roleSpec {
 	if ip.IsLoopback() && ip.Is4() {
 		peerIPs = uniqueAddrs([]netip.Addr{ip, loopback})
 	}
-	serverDNS := []string{"localhost"}
+	serverDNS := append([]string{"localhost"}, extraDNS...)
 	if hostname != "" {
 		if a, err := netip.ParseAddr(hostname); err == nil {
 			serverIPs = append(serverIPs, a.Unmap())

@@ -98,7 +98,7 @@ func (j *Job) refresh() error {
 	ca := j.ca
 	j.mu.Unlock()
 	certs, err := ca.EnsureNodeCerts(pki.NodeRequest{
-		Dir: cfg.PKI.Dir, NodeIP: id.PrivateIP, Hostname: id.Hostname,
+		Dir: cfg.PKI.Dir, NodeIP: id.PrivateIP, Hostname: id.Hostname, DNSNames: cfg.ClientDNSNames(id.Name),
 		Validity: cfg.PKI.Validity.D(), RenewBefore: cfg.PKI.RenewBefore.D(), Now: j.n.Now(),
 	})
 	if err != nil {

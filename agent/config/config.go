@@ -32,6 +32,8 @@ type Config struct {
 	Maintenance Maintenance `yaml:"maintenance,omitempty"`
 	Metrics     Metrics     `yaml:"metrics,omitempty"`
 	Backup      Backup      `yaml:"backup,omitempty"`
+	// Clients: how applications find the cluster (clients.go).
+	Clients Clients `yaml:"clients,omitempty"`
 }
 
 // Cluster describes the cluster this node belongs to.

@@ -73,3 +73,11 @@ const (
 	// is never written.
 	QuorumProbe = Root + "quorum-probe"
 )
+
+// Client DNS records.
+const (
+	// DNSRecords holds the outcome of the leader's agent's latest round of
+	// the client DNS records (JSON dnsrecords.Shared), so every node's
+	// status shows a Route 53 refusal, not only the writer's.
+	DNSRecords = Root + "dns/records"
+)

@@ -34,6 +34,7 @@ type Node interface {
 	node.Clients
 	Snapshotter
 	Superseded
+	ClientRecords
 	// Discovery is the node's discovery source (the configured one, built
 	// once).
 	Discovery() (discovery.Source, error)
@@ -52,6 +53,14 @@ type Node interface {
 // change goes on.
 type Snapshotter interface {
 	SnapshotBeforeChange(ctx context.Context, cli *clientv3.Client, change string)
+}
+
+// ClientRecords withdraws this member's client DNS records (package
+// dnsrecords) before it leaves, so clients stop being sent to it; the
+// caller holds the membership lock. It says what it did ("" when the
+// agents keep no client records).
+type ClientRecords interface {
+	WithdrawClientRecords(ctx context.Context, name, clientURL string) (string, error)
 }
 
 // Superseded finds the recovery record saying that a recovery replaced the

@@ -144,6 +144,11 @@ func newFakeNode(t *testing.T, certDir, ip string, size int) *fakeNode {
 		rec: report.NewRecorder(report.NodeReport{}, nil)}
 }
 
+// WithdrawClientRecords implements ClientRecords: no client records here.
+func (n *fakeNode) WithdrawClientRecords(context.Context, string, string) (string, error) {
+	return "", nil
+}
+
 func (n *fakeNode) Config() *config.Config      { return n.cfg }
 func (n *fakeNode) Identity() identity.Identity { return n.id }
 func (n *fakeNode) Logger() *slog.Logger        { return slog.New(slog.DiscardHandler) }

@@ -115,6 +115,15 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 		if err := lock.Check(ctx); err != nil {
 			return fmt.Errorf("leave: %w (run leave again to retry)", err)
 		}
+		// Clients stop being sent here before the member goes; a failure
+		// does not hold the leave: the leader's agent removes the records of
+		// a removed member (and status shows why they were not withdrawn).
+		if msg, err := j.n.WithdrawClientRecords(ctx, self.Name, selfClient); err != nil {
+			j.n.Logger().Warn("client DNS records not withdrawn before leaving", "err", err)
+			progress("client DNS records not withdrawn (the leader's agent removes them once the member is gone): " + err.Error())
+		} else if msg != "" {
+			progress(msg)
+		}
 		progress(fmt.Sprintf("removing member %s (%x)", self.Name, id))
 		if err := cluster.RemoveMember(ctx, cli, id, progress); err != nil {
 			return fmt.Errorf("leave: remove member %x: %w (run leave again to retry)", id, err)

@@ -67,6 +67,17 @@ var (
 	EtcdChangeFailed = Kind{Code: "etcd-change-failed", Severity: Warning, Title: "etcd config change failed",
 		Fix: "the member was not healthy with the change and was rolled back: correct the config (another image or setting is a new change), " +
 			"or delete /_etcd-agent/change-failed/ to try the same one again"}
+	// Client DNS records (agent/dnsrecords), reported by the agent that
+	// writes them: the leader's, or `leave`.
+
+	DNSZoneMissing = Kind{Code: "dns-zone-missing", Severity: Warning, Title: "Route 53 hosted zone not found",
+		Fix: "clients.route53.hostedZoneID names no zone these credentials see: copy the ID from `aws route53 list-hosted-zones` (same AWS account as the instances)"}
+	DNSAccessDenied = Kind{Code: "dns-access-denied", Severity: Warning, Title: "Route 53 refused the agent's credentials",
+		Fix: "allow route53:ListResourceRecordSets and route53:ChangeResourceRecordSets on the zone to the instance role (docs/deploy-aws.md, IAM policy)"}
+	DNSChangeRefused = Kind{Code: "dns-change-refused", Severity: Warning, Title: "Route 53 refused the client record change",
+		Fix: "the message names the record: clients.route53.domain must lie inside the hosted zone, and no record of another type (a CNAME) may hold the names _etcd-client-ssl._tcp.<domain> or <member>.<domain>"}
+	DNSRecordsFailed = Kind{Code: "dns-records-failed", Severity: Warning, Title: "client DNS records not updated",
+		Fix: "the message names the cause (credentials, network, endpoint): fix it and the leader's agent retries on its next round"}
 	MetricsUnavailable = Kind{Code: "metrics-unavailable", Severity: Warning, Title: "metrics endpoint not serving",
 		Fix: "free the port or change metrics.address; the agent keeps retrying"}
 )
@@ -80,5 +91,6 @@ func Known() []Kind {
 		SnapshotStale, SnapshotFailed, SnapshotUnverified, BackupsSingleNode,
 		AgentNeverRan, AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
+		DNSZoneMissing, DNSAccessDenied, DNSChangeRefused, DNSRecordsFailed,
 	}
 }

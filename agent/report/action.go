@@ -50,6 +50,10 @@ const (
 	ActionSnapshotFailed       Action = "snapshot-failed"
 	ActionSnapshotVerifyFailed Action = "snapshot-verify-failed"
 
+	// ActionDNSRecords: the client DNS records were brought in step with
+	// the membership (or withdrawn by `leave`).
+	ActionDNSRecords Action = "dns-records"
+
 	// Disaster recovery.
 	ActionRecover        Action = "recover"
 	ActionRecovered      Action = "recovered"

@@ -266,11 +266,12 @@ func agentConfigOfSpec(text string) (string, error) {
 			QuotaBackendBytes string   `yaml:"quotaBackendBytes,omitempty"`
 			ExtraFlags        []string `yaml:"extraFlags,omitempty"`
 		} `yaml:"etcd"`
-		Backup butane.SpecBackup `yaml:"backup,omitempty"`
+		Backup  butane.SpecBackup  `yaml:"backup,omitempty"`
+		Clients butane.SpecClients `yaml:"clients,omitempty"`
 	}
 	d.Cluster.Name, d.Cluster.Size, d.Cluster.Discovery = s.Cluster.Name, s.Cluster.Size, s.Discovery
 	d.Etcd.Image, d.Etcd.QuotaBackendBytes, d.Etcd.ExtraFlags = s.Etcd.Image, s.Etcd.QuotaBackendBytes, s.Etcd.ExtraFlags
-	d.Backup = s.Backup
+	d.Backup, d.Clients = s.Backup, s.Clients
 	out, err := yaml.Marshal(d)
 	return string(out), err
 }
