@@ -23,6 +23,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/certs"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/fleet"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/localetcd"
@@ -117,6 +118,7 @@ type Agent struct {
 	recovery   *recovery.Job
 	backups    *schedule.Job
 	divergence *hashcheck.Job
+	fleet      *fleet.Job // nil unless fleet.notices is imds
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -154,6 +156,7 @@ func New(opts Options) (*Agent, error) {
 	a.caRestart = rollout.NewCAJob(a.node, bundle)
 	// The CA restart looks at the bundle etcd loaded after each renewal.
 	a.certs = certs.NewJob(a.node, func(ctx context.Context) { _ = a.caRestart.Run(ctx) })
+	a.fleet = a.newFleetJob()
 	return a, nil
 }
 

@@ -32,6 +32,8 @@ type Config struct {
 	Maintenance Maintenance `yaml:"maintenance,omitempty"`
 	Metrics     Metrics     `yaml:"metrics,omitempty"`
 	Backup      Backup      `yaml:"backup,omitempty"`
+	// Fleet: EC2 notices and Auto Scaling lifecycle hooks (fleet.go).
+	Fleet Fleet `yaml:"fleet,omitempty"`
 }
 
 // Cluster describes the cluster this node belongs to.

@@ -68,6 +68,7 @@ func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (strin
 	c.Maintenance.applyDefaults()
 	c.Metrics.applyDefaults()
 	c.applyBackupDefaults()
+	c.applyFleetDefaults()
 }
 
 // memberName is what etcd accepts in --name and in initial-cluster strings.
@@ -194,6 +195,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 	c.Maintenance.validate(bad)
 	warnings = append(warnings, c.validateMetrics(bad)...)
 	c.validateBackup(bad, func(w string) { warnings = append(warnings, w) })
+	c.validateFleet(bad)
 	if len(ps) > 0 {
 		return warnings, &Error{Problems: ps}
 	}
