@@ -32,6 +32,9 @@ type agentConfigDoc struct {
 	} `yaml:"etcd"`
 	Metrics *config.Metrics `yaml:"metrics,omitempty"`
 	Backup  *SpecBackup     `yaml:"backup,omitempty"`
+	Fleet   *struct {
+		AutoScaling config.AutoScaling `yaml:"autoScaling"`
+	} `yaml:"fleet,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +
@@ -55,6 +58,11 @@ func agentConfig(s Spec) ([]byte, error) {
 		d.Metrics = &s.Metrics
 	}
 	d.Backup = backupDoc(s.Backup)
+	if s.AutoScaling != (config.AutoScaling{}) {
+		d.Fleet = &struct {
+			AutoScaling config.AutoScaling `yaml:"autoScaling"`
+		}{s.AutoScaling}
+	}
 	var b strings.Builder
 	b.WriteString(agentConfigHeader)
 	enc := yaml.NewEncoder(&b)
@@ -111,6 +119,9 @@ func checkAgentConfig(ps *problems, data []byte, imageTag string) error {
 func specField(agentField string) string {
 	if rest, ok := strings.CutPrefix(agentField, "cluster.discovery"); ok {
 		return "discovery" + rest
+	}
+	if rest, ok := strings.CutPrefix(agentField, "fleet.autoScaling"); ok {
+		return "autoScaling" + rest
 	}
 	return agentField
 }

@@ -41,6 +41,11 @@ type Spec struct {
 	// section, copied to every node). Zero: the agent's defaults, local
 	// snapshots every 30m.
 	Backup SpecBackup `yaml:"backup"`
+	// AutoScaling names the Auto Scaling group and the lifecycle hooks the
+	// agents complete (the agent config's fleet.autoScaling, copied to
+	// every node; docs/deploy-aws.md). Zero: no hooks (EC2's notices are
+	// still watched).
+	AutoScaling config.AutoScaling `yaml:"autoScaling"`
 	// User is the unprivileged user that runs the agent and rootless Podman.
 	// Zero: "etcd-user".
 	User string `yaml:"user"`

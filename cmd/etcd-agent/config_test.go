@@ -265,10 +265,14 @@ func agentConfigOfSpec(text string) (string, error) {
 			ExtraFlags        []string `yaml:"extraFlags,omitempty"`
 		} `yaml:"etcd"`
 		Backup butane.SpecBackup `yaml:"backup,omitempty"`
+		Fleet  struct {
+			AutoScaling config.AutoScaling `yaml:"autoScaling,omitempty"`
+		} `yaml:"fleet,omitempty"`
 	}
 	d.Cluster.Name, d.Cluster.Size, d.Cluster.Discovery = s.Cluster.Name, s.Cluster.Size, s.Discovery
 	d.Etcd.Image, d.Etcd.QuotaBackendBytes, d.Etcd.ExtraFlags = s.Etcd.Image, s.Etcd.QuotaBackendBytes, s.Etcd.ExtraFlags
 	d.Backup = s.Backup
+	d.Fleet.AutoScaling = s.AutoScaling
 	out, err := yaml.Marshal(d)
 	return string(out), err
 }
