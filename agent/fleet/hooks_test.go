@@ -38,7 +38,7 @@ func testASG(endpoint, secret, instance string) *ASG {
 func TestHooksOnTheWire(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := asgtest.Start(t, testGroup, testInstance, testLaunch, testTerminate)
+	srv := asgtest.Start(t, testGroup, []string{testInstance}, testLaunch, testTerminate)
 	h := testASG(srv.URL, asgtest.SecretAccessKey, testInstance)
 
 	if err := h.Heartbeat(ctx, testLaunch); err != nil {

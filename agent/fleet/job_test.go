@@ -189,27 +189,27 @@ func waitNotice(t *testing.T, r MetadataReader, want NoticeKind) {
 func TestTerminateHook(t *testing.T) {
 	t.Parallel()
 	sim := imdssim.Start(t, imdssim.Options{Mode: imdssim.ASGLifecycle, InstanceID: testInstance, TerminateAfter: 2 * time.Second})
-	api := asgtest.Start(t, testGroup, testInstance, testLaunch, testTerminate)
+	api := asgtest.Start(t, testGroup, []string{testInstance}, testLaunch, testTerminate)
 	n := &fakeNode{members: healthy3(), self: 1, surveyOK: true, ready: true}
 	var beatsDuringLeave int
 	n.onLeave = func() {
 		// Leave takes a while: the heartbeat goroutine must beat meanwhile.
 		deadline := time.Now().Add(10 * time.Second)
-		for api.Count("RecordLifecycleActionHeartbeat", testTerminate) < 2 && time.Now().Before(deadline) {
+		for api.Count("RecordLifecycleActionHeartbeat", testTerminate, testInstance) < 2 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		beatsDuringLeave = api.Count("RecordLifecycleActionHeartbeat", testTerminate)
+		beatsDuringLeave = api.Count("RecordLifecycleActionHeartbeat", testTerminate, testInstance)
 	}
 	j := NewJob(n, reader(t, sim.Endpoint), Settings{LaunchHook: testLaunch, TerminateHook: testTerminate, HeartbeatEvery: 100 * time.Millisecond, NewHooks: hooksTo(api.URL)})
 
 	if err := j.Run(context.Background()); err != nil {
 		t.Fatalf("round before the notice: %v", err)
 	}
-	if got := api.Completed(testLaunch); got != "CONTINUE" {
+	if got := api.Completed(testLaunch, testInstance); got != "CONTINUE" {
 		t.Fatalf("launch hook completed with %q, want CONTINUE (member ready)", got)
 	}
-	if n.leaves != 0 || api.Count("RecordLifecycleActionHeartbeat", testTerminate) != 0 {
-		t.Fatalf("InService: left %d times, terminate hook heartbeats %d", n.leaves, api.Count("RecordLifecycleActionHeartbeat", testTerminate))
+	if n.leaves != 0 || api.Count("RecordLifecycleActionHeartbeat", testTerminate, testInstance) != 0 {
+		t.Fatalf("InService: left %d times, terminate hook heartbeats %d", n.leaves, api.Count("RecordLifecycleActionHeartbeat", testTerminate, testInstance))
 	}
 	waitNotice(t, j.imd, NoticeTerminate)
 	if err := rounds(t, j, 3); !errors.Is(err, errDeparted) {
@@ -221,7 +221,7 @@ func TestTerminateHook(t *testing.T) {
 	if beatsDuringLeave < 2 {
 		t.Errorf("terminate hook heartbeated %d times during the leave, want >= 2", beatsDuringLeave)
 	}
-	if got := api.Completed(testTerminate); got != "CONTINUE" {
+	if got := api.Completed(testTerminate, testInstance); got != "CONTINUE" {
 		t.Errorf("terminate hook completed with %q, want CONTINUE; calls %+v", got, api.Calls())
 	}
 	if r := api.Rejected(); len(r) > 0 {
@@ -272,15 +272,15 @@ func TestBadInputStillLeaves(t *testing.T) {
 	}{
 		{"API unreachable", func(t *testing.T) string { return closedURL(t) }, testTerminate, problem.LifecycleHookFailed.Code, "cannot reach the Auto Scaling API"},
 		{"access denied", func(t *testing.T) string {
-			s := asgtest.Start(t, testGroup, testInstance, testLaunch, testTerminate)
+			s := asgtest.Start(t, testGroup, []string{testInstance}, testLaunch, testTerminate)
 			s.Deny(true)
 			return s.URL
 		}, testTerminate, problem.LifecycleHookFailed.Code, "give the instance role"},
 		{"unknown launch hook", func(t *testing.T) string {
-			return asgtest.Start(t, testGroup, testInstance, "another-hook", testTerminate).URL
+			return asgtest.Start(t, testGroup, []string{testInstance}, "another-hook", testTerminate).URL
 		}, testTerminate, problem.LifecycleHookFailed.Code, "describe-lifecycle-hooks"},
 		{"IMDS without the lifecycle path", func(t *testing.T) string {
-			return asgtest.Start(t, testGroup, testInstance, testLaunch, testTerminate).URL
+			return asgtest.Start(t, testGroup, []string{testInstance}, testLaunch, testTerminate).URL
 		}, testTerminate, problem.LifecycleStateMissing.Code, "not in an Auto Scaling group"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -311,14 +311,14 @@ func TestBadInputStillLeaves(t *testing.T) {
 func TestLaunchHookWaitsForReady(t *testing.T) {
 	t.Parallel()
 	sim := imdssim.Start(t, imdssim.Options{Mode: imdssim.Events, InstanceID: testInstance})
-	api := asgtest.Start(t, testGroup, testInstance, testLaunch)
+	api := asgtest.Start(t, testGroup, []string{testInstance}, testLaunch)
 	n := &fakeNode{members: healthy3(), self: 1, surveyOK: true}
 	j := NewJob(n, reader(t, sim.Endpoint), Settings{LaunchHook: testLaunch, HeartbeatEvery: time.Millisecond, NewHooks: hooksTo(api.URL)})
 	if err := rounds(t, j, 3); err != nil {
 		t.Fatal(err)
 	}
-	if beats := api.Count("RecordLifecycleActionHeartbeat", testLaunch); beats < 2 || api.Completed(testLaunch) != "" {
-		t.Fatalf("not ready: %d heartbeats, completed %q; want heartbeats only", beats, api.Completed(testLaunch))
+	if beats := api.Count("RecordLifecycleActionHeartbeat", testLaunch, testInstance); beats < 2 || api.Completed(testLaunch, testInstance) != "" {
+		t.Fatalf("not ready: %d heartbeats, completed %q; want heartbeats only", beats, api.Completed(testLaunch, testInstance))
 	}
 	if _, ok := n.problem(problem.LifecycleHookWaiting.Code); !ok {
 		t.Error("status does not say the launch hook waits")
@@ -339,8 +339,8 @@ func TestLaunchHookWaitsForReady(t *testing.T) {
 			completes++
 		}
 	}
-	if api.Completed(testLaunch) != "CONTINUE" || completes != 1 {
-		t.Fatalf("ready: completed %q in %d calls, want CONTINUE once", api.Completed(testLaunch), completes)
+	if api.Completed(testLaunch, testInstance) != "CONTINUE" || completes != 1 {
+		t.Fatalf("ready: completed %q in %d calls, want CONTINUE once", api.Completed(testLaunch, testInstance), completes)
 	}
 	if _, ok := n.problem(problem.LifecycleHookWaiting.Code); ok {
 		t.Error("status still says the launch hook waits")
@@ -352,11 +352,11 @@ func TestLaunchHookWaitsForReady(t *testing.T) {
 func TestAbandonLaunchHook(t *testing.T) {
 	t.Parallel()
 	sim := imdssim.Start(t, imdssim.Options{Mode: imdssim.Events, InstanceID: testInstance})
-	api := asgtest.Start(t, testGroup, testInstance, testLaunch)
+	api := asgtest.Start(t, testGroup, []string{testInstance}, testLaunch)
 	if err := Abandon(context.Background(), reader(t, sim.Endpoint), testLaunch, hooksTo(api.URL)); err != nil {
 		t.Fatal(err)
 	}
-	if got := api.Completed(testLaunch); got != "ABANDON" {
+	if got := api.Completed(testLaunch, testInstance); got != "ABANDON" {
 		t.Fatalf("completed with %q, want ABANDON", got)
 	}
 }

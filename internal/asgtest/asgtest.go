@@ -45,25 +45,25 @@ type Call struct {
 // Server is the stand-in API for one group.
 type Server struct {
 	URL string
-	// Group is the only group it knows, Hooks its hooks, Instance the only
-	// instance with pending lifecycle actions.
-	Group    string
-	Hooks    []string
-	Instance string
+	// Group is the only group it knows, Hooks its hooks, Instances the
+	// instances with pending lifecycle actions (one per hook each).
+	Group     string
+	Hooks     []string
+	Instances []string
 
 	t   testing.TB
 	srv *httptest.Server
 
 	mu       sync.Mutex
 	deny     bool
-	done     map[string]bool // hook → completed (no action pending since)
+	done     map[string]bool // hook and instance → completed (no action pending since)
 	calls    []Call
 	rejected []string // requests refused as malformed or unsigned, and why
 }
 
 // Start serves until the test ends.
-func Start(t testing.TB, group, instance string, hooks ...string) *Server {
-	s := &Server{Group: group, Hooks: hooks, Instance: instance, t: t, done: map[string]bool{}}
+func Start(t testing.TB, group string, instances []string, hooks ...string) *Server {
+	s := &Server{Group: group, Hooks: hooks, Instances: instances, t: t, done: map[string]bool{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	t.Cleanup(s.srv.Close)
@@ -92,21 +92,23 @@ func (s *Server) Rejected() []string {
 	return slices.Clone(s.rejected)
 }
 
-// Completed reports the result a hook was completed with ("" if not).
-func (s *Server) Completed(hook string) string {
+// Completed reports the result a hook was completed with for instance
+// ("" if not).
+func (s *Server) Completed(hook, instance string) string {
 	for _, c := range s.Calls() {
-		if c.Action == "CompleteLifecycleAction" && c.Hook == hook && c.Answer == "" {
+		if c.Action == "CompleteLifecycleAction" && c.Hook == hook && c.Instance == instance && c.Answer == "" {
 			return c.Result
 		}
 	}
 	return ""
 }
 
-// Count is how many accepted calls of action for hook succeeded.
-func (s *Server) Count(action, hook string) int {
+// Count is how many accepted calls of action for hook and instance
+// succeeded.
+func (s *Server) Count(action, hook, instance string) int {
 	n := 0
 	for _, c := range s.Calls() {
-		if c.Action == action && c.Hook == hook && c.Answer == "" {
+		if c.Action == action && c.Hook == hook && c.Instance == instance && c.Answer == "" {
 			n++
 		}
 	}
@@ -188,11 +190,11 @@ func (s *Server) answer(c Call) (status int, code, msg string) {
 	case !slices.Contains(s.Hooks, c.Hook):
 		// What the API says for a hook the group does not have.
 		return http.StatusBadRequest, "ValidationError", fmt.Sprintf("No Lifecycle Hook found with name %s for group %s", c.Hook, c.Group)
-	case c.Instance != s.Instance || s.done[c.Hook]:
+	case !slices.Contains(s.Instances, c.Instance) || s.done[c.Hook+" "+c.Instance]:
 		return http.StatusBadRequest, "ValidationError", "No active Lifecycle Action found with instance ID " + c.Instance
 	}
 	if c.Action == "CompleteLifecycleAction" {
-		s.done[c.Hook] = true
+		s.done[c.Hook+" "+c.Instance] = true
 	}
 	return 0, "", ""
 }

@@ -19,35 +19,41 @@ import (
 
 // TestSpotNoticeOnLeader: three nodes under a writer, each watching its
 // own IMDS simulator (events mode: a scheduled maintenance event, shown in
-// status). The leader's simulator is replaced by one in spot mode: its
+// status; no lifecycle state, so the terminate hook they name is reported
+// missing). The leader's simulator is replaced by one in spot mode: its
 // agent hands leadership over, takes the snapshot, removes its member and
 // exits as left; the remaining members never report a leader that is not
 // a member (no election after the removal). A replacement node then joins
 // as a learner, is promoted, and completes its Auto Scaling launch hook
-// (on the SigV4-checking stand-in for the API) once ready. End: the usual
-// proof on the two old members and the replacement.
+// (on the SigV4-checking stand-in for the API) once ready; proof. Then the
+// group scales in: an old node's simulator says Terminated, its member
+// leaves (the quorum allows it) and its agent completes the terminate
+// hook with CONTINUE; proof on the two left.
 func TestSpotNoticeOnLeader(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	c.useV3Discovery(3)
 	const (
-		group      = "etcd-nodes"
-		launchHook = "etcd-launch"
-		instance4  = "i-0000000000000004"
+		group         = "etcd-nodes"
+		launchHook    = "etcd-launch"
+		terminateHook = "etcd-terminate"
 	)
-	api := asgtest.Start(t, group, instance4, launchHook)
+	instance := func(i int) string { return fmt.Sprintf("i-000000000000000%d", i) }
+	api := asgtest.Start(t, group, []string{instance(1), instance(2), instance(3), instance(4)}, launchHook, terminateHook)
 	sims := map[int]*imdssim.Sim{}
 	byIP := map[string]int{}
 	for i := 1; i <= 4; i++ {
-		sims[i] = imdssim.Start(t, imdssim.Options{Mode: imdssim.Events, IP: c.ip(i), InstanceID: fmt.Sprintf("i-000000000000000%d", i)})
+		sims[i] = imdssim.Start(t, imdssim.Options{Mode: imdssim.Events, IP: c.ip(i), InstanceID: instance(i)})
 		byIP[c.ip(i)] = i
 	}
 	c.configure = func(cfg *config.Config) {
 		i := byIP[cfg.Node.IP]
-		cfg.Fleet = config.Fleet{Notices: "imds", IMDSEndpoint: sims[i].Endpoint, Interval: config.Duration(time.Second)}
+		cfg.Fleet = config.Fleet{Notices: "imds", IMDSEndpoint: sims[i].Endpoint, Interval: config.Duration(time.Second),
+			AutoScaling: config.AutoScaling{Group: group, TerminateHook: terminateHook, Region: asgtest.Region, Endpoint: api.URL,
+				HeartbeatInterval: config.Duration(time.Second)}}
 		if i == 4 {
-			cfg.Fleet.AutoScaling = config.AutoScaling{Group: group, LaunchHook: launchHook, Region: asgtest.Region, Endpoint: api.URL,
-				HeartbeatInterval: config.Duration(time.Second)}
+			// The founders predate the launch hook; the replacement has it.
+			cfg.Fleet.AutoScaling.LaunchHook = launchHook
 		}
 	}
 	// The SDK's default chain finds the test credentials in the environment.
@@ -67,7 +73,8 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	members := c.waitMembers(cli, time.Minute, 1, 2, 3)
 	mark("3 voters ready")
 	waitProblem(t, n[2], problem.MaintenanceScheduled.Code)
-	mark("node 2's status shows the scheduled maintenance event")
+	waitProblem(t, n[2], problem.LifecycleStateMissing.Code)
+	mark("node 2's status shows the scheduled maintenance event, and that IMDS has no lifecycle state for its terminate hook")
 	w := lintest.Start(t, cli, 2)
 
 	leader, leaderID := 0, uint64(0)
@@ -91,8 +98,8 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	mark("node %d leads (member %x)", leader, leaderID)
 
 	// Sample the remaining members' view of the leader against the member
-	// list throughout: a leader that is not a member (or none) is an
-	// election the hand-over should have spared.
+	// list throughout: once the old leader is removed, a leader that is not
+	// a member (or none) is an election the hand-over should have spared.
 	sampleCtx, stopSampling := context.WithCancel(context.Background())
 	var sampleWG sync.WaitGroup
 	var smu sync.Mutex
@@ -115,7 +122,9 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 					}
 					smu.Lock()
 					samples++
-					if st.Leader == 0 || !slices.Contains(ids, st.Leader) {
+					// Only once the old leader is removed: a leadership
+					// transfer itself shows "no leader" for a moment.
+					if !slices.Contains(ids, leaderID) && (st.Leader == 0 || !slices.Contains(ids, st.Leader)) {
 						leaderless = append(leaderless, fmt.Sprintf("%s node %d: leader %x, members %x", at(), i, st.Leader, ids))
 					}
 					smu.Unlock()
@@ -164,13 +173,13 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	n4.waitReady(joinTimeout)
 	mark("replacement node 4 ready (voter)")
 	deadline := time.Now().Add(time.Minute)
-	for api.Completed(launchHook) != "CONTINUE" {
+	for api.Completed(launchHook, instance(4)) != "CONTINUE" {
 		if time.Now().After(deadline) {
 			t.Fatalf("node 4's launch hook not completed with CONTINUE; API calls %+v, refused %v\n%s", api.Calls(), api.Rejected(), n4.describe())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	mark("node 4 completed launch hook %s with CONTINUE (%d heartbeats before)", launchHook, api.Count("RecordLifecycleActionHeartbeat", launchHook))
+	mark("node 4 completed launch hook %s with CONTINUE (%d heartbeats before)", launchHook, api.Count("RecordLifecycleActionHeartbeat", launchHook, instance(4)))
 	if r := api.Rejected(); len(r) > 0 {
 		t.Errorf("the API stand-in refused requests: %v", r)
 	}
@@ -185,13 +194,42 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 		}
 	}
 	smu.Lock()
-	defer smu.Unlock()
-	t.Logf("timeline:\n%s", strings.Join(timeline, "\n"))
 	t.Logf("%d leader samples on the remaining members", samples)
 	if len(leaderless) > 0 {
 		t.Errorf("the remaining members reported a leader that is not a member (an election after the leader's removal) in %d of %d samples:\n%s",
 			len(leaderless), samples, strings.Join(leaderless[:min(len(leaderless), 10)], "\n"))
 	}
+	smu.Unlock()
+
+	// Scale-in: the group terminates node rest[0] (its terminate hook
+	// pending); 3 healthy voters, so its member may leave.
+	gone, stay := rest[0], []int{rest[1], 4}
+	w2 := lintest.Start(t, c.client(stay...), 2)
+	old = sims[gone]
+	old.Stop()
+	sims[gone] = imdssim.Start(t, imdssim.Options{Mode: imdssim.ASGLifecycle, IP: c.ip(gone), Port: old.Port, InstanceID: instance(gone)})
+	mark("node %d's IMDS: target lifecycle state Terminated", gone)
+	if code, err := n[gone].proc.wait(2 * time.Minute); err != nil || code != exitConfig {
+		t.Fatalf("node %d's agent after Terminated: exit %d, %v (want %d: left)\n%s", gone, code, err, exitConfig, n[gone].describe())
+	}
+	mark("node %d's agent exited: left", gone)
+	if got := api.Completed(terminateHook, instance(gone)); got != "CONTINUE" {
+		t.Errorf("node %d's terminate hook completed with %q, want CONTINUE; calls %+v", gone, got, api.Calls())
+	} else {
+		mark("node %d completed terminate hook %s with CONTINUE (%d heartbeats before)", gone, terminateHook, api.Count("RecordLifecycleActionHeartbeat", terminateHook, instance(gone)))
+	}
+	for _, i := range stay {
+		if got := api.Completed(terminateHook, instance(i)); got != "" {
+			t.Errorf("node %d, not terminated, completed its terminate hook with %s", i, got)
+		}
+	}
+	if r := api.Rejected(); len(r) > 0 {
+		t.Errorf("the API stand-in refused requests: %v", r)
+	}
+	cli2 := c.client(stay...)
+	c.proof(w2, cli2, stay...)
+	mark("proof after the scale-in on nodes %v", stay)
+	t.Logf("timeline:\n%s", strings.Join(timeline, "\n"))
 }
 
 // waitProblem waits until the node's report lists a problem with code.
