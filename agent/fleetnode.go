@@ -67,7 +67,12 @@ func (a *Agent) newFleetJob() *fleet.Job {
 		return nil
 	}
 	as := a.cfg.Fleet.AutoScaling
-	s := fleet.Settings{LaunchHook: as.LaunchHook, TerminateHook: as.TerminateHook, HeartbeatEvery: as.HeartbeatInterval.D()}
+	s := fleet.Settings{LaunchHook: as.LaunchHook, TerminateHook: as.TerminateHook, HeartbeatEvery: as.HeartbeatInterval.D(),
+		DesiredSize: a.cfg.Cluster.Size}
+	if as.TerminateHook != "" {
+		// Make-before-break needs the terminate hook to hold the instance.
+		s.ReplacementWait = as.ReplacementWait.D()
+	}
 	if as.Hooks() {
 		s.NewHooks = a.newHooks
 	}

@@ -267,7 +267,8 @@ func TestMetricsReachTheNodeConfig(t *testing.T) {
 // name is reported under the spec's field.
 func TestAutoScalingReachesTheNodeConfig(t *testing.T) {
 	s := freshCASpec(t)
-	s.AutoScaling = config.AutoScaling{Group: "prod-etcd", LaunchHook: "etcd-launch", TerminateHook: "etcd-terminate", HeartbeatInterval: config.Duration(30 * time.Second)}
+	s.AutoScaling = config.AutoScaling{Group: "prod-etcd", LaunchHook: "etcd-launch", TerminateHook: "etcd-terminate",
+		HeartbeatInterval: config.Duration(30 * time.Second), ReplacementWait: config.Duration(5 * time.Minute)}
 	data, err := agentConfig(s)
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,12 @@ type AutoScaling struct {
 	// HeartbeatInterval is the pause between two heartbeats of a pending
 	// hook: well under the hook's heartbeat timeout. Zero: 60s.
 	HeartbeatInterval Duration `yaml:"heartbeatInterval,omitempty"`
+	// ReplacementWait (with TerminateHook): how long a voter the group
+	// terminates offers its seat to a replacement (a standby joins as a
+	// learner and is promoted) before it leaves without one, as on a
+	// scale-in. A replacement learner still catching up is waited for
+	// past it. Zero: 2m.
+	ReplacementWait Duration `yaml:"replacementWait,omitempty"`
 }
 
 // Fleet defaults and bounds.
@@ -53,6 +59,7 @@ const (
 	MinFleetInterval         = time.Second
 	MaxFleetInterval         = 30 * time.Second
 	DefaultHookHeartbeat     = time.Minute
+	DefaultReplacementWait   = 2 * time.Minute
 	MinHookHeartbeatInterval = time.Second
 )
 
@@ -81,6 +88,9 @@ func (c *Config) applyFleetDefaults() {
 	}
 	if f.AutoScaling.HeartbeatInterval == 0 {
 		f.AutoScaling.HeartbeatInterval = Duration(DefaultHookHeartbeat)
+	}
+	if f.AutoScaling.ReplacementWait == 0 {
+		f.AutoScaling.ReplacementWait = Duration(DefaultReplacementWait)
 	}
 }
 

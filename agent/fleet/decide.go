@@ -65,6 +65,11 @@ type Facts struct {
 	// LaunchHook and TerminateHook: the hook is configured and this agent
 	// has not completed it yet.
 	LaunchHook, TerminateHook bool
+	// DesiredSize is cluster.size. ReplacementWindow: make-before-break
+	// is on and the wait for a replacement (since the Terminated notice)
+	// has not run out.
+	DesiredSize       int
+	ReplacementWindow bool
 }
 
 // HookStep is what to do with a lifecycle hook this round.
@@ -84,6 +89,11 @@ type Plan struct {
 	Leave bool
 	// Stay says why the member stays despite a notice ("" otherwise).
 	Stay string
+	// OfferSeat: offer this member's seat to a standby and wait for it to
+	// be promoted before leaving (make-before-break); Waiting says for
+	// what.
+	OfferSeat bool
+	Waiting   string
 	// Launch and Terminate are the steps for the two hooks.
 	Launch, Terminate HookStep
 }
@@ -126,6 +136,10 @@ func Decide(f Facts) Plan {
 			p.Terminate = HookContinue
 		}
 	default:
+		if w, ok := replacementPending(f); ok {
+			p.OfferSeat, p.Waiting = true, w
+			break
+		}
 		if err := membership.LeaveCheck(f.SelfID, f.Members); err != nil {
 			p.Stay = "leaving now would break quorum: " + err.Error()
 			break
@@ -133,4 +147,47 @@ func Decide(f Facts) Plan {
 		p.Leave = true
 	}
 	return p
+}
+
+// replacementPending says whether a terminating voter waits for its
+// replacement (make-before-break) and what for. It waits on the group's
+// Terminated notice only (a spot notice gives two minutes: no time), while
+// the window is open, until the voters beyond cluster.size are all
+// healthy: then it leaves, and the cluster keeps its size and its fault
+// tolerance throughout. A replacement learner still catching up keeps it
+// waiting past the window (the terminate hook's heartbeats hold the
+// instance; the learner's own catch-up timeout bounds it).
+func replacementPending(f Facts) (string, bool) {
+	if f.Notice.Kind != NoticeTerminate || f.DesiredSize == 0 {
+		return "", false
+	}
+	var self *membership.ClusterMember
+	voters, healthy, learner := 0, 0, ""
+	for i, m := range f.Members {
+		if m.ID == f.SelfID {
+			self = &f.Members[i]
+		}
+		if m.IsLearner {
+			if m.Healthy {
+				learner = m.Name
+			}
+			continue
+		}
+		voters++
+		if m.Healthy {
+			healthy++
+		}
+	}
+	if self == nil || self.IsLearner {
+		return "", false
+	}
+	switch {
+	case voters > f.DesiredSize && healthy == voters:
+		return "", false // the replacement is a voter: leave now
+	case learner != "":
+		return fmt.Sprintf("replacement %s is a learner catching up; this member leaves once it is a voter (%d/%d voters healthy)", learner, healthy, voters), true
+	case f.ReplacementWindow:
+		return fmt.Sprintf("seat offered to a replacement: this member leaves once it is a voter (%d/%d voters healthy, cluster.size %d)", healthy, voters, f.DesiredSize), true
+	}
+	return "", false
 }

@@ -60,6 +60,20 @@ func TestDecide(t *testing.T) {
 		{name: "launch hook, ready: continue", f: Facts{LaunchHook: true, Ready: true}, want: Plan{Launch: HookContinue}},
 		{name: "launch hook, standby (cluster full): continue", f: Facts{LaunchHook: true, Standby: true}, want: Plan{Launch: HookContinue}},
 		{name: "launch hook on a node that left: continue (nothing will be ready)", f: Facts{LaunchHook: true, Left: true}, want: Plan{Launch: HookContinue}},
+
+		// Make-before-break (DesiredSize set: a terminate hook holds the instance).
+		{name: "terminated, 3/3 voters, window open: offer the seat and wait", f: Facts{Notice: term, TerminateHook: true, Surveyed: true, SelfID: 1, Members: all3, DesiredSize: 3, ReplacementWindow: true},
+			want: Plan{OfferSeat: true, Terminate: HookHeartbeat}},
+		{name: "terminated, replacement is a learner: wait, even past the window", f: Facts{Notice: term, TerminateHook: true, Surveyed: true, SelfID: 1, Members: append(all3[:3:3], learner(4)), DesiredSize: 3},
+			want: Plan{OfferSeat: true, Terminate: HookHeartbeat}},
+		{name: "terminated, replacement promoted (4/4 healthy voters): leave", f: Facts{Notice: term, TerminateHook: true, Surveyed: true, SelfID: 1, Members: append(all3[:3:3], voter(4, true)), DesiredSize: 3, ReplacementWindow: true},
+			want: Plan{Leave: true, Terminate: HookHeartbeat}},
+		{name: "terminated, replacement promoted but another voter down: wait (fault tolerance first)", f: Facts{Notice: term, TerminateHook: true, Surveyed: true, SelfID: 1, Members: append(oneDown[:3:3], voter(4, true)), DesiredSize: 3, ReplacementWindow: true},
+			want: Plan{OfferSeat: true, Terminate: HookHeartbeat}},
+		{name: "terminated, window over, no replacement: quorum-gated leave (scale-in)", f: Facts{Notice: term, TerminateHook: true, Surveyed: true, SelfID: 1, Members: all3, DesiredSize: 3},
+			want: Plan{Leave: true, Terminate: HookHeartbeat}},
+		{name: "spot notice never waits for a replacement", f: Facts{Notice: spot, Surveyed: true, SelfID: 1, Members: all3, DesiredSize: 3, ReplacementWindow: true},
+			want: Plan{Leave: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Decide(tc.f)
@@ -69,7 +83,10 @@ func TestDecide(t *testing.T) {
 			if tc.stay != "" && !strings.Contains(got.Stay, tc.stay) {
 				t.Errorf("Stay = %q, want it to contain %q", got.Stay, tc.stay)
 			}
-			got.Stay = ""
+			if got.OfferSeat != (got.Waiting != "") {
+				t.Errorf("OfferSeat %v with Waiting %q: a wait says what for", got.OfferSeat, got.Waiting)
+			}
+			got.Stay, got.Waiting = "", ""
 			if got != tc.want {
 				t.Errorf("Decide = %+v, want %+v", got, tc.want)
 			}

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-agent/etcd-agent/agent/cluster"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/internal/backoff"
@@ -32,6 +35,8 @@ type Node interface {
 	// SetProblems publishes the job's current problems (status, STATUS=,
 	// metrics).
 	SetProblems(ps []problem.Problem)
+	// Cluster is a client to the cluster (for the seat offer).
+	Cluster() (*clientv3.Client, error)
 }
 
 // Settings are the job's configuration (config.Fleet, resolved).
@@ -43,7 +48,16 @@ type Settings struct {
 	// NewHooks builds the Auto Scaling client once the instance ID is
 	// known; nil when no hook is configured.
 	NewHooks func(ctx context.Context, instanceID string) (Hooks, error)
+	// DesiredSize is cluster.size; ReplacementWait how long a voter the
+	// group terminates offers its seat before it leaves without a
+	// replacement (0: no make-before-break).
+	DesiredSize     int
+	ReplacementWait time.Duration
 }
+
+// seatTTL is the lease of a seat offer: renewed each round, gone soon
+// after its agent.
+const seatTTL = 30 * time.Second
 
 // maxRoundBackoff caps the pause after rounds in which IMDS did not
 // answer at all: a spot notice gives two minutes.
@@ -63,6 +77,10 @@ type Job struct {
 	hookProblems  map[string]problem.Problem
 	skipUntil     time.Time
 	b             backoff.Backoff
+	// terminatedSince is when the Terminated notice was first seen.
+	terminatedSince time.Time
+	seatLease       clientv3.LeaseID
+	seatProblem     *problem.Problem
 }
 
 // NewJob returns the job; imd reads this instance's metadata.
@@ -98,6 +116,9 @@ func (j *Job) Run(ctx context.Context) error {
 	f := j.facts(ctx, obs)
 	plan := Decide(f)
 	j.hookSteps(ctx, plan)
+	if plan.OfferSeat {
+		j.offerSeat(ctx, f.SelfID)
+	}
 	if plan.Leave {
 		j.n.Logger().Warn("leaving the cluster on an EC2 notice", "notice", f.Notice.Kind, "detail", f.Notice.Detail)
 		j.publish(obs, f, plan, nil)
@@ -135,6 +156,16 @@ func (j *Job) facts(ctx context.Context, obs Observation) Facts {
 		Notice:        NoticeOf(obs),
 		LaunchHook:    j.s.LaunchHook != "" && !j.launchDone,
 		TerminateHook: j.s.TerminateHook != "" && !j.terminateDone,
+		DesiredSize:   j.s.DesiredSize,
+	}
+	if f.Notice.Kind == NoticeTerminate {
+		if j.terminatedSince.IsZero() {
+			j.terminatedSince = j.n.Now()
+		}
+		f.ReplacementWindow = j.s.ReplacementWait > 0 && j.n.Now().Sub(j.terminatedSince) < j.s.ReplacementWait
+	}
+	if j.s.ReplacementWait <= 0 {
+		f.DesiredSize = 0 // no make-before-break
 	}
 	j.mu.Unlock()
 	f.Left, f.Leaving = j.n.LeaveState()
@@ -278,6 +309,8 @@ func (j *Job) publish(obs Observation, f Facts, p Plan, leaveErr error) {
 		ps = append(ps, problem.InstanceLeaving.Newf(string(f.Notice.Kind), "%s: leaving the cluster", f.Notice.Detail))
 	case p.Stay != "":
 		ps = append(ps, problem.InstanceStays.Newf(string(f.Notice.Kind), "%s; the member stays: %s", f.Notice.Detail, p.Stay))
+	case p.Waiting != "":
+		ps = append(ps, problem.InstanceLeaving.Newf(string(f.Notice.Kind), "%s: %s", f.Notice.Detail, p.Waiting))
 	}
 	for _, e := range obs.Scheduled {
 		if e.State == "completed" || e.State == "canceled" {
@@ -294,6 +327,9 @@ func (j *Job) publish(obs Observation, f Facts, p Plan, leaveErr error) {
 	}
 	for _, hp := range j.hookProblems {
 		ps = append(ps, hp)
+	}
+	if j.seatProblem != nil && p.OfferSeat {
+		ps = append(ps, *j.seatProblem)
 	}
 	j.mu.Unlock()
 	j.n.SetProblems(ps)
@@ -315,4 +351,28 @@ func Abandon(ctx context.Context, imd MetadataReader, hook string, newHooks func
 		return err
 	}
 	return h.Complete(ctx, hook, ResultAbandon)
+}
+
+// offerSeat writes (or renews) this member's seat offer, so that a standby
+// joins beyond cluster.size to replace it (membership.PlanJoin).
+func (j *Job) offerSeat(ctx context.Context, id uint64) {
+	cli, err := j.n.Cluster()
+	if err == nil {
+		j.mu.Lock()
+		lease := j.seatLease
+		j.mu.Unlock()
+		lease, err = cluster.OfferSeat(ctx, cli, id, lease, seatTTL, "terminating: waiting for a replacement since "+j.terminatedSince.UTC().Format(time.RFC3339))
+		j.mu.Lock()
+		j.seatLease = lease
+		j.mu.Unlock()
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err != nil {
+		p := problem.InstanceStays.Newf("seat-offer", "cannot offer this member's seat to a replacement: %v (retried each round; the member leaves without a replacement once fleet.autoScaling.replacementWait ran out)", err)
+		j.seatProblem = &p
+		j.n.Logger().Warn("offer seat", "err", err)
+		return
+	}
+	j.seatProblem = nil
 }

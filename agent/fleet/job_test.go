@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
@@ -71,6 +73,9 @@ func (n *fakeNode) Departed() error {
 		return errDeparted
 	}
 	return nil
+}
+func (n *fakeNode) Cluster() (*clientv3.Client, error) {
+	return nil, errors.New("no cluster client in this test")
 }
 func (n *fakeNode) SetProblems(ps []problem.Problem) {
 	n.mu.Lock()

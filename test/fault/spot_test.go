@@ -50,7 +50,9 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 		i := byIP[cfg.Node.IP]
 		cfg.Fleet = config.Fleet{Notices: "imds", IMDSEndpoint: sims[i].Endpoint, Interval: config.Duration(time.Second),
 			AutoScaling: config.AutoScaling{Group: group, TerminateHook: terminateHook, Region: asgtest.Region, Endpoint: api.URL,
-				HeartbeatInterval: config.Duration(time.Second)}}
+				HeartbeatInterval: config.Duration(time.Second),
+				// A scale-in: no replacement comes; offer the seat briefly.
+				ReplacementWait: config.Duration(5 * time.Second)}}
 		if i == 4 {
 			// The founders predate the launch hook; the replacement has it.
 			cfg.Fleet.AutoScaling.LaunchHook = launchHook
