@@ -125,6 +125,7 @@ func TestInstanceRefreshMakeBeforeBreak(t *testing.T) {
 	old := sims[1]
 	old.Stop()
 	sims[1] = imdssim.Start(t, imdssim.Options{Mode: imdssim.ASGLifecycle, IP: c.ip(1), Port: old.Port, InstanceID: instance(1)})
+	terminatedAt := time.Now()
 	mark("node 1's IMDS: target lifecycle state Terminated")
 	n4.waitReady(joinTimeout)
 	mark("node 4 ready: promoted to voter")
@@ -132,6 +133,9 @@ func TestInstanceRefreshMakeBeforeBreak(t *testing.T) {
 		t.Fatalf("node 1's agent after Terminated: exit %d, %v (want %d: left)\n%s", code, err, exitConfig, n[1].describe())
 	}
 	mark("node 1's agent exited: left")
+	st := w.StallBetween(terminatedAt, time.Now())
+	mark("writer from Terminated to the exit: longest gap between acknowledged writes %s, slowest write %s (%d writes)",
+		st.Gap.Round(time.Millisecond), st.Slowest.Round(time.Millisecond), st.Puts)
 	if got := api.Completed(terminateHook, instance(1)); got != "CONTINUE" {
 		t.Errorf("node 1's terminate hook completed with %q, want CONTINUE; calls %+v", got, api.Calls())
 	} else {

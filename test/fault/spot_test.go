@@ -145,11 +145,15 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	old := sims[leader]
 	old.Stop()
 	sims[leader] = imdssim.Start(t, imdssim.Options{Mode: imdssim.Spot, IP: c.ip(leader), Port: old.Port})
+	noticeAt := time.Now()
 	mark("spot interruption notice on node %d's IMDS", leader)
 	if code, err := n[leader].proc.wait(2 * time.Minute); err != nil || code != exitConfig {
 		t.Fatalf("node %d's agent after the spot notice: exit %d, %v (want %d: left)\n%s", leader, code, err, exitConfig, n[leader].describe())
 	}
 	mark("node %d's agent exited: left", leader)
+	st0 := w.StallBetween(noticeAt, time.Now())
+	mark("writer from the notice to the exit: longest gap between acknowledged writes %s, slowest write %s (%d writes)",
+		st0.Gap.Round(time.Millisecond), st0.Slowest.Round(time.Millisecond), st0.Puts)
 	cli.SetEndpoints(c.endpoints(rest...)...)
 	c.waitMembers(cli, time.Minute, rest...)
 	mark("members are nodes %v", rest)
@@ -210,11 +214,15 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	old = sims[gone]
 	old.Stop()
 	sims[gone] = imdssim.Start(t, imdssim.Options{Mode: imdssim.ASGLifecycle, IP: c.ip(gone), Port: old.Port, InstanceID: instance(gone)})
+	terminatedAt := time.Now()
 	mark("node %d's IMDS: target lifecycle state Terminated", gone)
 	if code, err := n[gone].proc.wait(2 * time.Minute); err != nil || code != exitConfig {
 		t.Fatalf("node %d's agent after Terminated: exit %d, %v (want %d: left)\n%s", gone, code, err, exitConfig, n[gone].describe())
 	}
 	mark("node %d's agent exited: left", gone)
+	st1 := w2.StallBetween(terminatedAt, time.Now())
+	mark("writer from Terminated to the exit: longest gap between acknowledged writes %s, slowest write %s (%d writes)",
+		st1.Gap.Round(time.Millisecond), st1.Slowest.Round(time.Millisecond), st1.Puts)
 	if got := api.Completed(terminateHook, instance(gone)); got != "CONTINUE" {
 		t.Errorf("node %d's terminate hook completed with %q, want CONTINUE; calls %+v", gone, got, api.Calls())
 	} else {
