@@ -123,9 +123,13 @@ func Decide(f Facts) Plan {
 		if terminating {
 			p.Terminate = HookContinue
 		}
-	case f.Leaving:
-		p.Leave = true
 	case f.Notice.Kind == NoticeNone:
+		// Nothing from EC2. A leave in progress without a notice is
+		// `etcd-agent leave`'s own: not run twice at once.
+	case f.Leaving:
+		// A leave that started (on a notice, or by hand) and was cut
+		// short: the member may already be removed; finish it.
+		p.Leave = true
 	case !f.Surveyed:
 		p.Stay = "cannot survey the cluster: " + f.SurveyError
 	case f.SelfID == 0:

@@ -54,7 +54,7 @@ func TestDecide(t *testing.T) {
 		{name: "spot with a terminate hook: the hook is not pending, no call", f: Facts{Notice: spot, TerminateHook: true, Surveyed: true, SelfID: 1, Members: all3},
 			want: Plan{Leave: true}},
 		{name: "interrupted leave: finished whatever the survey", f: Facts{Notice: spot, Leaving: true}, want: Plan{Leave: true}},
-		{name: "interrupted leave without a notice (etcd-agent leave killed): finished", f: Facts{Leaving: true}, want: Plan{Leave: true}},
+		{name: "leave in progress without a notice (etcd-agent leave's own): not run twice", f: Facts{Leaving: true}, want: Plan{}},
 		{name: "left, no notice: nothing", f: Facts{Left: true}, want: Plan{}},
 		{name: "launch hook, not ready: heartbeat", f: Facts{LaunchHook: true}, want: Plan{Launch: HookHeartbeat}},
 		{name: "launch hook, ready: continue", f: Facts{LaunchHook: true, Ready: true}, want: Plan{Launch: HookContinue}},

@@ -369,7 +369,7 @@ func (j *Job) offerSeat(ctx context.Context, id uint64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err != nil {
-		p := problem.InstanceStays.Newf("seat-offer", "cannot offer this member's seat to a replacement: %v (retried each round; the member leaves without a replacement once fleet.autoScaling.replacementWait ran out)", err)
+		p := problem.SeatOfferFailed.Newf("seat-offer", "cannot offer this member's seat to a replacement: %v", err)
 		j.seatProblem = &p
 		j.n.Logger().Warn("offer seat", "err", err)
 		return

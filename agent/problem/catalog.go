@@ -85,6 +85,8 @@ var (
 			"and is otherwise removed as dead after deadMemberGrace"}
 	LifecycleHookFailed = Kind{Code: "asg-lifecycle-hook-failed", Severity: Warning, Title: "Auto Scaling lifecycle hook call failed",
 		Fix: "see the message: the group completes the hook with its default result after its heartbeat timeout; the member leaves safely meanwhile"}
+	SeatOfferFailed = Kind{Code: "asg-seat-offer-failed", Severity: Warning, Title: "cannot offer this member's seat to a replacement",
+		Fix: "the agent retries each round; once fleet.autoScaling.replacementWait has run out the member leaves without a replacement (quorum permitting)"}
 	LifecycleHookWaiting = Kind{Code: "asg-launch-hook-waiting", Severity: Info, Title: "launch hook held until the member is ready",
 		Fix: "nothing to do: the agent completes the launch hook with CONTINUE once its member is a healthy, caught-up voter, and heartbeats it meanwhile"}
 )
@@ -99,5 +101,6 @@ func Known() []Kind {
 		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 		InstanceLeaving, InstanceStays, MaintenanceScheduled, NoticesUnreadable, LifecycleStateMissing, LifecycleHookFailed, LifecycleHookWaiting,
+		SeatOfferFailed,
 	}
 }
