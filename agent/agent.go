@@ -24,6 +24,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/dnsrecords"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/fleet"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/localetcd"
@@ -119,6 +120,7 @@ type Agent struct {
 	backups    *schedule.Job
 	divergence *hashcheck.Job
 	dns        *dnsrecords.Job
+	fleet      *fleet.Job // nil unless fleet.notices is imds
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -159,6 +161,7 @@ func New(opts Options) (*Agent, error) {
 	a.caRestart = rollout.NewCAJob(a.node, bundle)
 	// The CA restart looks at the bundle etcd loaded after each renewal.
 	a.certs = certs.NewJob(a.node, func(ctx context.Context) { _ = a.caRestart.Run(ctx) })
+	a.fleet = a.newFleetJob()
 	return a, nil
 }
 

@@ -82,6 +82,12 @@ func (a *Agent) jobTable() []jobs.Job {
 		// membership lock; `leave` withdraws its own first (membershipNode).
 		table = append(table, jobs.Job{Name: "dns-records", Every: dnsrecords.Interval, Start: jobs.FromReady, Run: a.dns.Run})
 	}
+	if a.fleet != nil {
+		// EC2 notices from the membership stage on: a spot notice may come
+		// while the node joins, and a standby completes its launch hook.
+		// It leaves the cluster itself, so it runs while leaving.
+		table = append(table, jobs.Job{Name: "fleet", Every: a.cfg.Fleet.Interval.D(), Start: jobs.FromMembership, WhileLeaving: true, Run: a.fleet.Run})
+	}
 	if every := a.backups.Every(); every > 0 {
 		table = append(table, jobs.Job{Name: "backups", Every: every, Start: jobs.FromReady, Run: a.backups.Run})
 	}
@@ -98,6 +104,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("create status dir: %w", err)
 	}
 	defer func() { a.shutdown(err) }()
+	defer func() { a.abandonLaunch(err) }()
 	defer a.serveMetrics(ctx)()
 	defer a.serveAgentAPI(ctx)()
 	if err := a.leftError(); err != nil {

@@ -33,6 +33,9 @@ type agentConfigDoc struct {
 	Metrics *config.Metrics `yaml:"metrics,omitempty"`
 	Backup  *SpecBackup     `yaml:"backup,omitempty"`
 	Clients *SpecClients    `yaml:"clients,omitempty"`
+	Fleet   *struct {
+		AutoScaling config.AutoScaling `yaml:"autoScaling"`
+	} `yaml:"fleet,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +
@@ -57,6 +60,11 @@ func agentConfig(s Spec) ([]byte, error) {
 	}
 	d.Backup = backupDoc(s.Backup)
 	d.Clients = clientsDoc(s.Clients)
+	if s.AutoScaling != (config.AutoScaling{}) {
+		d.Fleet = &struct {
+			AutoScaling config.AutoScaling `yaml:"autoScaling"`
+		}{s.AutoScaling}
+	}
 	var b strings.Builder
 	b.WriteString(agentConfigHeader)
 	enc := yaml.NewEncoder(&b)
@@ -114,6 +122,9 @@ func checkAgentConfig(ps *problems, data []byte, imageTag string) error {
 func specField(agentField string) string {
 	if rest, ok := strings.CutPrefix(agentField, "cluster.discovery"); ok {
 		return "discovery" + rest
+	}
+	if rest, ok := strings.CutPrefix(agentField, "fleet.autoScaling"); ok {
+		return "autoScaling" + rest
 	}
 	return agentField
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 )
@@ -261,5 +262,32 @@ func TestMetricsReachTheNodeConfig(t *testing.T) {
 		if cfg.Metrics != want || (m == config.Metrics{}) == strings.Contains(string(data), "metrics:") {
 			t.Errorf("spec metrics %+v: node config has %+v\n%s", m, cfg.Metrics, data)
 		}
+	}
+}
+
+// TestAutoScalingReachesTheNodeConfig: the spec's autoScaling section
+// lands in every node's config.yaml as fleet.autoScaling, and a bad hook
+// name is reported under the spec's field.
+func TestAutoScalingReachesTheNodeConfig(t *testing.T) {
+	s := freshCASpec(t)
+	s.AutoScaling = config.AutoScaling{Group: "prod-etcd", LaunchHook: "etcd-launch", TerminateHook: "etcd-terminate",
+		HeartbeatInterval: config.Duration(30 * time.Second), ReplacementWait: config.Duration(5 * time.Minute)}
+	data, err := agentConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Load(config.Source{Path: path, DefaultImageTag: "v3.7.3", UID: 1001})
+	if err != nil {
+		t.Fatalf("config.yaml does not load: %v\n%s", err, data)
+	}
+	if cfg.Fleet.AutoScaling != s.AutoScaling || cfg.Fleet.Notices != "imds" {
+		t.Errorf("node config fleet %+v, want notices imds and %+v\n%s", cfg.Fleet, s.AutoScaling, data)
+	}
+	if f := specField("fleet.autoScaling.launchHook"); f != "autoScaling.launchHook" {
+		t.Errorf("specField = %s", f)
 	}
 }

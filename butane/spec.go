@@ -39,6 +39,11 @@ type Spec struct {
 	// Clients: the client DNS SRV records the agents keep in Route 53 (the
 	// agent config's clients: section). Zero: off.
 	Clients SpecClients `yaml:"clients"`
+	// AutoScaling names the Auto Scaling group and the lifecycle hooks the
+	// agents complete (the agent config's fleet.autoScaling, copied to
+	// every node; docs/deploy-aws.md). Zero: no hooks (EC2's notices are
+	// still watched).
+	AutoScaling config.AutoScaling `yaml:"autoScaling"`
 	// User is the unprivileged user that runs the agent and rootless Podman.
 	// Zero: "etcd-user".
 	User string `yaml:"user"`

@@ -34,6 +34,8 @@ type Config struct {
 	Backup      Backup      `yaml:"backup,omitempty"`
 	// Clients: how applications find the cluster (clients.go).
 	Clients Clients `yaml:"clients,omitempty"`
+	// Fleet: EC2 notices and Auto Scaling lifecycle hooks (fleet.go).
+	Fleet Fleet `yaml:"fleet,omitempty"`
 }
 
 // Cluster describes the cluster this node belongs to.

@@ -70,6 +70,7 @@ func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (strin
 	c.Metrics.applyDefaults()
 	c.applyBackupDefaults()
 	c.applyClientDefaults()
+	c.applyFleetDefaults()
 }
 
 // memberName is what etcd accepts in --name and in initial-cluster strings.
@@ -200,6 +201,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 	warnings = append(warnings, c.validateMetrics(bad)...)
 	c.validateBackup(bad, func(w string) { warnings = append(warnings, w) })
 	c.validateClients(bad)
+	c.validateFleet(bad)
 	if len(ps) > 0 {
 		return warnings, &Error{Problems: ps}
 	}

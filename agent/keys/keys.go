@@ -21,10 +21,18 @@ const (
 	// HeartbeatPrefix + member ID (hex) holds the time (RFC 3339) its agent
 	// last saw its member healthy.
 	HeartbeatPrefix = Root + "heartbeat/"
+	// HandoverPrefix + member ID (hex) is a seat offered by a voter that
+	// EC2 is terminating (agent/fleet): a standby joins beyond the cluster's
+	// size to take it before that voter leaves. The key lives on its
+	// agent's lease, so a dead offerer's seat goes with it.
+	HandoverPrefix = Root + "handover/"
 )
 
 // Heartbeat is the heartbeat key of member id.
 func Heartbeat(id uint64) string { return HeartbeatPrefix + strconv.FormatUint(id, 16) }
+
+// Handover is the seat-offer key of member id.
+func Handover(id uint64) string { return HandoverPrefix + strconv.FormatUint(id, 16) }
 
 // Maintenance and rolling changes.
 const (

@@ -259,6 +259,10 @@ func (j *Job) survey(ctx context.Context, cli *clientv3.Client, outages map[uint
 	if err != nil {
 		j.n.Logger().Debug("read heartbeats", "err", err)
 	}
+	handovers, err := cluster.Handovers(ctx, cli)
+	if err != nil {
+		j.n.Logger().Debug("read seat offers", "err", err)
+	}
 	at := j.n.Now()
 	ms := make([]ClusterMember, len(s.Members))
 	round := make([]Probe, len(s.Members))
@@ -277,7 +281,7 @@ func (j *Job) survey(ctx context.Context, cli *clientv3.Client, outages map[uint
 		cli.SetEndpoints(eps...)
 	}
 	return JoinFacts{ClusterID: s.ClusterID, SelfPeerURL: selfPeer, Members: ms, DesiredSize: j.n.Config().Cluster.Size,
-		Grace: j.n.Config().Cluster.DeadMemberGrace.D()}, nil
+		Grace: j.n.Config().Cluster.DeadMemberGrace.D(), Handovers: handovers}, nil
 }
 
 // forgetHeartbeat deletes a removed member's heartbeat.

@@ -41,8 +41,9 @@ const (
 // Under the membership lock, and only if the remaining voters keep quorum,
 // it writes the leave marker, so no agent restarts etcd or joins again from
 // here; after the snapshot before the change it checks quorum again on a
-// fresh survey (a refusal then takes back the marker it wrote) and checks
-// the lock; then it removes the member, confirms the removal through the
+// fresh survey (a refusal then takes back the marker it wrote), hands
+// leadership to another healthy voter when the local member leads, and
+// checks the lock; then it removes the member, confirms the removal through the
 // other members, stops the local etcd (through the node's runtime; with
 // none, a running agent owns etcd and it stops by itself on removal), wipes
 // the data dir and marks the node as left. An interrupted Leave can be run
@@ -112,6 +113,7 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 			}
 			return fmt.Errorf("leave: refused: %w", err)
 		}
+		j.handOverLeadership(ctx, selfClient, id, facts.Members, progress)
 		if err := lock.Check(ctx); err != nil {
 			return fmt.Errorf("leave: %w (run leave again to retry)", err)
 		}
@@ -241,4 +243,63 @@ func (j *Job) stopRemovedEtcd(ctx context.Context, clientURL string, progress fu
 		return fmt.Errorf("leave: the removed member still answers at %s; stop it, then run leave again to wipe its data: %w", clientURL, err)
 	}
 	return nil
+}
+
+// Survey finds this node's member (0: none) in a fresh survey of its
+// cluster, reached through the local member and the endpoints recorded
+// beside the data dir (the fleet job's view before it leaves on a notice).
+func (j *Job) Survey(ctx context.Context) (uint64, []ClusterMember, error) {
+	eps := append([]string{j.selfClientURL()}, sidefile.ReadEndpoints(j.dataDir())...)
+	cli, err := j.n.Dial(slices.Compact(eps))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer cli.Close()
+	facts, err := j.Facts(ctx, cli)
+	if err != nil {
+		return 0, nil, err
+	}
+	self := j.self()
+	for _, m := range facts.Members {
+		if slices.Contains(m.PeerURLs, self.PeerURL) {
+			return m.ID, facts.Members, nil
+		}
+	}
+	return 0, facts.Members, nil
+}
+
+// handOverLeadership moves leadership from the local member, when it
+// leads, to a healthy voter, so the removal costs no election: a removed
+// leader steps down only once the change is applied, and the others wait
+// an election timeout before they elect another. A failure is logged:
+// the removal still works, one election later.
+func (j *Job) handOverLeadership(ctx context.Context, selfClient string, id uint64, members []ClusterMember, progress func(string)) {
+	var to uint64
+	for _, m := range members {
+		if m.ID != id && !m.IsLearner && m.Healthy {
+			to = m.ID
+			break
+		}
+	}
+	if to == 0 {
+		return
+	}
+	cli, err := j.n.Dial([]string{selfClient})
+	if err != nil {
+		j.n.Logger().Warn("leave: hand leadership over", "err", err)
+		return
+	}
+	defer cli.Close()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	st, err := cli.Status(sctx, selfClient)
+	cancel()
+	if err != nil || st.Leader != id {
+		return // not the leader (or it does not say): nothing to hand over
+	}
+	progress(fmt.Sprintf("handing leadership over to %x", to))
+	if err := cluster.MoveLeader(ctx, cli, to, 10*time.Second); err != nil {
+		j.n.Logger().Warn("leave: hand leadership over", "to", fmt.Sprintf("%x", to), "err", err)
+		return
+	}
+	j.n.Logger().Info("leave: handed leadership over", "to", fmt.Sprintf("%x", to))
 }

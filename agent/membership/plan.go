@@ -47,6 +47,11 @@ type JoinFacts struct {
 	DesiredSize int
 	// Grace is how long a member must be down before it may be removed.
 	Grace time.Duration
+	// Handovers are the members that offer their seat (EC2 is terminating
+	// their instance; agent/fleet): each healthy voter among them makes
+	// room for one learner beyond DesiredSize, so its replacement is a
+	// voter before it leaves (make-before-break).
+	Handovers []uint64
 }
 
 // StepKind is what a joining node does next.
@@ -146,6 +151,20 @@ func PlanJoin(f JoinFacts) JoinStep {
 	if voters < f.DesiredSize {
 		return JoinStep{Kind: StepAdd, Reason: fmt.Sprintf(
 			"cluster has %d of %d desired voters: joining as a learner", voters, f.DesiredSize)}
+	}
+	// A seat offered by a healthy voter that is going away: take it before
+	// it leaves. Only while every voter is healthy: a cluster short of a
+	// member grows no further (quorum of the larger cluster).
+	var offered []string
+	for _, m := range f.Members {
+		if !m.IsLearner && m.Healthy && slices.Contains(f.Handovers, m.ID) {
+			offered = append(offered, m.label())
+		}
+	}
+	if len(offered) > 0 && healthyVoters == voters && voters < f.DesiredSize+len(offered) {
+		return JoinStep{Kind: StepAdd, Reason: fmt.Sprintf(
+			"%s is being replaced (its instance is terminating): joining as a learner to take its seat before it leaves (%d voters, %d desired)",
+			strings.Join(offered, ", "), voters, f.DesiredSize)}
 	}
 
 	// At (or above) the desired size: make room only by removing a voter

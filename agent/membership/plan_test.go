@@ -29,33 +29,39 @@ func TestPlanJoin(t *testing.T) {
 	}
 
 	tests := []struct {
-		name    string
-		members []ClusterMember
-		size    int
-		want    StepKind
-		remove  uint64
-		reason  string
+		name      string
+		members   []ClusterMember
+		size      int
+		want      StepKind
+		remove    uint64
+		reason    string
+		handovers []uint64
 	}{
-		{"room: add", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2")}, 3, StepAdd, 0, "2 of 3 desired"},
-		{"full and healthy: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3")}, 3, StepStandby, 0, "all healthy"},
-		{"dead within grace: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Minute)}, 3, StepStandby, 0, "removed after 10m"},
-		{"dead past grace: remove it", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Hour)}, 3, StepRemove, 3, "dead member"},
-		{"longest dead goes first", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(4, "10.0.0.4"), down(3, "10.0.0.3", time.Hour), down(5, "10.0.0.5", 2*time.Hour)}, 5, StepRemove, 5, "dead member"},
-		{"removal would lose quorum", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(6, "10.0.0.6"), down(3, "10.0.0.3", time.Hour), down(4, "10.0.0.4", time.Hour), down(5, "10.0.0.5", time.Hour)}, 5, StepStandby, 0, "no quorum"},
-		{"no quorum at all", []ClusterMember{up(1, "10.0.0.1"), down(2, "10.0.0.2", time.Hour), down(3, "10.0.0.3", time.Hour)}, 3, StepStandby, 0, "no quorum"},
-		{"past self: remove", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), pastSelf}, 3, StepRemove, 9, "past self"},
-		{"interrupted join: resume", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), unstartedSelf}, 3, StepResume, 0, "interrupted join"},
-		{"founder that never started is a past self too", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), foundingSelf}, 3, StepRemove, 9, "past self"},
-		{"healthy past self is never removed", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), voter(9, "10.0.0.9", true, 0)}, 3, StepStandby, 0, "answers"},
-		{"past self whose removal loses quorum", []ClusterMember{up(1, "10.0.0.1"), down(2, "10.0.0.2", time.Hour), pastSelf}, 3, StepStandby, 0, "no quorum"},
-		{"started past learner: remove", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), pastLearner}, 3, StepRemove, 9, "past self"},
-		{"dead but measured below the grace: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", grace-time.Second)}, 3, StepStandby, 0, "removed after"},
-		{"another learner joining", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), otherLearner(true, 0)}, 3, StepStandby, 0, "one membership change at a time"},
-		{"stale learner removed", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), otherLearner(false, time.Hour)}, 3, StepRemove, 7, "stale learner"},
+		{"room: add", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2")}, 3, StepAdd, 0, "2 of 3 desired", nil},
+		{"full and healthy: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3")}, 3, StepStandby, 0, "all healthy", nil},
+		{"dead within grace: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Minute)}, 3, StepStandby, 0, "removed after 10m", nil},
+		{"dead past grace: remove it", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Hour)}, 3, StepRemove, 3, "dead member", nil},
+		{"longest dead goes first", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(4, "10.0.0.4"), down(3, "10.0.0.3", time.Hour), down(5, "10.0.0.5", 2*time.Hour)}, 5, StepRemove, 5, "dead member", nil},
+		{"removal would lose quorum", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(6, "10.0.0.6"), down(3, "10.0.0.3", time.Hour), down(4, "10.0.0.4", time.Hour), down(5, "10.0.0.5", time.Hour)}, 5, StepStandby, 0, "no quorum", nil},
+		{"no quorum at all", []ClusterMember{up(1, "10.0.0.1"), down(2, "10.0.0.2", time.Hour), down(3, "10.0.0.3", time.Hour)}, 3, StepStandby, 0, "no quorum", nil},
+		{"past self: remove", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), pastSelf}, 3, StepRemove, 9, "past self", nil},
+		{"interrupted join: resume", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), unstartedSelf}, 3, StepResume, 0, "interrupted join", nil},
+		{"founder that never started is a past self too", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), foundingSelf}, 3, StepRemove, 9, "past self", nil},
+		{"healthy past self is never removed", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), voter(9, "10.0.0.9", true, 0)}, 3, StepStandby, 0, "answers", nil},
+		{"past self whose removal loses quorum", []ClusterMember{up(1, "10.0.0.1"), down(2, "10.0.0.2", time.Hour), pastSelf}, 3, StepStandby, 0, "no quorum", nil},
+		{"started past learner: remove", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), pastLearner}, 3, StepRemove, 9, "past self", nil},
+		{"dead but measured below the grace: standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", grace-time.Second)}, 3, StepStandby, 0, "removed after", nil},
+		{"another learner joining", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), otherLearner(true, 0)}, 3, StepStandby, 0, "one membership change at a time", nil},
+		{"stale learner removed", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), otherLearner(false, time.Hour)}, 3, StepRemove, 7, "stale learner", nil},
+		{"full, a voter offers its seat: join beyond the size", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3")}, 3, StepAdd, 0, "take its seat before it leaves", []uint64{2}},
+		{"the offered seat is taken already (4 voters): standby", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), up(4, "10.0.0.4")}, 3, StepStandby, 0, "4/3 voters", []uint64{2}},
+		{"offer by a member that is gone counts for nothing", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3")}, 3, StepStandby, 0, "all healthy", []uint64{8}},
+		{"offer while a voter is down: no growth", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), down(3, "10.0.0.3", time.Minute)}, 3, StepStandby, 0, "removed after", []uint64{2}},
+		{"offer while the replacement's learner joins: one at a time", []ClusterMember{up(1, "10.0.0.1"), up(2, "10.0.0.2"), up(3, "10.0.0.3"), otherLearner(true, 0)}, 3, StepStandby, 0, "one membership change at a time", []uint64{2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := PlanJoin(JoinFacts{SelfPeerURL: selfURL, Members: tt.members, DesiredSize: tt.size, Grace: grace})
+			got := PlanJoin(JoinFacts{SelfPeerURL: selfURL, Members: tt.members, DesiredSize: tt.size, Grace: grace, Handovers: tt.handovers})
 			if got.Kind != tt.want {
 				t.Fatalf("kind = %s (%s), want %s", got.Kind, got.Reason, tt.want)
 			}

@@ -1,5 +1,7 @@
 package problem
 
+import "time"
+
 // The kinds of problem the agent and `status` detect today. To add one:
 // declare it here (or in the package that detects it), add it to Known, and
 // make occurrences with Kind.New/Newf. Codes are stable once released.
@@ -80,6 +82,30 @@ var (
 		Fix: "the message names the cause (credentials, network, endpoint): fix it and the leader's agent retries on its next round"}
 	MetricsUnavailable = Kind{Code: "metrics-unavailable", Severity: Warning, Title: "metrics endpoint not serving",
 		Fix: "free the port or change metrics.address; the agent keeps retrying"}
+
+	// EC2 churn (agent/fleet): notices in IMDS, Auto Scaling lifecycle hooks.
+
+	InstanceLeaving = Kind{Code: "instance-leaving", Severity: Info, Title: "EC2 is taking this instance away: leaving the cluster",
+		Fix: "nothing to do: the agent hands leadership over, takes a snapshot and removes its member while the others keep a quorum"}
+	InstanceStays = Kind{Code: "instance-leave-held", Severity: Critical, Title: "EC2 is taking this instance away, but its member stays",
+		Fix: "removing it now would break the cluster's quorum: bring the other members back (their nodes' etcd-agent status); " +
+			"the agent leaves as soon as it may, and if the instance goes first the member is dead until deadMemberGrace lets a replacement remove it"}
+	MaintenanceScheduled = Kind{Code: "ec2-maintenance-scheduled", Severity: Info, Title: "EC2 scheduled maintenance event",
+		Fix: "EC2 will reboot, stop or retire this instance in the window shown; the cluster tolerates it while the other members are healthy " +
+			"(or replace the instance ahead of it: terminate it and let the group launch another)"}
+	NoticesUnreadable = Kind{Code: "imds-notices-unreadable", Severity: Warning, Title: "EC2 notices cannot be read from IMDS",
+		VisibleAfter: 30 * time.Second,
+		Fix:          "the agent retries with backoff; check that IMDSv2 answers on the instance (HttpEndpoint=enabled, HttpTokens=required, hop limit >= 1) and fleet.imdsEndpoint"}
+	LifecycleStateMissing = Kind{Code: "asg-lifecycle-state-missing", Severity: Warning, Title: "IMDS has no Auto Scaling lifecycle state",
+		Fix: "fleet.autoScaling.terminateHook is set, but IMDS has no autoscaling/target-lifecycle-state: the instance is not in an Auto Scaling group " +
+			"(check fleet.autoScaling.group); the terminate hook cannot be seen, so the member leaves only on spot and rebalance notices " +
+			"and is otherwise removed as dead after deadMemberGrace"}
+	LifecycleHookFailed = Kind{Code: "asg-lifecycle-hook-failed", Severity: Warning, Title: "Auto Scaling lifecycle hook call failed",
+		Fix: "see the message: the group completes the hook with its default result after its heartbeat timeout; the member leaves safely meanwhile"}
+	SeatOfferFailed = Kind{Code: "asg-seat-offer-failed", Severity: Warning, Title: "cannot offer this member's seat to a replacement",
+		Fix: "the agent retries each round; once fleet.autoScaling.replacementWait has run out the member leaves without a replacement (quorum permitting)"}
+	LifecycleHookWaiting = Kind{Code: "asg-launch-hook-waiting", Severity: Info, Title: "launch hook held until the member is ready",
+		Fix: "nothing to do: the agent completes the launch hook with CONTINUE once its member is a healthy, caught-up voter, and heartbeats it meanwhile"}
 )
 
 // Known lists every kind declared above, so metrics can show each code at
@@ -92,5 +118,7 @@ func Known() []Kind {
 		AgentNeverRan, AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 		DNSZoneMissing, DNSAccessDenied, DNSChangeRefused, DNSRecordsFailed,
+		InstanceLeaving, InstanceStays, MaintenanceScheduled, NoticesUnreadable, LifecycleStateMissing, LifecycleHookFailed, LifecycleHookWaiting,
+		SeatOfferFailed,
 	}
 }

@@ -268,10 +268,14 @@ func agentConfigOfSpec(text string) (string, error) {
 		} `yaml:"etcd"`
 		Backup  butane.SpecBackup  `yaml:"backup,omitempty"`
 		Clients butane.SpecClients `yaml:"clients,omitempty"`
+		Fleet   struct {
+			AutoScaling config.AutoScaling `yaml:"autoScaling,omitempty"`
+		} `yaml:"fleet,omitempty"`
 	}
 	d.Cluster.Name, d.Cluster.Size, d.Cluster.Discovery = s.Cluster.Name, s.Cluster.Size, s.Discovery
 	d.Etcd.Image, d.Etcd.QuotaBackendBytes, d.Etcd.ExtraFlags = s.Etcd.Image, s.Etcd.QuotaBackendBytes, s.Etcd.ExtraFlags
 	d.Backup, d.Clients = s.Backup, s.Clients
+	d.Fleet.AutoScaling = s.AutoScaling
 	out, err := yaml.Marshal(d)
 	return string(out), err
 }
