@@ -97,9 +97,18 @@ mkdir -p "$state" /var/log/etcd-agent-ci
 start_service() { # name socket-path command...
   local name=$1 sock=$2; shift 2
   local pidfile=$state/podman-$name.pid
+  local cwd=""
+  [[ -f $pidfile ]] && cwd=$(readlink "/proc/$(cat "$pidfile")/cwd" 2>/dev/null || true)
   if ((conf_changed)) && [[ -f $pidfile ]]; then
     # A service started by an earlier run keeps the old containers.conf: restart it.
     log "restarting $name service for the new $conf"
+    kill -- "-$(cat "$pidfile")" 2>/dev/null || true
+    sleep 1
+  elif [[ $cwd == *" (deleted)" ]]; then
+    # Started by an earlier run from a checkout since deleted: its containers
+    # inherit that cwd and runc fails every start ("write child: broken
+    # pipe") although /_ping answers.
+    log "restarting $name service: its working directory $cwd is gone"
     kill -- "-$(cat "$pidfile")" 2>/dev/null || true
     sleep 1
   elif ping_socket "$sock"; then
@@ -108,7 +117,8 @@ start_service() { # name socket-path command...
   fi
   rm -f "$sock" "$pidfile"
   log "starting $name service at $sock"
-  setsid "$@" >"/var/log/etcd-agent-ci/podman-$name.log" 2>&1 </dev/null &
+  # From /, so the service outlives the checkout that started it.
+  (cd / && exec setsid "$@" >"/var/log/etcd-agent-ci/podman-$name.log" 2>&1 </dev/null) &
   echo $! >"$pidfile"
   for _ in $(seq 1 100); do
     ping_socket "$sock" && return
