@@ -23,6 +23,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/certs"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
+	"github.com/etcd-agent/etcd-agent/agent/fleetlock"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/localetcd"
@@ -117,6 +118,7 @@ type Agent struct {
 	recovery   *recovery.Job
 	backups    *schedule.Job
 	divergence *hashcheck.Job
+	fleet      *fleetlock.Job
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -149,6 +151,7 @@ func New(opts Options) (*Agent, error) {
 	a.members = membership.NewJob(membershipNode{a.node}, membership.Options{Hook: opts.JoinHook, LearnerCatchUpTimeout: opts.LearnerCatchUpTimeout})
 	a.backups = schedule.NewJob(a.node)
 	a.divergence = hashcheck.NewJob(a.node)
+	a.fleet = fleetlock.NewJob(a.node)
 	a.maint = maintenance.NewJob(a.node)
 	a.changes = rollout.NewChangeJob(a.node, opts.ChangeReadyTimeout)
 	a.caRestart = rollout.NewCAJob(a.node, bundle)

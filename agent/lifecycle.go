@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/fleetlock"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/jobs"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
@@ -76,6 +77,10 @@ func (a *Agent) jobTable() []jobs.Job {
 		{Name: "divergence", Every: hashcheck.Interval, Start: jobs.FromReady, Run: a.divergence.Run},
 		{Name: "replaced", Every: recovery.ReplacedCheckInterval, Start: jobs.FromReady, Run: a.recovery.Run},
 	}
+	if !a.cfg.FleetLock.Disabled && a.cfg.FleetLock.Address != "" {
+		// Every agent frees a gone holder's reboot slot and shows the slots.
+		table = append(table, jobs.Job{Name: "fleetlock", Every: fleetlock.SweepInterval, Start: jobs.FromReady, Run: a.fleet.Run})
+	}
 	if every := a.backups.Every(); every > 0 {
 		table = append(table, jobs.Job{Name: "backups", Every: every, Start: jobs.FromReady, Run: a.backups.Run})
 	}
@@ -94,6 +99,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer func() { a.shutdown(err) }()
 	defer a.serveMetrics(ctx)()
 	defer a.serveAgentAPI(ctx)()
+	defer a.serveFleetLock(ctx)()
 	if err := a.leftError(); err != nil {
 		return err
 	}

@@ -32,6 +32,8 @@ type Config struct {
 	Maintenance Maintenance `yaml:"maintenance,omitempty"`
 	Metrics     Metrics     `yaml:"metrics,omitempty"`
 	Backup      Backup      `yaml:"backup,omitempty"`
+	// FleetLock: coordinated OS reboots through Zincati (fleetlock.go).
+	FleetLock FleetLock `yaml:"fleetLock,omitempty"`
 }
 
 // Cluster describes the cluster this node belongs to.

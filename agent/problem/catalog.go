@@ -63,6 +63,8 @@ var (
 			"or delete /_etcd-agent/change-failed/ to try the same one again"}
 	MetricsUnavailable = Kind{Code: "metrics-unavailable", Severity: Warning, Title: "metrics endpoint not serving",
 		Fix: "free the port or change metrics.address; the agent keeps retrying"}
+	FleetLockUnavailable = Kind{Code: "fleetlock-unavailable", Severity: Warning, Title: "FleetLock endpoint not serving: Zincati cannot get a reboot slot",
+		Fix: "free the port or change fleetLock.address (and Zincati's base_url with it); the agent keeps retrying"}
 )
 
 // Known lists every kind declared above, so metrics can show each code at
@@ -72,7 +74,7 @@ func Known() []Kind {
 		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
 		AlarmNoSpace, NoSpaceKept, AlarmCorrupt, AlarmOther, AlarmsUnknown, HashMismatch,
 		SnapshotStale, SnapshotFailed, SnapshotUnverified,
-		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
+		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable, FleetLockUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 	}
 }

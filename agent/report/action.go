@@ -50,6 +50,13 @@ const (
 	ActionSnapshotFailed       Action = "snapshot-failed"
 	ActionSnapshotVerifyFailed Action = "snapshot-verify-failed"
 
+	// Coordinated OS reboots (FleetLock).
+	ActionRebootGranted  Action = "reboot-granted"
+	ActionRebootReleased Action = "reboot-released"
+	// ActionRebootSlotFreed: a gone holder's slot was freed (by its
+	// agent's job, or by hand).
+	ActionRebootSlotFreed Action = "reboot-slot-freed"
+
 	// Disaster recovery.
 	ActionRecover        Action = "recover"
 	ActionRecovered      Action = "recovered"
