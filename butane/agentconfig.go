@@ -30,8 +30,9 @@ type agentConfigDoc struct {
 		QuotaBackendBytes string   `yaml:"quotaBackendBytes,omitempty"`
 		ExtraFlags        []string `yaml:"extraFlags,omitempty"`
 	} `yaml:"etcd"`
-	Metrics *config.Metrics `yaml:"metrics,omitempty"`
-	Backup  *SpecBackup     `yaml:"backup,omitempty"`
+	Metrics   *config.Metrics   `yaml:"metrics,omitempty"`
+	Backup    *SpecBackup       `yaml:"backup,omitempty"`
+	FleetLock *config.FleetLock `yaml:"fleetLock,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +
@@ -55,6 +56,9 @@ func agentConfig(s Spec) ([]byte, error) {
 		d.Metrics = &s.Metrics
 	}
 	d.Backup = backupDoc(s.Backup)
+	if f := s.Reboots.FleetLock; f.Address != "" || len(f.Slots) > 0 {
+		d.FleetLock = &f
+	}
 	var b strings.Builder
 	b.WriteString(agentConfigHeader)
 	enc := yaml.NewEncoder(&b)

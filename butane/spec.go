@@ -41,6 +41,9 @@ type Spec struct {
 	// section, copied to every node). Zero: the agent's defaults, local
 	// snapshots every 30m.
 	Backup SpecBackup `yaml:"backup"`
+	// Reboots coordinates the nodes' OS update reboots (Zincati) with the
+	// agents (reboots.go). Zero: fleet_lock through each node's agent.
+	Reboots SpecReboots `yaml:"reboots"`
 	// User is the unprivileged user that runs the agent and rootless Podman.
 	// Zero: "etcd-user".
 	User string `yaml:"user"`
@@ -178,6 +181,7 @@ func (s Spec) withDefaults(imageTag string) Spec {
 		s.Cluster.Size = config.DefaultClusterSize
 	}
 	def(&s.User, systemd.DefaultUser)
+	s.Reboots.applyDefaults()
 	def(&s.Etcd.Image, config.DefaultImageRepo+":"+imageTag)
 	s.Agent.SHA512 = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s.Agent.SHA512)), "sha512-")
 	return s
