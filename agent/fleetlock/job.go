@@ -154,12 +154,14 @@ func (j *Job) preReboot(ctx context.Context, c Client) Decision {
 		return refuse(KindUnavailable, "%v", err)
 	}
 	if s.Leader() == self.ID {
-		if err := j.handOver(ctx, s, self.ID); err != nil {
+		to, err := j.handOver(ctx, s, self.ID)
+		if err != nil {
 			if ferr := Free(ctx, cli, h); ferr != nil {
 				log.Warn("give back the reboot slot after a failed hand-over", "err", ferr)
 			}
 			return refuse(KindLeaderMove, "this member leads and leadership could not be moved away before the reboot: %v", err)
 		}
+		d.Reason += "; leadership moved to " + to + " first"
 	}
 	n.SnapshotBeforeChange(ctx, cli, fmt.Sprintf("reboot of %s (FleetLock %s, group %s)", self.Name, c.ID, c.Group))
 	d.Reason = fmt.Sprintf("slot %d of group %q: %s", h.Slot, h.Group, d.Reason)
@@ -170,8 +172,8 @@ func (j *Job) preReboot(ctx context.Context, c Client) Decision {
 }
 
 // handOver moves leadership from the local member to the healthy, caught-up
-// voter with the lowest ID, and checks that it moved.
-func (j *Job) handOver(ctx context.Context, s cluster.Survey, self uint64) error {
+// voter with the lowest ID; it returns that voter's name.
+func (j *Job) handOver(ctx context.Context, s cluster.Survey, self uint64) (string, error) {
 	var to uint64
 	for _, m := range s.Voters() {
 		if m.ID != self && s.CaughtUp(m) && (to == 0 || m.ID < to) {
@@ -179,13 +181,13 @@ func (j *Job) handOver(ctx context.Context, s cluster.Survey, self uint64) error
 		}
 	}
 	if to == 0 {
-		return errors.New("no other healthy, caught-up voter")
+		return "", errors.New("no other healthy, caught-up voter")
 	}
 	if err := cluster.MoveLeader(ctx, j.n.Local(), to, moveLeaderTimeout); err != nil {
-		return fmt.Errorf("move leadership to %s: %w", s.Name(to), err)
+		return "", fmt.Errorf("move leadership to %s: %w", s.Name(to), err)
 	}
 	j.n.Logger().Info("moved leadership before the reboot", "to", s.Name(to))
-	return nil
+	return s.Name(to), nil
 }
 
 // moveLeadership hands leadership over when the local member leads (a
@@ -196,7 +198,7 @@ func (j *Job) moveLeadership(ctx context.Context, cli *clientv3.Client) {
 		return
 	}
 	if self, ok := s.ByPeerURL(j.n.Spec().PeerURL()); ok && s.Leader() == self.ID {
-		if err := j.handOver(ctx, s, self.ID); err != nil {
+		if _, err := j.handOver(ctx, s, self.ID); err != nil {
 			j.n.Logger().Warn("move leadership before the reboot", "err", err)
 		}
 	}
