@@ -17,6 +17,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/rollout"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
@@ -70,17 +71,24 @@ func caRotation(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	newCert, newKey := readFile(t, newCertPath), readFile(t, newKeyPath)
+	newCA := pki.BundleCANames(newCert)[0]
 
 	start := time.Now()
+	// What `etcd-agent ca rotate` reads: every member's record. Before the
+	// bundle, the new key and the drop of the old CA are refused.
+	waitRotationRecords(t, cli, nodes, newCA, rollout.StepBundle)
 	// 1. Trust bundle of old and new CA, still signing with the old key.
 	writeAtomic(t, h.caCert, append(slices.Clone(oldCert), newCert...), 0o644)
 	waitRotation(t, h, nodes, 1, oldCert, "step 1 (bundle [old, new])")
+	waitRotationRecords(t, cli, nodes, newCA, rollout.StepNewKey)
 	// 2. Sign with the new key: leaves reissued, no restart.
 	writeAtomic(t, h.caKey, newKey, 0o600)
 	waitRotation(t, h, nodes, 1, newCert, "step 2 (new key)")
+	waitRotationRecords(t, cli, nodes, newCA, rollout.StepDropOld)
 	// 3. Drop the old CA.
 	writeAtomic(t, h.caCert, newCert, 0o644)
 	waitRotation(t, h, nodes, 2, newCert, "step 3 (bundle [new])")
+	waitRotationRecords(t, cli, nodes, newCA, 0)
 	t.Logf("rotation took %s", time.Since(start).Round(time.Millisecond))
 
 	// Restarts never overlapped: each ran from its ca-restart decision to
@@ -263,4 +271,36 @@ func certPool(t *testing.T, pemBytes []byte) *x509.CertPool {
 		t.Fatal("no certificate in PEM")
 	}
 	return p
+}
+
+// waitRotationRecords waits until the members' CA records, as `etcd-agent
+// ca rotate` reads them from the cluster, allow exactly step next (0: the
+// rotation is complete) and refuse the step after it.
+func waitRotationRecords(t *testing.T, cli *clientv3.Client, nodes []*node, newCA string, next int) {
+	t.Helper()
+	var names []string
+	for _, n := range nodes {
+		names = append(names, n.agent.Report().Name)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		states, err := rollout.ReadCAStates(ctx, cli)
+		cancel()
+		r := rollout.PlanRotation(names, states, newCA)
+		if err == nil && r.Next == next {
+			if next != 0 && next < rollout.StepDropOld {
+				if err := r.Allows(next + 1); err == nil {
+					t.Fatalf("step %d allowed while the members stand at %+v", next+1, r.Members)
+				} else {
+					t.Logf("ca rotate: step %d allowed, step %d refused: %v", next, next+1, err)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CA records: next step %d (%v), want %d: %+v", r.Next, err, next, r.Members)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -98,13 +98,20 @@ func TestRollingQuotaRaiseUnderNOSPACE(t *testing.T) {
 // "database space exceeded" and lists the NOSPACE alarm.
 func fillUntilNoSpace(t *testing.T, cli *clientv3.Client) {
 	t.Helper()
+	fillUntilNoSpaceAs(t, cli, "")
+}
+
+// fillUntilNoSpaceAs is fillUntilNoSpace with its keys named
+// /_rolling-test/fill/<tag><n>, so a second fill adds data.
+func fillUntilNoSpaceAs(t *testing.T, cli *clientv3.Client, tag string) {
+	t.Helper()
 	value := strings.Repeat("x", 1<<20)
 	for i := 0; ; i++ {
 		if i > 400 {
 			t.Fatal("no NOSPACE after 400 MiB of writes")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := cli.Put(ctx, fmt.Sprintf("/_rolling-test/fill/%04d", i), value)
+		_, err := cli.Put(ctx, fmt.Sprintf("/_rolling-test/fill/%s%04d", tag, i), value)
 		cancel()
 		if err != nil && strings.Contains(err.Error(), "database space exceeded") {
 			t.Logf("NOSPACE after %d MiB", i)

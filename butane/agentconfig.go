@@ -102,10 +102,11 @@ func checkAgentConfig(ps *problems, data []byte, imageTag string) error {
 		return fmt.Errorf("check agent config: %w", err)
 	}
 	for _, p := range cerr.Problems {
-		if p.Field == path {
+		if p.Field == "" {
 			return fmt.Errorf("check agent config: rendered config does not decode: %s", p)
 		}
-		p.Field = specField(p.Field)
+		// Lines of the rendered file mean nothing to the spec's author.
+		p.Field, p.Line = specField(p.Field), 0
 		*ps = append(*ps, p)
 	}
 	return nil

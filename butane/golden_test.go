@@ -81,8 +81,8 @@ func checkNodeConfig(t *testing.T, spec Spec, res Result) {
 	if len(c.Passwd.Users) != 1 || c.Passwd.Users[0].Name != user {
 		t.Fatalf("users = %+v, want only %s", c.Passwd.Users, user)
 	}
-	if u := c.Passwd.Users[0]; len(u.Groups) != 0 || len(u.SSHAuthorizedKeys) == 0 {
-		t.Errorf("user %s: groups %v (want none: no sudo), %d SSH keys", user, u.Groups, len(u.SSHAuthorizedKeys))
+	if u := c.Passwd.Users[0]; len(u.Groups) != 1 || u.Groups[0] != "systemd-journal" || len(u.SSHAuthorizedKeys) == 0 {
+		t.Errorf("user %s: groups %v (want only systemd-journal, to read the agent's journal: no sudo), %d SSH keys", user, u.Groups, len(u.SSHAuthorizedKeys))
 	}
 	if bytes.Contains(res.Ignition, []byte("selinux")) || bytes.Contains(res.Butane, []byte("setenforce")) {
 		t.Error("the config touches SELinux")

@@ -29,6 +29,9 @@ type nodeParts struct {
 	startUnit   []byte
 }
 
+// journalGroup may read the whole system journal (systemd's own group).
+const journalGroup = "systemd-journal"
+
 // enabled is addressable for buUnit.Enabled.
 var enabled = true
 
@@ -58,8 +61,11 @@ func nodeConfig(p nodeParts) buConfig {
 		Variant: p.spec.Variant,
 		Version: p.spec.Version,
 		Passwd: &buPasswd{Users: []buUser{{
-			// No groups: no sudo, no wheel. The user runs rootless Podman.
+			// No sudo, no wheel: the user runs rootless Podman.
+			// systemd-journal lets it read the agent's journal
+			// (`journalctl -u etcd-agent`), where status points.
 			Name:              user,
+			Groups:            []string{journalGroup},
 			SSHAuthorizedKeys: p.in.sshKeys,
 		}}},
 		Storage: &buStorage{

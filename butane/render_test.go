@@ -181,18 +181,21 @@ func TestBadSpecs(t *testing.T) {
 	}
 }
 
+// TestParseSpecStrict: the spec's mistakes are reported like the agent
+// config's, with path, line and the nearest key, all at once.
 func TestParseSpecStrict(t *testing.T) {
-	for name, doc := range map[string]string{
-		"unknown top-level key": "clustr:\n  size: 3\n",
-		"unknown nested key":    "agent:\n  sha256: abc\n",
-		"discovery TLS files":   "discovery:\n  caCert: /x\n",
-		"empty":                 "",
+	for name, c := range map[string]struct{ doc, want string }{
+		"unknown top-level key": {"clustr:\n  size: 3\n", "invalid configuration in cluster.yaml: clustr (line 1): unknown key; did you mean cluster?"},
+		"unknown nested key":    {"agent:\n  sha256: abc\n", "invalid configuration in cluster.yaml: agent.sha256 (line 2): unknown key; agent takes url, sha512"},
+		"discovery TLS files":   {"discovery:\n  caCert: /x\n", "invalid configuration in cluster.yaml: discovery.caCert (line 2): unknown key; did you mean ca.cert?"},
+		"wrong types":           {"cluster:\n  size: three\nca:\n  allowKeyInUserData: maybe\n", "invalid configuration in cluster.yaml (2 problems):\n  - cluster.size (line 2): want an integer, got \"three\"\n  - ca.allowKeyInUserData (line 4): want true or false, got \"maybe\""},
+		"empty":                 {"", "invalid configuration: cluster.yaml: is empty (fix: write the cluster spec (see docs/deploy-aws.md))"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := ParseSpec([]byte(doc), t.TempDir(), "cluster.yaml")
+			_, err := ParseSpec([]byte(c.doc), t.TempDir(), "cluster.yaml")
 			var cerr *config.Error
-			if !errors.As(err, &cerr) || cerr.Problems[0].Field != "cluster.yaml" {
-				t.Fatalf("err = %v, want a *config.Error on cluster.yaml", err)
+			if !errors.As(err, &cerr) || err.Error() != c.want {
+				t.Fatalf("err = %v\nwant a *config.Error:\n%s", err, c.want)
 			}
 		})
 	}

@@ -33,6 +33,7 @@ type buPasswd struct {
 
 type buUser struct {
 	Name              string   `yaml:"name"`
+	Groups            []string `yaml:"groups,omitempty"`
 	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys,omitempty"`
 }
 

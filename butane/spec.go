@@ -1,14 +1,9 @@
 package butane
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/systemd"
@@ -151,16 +146,14 @@ func LoadSpec(path string) (Spec, error) {
 // name labels errors. Errors are *config.Error.
 func ParseSpec(data []byte, baseDir, name string) (Spec, error) {
 	var s Spec
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&s); err != nil {
-		problem := strings.TrimPrefix(err.Error(), "yaml: ")
-		if errors.Is(err, io.EOF) {
-			problem = "is empty"
-		}
+	lines, ps := config.DecodeYAML(data, &s)
+	if len(ps) > 0 {
+		return Spec{}, &config.Error{File: name, Problems: ps}
+	}
+	if len(lines) == 0 {
 		return Spec{}, &config.Error{Problems: []config.Problem{{
-			Field: name, Problem: problem,
-			Fix: "fix the YAML; unknown keys are errors (check spelling and nesting against docs/deploy-aws.md)",
+			Field: name, Problem: "is empty",
+			Fix: "write the cluster spec (see docs/deploy-aws.md)",
 		}}}
 	}
 	s.baseDir = baseDir

@@ -73,8 +73,14 @@ func TestIssuedCertsServeEtcd(t *testing.T) {
 		t.Fatal("etcd did not become ready")
 	}
 
-	for _, pair := range [][2]string{{pki.ClientCertFile, pki.ClientKeyFile}, {pki.OperatorCertFile, pki.OperatorKeyFile}} {
-		tlsCfg, err := pki.ClientTLS(certDir, pair[0], pair[1])
+	// An application's certificate (`etcd-agent cert issue`), in its own
+	// directory with its copy of the CA certificate.
+	appDir := filepath.Join(dir, "app")
+	if _, err := ca.IssueAppClient(appDir, "patroni", time.Hour, now, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range [][3]string{{certDir, pki.ClientCertFile, pki.ClientKeyFile}, {certDir, pki.OperatorCertFile, pki.OperatorKeyFile}, {appDir, "patroni.crt", "patroni.key"}} {
+		tlsCfg, err := pki.ClientTLS(pair[0], pair[1], pair[2])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,12 +90,12 @@ func TestIssuedCertsServeEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if _, err := cli.Put(ctx, "k", pair[0]); err != nil {
-			t.Fatalf("put with %s: %v", pair[0], err)
+		if _, err := cli.Put(ctx, "k", pair[1]); err != nil {
+			t.Fatalf("put with %s: %v", pair[1], err)
 		}
 		resp, err := cli.Get(ctx, "k")
-		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != pair[0] {
-			t.Fatalf("get with %s: %v %v", pair[0], resp, err)
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != pair[1] {
+			t.Fatalf("get with %s: %v %v", pair[1], resp, err)
 		}
 		cancel()
 		cli.Close()

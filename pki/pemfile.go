@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -129,4 +131,40 @@ func encodeKeyPEM(key crypto.Signer) ([]byte, error) {
 func publicKeyMatches(pub any, key crypto.Signer) bool {
 	k, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(pub)
+}
+
+// CAName names a CA certificate in status and rotation records: its common
+// name and a short sha256 of the certificate (two CAs may share a name).
+func CAName(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return c.Subject.CommonName + " sha256:" + hex.EncodeToString(sum[:8])
+}
+
+// BundleCANames names every certificate of a PEM trust bundle (CAName), in
+// order; what does not parse is left out.
+func BundleCANames(pemBytes []byte) []string {
+	certs, err := parseCertsPEM(pemBytes)
+	if err != nil {
+		return nil
+	}
+	names := make([]string, len(certs))
+	for i, c := range certs {
+		names[i] = CAName(c)
+	}
+	return names
+}
+
+// SignerIn names (CAName) the certificate of a PEM trust bundle that signed
+// c; ok is false when none did.
+func SignerIn(c *x509.Certificate, bundlePEM []byte) (name string, ok bool) {
+	certs, err := parseCertsPEM(bundlePEM)
+	if err != nil {
+		return "", false
+	}
+	for _, ca := range certs {
+		if c.CheckSignatureFrom(ca) == nil {
+			return CAName(ca), true
+		}
+	}
+	return "", false
 }

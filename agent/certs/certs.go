@@ -9,9 +9,7 @@ package certs
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -122,7 +120,4 @@ func (j *Job) refresh() error {
 
 // Issuer names a CA certificate in status: its common name and a short
 // sha256 of the certificate (two CAs may share a name).
-func Issuer(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return c.Subject.CommonName + " sha256:" + hex.EncodeToString(sum[:8])
-}
+func Issuer(c *x509.Certificate) string { return pki.CAName(c) }

@@ -45,7 +45,7 @@ func TestBackupBadFields(t *testing.T) {
 		{"prefix with slash", "backup:\n  s3: {bucket: acme, prefix: /x/}\n", "backup.s3.prefix", "/x/"},
 		{"bad endpoint", "backup:\n  s3: {bucket: acme, endpoint: 'minio:9000'}\n", "backup.s3.endpoint", "minio:9000"},
 		{"bad region", "backup:\n  s3: {bucket: acme, region: Ireland}\n", "backup.s3.region", "Ireland"},
-		{"unknown key", "backup:\n  s3: {bucket: acme, buckit: x}\n", "field buckit not found", ""},
+		{"unknown key", "backup:\n  s3: {bucket: acme, buckit: x}\n", "backup.s3.buckit (line 7): unknown key; did you mean bucket?", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -58,7 +58,7 @@ func TestBackupBadFields(t *testing.T) {
 			if !strings.Contains(msg, c.field) || (c.value != "" && !strings.Contains(msg, c.value)) {
 				t.Errorf("message %q does not name %q = %q", msg, c.field, c.value)
 			}
-			if !strings.Contains(msg, "fix:") && !strings.Contains(msg, "not found") {
+			if !saysFix(msg) {
 				t.Errorf("message %q gives no fix", msg)
 			}
 		})

@@ -152,6 +152,9 @@ type Agent struct {
 	StatusFile string `yaml:"statusFile,omitempty"`
 	// LogLevel is debug, info, warn or error. Zero: info.
 	LogLevel string `yaml:"logLevel,omitempty"`
+	// LogFormat is text (logfmt, for journalctl) or json (one object per
+	// line, for a log shipper). Zero: text.
+	LogFormat string `yaml:"logFormat,omitempty"`
 	// HealthInterval is the supervision loop period. Zero: 5s.
 	HealthInterval Duration `yaml:"healthInterval,omitempty"`
 	// APIPort is where the agent answers the other agents on the node's

@@ -103,8 +103,8 @@ func TestBadFields(t *testing.T) {
 		field      string // appears in the message
 		value      string // appears in the message ("" to skip)
 	}{
-		{"unknown top key", minimal + "clustr: {}\n", "field clustr not found", ""},
-		{"unknown nested key", "cluster:\n  sise: 3\n" + minimal[len("\ncluster:\n"):], "field sise not found", ""},
+		{"unknown top key", minimal + "clustr: {}\n", "clustr (line 6): unknown key; did you mean cluster?", ""},
+		{"unknown nested key", "cluster:\n  sise: 3\n" + minimal[len("\ncluster:\n"):], "cluster.sise (line 2): unknown key; did you mean size?", ""},
 		{"no discovery", base, "cluster.discovery", ""},
 		{"two discovery sources", minimal + "    url: https://discovery.etcd.io/abc\n" + base, "more than one discovery source", ""},
 		{"token without endpoints", "cluster:\n  discovery:\n    token: abc\n" + base, "cluster.discovery.endpoints", ""},
@@ -112,7 +112,7 @@ func TestBadFields(t *testing.T) {
 		{"bad endpoint", "cluster:\n  discovery:\n    endpoints: [a:2379]\n    token: x\n" + base, "cluster.discovery.endpoints[0]", "a:2379"},
 		{"v2 url without token", "cluster:\n  discovery:\n    url: https://discovery.etcd.io/\n" + base, "cluster.discovery.url", "https://discovery.etcd.io/"},
 		{"bad static", "cluster:\n  discovery:\n    static: a=https://1.2.3.4:2380,b\n" + base, "cluster.discovery.static", "b"},
-		{"size zero after negative", minimal + base + "cluster2: 1\n", "field cluster2 not found", ""},
+		{"size zero after negative", minimal + base + "cluster2: 1\n", "cluster2 (line 8): unknown key; did you mean cluster?", ""},
 		{"negative size", "cluster:\n  size: -1\n  discovery:\n    static: a=https://1.2.3.4:2380\n" + base, "cluster.size", "-1"},
 		{"huge size", "cluster:\n  size: 11\n  discovery:\n    static: a=https://1.2.3.4:2380\n" + base, "cluster.size", "11"},
 		{"grace too short", "cluster:\n  deadMemberGrace: 1s\n  discovery:\n    static: a=https://1.2.3.4:2380\n" + base, "cluster.deadMemberGrace", "1s"},
@@ -121,17 +121,18 @@ func TestBadFields(t *testing.T) {
 		{"bad ip", minimal + base + "node:\n  ip: 10.0.0.300\n", "node.ip", "10.0.0.300"},
 		{"bad name", minimal + base + "node:\n  name: 'a b'\n", "node.name", "a b"},
 		{"relative data dir", minimal + base + "node:\n  dataDir: data\n", "node.dataDir", "data"},
-		{"bad duration", minimal + base + "pki:\n  validity: forever\n", "not a duration", "forever"},
+		{"bad duration", minimal + base + "pki:\n  validity: forever\n", "pki.validity (line 9): want a duration like 90s, 10m, 720h or 30d", "forever"},
 		{"renew >= validity", minimal + base + "pki:\n  validity: 30d\n  renewBefore: 30d\n", "pki.renewBefore", "720h0m0s"},
 		{"validity too short", minimal + base + "pki:\n  validity: 1m\n  renewBefore: 30s\n", "pki.validity", "1m0s"},
 		{"bad runtime", minimal + "etcd:\n  runtime: docker\n", "etcd.runtime", "docker"},
 		{"same ports", minimal + base + "  clientPort: 2380\n", "etcd.peerPort", "2380"},
 		{"port range", minimal + base + "  peerPort: 70000\n", "etcd.peerPort", "70000"},
 		{"small quota", minimal + base + "  quotaBackendBytes: 1MiB\n", "etcd.quotaBackendBytes", "1048576"},
-		{"bad size syntax", minimal + base + "  quotaBackendBytes: lots\n", "not a size", "lots"},
+		{"bad size syntax", minimal + base + "  quotaBackendBytes: lots\n", "etcd.quotaBackendBytes (line 8): want a size like 512MiB, 4GiB or a byte count", "lots"},
 		{"extra flag without dashes", minimal + base + "  extraFlags: [snapshot-count=5]\n", "etcd.extraFlags[0]", "snapshot-count=5"},
 		{"podman bad socket", minimal + "etcd:\n  runtime: podman\npodman:\n  socket: tcp://x\n", "podman.socket", "tcp://x"},
 		{"bad log level", minimal + base + "agent:\n  logLevel: loud\n", "agent.logLevel", "loud"},
+		{"bad log format", minimal + base + "agent:\n  logFormat: xml\n", "agent.logFormat", "use text or json"},
 		{"discovery cert without key", minimal + "    cert: /c\n" + base, "cluster.discovery.cert", "/c"},
 	}
 	for _, c := range cases {
@@ -148,7 +149,7 @@ func TestBadFields(t *testing.T) {
 			if c.value != "" && !strings.Contains(msg, c.value) {
 				t.Errorf("message %q does not show the value %q", msg, c.value)
 			}
-			if !strings.Contains(msg, "fix:") {
+			if !saysFix(msg) {
 				t.Errorf("message %q gives no fix", msg)
 			}
 		})
@@ -179,4 +180,15 @@ func TestManyProblemsReportedTogether(t *testing.T) {
 	if !errors.As(err, &cerr) || len(cerr.Problems) != 2 {
 		t.Fatalf("err = %v, want two problems", err)
 	}
+}
+
+// saysFix: the message gives the fix, or says what is wanted instead (a
+// YAML type error, an unknown key and its nearest known one).
+func saysFix(msg string) bool {
+	for _, w := range []string{"fix:", ": want ", "did you mean", " takes "} {
+		if strings.Contains(msg, w) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,15 +1,10 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
-	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Source says where the configuration comes from besides the file. Values
@@ -41,11 +36,14 @@ func Load(src Source) (*Config, []string, error) {
 // Validate passed), reported together with Validate's.
 func loadChecked(src Source, extra func(c *Config, valid bool) []Problem) (*Config, []string, error) {
 	cfg := &Config{}
+	var lines Lines
+	var ps []Problem
 	data, err := os.ReadFile(src.Path)
 	switch {
 	case err == nil:
-		if err := decode(src.Path, data, cfg); err != nil {
-			return nil, nil, err
+		lines, ps = DecodeYAML(data, cfg)
+		if lines == nil { // a syntax error: nothing decoded to check
+			return nil, nil, &Error{File: src.Path, Problems: ps}
 		}
 	case errors.Is(err, os.ErrNotExist) && src.AllowMissing:
 	case errors.Is(err, os.ErrNotExist):
@@ -59,7 +57,8 @@ func loadChecked(src Source, extra func(c *Config, valid bool) []Problem) (*Conf
 			Fix: "make the file readable by the agent's user",
 		}}}
 	}
-	if err := applyOverrides(cfg, src); err != nil {
+	from, err := applyOverrides(cfg, src)
+	if err != nil {
 		return nil, nil, err
 	}
 	env := src.Env
@@ -68,34 +67,50 @@ func loadChecked(src Source, extra func(c *Config, valid bool) []Problem) (*Conf
 	}
 	cfg.applyDefaults(src.DefaultImageTag, src.UID, env)
 	warnings, err := cfg.Validate()
-	var ps []Problem
+	var checked []Problem
 	if err != nil {
 		var cerr *Error
 		if !errors.As(err, &cerr) {
 			return nil, nil, err
 		}
-		ps = cerr.Problems
+		checked = cerr.Problems
 	}
 	if extra != nil {
-		ps = append(ps, extra(cfg, err == nil)...)
+		checked = append(checked, extra(cfg, err == nil && len(ps) == 0)...)
+	}
+	// A value the file could not decode was left to its default: the
+	// decode problem says what is wrong with it, not a check of the default.
+	undecoded := map[string]bool{}
+	for _, p := range ps {
+		undecoded[p.Field] = true
+	}
+	for _, p := range checked {
+		if undecoded[p.Field] {
+			continue
+		}
+		if p.Line == 0 && p.From == "" {
+			if f, ok := from[p.Field]; ok {
+				p.From = f
+			} else {
+				p.Line = lines[p.Field]
+			}
+		}
+		ps = append(ps, p)
 	}
 	if len(ps) > 0 {
-		return nil, nil, &Error{Problems: ps}
+		return nil, nil, &Error{File: src.Path, Problems: inFileOrder(ps)}
 	}
 	return cfg, warnings, nil
 }
 
-// Parse decodes YAML bytes strictly; exported for tests and `config check`.
-func decode(path string, data []byte, cfg *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return &Error{Problems: []Problem{{
-			Field: path, Problem: strings.TrimPrefix(err.Error(), "yaml: "),
-			Fix: "fix the YAML; unknown keys are errors (check spelling and nesting against the README's config reference)",
-		}}}
-	}
-	return nil
+// inFileOrder sorts problems by the line they are on; those not on a line
+// of the file (defaults, overrides, the etcd member) follow in check order.
+func inFileOrder(ps []Problem) []Problem {
+	sort.SliceStable(ps, func(i, j int) bool {
+		li, lj := ps[i].Line, ps[j].Line
+		return li != 0 && (lj == 0 || li < lj)
+	})
+	return ps
 }
 
 // override binds one key to the env variable and the setter it feeds.
@@ -123,6 +138,7 @@ var overrides = []override{
 	{"podman.socket", "ETCD_AGENT_PODMAN_SOCKET", str(func(c *Config) *string { return &c.Podman.Socket })},
 	{"agent.statusFile", "ETCD_AGENT_STATUS_FILE", str(func(c *Config) *string { return &c.Agent.StatusFile })},
 	{"agent.logLevel", "ETCD_AGENT_LOG_LEVEL", str(func(c *Config) *string { return &c.Agent.LogLevel })},
+	{"agent.logFormat", "ETCD_AGENT_LOG_FORMAT", str(func(c *Config) *string { return &c.Agent.LogFormat })},
 	{"cluster.discovery.token", "ETCD_AGENT_DISCOVERY_TOKEN", str(func(c *Config) *string { return &c.Cluster.Discovery.Token })},
 }
 
@@ -136,15 +152,19 @@ func Overridable() [][2]string {
 	return out
 }
 
-func applyOverrides(cfg *Config, src Source) error {
+// applyOverrides sets the env and flag overrides and returns, for each key
+// it set, where the value came from.
+func applyOverrides(cfg *Config, src Source) (map[string]string, error) {
+	from := map[string]string{}
 	known := map[string]bool{}
 	for _, o := range overrides {
 		known[o.key] = true
 		if src.Env != nil {
 			if v, ok := src.Env(o.env); ok && v != "" {
 				if err := o.set(cfg, v); err != nil {
-					return err
+					return nil, err
 				}
+				from[o.key] = o.env
 			}
 		}
 	}
@@ -155,15 +175,16 @@ func applyOverrides(cfg *Config, src Source) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !known[k] {
-			return fmt.Errorf("config: internal error: flag override %q has no setter", k)
+			return nil, fmt.Errorf("config: internal error: flag override %q has no setter", k)
 		}
 		for _, o := range overrides {
 			if o.key == k {
 				if err := o.set(cfg, src.Flags[k]); err != nil {
-					return err
+					return nil, err
 				}
+				from[k] = "the command line"
 			}
 		}
 	}
-	return nil
+	return from, nil
 }

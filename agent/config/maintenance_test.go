@@ -34,9 +34,9 @@ func TestMaintenanceBadFields(t *testing.T) {
 		{"  defragFreeRatio: -0.1\n", "maintenance.defragFreeRatio", "-0.1"},
 		{"  disarmBelow: 1\n", "maintenance.disarmBelow", "1"},
 		{"  disarmBelow: -2\n", "maintenance.disarmBelow", "-2"},
-		{"  defragFreeBytes: lots\n", "not a size", "lots"},
-		{"  defragPace: soon\n", "not a duration", "soon"},
-		{"  defragEvery: 1m\n", "field defragEvery not found", ""},
+		{"  defragFreeBytes: lots\n", "maintenance.defragFreeBytes (line 7): want a size", "lots"},
+		{"  defragPace: soon\n", "maintenance.defragPace (line 7): want a duration", "soon"},
+		{"  defragEvery: 1m\n", "maintenance.defragEvery (line 7): unknown key; maintenance takes interval, defragFreeRatio, defragFreeBytes, defragPace, disarmBelow", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.field+"="+c.value, func(t *testing.T) {
@@ -46,7 +46,7 @@ func TestMaintenanceBadFields(t *testing.T) {
 				t.Fatalf("err = %v, want *config.Error", err)
 			}
 			msg := err.Error()
-			if !strings.Contains(msg, c.field) || !strings.Contains(msg, c.value) || !strings.Contains(msg, "fix:") {
+			if !strings.Contains(msg, c.field) || !strings.Contains(msg, c.value) || !saysFix(msg) {
 				t.Errorf("message %q should name %q, show %q and give a fix", msg, c.field, c.value)
 			}
 		})

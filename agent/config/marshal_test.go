@@ -53,6 +53,7 @@ podman:
 agent:
   statusFile: /run/ea/status.json
   logLevel: debug
+  logFormat: json
   healthInterval: 2s
 maintenance:
   interval: 20s

@@ -46,8 +46,8 @@ func TestMetricsSection(t *testing.T) {
 	}
 	// YAML mistakes name their line, as for every section.
 	for yaml, want := range map[string]string{
-		"metrics:\n  enabled: yes-please\n":                     "line 7: cannot unmarshal !!str `yes-please` into bool",
-		"metrics:\n  enabled: true\n  listen: 127.0.0.1:2382\n": "field listen not found in type config.Metrics",
+		"metrics:\n  enabled: yes-please\n":                     "metrics.enabled (line 7): want true or false, got \"yes-please\"",
+		"metrics:\n  enabled: true\n  listen: 127.0.0.1:2382\n": "metrics.listen (line 8): unknown key; metrics takes enabled, address",
 	} {
 		if _, _, err := load(t, minimal+yaml, nil, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err %v, want it to mention %q", yaml, err, want)

@@ -63,6 +63,7 @@ func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (strin
 	setDur(&c.Podman.StopTimeout, DefaultStopTimeout)
 	setStr(&c.Agent.StatusFile, DefaultStatusFile)
 	setStr(&c.Agent.LogLevel, "info")
+	setStr(&c.Agent.LogFormat, "text")
 	setDur(&c.Agent.HealthInterval, DefaultHealthInterval)
 	setInt(&c.Agent.APIPort, DefaultAgentAPIPort)
 	c.Maintenance.applyDefaults()
@@ -188,6 +189,9 @@ func (c *Config) Validate() (warnings []string, err error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.Agent.LogLevel)); err != nil {
 		bad("agent.logLevel", c.Agent.LogLevel, "is not a log level", "use debug, info, warn or error")
+	}
+	if c.Agent.LogFormat != "text" && c.Agent.LogFormat != "json" {
+		bad("agent.logFormat", c.Agent.LogFormat, "is not a log format", "use text or json")
 	}
 	if c.Agent.HealthInterval.D() < 100*time.Millisecond {
 		bad("agent.healthInterval", c.Agent.HealthInterval.String(), "is too short", "use 1s or more (default 5s)")

@@ -3,6 +3,7 @@ package etcdconf
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.etcd.io/etcd/pkg/v3/featuregate"
@@ -57,6 +58,16 @@ func checkFeatureGates(value string) error {
 	gate := features.NewDefaultServerFeatureGate("check", nil)
 	if err := setFeatureGates(gate, corruptionGatesValue()); err != nil {
 		return fmt.Errorf("feature gates: %w", err)
+	}
+	// Each Gate=bool in words first: etcd's own message quotes strconv.
+	for _, kv := range strings.Split(value, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		name, b, ok := strings.Cut(kv, "=")
+		if _, err := strconv.ParseBool(strings.TrimSpace(b)); ok && err != nil {
+			return fmt.Errorf("extra flag --%s=%s: gate %s wants true or false, got %q", featureGatesFlag, value, strings.TrimSpace(name), b)
+		}
 	}
 	if err := setFeatureGates(gate, value); err != nil {
 		return fmt.Errorf("extra flag --%s=%s: %w", featureGatesFlag, value, err)

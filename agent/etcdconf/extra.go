@@ -1,6 +1,7 @@
 package etcdconf
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -181,8 +182,12 @@ func applyExtraFlag(cfg *embed.Config, f extraFlag) error {
 	if !ok {
 		return fmt.Errorf("extra flag --%s is not an etcd server setting both runtimes support", f.name)
 	}
-	bad := func(err error) error {
-		return fmt.Errorf("extra flag --%s=%s: %w", f.name, f.value, err)
+	// bad says what the flag takes in words, not strconv's.
+	bad := func(wanted string, err error) error {
+		if errors.Is(err, strconv.ErrRange) {
+			return fmt.Errorf("extra flag --%s=%s: out of range", f.name, f.value)
+		}
+		return fmt.Errorf("extra flag --%s=%s: want %s, got %q", f.name, f.value, wanted, f.value)
 	}
 	if !f.hasValue && v.Kind() != reflect.Bool {
 		return fmt.Errorf("extra flag --%s needs a value (--%s=VALUE)", f.name, f.name)
@@ -191,7 +196,7 @@ func applyExtraFlag(cfg *embed.Config, f extraFlag) error {
 	case v.Type() == reflect.TypeFor[time.Duration]():
 		d, err := time.ParseDuration(f.value)
 		if err != nil {
-			return bad(err)
+			return bad("a duration like 100ms or 5s", err)
 		}
 		v.SetInt(int64(d))
 	case v.Kind() == reflect.String:
@@ -201,20 +206,20 @@ func applyExtraFlag(cfg *embed.Config, f extraFlag) error {
 		if f.hasValue {
 			var err error
 			if b, err = strconv.ParseBool(f.value); err != nil {
-				return bad(err)
+				return bad("true or false", err)
 			}
 		}
 		v.SetBool(b)
 	case v.CanInt():
 		n, err := strconv.ParseInt(f.value, 0, v.Type().Bits())
 		if err != nil {
-			return bad(err)
+			return bad("an integer", err)
 		}
 		v.SetInt(n)
 	case v.CanUint():
 		n, err := strconv.ParseUint(f.value, 0, v.Type().Bits())
 		if err != nil {
-			return bad(err)
+			return bad("a whole number (0 or more)", err)
 		}
 		v.SetUint(n)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:

@@ -235,3 +235,24 @@ func TestOwnedTuningFlagsNameTheConfigField(t *testing.T) {
 		t.Error("OwnedFlag(max-txn-ops) = true")
 	}
 }
+
+// TestExtraFlagValuesInWords: a bad value of an extra flag says what the
+// flag takes, not strconv's or the feature gate's Go words.
+func TestExtraFlagValuesInWords(t *testing.T) {
+	for flag, want := range map[string]string{
+		"--max-txn-ops=lots":                          `extra flag --max-txn-ops=lots: want a whole number (0 or more), got "lots"`,
+		"--max-txn-ops=-1":                            `extra flag --max-txn-ops=-1: want a whole number (0 or more), got "-1"`,
+		"--enable-pprof=maybe":                        `extra flag --enable-pprof=maybe: want true or false, got "maybe"`,
+		"--grpc-keepalive-interval=often":             `extra flag --grpc-keepalive-interval=often: want a duration like 100ms or 5s, got "often"`,
+		"--max-request-bytes=99999999999999999999999": `extra flag --max-request-bytes=99999999999999999999999: out of range`,
+		"--feature-gates=Foo=maybe":                   `extra flag --feature-gates=Foo=maybe: gate Foo wants true or false, got "maybe"`,
+	} {
+		err := CheckExtraFlag(flag)
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: %v\nwant %s", flag, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "strconv") {
+			t.Errorf("%s: %v names strconv", flag, err)
+		}
+	}
+}

@@ -40,6 +40,17 @@ const (
 // ChangeFailed is the failure record of the change with ID id.
 func ChangeFailed(id string) string { return ChangeFailedPrefix + id }
 
+// CA rotation.
+const (
+	// CAStatePrefix + member name holds what that member runs with (JSON
+	// rollout.CAState: the CAs its etcd trusts, the CA that issued its
+	// certificates), which `etcd-agent ca rotate` reads.
+	CAStatePrefix = Root + "ca/members/"
+)
+
+// CAState is the CA state key of the member named name.
+func CAState(name string) string { return CAStatePrefix + name }
+
 // Backups.
 const (
 	// BackupPrefix holds the snapshot schedule.

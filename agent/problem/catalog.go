@@ -30,6 +30,8 @@ var (
 		Fix: "see etcd's documentation for this alarm"}
 	AlarmsUnknown = Kind{Code: "alarms-unknown", Severity: Warning, Title: "alarms not listed",
 		Fix: "no member answered the alarm list: see the endpoints' errors"}
+	UnderReplicated = Kind{Code: "under-replicated", Severity: Warning, Title: "fewer voters than cluster.size",
+		Fix: "the agents replace a failed member by themselves (a new node joins once the dead one's grace ends): check that the Auto Scaling group runs cluster.size nodes and that the missing node's agent runs (etcd-agent status there)"}
 	HashMismatch = Kind{Code: "hashkv-mismatch", Severity: Critical, Title: "replicas diverged",
 		Fix: "the member whose HashKV differs from the majority holds other data: stop its agent and move its data dir aside so it rejoins as a new member"}
 
@@ -39,11 +41,15 @@ var (
 		Fix: "check the agents' logs (journalctl -u etcd-agent) for the snapshot job; etcd-agent snapshot save takes one now"}
 	SnapshotFailed = Kind{Code: "snapshot-failed", Severity: Warning, Title: "snapshot attempt failed",
 		Fix: "the message names the cause (bucket, credentials, disk); fix it and the next interval retries, or run etcd-agent snapshot save"}
+	BackupsSingleNode = Kind{Code: "backups-single-node", Severity: Warning, Title: "snapshots on one node's disk only",
+		Fix: "configure backup.s3 (every node, the instance role may write the bucket): a snapshot kept only in backup.dir is lost with that node's volume, which is when it is needed"}
 	SnapshotUnverified = Kind{Code: "snapshot-unverified", Severity: Critical, Title: "snapshot failed verification",
 		Fix: "the newest snapshot does not restore as recorded: take a new one (etcd-agent snapshot save) and check the store (etcd-agent snapshot verify latest)"}
 
 	// This node's agent.
 
+	AgentNeverRan = Kind{Code: "agent-never-ran", Severity: Critical, Title: "agent never ran on this node",
+		Fix: "start it (systemctl start etcd-agent, then journalctl -u etcd-agent), or pass --config of the agent that runs here (its pki.dir and agent.statusFile)"}
 	AgentNotRunning = Kind{Code: "agent-not-running", Severity: Warning, Title: "agent not running",
 		Fix: "systemctl status etcd-agent; journalctl -u etcd-agent"}
 	AgentNotHealthy = Kind{Code: "agent-not-healthy", Severity: Warning, Title: "agent not healthy",
@@ -72,9 +78,9 @@ var (
 func Known() []Kind {
 	return []Kind{
 		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
-		AlarmNoSpace, NoSpaceKept, AlarmCorrupt, AlarmOther, AlarmsUnknown, HashMismatch,
-		SnapshotStale, SnapshotFailed, SnapshotUnverified,
-		AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable, FleetLockUnavailable,
+		AlarmNoSpace, NoSpaceKept, AlarmCorrupt, AlarmOther, AlarmsUnknown, UnderReplicated, HashMismatch,
+		SnapshotStale, SnapshotFailed, SnapshotUnverified, BackupsSingleNode,
+		AgentNeverRan, AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable, FleetLockUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 	}
 }

@@ -97,6 +97,13 @@ type Problem struct {
 // VisibleAfter is how long p must persist before the agent publishes it.
 func (p Problem) VisibleAfter() time.Duration { return p.visibleAfter }
 
+// Runbook is where docs/runbook.md says what to do about problems of
+// this kind (alerts and `status` point there).
+func (k Kind) Runbook() string { return k.Code.Runbook() }
+
+// Runbook is the runbook section of code.
+func (c Code) Runbook() string { return "docs/runbook.md#" + string(c) }
+
 // New is a problem of kind k about subject, with text as its description.
 func (k Kind) New(subject, text string) Problem {
 	return Problem{Code: k.Code, Severity: k.Severity, Title: k.Title, Subject: subject, Text: text, Fix: k.Fix, visibleAfter: k.VisibleAfter}

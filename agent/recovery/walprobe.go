@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"sync"
 
 	"github.com/etcd-agent/etcd-agent/agent/agentapi"
@@ -32,6 +33,8 @@ func walFacts(ctx context.Context, n Requester, lost []string, force bool) (WALF
 		f.Members[i] = MemberWAL{Name: m.name}
 		base, err := agentapi.URLFor(m.peerURL, cfg.Agent.APIPort)
 		switch {
+		case slices.Contains(lost, m.name):
+			continue // declared gone: not asked (a frozen node would only cost the timeout)
 		case err != nil:
 			f.Members[i].Err = err.Error()
 			continue

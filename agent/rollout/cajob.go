@@ -2,8 +2,10 @@ package rollout
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/runtime"
+	"github.com/etcd-agent/etcd-agent/pki"
 )
 
 // CA rotation: etcd reads its trust bundle (the node's pki/ca.crt) only at
@@ -80,6 +83,8 @@ type CAJob struct {
 	mu sync.Mutex
 	// waiting says why a needed restart waits ("" when none waits).
 	waiting string
+	// recorded is the CA state last written to the cluster.
+	recorded CAState
 }
 
 // NewCAJob returns the CA restart job of n, whose etcd starts are recorded
@@ -106,6 +111,7 @@ func (j *CAJob) setWaiting(why string) {
 // already in the report and the log.
 func (j *CAJob) Run(ctx context.Context) error {
 	started, current := j.bundle.Started(), j.bundle.OnDisk()
+	j.record(ctx, started)
 	if need, _ := Needed(started, current); !need {
 		j.setWaiting("")
 		return nil
@@ -201,4 +207,43 @@ func (j *CAJob) waitHealthy(ctx context.Context, limit time.Duration) error {
 			return fmt.Errorf("etcd not healthy within %s after its restart: %s", limit, h.Message)
 		}
 	}
+}
+
+// record writes what the local member runs with (the bundle its etcd
+// loaded, the issuer of its server certificate) for `etcd-agent ca
+// rotate`, when it changed since the last write. Best effort: a failure is
+// logged and written again next round.
+func (j *CAJob) record(ctx context.Context, started Bundle) {
+	cli := j.n.Local()
+	if cli == nil || !started.Known() {
+		return
+	}
+	st := CAState{Member: j.n.Identity().Name, Trusts: started.Trusts, At: j.n.Now().UTC()}
+	if c, err := pki.LoadCertificate(filepath.Join(j.n.Config().PKI.Dir, pki.ServerCertFile)); err == nil {
+		st.IssuedBy = j.issuerName(c)
+	}
+	j.mu.Lock()
+	same := j.recorded.same(st)
+	j.mu.Unlock()
+	if same {
+		return
+	}
+	if err := RecordCAState(ctx, cli, st); err != nil {
+		j.n.Logger().Warn("record the CA state", "err", err)
+		return
+	}
+	j.mu.Lock()
+	j.recorded = st
+	j.mu.Unlock()
+}
+
+// issuerName is the name (pki.CAName) of the CA in the node's ca.crt that
+// signed c, or c's issuer's common name when none there did.
+func (j *CAJob) issuerName(c *x509.Certificate) string {
+	if b, err := os.ReadFile(filepath.Join(j.n.Config().PKI.Dir, pki.CACertFile)); err == nil {
+		if name, ok := pki.SignerIn(c, b); ok {
+			return name
+		}
+	}
+	return c.Issuer.CommonName
 }

@@ -3,6 +3,7 @@ package rollout
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/etcd-agent/etcd-agent/agent/cluster"
@@ -56,7 +57,7 @@ func TestLoadedBundle(t *testing.T) {
 	// An adopted etcd of an earlier agent is assumed to run the bundle on disk.
 	l.BeforeStart()
 	l.AfterEnsure(runtime.ActionAdopted)
-	if l.Started() != one {
+	if !reflect.DeepEqual(l.Started(), one) {
 		t.Fatalf("adopted: started %v, want %v", l.Started(), one)
 	}
 	// The bundle changes; the supervisor adopting the same etcd keeps
@@ -64,7 +65,7 @@ func TestLoadedBundle(t *testing.T) {
 	write(cert + cert)
 	l.BeforeStart()
 	l.AfterEnsure(runtime.ActionAdopted)
-	if l.Started() != one {
+	if !reflect.DeepEqual(l.Started(), one) {
 		t.Fatalf("adopted again: started %v, want %v", l.Started(), one)
 	}
 	if need, _ := Needed(l.Started(), l.OnDisk()); !need {
@@ -73,7 +74,7 @@ func TestLoadedBundle(t *testing.T) {
 	// A start loads what was on disk just before it.
 	l.BeforeStart()
 	l.AfterEnsure(runtime.ActionStarted)
-	if l.Started() != BundleOf([]byte(cert+cert)) {
+	if !reflect.DeepEqual(l.Started(), BundleOf([]byte(cert+cert))) {
 		t.Fatalf("started: %v", l.Started())
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/pki"
 )
 
 // Bundle identifies a CA trust bundle (the node's ca.crt).
@@ -26,12 +27,15 @@ type Bundle struct {
 	Fingerprint string
 	// CAs is how many certificates the bundle holds.
 	CAs int
+	// Trusts names each CA of the bundle (pki.CAName), in order.
+	Trusts []string
 }
 
 // BundleOf describes the PEM bytes of a trust bundle.
 func BundleOf(pem []byte) Bundle {
 	sum := sha256.Sum256(pem)
-	return Bundle{Fingerprint: "sha256:" + hex.EncodeToString(sum[:8]), CAs: bytes.Count(pem, []byte("-----BEGIN CERTIFICATE-----"))}
+	return Bundle{Fingerprint: "sha256:" + hex.EncodeToString(sum[:8]), CAs: bytes.Count(pem, []byte("-----BEGIN CERTIFICATE-----")),
+		Trusts: pki.BundleCANames(pem)}
 }
 
 // Known reports whether the bundle was recorded.

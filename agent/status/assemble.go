@@ -33,6 +33,7 @@ type memberList struct {
 type facts struct {
 	now    time.Time
 	quota  int64
+	size   int // cluster.size, 0: not checked
 	node   Node
 	list   memberList
 	probes []probe
@@ -77,7 +78,7 @@ func assemble(f facts) View {
 		}
 	}
 	v.HashKV = compareHashes(v.Endpoints, f.probes, f.hashRev)
-	v.Summary = summarize(v, f.list, alarms, answered, f.now)
+	v.Summary = summarize(v, f.list, alarms, answered, f.size, f.now)
 	return v
 }
 
@@ -195,8 +196,8 @@ func memberErrors(errs []string) []string {
 }
 
 // summarize gives the verdict and lists every problem as data.
-func summarize(v View, list memberList, alarms map[uint64][]string, answered int, now time.Time) Summary {
-	s := Summary{Members: len(v.Members), Answered: answered, Problems: []problem.Problem{}}
+func summarize(v View, list memberList, alarms map[uint64][]string, answered, size int, now time.Time) Summary {
+	s := Summary{Members: len(v.Members), Answered: answered, Size: size, Problems: []problem.Problem{}}
 	s.HasLeader, s.Leader = leaderOf(v)
 	add := func(p problem.Problem) { s.Problems = append(s.Problems, p) }
 
@@ -254,17 +255,35 @@ func summarize(v View, list memberList, alarms map[uint64][]string, answered int
 	if list.alarmsErr != "" {
 		add(problem.AlarmsUnknown.New("", list.alarmsErr))
 	}
+	underReplicated := list.err == "" && s.Members > 0 && s.Voters < size
+	if underReplicated {
+		add(problem.UnderReplicated.Newf("", "%d of %d voters (cluster.size): the cluster tolerates %s instead of %s",
+			s.Voters, size, failures(tolerates(s.Voters)), failures(tolerates(size))))
+	}
 	if v.HashKV.Mismatch {
 		add(problem.HashMismatch.Newf("", "%s: replicas diverged (see the HASHKV column)", v.HashKV.Description))
 	}
 	s.Healthy = list.err == "" && s.Members > 0 && s.HealthyMembers == s.Members && s.HasLeader && len(alarms) == 0 && list.alarmsErr == "" &&
-		!v.HashKV.Mismatch
+		!v.HashKV.Mismatch && !underReplicated
 
 	// The agent's own findings that status found itself too (same code
 	// and subject, e.g. an alarm) are listed once.
 	s.Problems = problem.Merge(s.Problems, nodeProblems(v.Node, now)...)
 	problem.Sort(s.Problems)
 	return s
+}
+
+// tolerates is how many of n voters may fail with a quorum left.
+func tolerates(n int) int { return max(n-1, 0) / 2 }
+
+func failures(n int) string {
+	switch n {
+	case 0:
+		return "no failure"
+	case 1:
+		return "1 failed member"
+	}
+	return fmt.Sprintf("%d failed members", n)
 }
 
 // leaderOf is the leader as the members that answered see it: the one an

@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,9 @@ func backupProblems(b *report.Backup, now time.Time, agentUp time.Time) []proble
 		out = append(out, problem.SnapshotStale.Newf("backup", "no snapshot taken yet (interval %s): check the agents' logs", b.Interval))
 	case l != nil && now.Sub(l.Time) > stale:
 		out = append(out, problem.SnapshotStale.Newf("backup", "newest snapshot %s is %s old, more than twice the interval %s", l.Name, age(now.Sub(l.Time)), b.Interval))
+	}
+	if l := b.Last; l != nil && !slices.ContainsFunc(l.Where, func(w string) bool { return strings.HasPrefix(w, "s3://") }) {
+		out = append(out, problem.BackupsSingleNode.Newf("backup", "snapshot %s is kept only on %s's disk (%s): no other node and no S3 bucket holds it", l.Name, l.TakenBy, strings.Join(l.Where, ", ")))
 	}
 	if f := b.Failure; f != nil {
 		out = append(out, problem.SnapshotFailed.Newf("backup", "last snapshot attempt failed (%s, on %s): %s", stamp(f.At, now), f.By, f.Error))

@@ -33,6 +33,9 @@ func TestBackupProblems(t *testing.T) {
 			Verification: &report.Verification{Name: "snap", At: now, By: "n", Error: "truncated or corrupt"}},
 			[]string{"snapshot snap failed verification"}, "verification of snap FAILED"},
 		{"none yet, agent up long", &report.Backup{Interval: 30 * time.Minute}, []string{"no snapshot taken yet"}, "no snapshot yet"},
+		{"only on one node's disk", &report.Backup{Interval: 30 * time.Minute, Verification: ok,
+			Last: &report.Snapshot{Name: "snap", Revision: 42, Time: now.Add(-time.Minute), TakenBy: "etcd-10-0-1-5", Where: []string{"/var/lib/etcd-agent/snapshots"}}},
+			[]string{"snapshot snap is kept only on etcd-10-0-1-5's disk (/var/lib/etcd-agent/snapshots): no other node and no S3 bucket holds it"}, "verified"},
 		{"this node cannot read the record", &report.Backup{Interval: 30 * time.Minute, Last: last(time.Minute), Verification: ok, LocalError: "read snapshot record: timeout"},
 			[]string{"snapshots on this node: read snapshot record: timeout"}, "verified"},
 	}

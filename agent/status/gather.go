@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
+	"github.com/etcd-agent/etcd-agent/agent/problem"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 )
 
@@ -31,6 +32,9 @@ type Options struct {
 	// Quota is the configured backend quota in bytes, shown when a member
 	// does not report its own. Zero: unknown.
 	Quota int64
+	// Size is the configured number of voters (cluster.size): fewer is
+	// the under-replicated problem. Zero: not checked.
+	Size int
 
 	// Report is this node's agent report; nil with ReportErr when it could
 	// not be read.
@@ -75,7 +79,7 @@ func Gather(ctx context.Context, opts Options) View {
 	first := normalize(opts.Endpoints)
 	probes := probeAll(ctx, p, first, true)
 
-	f := facts{now: opts.Now, quota: opts.Quota, node: nodeView(opts)}
+	f := facts{now: opts.Now, quota: opts.Quota, size: opts.Size, node: nodeView(opts)}
 	f.list = pickList(probes)
 	var known []string
 	for _, m := range f.list.members {
@@ -179,4 +183,20 @@ func normalize(eps []string) []string {
 		}
 	}
 	return out
+}
+
+// NeverRan is the view of a node where the agent never ran: no report and
+// no operator certificate, so the cluster cannot be asked from here. It
+// shows the node and the agent-never-ran problem (exit ExitUnhealthy).
+func NeverRan(opts Options, why string) View {
+	opts = opts.withDefaults()
+	n := nodeView(opts)
+	p := problem.AgentNeverRan.New(n.Name, "the agent never ran on this node: "+why)
+	return View{
+		CheckedAt: opts.Now.UTC(),
+		Node:      n,
+		Members:   []Member{},
+		Endpoints: []Endpoint{},
+		Summary:   Summary{NotAsked: why, Problems: []problem.Problem{p}},
+	}
 }

@@ -42,18 +42,24 @@ func renderTable(w io.Writer, v View) error {
 	}
 	b.WriteString("\n")
 
-	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	header, rows := memberTable(v)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
-	}
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("write status table: %w", err)
+	if v.Summary.NotAsked == "" {
+		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		header, rows := memberTable(v)
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		for _, r := range rows {
+			fmt.Fprintln(tw, strings.Join(r, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return fmt.Errorf("write status table: %w", err)
+		}
 	}
 
-	fmt.Fprintf(&b, "\n%-9s%s\n", "Cluster", verdict(v.Summary))
-	fmt.Fprintf(&b, "%-9s%s\n", "Data", v.HashKV.Description)
+	if v.Summary.NotAsked != "" {
+		fmt.Fprintf(&b, "%-9s%s\n", "Cluster", "not asked: "+v.Summary.NotAsked)
+	} else {
+		fmt.Fprintf(&b, "\n%-9s%s\n", "Cluster", verdict(v.Summary))
+		fmt.Fprintf(&b, "%-9s%s\n", "Data", v.HashKV.Description)
+	}
 	if len(v.Summary.Problems) > 0 {
 		b.WriteString("Problems:\n")
 		for _, p := range v.Summary.Problems {
@@ -65,6 +71,7 @@ func renderTable(w io.Writer, v View) error {
 			if p.Fix != "" {
 				fmt.Fprintf(&b, "      fix: %s\n", p.Fix)
 			}
+			fmt.Fprintf(&b, "      runbook: %s\n", p.Code.Runbook())
 		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
@@ -197,8 +204,11 @@ func verdict(s Summary) string {
 	}
 	line := fmt.Sprintf("%s: %s, %d/%d members healthy (%d voters, %d learners)",
 		state, leader, s.HealthyMembers, s.Members, s.Voters, s.Learners)
-	if !s.Healthy && len(s.Problems) > 0 && s.Problems[0].Severity == problem.Critical {
+	switch {
+	case !s.Healthy && len(s.Problems) > 0 && s.Problems[0].Severity == problem.Critical:
 		line += "; " + s.Problems[0].Title
+	case s.Size > 0 && s.Voters < s.Size && s.Members > 0:
+		line += fmt.Sprintf("; under-replicated: %d of %d voters", s.Voters, s.Size)
 	}
 	return line
 }

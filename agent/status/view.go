@@ -123,14 +123,21 @@ type Endpoint struct {
 // Summary is the verdict over the whole view.
 type Summary struct {
 	// Healthy: every member answers and is healthy, there is a leader, no
-	// alarm is raised and no HashKV mismatch was found. Agent problems do
-	// not change it, but are listed in Problems and do change the exit code.
-	Healthy        bool   `json:"healthy"`
-	HasLeader      bool   `json:"has_leader"`
-	Leader         string `json:"leader,omitempty"` // the leader's name
-	Members        int    `json:"members"`
-	Voters         int    `json:"voters"`
-	Learners       int    `json:"learners"`
+	// alarm is raised, no HashKV mismatch was found and there are as many
+	// voters as cluster.size. Agent problems do not change it, but are
+	// listed in Problems and do change the exit code.
+	Healthy   bool   `json:"healthy"`
+	HasLeader bool   `json:"has_leader"`
+	Leader    string `json:"leader,omitempty"` // the leader's name
+	Members   int    `json:"members"`
+	Voters    int    `json:"voters"`
+	Learners  int    `json:"learners"`
+	// Size is the configured number of voters (cluster.size), 0 when not
+	// known.
+	Size int `json:"size,omitempty"`
+	// NotAsked says why the cluster was not asked at all (the agent never
+	// ran on this node: no certificate to ask with); "" when it was.
+	NotAsked       string `json:"not_asked,omitempty"`
 	HealthyMembers int    `json:"healthy_members"`
 	// Answered counts endpoints that answered at all; 0 means the cluster
 	// could not be reached from here.

@@ -19,7 +19,8 @@ func configCheckCommand() *command {
 		"the config file (strict YAML, every field), the etcd member the agent would run\n" +
 		"(etcd.extraFlags and their values, the Raft tuning settings) and, unless --files=false,\n" +
 		"this machine's files (CA key mode 0600, CA readable, data and certificate dirs writable).\n" +
-		"All problems are listed at once, each with the field, the value and the fix; exit 78 on\n" +
+		"All problems are listed at once, in file order, each with its YAML path and line, the\n" +
+		"value and the fix (unknown keys with the nearest known one); exit 78 on\n" +
 		"any, 0 and a summary otherwise. With node.identity imds the member is checked with a\n" +
 		"placeholder IP, since the real one comes from IMDS at start.\n\n" +
 		"Takes the same flags and environment overrides as run:\n" + envHelp()

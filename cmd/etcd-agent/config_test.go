@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -80,10 +82,10 @@ func TestConfigCheckReportsAllProblems(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, config.ExitCode)
 	}
 	for _, want := range []string{
-		"agent.logLevel = \"loud\"",
+		"agent.logLevel (from ETCD_AGENT_LOG_LEVEL) = \"loud\"",
 		"etcd.electionTimeout", "at least as 5 times as etcd.heartbeatInterval",
-		"etcd.extraFlags[0] = \"--snapshot-count=50000\"", "set etcd.snapshotCount: 50000",
-		"etcd.extraFlags[1] = \"--max-txn-ops=lots\"",
+		"etcd.extraFlags[0] (line 18) = \"--snapshot-count=50000\"", "set etcd.snapshotCount: 50000",
+		"etcd.extraFlags[1] (line 18) = \"--max-txn-ops=lots\": --max-txn-ops=lots: want a whole number (0 or more), got \"lots\"",
 		"pki.caKey", "chmod 600 " + caKey,
 	} {
 		if !strings.Contains(errOut, want) {
@@ -271,4 +273,83 @@ func agentConfigOfSpec(text string) (string, error) {
 	d.Backup = s.Backup
 	out, err := yaml.Marshal(d)
 	return string(out), err
+}
+
+// unwritableDir makes a directory the agent's user cannot create entries
+// in: mode 0500, and for root, whom modes do not stop, the immutable
+// attribute (chattr +i), undone at cleanup.
+func unwritableDir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() != 0 {
+		return
+	}
+	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+		t.Fatalf("chattr +i %s (root ignores modes): %v %s", dir, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
+}
+
+// TestConfigZoo: a typo, three wrong types, a missing CA and an unwritable
+// data dir in one file are all reported by one `config check`, in file
+// order, each with its YAML path and line, and none names a Go type.
+func TestConfigZoo(t *testing.T) {
+	dir := t.TempDir()
+	unwritableDir(t, filepath.Join(dir, "ro"))
+	zoo := `cluster:
+  name: zoo
+  sise: 3
+  size: three
+  discovery:
+    static: etcd-10-0-1-5=https://10.0.1.5:2380
+node:
+  identity: static
+  ip: 10.0.1.5
+  dataDir: DIR/ro/data
+pki:
+  caCert: DIR/ca/ca.crt
+  caKey: DIR/ca/ca.key
+  dir: DIR/pki
+agent:
+  statusFile: DIR/status.json
+etcd:
+  runtime: embedded
+  extraFlags: --max-txn-ops=256
+metrics:
+  enabled: maybe
+`
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(zoo, "DIR", dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, nil, "config", "check", "--config", path)
+	want := `etcd-agent config check: invalid configuration in DIR/config.yaml (7 problems):
+  - cluster.sise (line 3): unknown key; did you mean size?
+  - cluster.size (line 4): want an integer, got "three"
+  - node.dataDir (line 10) = "DIR/ro/data": does not exist and cannot be created: DIR/ro is not writable by the agent's user (uid UID) (fix: create it owned by the agent's user: install -d -m 0700 -o <agent user> DIR/ro/data (or chown -R <agent user> DIR/ro/data))
+  - pki.caCert (line 12) = "DIR/ca/ca.crt": does not exist (fix: install the cluster CA certificate there (mode 0644))
+  - pki.caKey (line 13) = "DIR/ca/ca.key": does not exist (fix: install the cluster CA key there (` + "`etcd-agent ca init --dir DIR`" + ` creates a CA), owned by the agent's user (uid UID), mode 0600)
+  - etcd.extraFlags (line 19): want a list of strings, got "--max-txn-ops=256" (fix: write a list, even of one: [--max-txn-ops=256])
+  - metrics.enabled (line 21): want true or false, got "maybe"
+`
+	// The fix text names `ca init --dir DIR` literally: keep that DIR.
+	got := strings.ReplaceAll(errOut, dir, "DIR")
+	got = strings.ReplaceAll(got, fmt.Sprintf("(uid %d)", os.Getuid()), "(uid UID)")
+	if code != config.ExitCode || out != "" || got != want {
+		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d and:\n%s", code, out, got, config.ExitCode, want)
+	}
+	// The README quotes this output for a zoo.yaml in /srv/zoo, uid 1001.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := strings.NewReplacer("DIR/config.yaml", "zoo.yaml", "DIR/", "/srv/zoo/", "(uid UID)", "(uid 1001)").Replace(want)
+	if !strings.Contains(string(readme), "$ etcd-agent config check --config zoo.yaml\n"+quoted+"$ echo $?\n78\n") {
+		t.Errorf("README.md does not quote the zoo's output as it is now:\n%s", quoted)
+	}
+	if m := regexp.MustCompile(`config\.[A-Z]|\[\]|!!|\bint(64)?\b|\bbool\b|unmarshal`).FindString(got); m != "" {
+		t.Errorf("the output names a Go type or a yaml tag: %q", m)
+	}
 }

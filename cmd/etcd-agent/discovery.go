@@ -173,7 +173,7 @@ func discoveryServeCommand() *command {
 			if len(ps) > 0 {
 				return &config.Error{Problems: ps}
 			}
-			logger := newLogger(e, "info")
+			logger := newLogger(e, "info", "text")
 			return discovery.Serve(ctx, discovery.ServeConfig{
 				DataDir: *dataDir, ListenClientURL: *listen, ListenPeerURL: *listenPeer,
 				CertFile: *certDir + "/" + pki.ServerCertFile, KeyFile: *certDir + "/" + pki.ServerKeyFile,

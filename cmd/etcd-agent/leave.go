@@ -26,7 +26,7 @@ func leaveCommand() *command {
 			if err != nil {
 				return err
 			}
-			logger := newLogger(e, cfg.Agent.LogLevel)
+			logger := newLogger(e, cfg.Agent.LogLevel, cfg.Agent.LogFormat)
 			// A container is stopped through Podman; embedded etcd lives in
 			// the running agent's process and stops itself once removed.
 			var rt runtime.Runtime

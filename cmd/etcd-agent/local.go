@@ -18,6 +18,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/discovery"
 	"github.com/etcd-agent/etcd-agent/pki"
@@ -46,7 +47,9 @@ func localUpCommand() *command {
 	const summary = "Run an N-node cluster on this machine through the production code path: a local CA,\n" +
 		"a TLS v3 discovery service, one agent per node on 127.0.0.x with static identity,\n" +
 		"certificates, discovery, membership and readiness. Prints the status table once every\n" +
-		"node is ready and runs until Ctrl-C. Running it again restarts the same members in place.\n" +
+		"node is ready and runs until Ctrl-C. A node that stops (`etcd-agent leave --config DIR/nodeN/config.yaml`,\n" +
+		"or a failure) is reported and the others go on. Running it again restarts the same members in\n" +
+		"place, and a node that left joins again as a new member.\n" +
 		"Per-node configs, certificates, data and logs are under --dir."
 	return &command{name: "up", usage: usage, summary: "start an N-node local cluster and keep it running",
 		run: func(ctx context.Context, e env, args []string) error {
@@ -140,6 +143,16 @@ func runLocal(ctx context.Context, e env, o localOptions) error {
 		if firstCfg == nil {
 			firstCfg = cfg
 		}
+		// A node that left (`etcd-agent leave`) comes back as a new
+		// member: the local trial shows the lifecycle instead of keeping
+		// the node out until its marker is deleted by hand, as a real
+		// node does.
+		if m, ok := sidefile.ReadLeaveMarker(cfg.Node.DataDir); ok && m.State == sidefile.Left {
+			if err := sidefile.RemoveLeaveMarker(cfg.Node.DataDir); err != nil {
+				return fmt.Errorf("node%d: %w", i+1, err)
+			}
+			fmt.Fprintf(e.stdout, "node%d left the cluster (%s): it joins again as a new member\n", i+1, m)
+		}
 		logFile, err := os.OpenFile(filepath.Join(nodeDir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return fmt.Errorf("open node log: %w", err)
@@ -205,12 +218,18 @@ func runLocal(ctx context.Context, e env, o localOptions) error {
 	fmt.Fprintf(e.stdout, "try: etcd-agent status --config %s\n", filepath.Join(o.dir, "node1", "config.yaml"))
 	fmt.Fprintln(e.stdout, "Ctrl-C stops the cluster (data is kept; run again to restart the same members).")
 
-	select {
-	case <-ctx.Done():
-	case err := <-errs:
-		cancel()
-		wg.Wait()
-		return err
+	// From here a node that stops (left, or failed) is reported and the
+	// others go on: the trial shows what a real cluster does.
+	stopped := 0
+wait:
+	for stopped < o.nodes {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err := <-errs:
+			stopped++
+			fmt.Fprintf(e.stdout, "\n%v\nthe other nodes go on; `etcd-agent local up` again brings it back\n", err)
+		}
 	}
 	fmt.Fprintln(e.stdout, "\nstopping...")
 	wg.Wait()

@@ -60,6 +60,8 @@ func commands() []*command {
 		snapshotCommand(),
 		localCommand(),
 		caCommand(),
+		certCommand(),
+		envCommand(),
 		discoveryCommand(),
 		butaneCommand(),
 		versionCommand(),
@@ -90,6 +92,9 @@ func dispatch(ctx context.Context, e env, args []string) int {
 			return exitUsage
 		}
 		return exitOK
+	}
+	if args[0] == "--version" {
+		args = []string{"version"} // what every CLI answers
 	}
 	path := "etcd-agent"
 	for {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,9 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "etcd-agent dev") || !strings.Contains(out, "etcd       v3.7.3") {
 		t.Errorf("version: exit %d\n%s", code, out)
 	}
+	if code, flagOut, _ := runCLI(t, nil, "--version"); code != 0 || flagOut != out {
+		t.Errorf("--version: exit %d\n%s\nwant what version prints", code, flagOut)
+	}
 }
 
 // TestConfigErrorsExit78: a bad config exits with the code the unit's
@@ -105,5 +109,18 @@ func TestCAInit(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, nil, "ca", "init"); code != config.ExitCode || !strings.Contains(errOut, "--dir") {
 		t.Errorf("no --dir: exit %d, %q", code, errOut)
+	}
+}
+
+// TestJSONLogs: agent.logFormat json writes one JSON object per line with
+// the level and the message, what a log shipper parses.
+func TestJSONLogs(t *testing.T) {
+	var out, errb bytes.Buffer
+	newLogger(env2(&out, &errb, nil), "info", "json").Info("ready", "status", "healthy")
+	var line struct {
+		Level, Msg, Status string
+	}
+	if err := json.Unmarshal(errb.Bytes(), &line); err != nil || line.Level != "INFO" || line.Msg != "ready" || line.Status != "healthy" {
+		t.Errorf("json log line %q: %+v, %v", errb.String(), line, err)
 	}
 }

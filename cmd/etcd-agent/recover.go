@@ -43,7 +43,7 @@ func recoverCommand() *command {
 				}
 				return nil
 			})
-			replaces := fs.Int("replaces", 0, "the finished recovery GENERATION this one replaces, when the quorum check cannot look for that recovery's cluster (its record names no endpoints); status shows the generation")
+			replaces := fs.Int("replaces", 0, "the finished recovery GENERATION this one replaces, when the quorum check cannot look for that recovery's cluster (its record names no endpoints); the refusal names the generation")
 			timeout := fs.Duration("timeout", 30*time.Minute, "how long to follow the recovery (the agent goes on after)")
 			if err := parseFlags(fs, args, 0); err != nil {
 				return err
@@ -72,7 +72,7 @@ func recoverCommand() *command {
 			if err != nil {
 				return err
 			}
-			logger := newLogger(e, cfg.Agent.LogLevel)
+			logger := newLogger(e, cfg.Agent.LogLevel, cfg.Agent.LogFormat)
 			a, err := agent.New(agent.Options{Config: cfg, Identity: agent.NewIdentity(cfg, logger), Logger: logger, Version: version})
 			if err != nil {
 				return err

@@ -31,7 +31,7 @@ func runCommand() *command {
 			if err != nil {
 				return err
 			}
-			logger := newLogger(e, cfg.Agent.LogLevel)
+			logger := newLogger(e, cfg.Agent.LogLevel, cfg.Agent.LogFormat)
 			for _, w := range warnings {
 				logger.Warn("configuration", "warning", w)
 			}
@@ -131,8 +131,14 @@ func envHelp() string {
 	return s
 }
 
-func newLogger(e env, level string) *slog.Logger {
+// newLogger logs to stderr (the journal under systemd) at level, as text
+// or, with format json, one JSON object per line.
+func newLogger(e env, level, format string) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
 }

@@ -100,7 +100,9 @@ type snapshotRow struct {
 
 func snapshotListCommand() *command {
 	const usage = "etcd-agent snapshot list [-o table|json] [--config PATH]"
-	const summary = "List the complete snapshots (those with their metadata) in backup.dir and in S3, oldest first."
+	const summary = "List the complete snapshots (those with their metadata) in backup.dir and in S3, oldest first.\n" +
+		"Without S3, another node's snapshots are on its own disk: the list says where the cluster's\n" +
+		"newest one is (from the snapshot record the agents share, as this node's agent last read it)."
 	return &command{name: "list", usage: usage, summary: "list snapshots in every store",
 		run: func(ctx context.Context, e env, args []string) error {
 			fs := newFlagSet(e, "snapshot list", usage, summary)
@@ -140,11 +142,15 @@ func snapshotListCommand() *command {
 					rows = append(rows, row)
 				}
 			}
+			elsewhere := newestElsewhere(cfg, rows)
 			if *format == "json" {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(rows); err != nil {
 					return err
+				}
+				if elsewhere != "" {
+					fmt.Fprintln(e.stderr, elsewhere)
 				}
 			} else {
 				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
@@ -154,6 +160,9 @@ func snapshotListCommand() *command {
 				}
 				if err := tw.Flush(); err != nil {
 					return err
+				}
+				if elsewhere != "" {
+					fmt.Fprintln(e.stdout, "\n"+elsewhere)
 				}
 			}
 			if len(failed) > 0 {
@@ -252,4 +261,22 @@ func takenBy(cfg *config.Config) string {
 	}
 	h, _ := os.Hostname()
 	return h
+}
+
+// newestElsewhere says where the cluster's newest snapshot is when none of
+// the stores listed here holds it (it sits on the taking node's disk), from
+// this node's agent report; "" when listed, or unknown.
+func newestElsewhere(cfg *config.Config, rows []snapshotRow) string {
+	rep, err := agentreport.Read(cfg.Agent.StatusFile)
+	if err != nil || rep.Backup == nil || rep.Backup.Last == nil {
+		return ""
+	}
+	l := rep.Backup.Last
+	for _, r := range rows {
+		if r.Name == l.Name {
+			return ""
+		}
+	}
+	return fmt.Sprintf("the cluster's newest snapshot %s (revision %d, %s) is not in these stores: %s took it and keeps it in %s; run `etcd-agent snapshot list` there, or configure backup.s3 so every node sees every snapshot",
+		l.Name, l.Revision, l.Time.UTC().Format(time.RFC3339), l.TakenBy, strings.Join(l.Where, ", "))
 }

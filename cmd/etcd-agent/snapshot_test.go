@@ -133,3 +133,29 @@ func TestSnapshotCommands(t *testing.T) {
 		t.Errorf("recover --from-snapshot NAME --allow-partial: exit %d\n%s", code, errOut)
 	}
 }
+
+// TestSnapshotListSaysWhereTheNewestIs: without S3 the cluster's newest
+// snapshot may sit on another node's disk; `snapshot list` says which node
+// and directory (from the agent's report), and says nothing once it is listed.
+func TestSnapshotListSaysWhereTheNewestIs(t *testing.T) {
+	dir := t.TempDir()
+	cfg, _, err := config.Load(config.Source{Path: nodeConfig(t, dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := newestElsewhere(cfg, nil); got != "" {
+		t.Errorf("no report: %q, want nothing", got)
+	}
+	rep := `{"backup": {"interval": 1800000000000, "last": {"name": "etcd-20261205T100000Z-r42", "revision": 42, "time": "2026-12-05T10:00:00Z",
+		"taken_by": "etcd-10-0-0-2", "where": ["/var/lib/etcd-agent/snapshots"], "size": 20480}}}`
+	if err := os.WriteFile(filepath.Join(dir, "status.json"), []byte(rep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "the cluster's newest snapshot etcd-20261205T100000Z-r42 (revision 42, 2026-12-05T10:00:00Z) is not in these stores: etcd-10-0-0-2 took it and keeps it in /var/lib/etcd-agent/snapshots"
+	if got := newestElsewhere(cfg, []snapshotRow{{Name: "older"}}); !strings.Contains(got, want) {
+		t.Errorf("newest elsewhere: %q, want %q", got, want)
+	}
+	if got := newestElsewhere(cfg, []snapshotRow{{Name: "etcd-20261205T100000Z-r42"}}); got != "" {
+		t.Errorf("newest listed here: %q, want nothing", got)
+	}
+}

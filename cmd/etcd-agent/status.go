@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"strconv"
 	"strings"
@@ -25,9 +27,11 @@ func statusCommand() *command {
 		"two members with the same compact revision but different hashes have diverged.\n\n" +
 		"Problems are listed most severe first, each with a stable code, a severity (critical, warning, info),\n" +
 		"the text and what to do; `-o json` gives the same under summary.problems.\n\n" +
-		"Exit codes: 0 every member healthy, a leader, no alarm, no HashKV mismatch, this node's agent healthy\n" +
-		"(no problem of severity warning or worse); 3 anything else (the table's last lines say what);\n" +
-		"78 configuration error."
+		"Exit codes: 0 every member healthy, a leader, no alarm, no HashKV mismatch, as many voters as\n" +
+		"cluster.size, this node's agent healthy (no problem of severity warning or worse); 3 anything else\n" +
+		"(the table's last lines say what), including a node where the agent never ran (agent-never-ran:\n" +
+		"no report, no operator certificate); 1 status itself failed (e.g. the operator certificate exists\n" +
+		"but cannot be read by this user); 2 usage error; 78 configuration error."
 	return &command{name: "status", usage: usage, summary: "show the node, its members and their health (exit 0 only when all is well)",
 		run: func(ctx context.Context, e env, args []string) error {
 			fs := newFlagSet(e, "status", usage, summary)
@@ -63,16 +67,23 @@ func statusCommand() *command {
 // published report, its certificates, and every member reachable from the
 // endpoints (explicit ones, else the report's, else this node's own).
 func gatherStatus(ctx context.Context, cfg *config.Config, endpoints []string, timeout time.Duration) (status.View, error) {
-	tlsCfg, err := pki.ClientTLS(cfg.PKI.Dir, pki.OperatorCertFile, pki.OperatorKeyFile)
-	if err != nil {
-		return status.View{}, fmt.Errorf("load the operator certificate from pki.dir %s (has the agent run on this node?): %w", cfg.PKI.Dir, err)
-	}
 	rep, repErr := agentreport.Read(cfg.Agent.StatusFile)
-	opts := status.Options{TLS: tlsCfg, Timeout: timeout, Quota: int64(cfg.Etcd.QuotaBackendBytes),
+	opts := status.Options{Timeout: timeout, Quota: int64(cfg.Etcd.QuotaBackendBytes), Size: cfg.Cluster.Size,
 		ReportErr: repErr, CertDir: cfg.PKI.Dir}
 	if repErr == nil {
 		opts.Report = &rep
 	}
+	tlsCfg, err := pki.ClientTLS(cfg.PKI.Dir, pki.OperatorCertFile, pki.OperatorKeyFile)
+	switch {
+	case err != nil && errors.Is(err, fs.ErrNotExist) && errors.Is(repErr, fs.ErrNotExist):
+		// Neither a report nor a certificate: the node is not a member,
+		// which status reports like any unhealthy node (exit 3).
+		return status.NeverRan(opts, fmt.Sprintf("no agent report at %s and no operator certificate in %s, so there is nothing to ask the cluster with",
+			cfg.Agent.StatusFile, cfg.PKI.Dir)), nil
+	case err != nil:
+		return status.View{}, fmt.Errorf("load the operator certificate from pki.dir %s (run status as the agent's user): %w", cfg.PKI.Dir, err)
+	}
+	opts.TLS = tlsCfg
 	opts.Endpoints = endpoints
 	if len(opts.Endpoints) == 0 && repErr == nil {
 		opts.Endpoints = rep.Endpoints

@@ -62,13 +62,18 @@ func TestStatusCommand(t *testing.T) {
 		}
 	})
 
-	t.Run("healthy", func(t *testing.T) {
-		now := time.Now().UTC()
-		if err := agentreport.Write(statusFile, agentreport.NodeReport{PID: os.Getpid(), Version: "test", UpdatedAt: now,
+	// healthyReport is what this node's healthy agent publishes.
+	healthyReport := func(t *testing.T) {
+		t.Helper()
+		if err := agentreport.Write(statusFile, agentreport.NodeReport{PID: os.Getpid(), Version: "test", UpdatedAt: time.Now().UTC(),
 			Phase: agentreport.PhaseHealthy, Message: "healthy, leader x, 3/3 voters", Ready: true, Name: m.Name,
 			PrivateIP: m.IP, ClientURL: m.ClientURL, Endpoints: c.Endpoints(), CertDir: c.CertDir}); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	t.Run("healthy", func(t *testing.T) {
+		healthyReport(t)
 		code, v := statusJSON(t)
 		if code != 0 || len(v.Endpoints) != 3 || !v.Summary.Healthy {
 			t.Errorf("exit %d, %d endpoints, summary %+v", code, len(v.Endpoints), v.Summary)
@@ -80,6 +85,27 @@ func TestStatusCommand(t *testing.T) {
 			if e.HashKV == "" || e.HashKV != v.Endpoints[0].HashKV {
 				t.Errorf("row %s hash %q, want one hash on every row", e.Endpoint, e.HashKV)
 			}
+		}
+	})
+
+	// 3 healthy voters where the config asks for 5: no failure tolerance
+	// beyond 1, so not healthy (the same cluster, another cluster.size).
+	t.Run("under-replicated", func(t *testing.T) {
+		cfg5 := filepath.Join(dir, "config5.yaml")
+		if err := config.WriteFile(cfg5, "", &config.Config{
+			Cluster: config.Cluster{Size: 5, Discovery: config.Discovery{Static: m.Name + "=" + m.PeerURL}},
+			Node:    config.Node{Identity: "static", IP: m.IP},
+			PKI:     config.PKI{Dir: c.CertDir},
+			Etcd:    config.Etcd{ClientPort: urlPort(t, m.ClientURL)},
+			Agent:   config.Agent{StatusFile: statusFile},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		healthyReport(t)
+		code, out, errOut := runCLI(t, nil, "status", "--config", cfg5, "--timeout", "5s")
+		if code != status.ExitUnhealthy || !strings.Contains(out, "under-replicated: 3 of 5 voters") ||
+			!strings.Contains(out, "3 of 5 voters (cluster.size): the cluster tolerates 1 failed member instead of 2 failed members") {
+			t.Errorf("exit %d, want %d naming the missing voters:\n%s%s", code, status.ExitUnhealthy, out, errOut)
 		}
 	})
 
@@ -109,4 +135,48 @@ func urlPort(t *testing.T, raw string) int {
 		t.Fatalf("port of %s: %v", raw, err)
 	}
 	return p
+}
+
+// TestStatusAgentNeverRan: on a node where the agent never ran (no report,
+// no operator certificate) status says so as the agent-never-ran problem,
+// in the table and in JSON, and exits 3 like any node that is not healthy;
+// status itself failing (a certificate it cannot read) stays exit 1.
+func TestStatusAgentNeverRan(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := config.WriteFile(cfgPath, "", &config.Config{
+		Cluster: config.Cluster{Discovery: config.Discovery{Static: "etcd-10-0-1-5=https://10.0.1.5:2380"}},
+		Node:    config.Node{Identity: "static", IP: "10.0.1.5"},
+		PKI:     config.PKI{Dir: filepath.Join(dir, "pki")},
+		Agent:   config.Agent{StatusFile: filepath.Join(dir, "status.json")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, nil, "status", "--config", cfgPath)
+	if code != status.ExitUnhealthy || !strings.Contains(out, "the agent never ran on this node") ||
+		!strings.Contains(out, "Cluster  not asked: ") || !strings.Contains(out, "systemctl start etcd-agent") {
+		t.Errorf("table: exit %d, want %d naming the problem and its fix:\n%s%s", code, status.ExitUnhealthy, out, errOut)
+	}
+	code, out, errOut = runCLI(t, nil, "status", "--config", cfgPath, "-o", "json")
+	var v status.View
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("-o json (exit %d) does not parse: %v\n%s%s", code, err, out, errOut)
+	}
+	if code != status.ExitUnhealthy || len(v.Summary.Problems) != 1 || v.Summary.Problems[0].Code != "agent-never-ran" || v.Summary.NotAsked == "" {
+		t.Errorf("json: exit %d, summary %+v", code, v.Summary)
+	}
+
+	// The certificate exists but is not a certificate: status cannot ask
+	// the cluster, and that is its own failure (exit 1), not the node's.
+	if err := os.MkdirAll(filepath.Join(dir, "pki"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.crt", "operator.crt", "operator.key"} {
+		if err := os.WriteFile(filepath.Join(dir, "pki", f), []byte("garbage"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errOut := runCLI(t, nil, "status", "--config", cfgPath); code != 1 || !strings.Contains(errOut, "operator certificate") {
+		t.Errorf("unreadable certificate: exit %d, want 1:\n%s", code, errOut)
+	}
 }

@@ -105,6 +105,13 @@ func addUser(u types.PasswdUser) error {
 	if u.UID != nil {
 		args = append(args, "--uid", strconv.Itoa(*u.UID))
 	}
+	if len(u.Groups) > 0 {
+		groups := make([]string, len(u.Groups))
+		for i, g := range u.Groups {
+			groups[i] = string(g)
+		}
+		args = append(args, "--groups", strings.Join(groups, ","))
+	}
 	if out, err := exec.Command("useradd", append(args, u.Name)...).CombinedOutput(); err != nil {
 		return fmt.Errorf("useradd: %w: %s", err, out)
 	}
