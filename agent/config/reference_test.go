@@ -42,11 +42,11 @@ func TestConfigReference(t *testing.T) {
 
 // refField is one field of a config struct as its source declares it.
 type refField struct {
-	goName, key, doc string
+	goName, doc string
 }
 
 // structDocs reads every struct type of this package's source: its fields
-// in order, each with its yaml key and doc comment (a field without one
+// in order, each with its doc comment (a field without one
 // shares the comment of the field before it, as in "A and B are …").
 func structDocs(t *testing.T) map[string][]refField {
 	t.Helper()

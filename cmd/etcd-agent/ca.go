@@ -10,7 +10,7 @@ import (
 )
 
 func caCommand() *command {
-	return &command{name: "ca", summary: "manage the cluster CA", sub: []*command{caInitCommand()}}
+	return &command{name: "ca", summary: "manage the cluster CA", sub: []*command{caInitCommand(), caRotateCommand()}}
 }
 
 func caInitCommand() *command {
