@@ -320,24 +320,31 @@ func (j *Job) trackDown(holders []Holder, members []Member) map[string]time.Dura
 	return out
 }
 
-// publishHolders puts the slots as read into the report.
+// publishHolders puts the slots as read into the report, and publishes it
+// when they changed (every sweep would rewrite the status file otherwise).
 func (j *Job) publishHolders(holders []Holder, err error) {
 	hs := make([]report.FleetLockHolder, 0, len(holders))
 	for _, h := range holders {
 		hs = append(hs, report.FleetLockHolder{ID: h.ID, Group: h.Group, Slot: h.Slot, Member: h.Member, Since: h.Since})
 	}
 	now := j.n.Now().UTC()
+	changed := false
 	j.n.Recorder().Update(func(r *report.NodeReport) {
 		if r.FleetLock == nil {
 			r.FleetLock = &report.FleetLock{Address: j.n.Config().FleetLock.Address}
 		}
+		f := r.FleetLock
 		if err != nil {
-			r.FleetLock.Error = cluster.ShortErr(err)
+			changed = f.Error != cluster.ShortErr(err)
+			f.Error = cluster.ShortErr(err)
 			return
 		}
-		r.FleetLock.Holders, r.FleetLock.ReadAt, r.FleetLock.Error = hs, now, ""
+		changed = f.ReadAt.IsZero() || f.Error != "" || !slices.Equal(f.Holders, hs)
+		f.Holders, f.ReadAt, f.Error = hs, now, ""
 	})
-	j.n.Publish()
+	if changed {
+		j.n.Publish()
+	}
 }
 
 // Members is a survey as the planner reads it.
