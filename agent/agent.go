@@ -25,6 +25,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/dnsrecords"
 	"github.com/etcd-agent/etcd-agent/agent/etcdconf"
 	"github.com/etcd-agent/etcd-agent/agent/fleet"
+	"github.com/etcd-agent/etcd-agent/agent/fleetlock"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/localetcd"
@@ -121,6 +122,7 @@ type Agent struct {
 	divergence *hashcheck.Job
 	dns        *dnsrecords.Job
 	fleet      *fleet.Job // nil unless fleet.notices is imds
+	fleetLock  *fleetlock.Job
 }
 
 // New checks the options and returns an agent ready to Run.
@@ -156,6 +158,7 @@ func New(opts Options) (*Agent, error) {
 	a.dns = dnsrecords.NewJob(a.node, func(ctx context.Context) (dnsrecords.Store, error) {
 		return dnsrecords.NewRoute53(ctx, opts.Config.Clients.Route53)
 	})
+	a.fleetLock = fleetlock.NewJob(a.node)
 	a.maint = maintenance.NewJob(a.node)
 	a.changes = rollout.NewChangeJob(a.node, opts.ChangeReadyTimeout)
 	a.caRestart = rollout.NewCAJob(a.node, bundle)

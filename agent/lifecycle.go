@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/dnsrecords"
+	"github.com/etcd-agent/etcd-agent/agent/fleetlock"
 	"github.com/etcd-agent/etcd-agent/agent/hashcheck"
 	"github.com/etcd-agent/etcd-agent/agent/jobs"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
@@ -88,6 +89,10 @@ func (a *Agent) jobTable() []jobs.Job {
 		// It leaves the cluster itself, so it runs while leaving.
 		table = append(table, jobs.Job{Name: "fleet", Every: a.cfg.Fleet.Interval.D(), Start: jobs.FromMembership, WhileLeaving: true, Run: a.fleet.Run})
 	}
+	if !a.cfg.FleetLock.Disabled && a.cfg.FleetLock.Address != "" {
+		// Every agent frees a gone holder's reboot slot and shows the slots.
+		table = append(table, jobs.Job{Name: "fleetlock", Every: fleetlock.SweepInterval, Start: jobs.FromReady, Run: a.fleetLock.Run})
+	}
 	if every := a.backups.Every(); every > 0 {
 		table = append(table, jobs.Job{Name: "backups", Every: every, Start: jobs.FromReady, Run: a.backups.Run})
 	}
@@ -107,6 +112,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer func() { a.abandonLaunch(err) }()
 	defer a.serveMetrics(ctx)()
 	defer a.serveAgentAPI(ctx)()
+	defer a.serveFleetLock(ctx)()
 	if err := a.leftError(); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/fleetlock"
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/identity"
 	"github.com/etcd-agent/etcd-agent/agent/localetcd"
@@ -29,6 +30,7 @@ var (
 	_ node.Clients       = jobNode{}
 	_ node.Etcd          = jobNode{}
 	_ rollout.ChangeNode = jobNode{}
+	_ fleetlock.Node     = jobNode{}
 )
 
 // Config implements node.Node.

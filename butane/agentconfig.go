@@ -36,6 +36,7 @@ type agentConfigDoc struct {
 	Fleet   *struct {
 		AutoScaling config.AutoScaling `yaml:"autoScaling"`
 	} `yaml:"fleet,omitempty"`
+	FleetLock *config.FleetLock `yaml:"fleetLock,omitempty"`
 }
 
 const agentConfigHeader = "# etcd-agent configuration, rendered by `etcd-agent butane`.\n" +
@@ -64,6 +65,9 @@ func agentConfig(s Spec) ([]byte, error) {
 		d.Fleet = &struct {
 			AutoScaling config.AutoScaling `yaml:"autoScaling"`
 		}{s.AutoScaling}
+	}
+	if f := s.Reboots.FleetLock; f.Address != "" || len(f.Slots) > 0 {
+		d.FleetLock = &f
 	}
 	var b strings.Builder
 	b.WriteString(agentConfigHeader)

@@ -41,6 +41,22 @@ func nodeConfig(p nodeParts) buConfig {
 	user := p.spec.User
 	home := path.Join("/home", user)
 	userUnits := path.Join(home, ".config/systemd/user")
+	files := []buFile{
+		// Linger starts the user's manager (and so podman.socket) at
+		// boot, without a login.
+		{buNode: buNode{Path: path.Join("/var/lib/systemd/linger", user), Mode: 0o644}},
+		{buNode: buNode{Path: AgentBinaryPath, Mode: 0o755}, Contents: &buResource{
+			Source:       p.spec.Agent.URL,
+			Verification: &buVerification{Hash: "sha512-" + p.spec.Agent.SHA512},
+		}},
+		{buNode: buNode{Path: AgentConfigPath, Mode: 0o644}, Contents: &buResource{Inline: string(p.agentConfig)}},
+		{buNode: buNode{Path: CACertPath, Mode: 0o644}, Contents: &buResource{Inline: string(p.in.caCert)}},
+		{buNode: owned(CAKeyPath, 0o600, user), Contents: &buResource{Inline: string(p.in.caKey)}},
+	}
+	if z := zincatiConfig(p.spec.Reboots); z != "" {
+		// Zincati reboots only when the node's agent grants it.
+		files = append(files, buFile{buNode: buNode{Path: ZincatiConfigPath, Mode: 0o644}, Contents: &buResource{Inline: z}})
+	}
 	return buConfig{
 		Variant: p.spec.Variant,
 		Version: p.spec.Version,
@@ -63,18 +79,7 @@ func nodeConfig(p nodeParts) buConfig {
 				owned(path.Join(userUnits, "sockets.target.wants"), 0o755, user),
 				owned(StateDir, 0o755, user),
 			},
-			Files: []buFile{
-				// Linger starts the user's manager (and so podman.socket) at
-				// boot, without a login.
-				{buNode: buNode{Path: path.Join("/var/lib/systemd/linger", user), Mode: 0o644}},
-				{buNode: buNode{Path: AgentBinaryPath, Mode: 0o755}, Contents: &buResource{
-					Source:       p.spec.Agent.URL,
-					Verification: &buVerification{Hash: "sha512-" + p.spec.Agent.SHA512},
-				}},
-				{buNode: buNode{Path: AgentConfigPath, Mode: 0o644}, Contents: &buResource{Inline: string(p.agentConfig)}},
-				{buNode: buNode{Path: CACertPath, Mode: 0o644}, Contents: &buResource{Inline: string(p.in.caCert)}},
-				{buNode: owned(CAKeyPath, 0o600, user), Contents: &buResource{Inline: string(p.in.caKey)}},
-			},
+			Files: files,
 			Links: []buLink{{
 				buNode: owned(path.Join(userUnits, "sockets.target.wants/podman.socket"), 0, user),
 				Target: podmanSocketUnit,

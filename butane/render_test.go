@@ -126,6 +126,13 @@ func TestBadSpecs(t *testing.T) {
 		{"etcd flag the agent owns", func(_ *testing.T, s *Spec) { s.Etcd.ExtraFlags = []string{"--snapshot-count=5"} }, "etcd.extraFlags[0]", "etcd.snapshotCount"},
 		{"bad quota", func(_ *testing.T, s *Spec) { s.Etcd.QuotaBackendBytes = "lots" }, "etcd.quotaBackendBytes", "size"},
 		{"bad metrics address", func(_ *testing.T, s *Spec) { s.Metrics = config.Metrics{Enabled: true, Address: "2382"} }, "metrics.address", "host:port"},
+		{"bad reboot strategy", func(_ *testing.T, s *Spec) { s.Reboots.Strategy = "immediate" }, "reboots.strategy", "zincati-default"},
+		{"bad zincati group", func(_ *testing.T, s *Spec) { s.Reboots.Group = "a b" }, "reboots.group", "group name"},
+		{"fleet lock off under fleet_lock", func(_ *testing.T, s *Spec) { s.Reboots.FleetLock.Disabled = true }, "reboots.fleetLock.disabled", "zincati-default"},
+		{"fleet lock set under zincati-default", func(_ *testing.T, s *Spec) {
+			s.Reboots = SpecReboots{Strategy: StrategyZincatiDefault, FleetLock: config.FleetLock{Address: "127.0.0.1:9300"}}
+		}, "reboots.fleetLock", "remove it"},
+		{"fleet lock on a public address", func(_ *testing.T, s *Spec) { s.Reboots.FleetLock.Address = "0.0.0.0:2384" }, "fleetLock.address", "loopback"},
 		{"unreadable ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "missing.key" }, "ca.key", "missing.key"},
 		{"missing ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "" }, "ca.key", "is required"},
 		{"group-readable ca key", func(t *testing.T, s *Spec) {
@@ -289,5 +296,58 @@ func TestAutoScalingReachesTheNodeConfig(t *testing.T) {
 	}
 	if f := specField("fleet.autoScaling.launchHook"); f != "autoScaling.launchHook" {
 		t.Errorf("specField = %s", f)
+	}
+}
+
+// TestZincatiFleetLockFragment: by default every node's Zincati reboots
+// through its own agent's FleetLock (strategy fleet_lock, base_url on the
+// agent's address); the address and group reach both Zincati and the agent;
+// zincati-default leaves Zincati alone.
+func TestZincatiFleetLockFragment(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		reboots SpecReboots
+		want    []string // in the Zincati drop-in; nil: no drop-in
+		agent   string   // in the agent's config.yaml
+	}{
+		{name: "default", want: []string{"[identity]\ngroup = \"default\"\n", "[updates]\nstrategy = \"fleet_lock\"\n", "[updates.fleet_lock]\nbase_url = \"http://127.0.0.1:2384/\"\n"}},
+		{name: "own address and group", reboots: SpecReboots{Group: "etcd", FleetLock: config.FleetLock{Address: "127.0.0.1:9300"}},
+			want: []string{"group = \"etcd\"", "base_url = \"http://127.0.0.1:9300/\""}, agent: "fleetLock:\n  address: 127.0.0.1:9300\n"},
+		{name: "zincati default", reboots: SpecReboots{Strategy: StrategyZincatiDefault}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := freshCASpec(t)
+			s.Reboots = tc.reboots
+			s.CA.AllowKeyInUserData = true
+			res, err := Render(s, Options{DefaultImageTag: "v3.7.3"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := parseIgnition(t, res.Ignition)
+			var drop []byte
+			for _, f := range c.Storage.Files {
+				if f.Path == ZincatiConfigPath {
+					drop = fileContents(t, f)
+				}
+			}
+			if tc.want == nil && drop != nil {
+				t.Errorf("%s written for %s:\n%s", ZincatiConfigPath, tc.name, drop)
+			}
+			if tc.want != nil && drop == nil {
+				t.Fatalf("no %s in the Ignition config", ZincatiConfigPath)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(drop), w) {
+					t.Errorf("Zincati drop-in lacks %q:\n%s", w, drop)
+				}
+			}
+			agentCfg := string(fileContents(t, findFile(t, c, AgentConfigPath)))
+			if tc.agent != "" && !strings.Contains(agentCfg, tc.agent) {
+				t.Errorf("agent config lacks %q:\n%s", tc.agent, agentCfg)
+			}
+			if tc.agent == "" && strings.Contains(agentCfg, "fleetLock") {
+				t.Errorf("agent config sets fleetLock though the spec does not:\n%s", agentCfg)
+			}
+		})
 	}
 }

@@ -44,6 +44,9 @@ type Spec struct {
 	// every node; docs/deploy-aws.md). Zero: no hooks (EC2's notices are
 	// still watched).
 	AutoScaling config.AutoScaling `yaml:"autoScaling"`
+	// Reboots coordinates the nodes' OS update reboots (Zincati) with the
+	// agents (reboots.go). Zero: fleet_lock through each node's agent.
+	Reboots SpecReboots `yaml:"reboots"`
 	// User is the unprivileged user that runs the agent and rootless Podman.
 	// Zero: "etcd-user".
 	User string `yaml:"user"`
@@ -179,6 +182,7 @@ func (s Spec) withDefaults(imageTag string) Spec {
 		s.Cluster.Size = config.DefaultClusterSize
 	}
 	def(&s.User, systemd.DefaultUser)
+	s.Reboots.applyDefaults()
 	def(&s.Etcd.Image, config.DefaultImageRepo+":"+imageTag)
 	s.Agent.SHA512 = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s.Agent.SHA512)), "sha512-")
 	return s

@@ -41,6 +41,7 @@ func (s Spec) validate(ps *problems) {
 
 	s.Backup.validate(ps)
 	s.Clients.validate(ps)
+	s.Reboots.validate(ps)
 	if q := s.Etcd.QuotaBackendBytes; q != "" {
 		if _, err := config.ParseSize(q); err != nil {
 			ps.add("etcd.quotaBackendBytes", q, "is not a size", "write it like 4GiB or 8589934592")

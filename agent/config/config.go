@@ -36,6 +36,8 @@ type Config struct {
 	Clients Clients `yaml:"clients,omitempty"`
 	// Fleet: EC2 notices and Auto Scaling lifecycle hooks (fleet.go).
 	Fleet Fleet `yaml:"fleet,omitempty"`
+	// FleetLock: coordinated OS reboots through Zincati (fleetlock.go).
+	FleetLock FleetLock `yaml:"fleetLock,omitempty"`
 }
 
 // Cluster describes the cluster this node belongs to.

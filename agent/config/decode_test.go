@@ -42,7 +42,7 @@ func TestDecodeYAMLShapes(t *testing.T) {
 		{"misplaced key in two places", "etcd:\n  caCert: /c\n", "etcd.caCert (line 2): unknown key; did you mean cluster.discovery.caCert or pki.caCert?"},
 		{"top-level typo", "clustr:\n  size: 3\n", "clustr (line 1): unknown key; did you mean cluster?"},
 		{"nothing near", "podman:\n  flavour: x\n", "podman.flavour (line 2): unknown key; podman takes socket, containerName, stopTimeout"},
-		{"nothing near at the top", "zebra: 1\n", "zebra (line 1): unknown key; the top level takes cluster, node, pki, etcd, podman, agent, maintenance, metrics, backup, clients, fleet"},
+		{"nothing near at the top", "zebra: 1\n", "zebra (line 1): unknown key; the top level takes cluster, node, pki, etcd, podman, agent, maintenance, metrics, backup, clients, fleet, fleetLock"},
 		// Wrong types.
 		{"integer", "cluster:\n  name: x\n  size: three\n", `cluster.size (line 3): want an integer, got "three"`},
 		{"integer, not a fraction", "cluster:\n  size: 3.5\n", "cluster.size (line 2): want an integer, got 3.5"},
@@ -64,7 +64,7 @@ func TestDecodeYAMLShapes(t *testing.T) {
 		{"list element", "etcd:\n  extraFlags:\n    - --a=1\n    - {b: c}\n", "etcd.extraFlags[1] (line 4): want a string, got a mapping"},
 		{"section given a value", "cluster: three\n", `cluster (line 1): want a mapping (keys: name, size, discovery, deadMemberGrace), got "three"`},
 		{"section given a list", "backup:\n  retention: [24, 7]\n", "backup.retention (line 2): want a mapping (keys: hourly, daily, weekly), got a list"},
-		{"whole file a list", "- a\n- b\n", "line 1: want a mapping (keys: cluster, node, pki, etcd, podman, agent, maintenance, metrics, backup, clients, fleet), got a list"},
+		{"whole file a list", "- a\n- b\n", "line 1: want a mapping (keys: cluster, node, pki, etcd, podman, agent, maintenance, metrics, backup, clients, fleet, fleetLock), got a list"},
 		// The rest of what the yaml library refused.
 		{"key set twice", "cluster:\n  size: 3\n  name: x\n  size: 5\n", "cluster.size (line 4): is set twice (first at line 2) (fix: keep one of them)"},
 		{"key not a name", "cluster:\n  [a, b]: 1\n", "cluster (line 2): a key must be a plain name, not a list (fix: write the key as a name)"},

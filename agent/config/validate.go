@@ -68,6 +68,7 @@ func (c *Config) applyDefaults(imageTag string, uid int, env func(string) (strin
 	setInt(&c.Agent.APIPort, DefaultAgentAPIPort)
 	c.Maintenance.applyDefaults()
 	c.Metrics.applyDefaults()
+	c.FleetLock.applyDefaults()
 	c.applyBackupDefaults()
 	c.applyClientDefaults()
 	c.applyFleetDefaults()
@@ -199,6 +200,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 	}
 	c.Maintenance.validate(bad)
 	warnings = append(warnings, c.validateMetrics(bad)...)
+	c.validateFleetLock(bad)
 	c.validateBackup(bad, func(w string) { warnings = append(warnings, w) })
 	c.validateClients(bad)
 	c.validateFleet(bad)

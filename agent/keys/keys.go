@@ -71,6 +71,20 @@ const (
 	BackupRecord = BackupPrefix + "record"
 )
 
+// Coordinated OS reboots (FleetLock, package fleetlock).
+const (
+	// FleetLockPrefix + group + "/" + slot number holds the slot's holder
+	// (JSON fleetlock.Holder): a group of n slots has keys 0..n-1, each
+	// taken by a put-if-absent and freed by a delete-if-unchanged, both
+	// transactions.
+	FleetLockPrefix = Root + "fleetlock/"
+)
+
+// FleetLockSlot is slot number slot of group.
+func FleetLockSlot(group string, slot int) string {
+	return FleetLockPrefix + group + "/" + strconv.Itoa(slot)
+}
+
 // Recovery.
 const (
 	// Recovery holds, inside a recovered cluster, the record of the

@@ -11,6 +11,7 @@
 package metrics
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -151,6 +152,28 @@ func families() []family {
 			func(r report.NodeReport, e emit) {
 				if b := r.Backup; b != nil && b.Verification != nil {
 					e(boolValue(b.Verification.OK))
+				}
+			}},
+		{"fleetlock_slots_held", "How many reboot slots (FleetLock) each Zincati group holds, as this agent last read them.", prometheus.GaugeValue, []string{"group"},
+			func(r report.NodeReport, e emit) {
+				if r.FleetLock == nil {
+					return
+				}
+				held := map[string]int{"default": 0}
+				for _, h := range r.FleetLock.Holders {
+					held[h.Group]++
+				}
+				for _, g := range slices.Sorted(maps.Keys(held)) {
+					e(float64(held[g]), g)
+				}
+			}},
+		{"fleetlock_holder_since_timestamp_seconds", "When each reboot slot's holder (FleetLock) took it (Unix time): alert on one held for long.", prometheus.GaugeValue, []string{"group", "id", "member"},
+			func(r report.NodeReport, e emit) {
+				if r.FleetLock == nil {
+					return
+				}
+				for _, h := range r.FleetLock.Holders {
+					e(unix(h.Since), h.Group, h.ID, h.Member)
 				}
 			}},
 		{"snapshot_interval_seconds", "The configured snapshot interval: alert when time() - snapshot_last_timestamp_seconds exceeds twice this.", prometheus.GaugeValue, nil,

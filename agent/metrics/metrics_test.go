@@ -44,6 +44,7 @@ func TestCollectorReadsTheReport(t *testing.T) {
 			Last:         &report.Snapshot{Name: "s1", Revision: 4242, Time: expiry},
 			Verification: &report.Verification{Name: "s1", OK: true},
 		},
+		FleetLock: &report.FleetLock{Holders: []report.FleetLockHolder{{ID: "f3a1", Group: "workers", Member: "etcd-10-0-1-7", Since: expiry}}},
 	}
 	reg := metrics.NewRegistry(func() report.NodeReport { return r })
 	fams, err := reg.Gather()
@@ -86,6 +87,9 @@ func TestCollectorReadsTheReport(t *testing.T) {
 		`etcd_agent_snapshot_last_revision 4242`,
 		`etcd_agent_snapshot_last_verified 1`,
 		`etcd_agent_snapshot_interval_seconds 1800`,
+		`etcd_agent_fleetlock_slots_held{group="default"} 0`,
+		`etcd_agent_fleetlock_slots_held{group="workers"} 1`,
+		`etcd_agent_fleetlock_holder_since_timestamp_seconds{group="workers",id="f3a1",member="etcd-10-0-1-7"} 1.8276552e+09`,
 		"# TYPE etcd_agent_decisions_total counter",
 	} {
 		if !strings.Contains(text, want+"\n") {

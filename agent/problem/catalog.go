@@ -106,6 +106,9 @@ var (
 		Fix: "the agent retries each round; once fleet.autoScaling.replacementWait has run out the member leaves without a replacement (quorum permitting)"}
 	LifecycleHookWaiting = Kind{Code: "asg-launch-hook-waiting", Severity: Info, Title: "launch hook held until the member is ready",
 		Fix: "nothing to do: the agent completes the launch hook with CONTINUE once its member is a healthy, caught-up voter, and heartbeats it meanwhile"}
+
+	FleetLockUnavailable = Kind{Code: "fleetlock-unavailable", Severity: Warning, Title: "FleetLock endpoint not serving: Zincati cannot get a reboot slot",
+		Fix: "free the port or change fleetLock.address (and Zincati's base_url with it); the agent keeps retrying"}
 )
 
 // Known lists every kind declared above, so metrics can show each code at
@@ -115,7 +118,7 @@ func Known() []Kind {
 		ClusterUnreachable, NoMemberList, NoLeader, MemberUnhealthy, MemberLearner, MemberUnstarted,
 		AlarmNoSpace, NoSpaceKept, AlarmCorrupt, AlarmOther, AlarmsUnknown, UnderReplicated, HashMismatch,
 		SnapshotStale, SnapshotFailed, SnapshotUnverified, BackupsSingleNode,
-		AgentNeverRan, AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable,
+		AgentNeverRan, AgentNotRunning, AgentNotHealthy, LocalMemberUnhealthy, CertExpired, CertExpiring, MetricsUnavailable, FleetLockUnavailable,
 		EtcdChangeRolling, EtcdChangeRefused, EtcdChangeFailed,
 		DNSZoneMissing, DNSAccessDenied, DNSChangeRefused, DNSRecordsFailed,
 		InstanceLeaving, InstanceStays, MaintenanceScheduled, NoticesUnreadable, LifecycleStateMissing, LifecycleHookFailed, LifecycleHookWaiting,

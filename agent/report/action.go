@@ -53,6 +53,12 @@ const (
 	// ActionDNSRecords: the client DNS records were brought in step with
 	// the membership (or withdrawn by `leave`).
 	ActionDNSRecords Action = "dns-records"
+	// Coordinated OS reboots (FleetLock).
+	ActionRebootGranted  Action = "reboot-granted"
+	ActionRebootReleased Action = "reboot-released"
+	// ActionRebootSlotFreed: a gone holder's slot was freed (by its
+	// agent's job, or by hand).
+	ActionRebootSlotFreed Action = "reboot-slot-freed"
 
 	// Disaster recovery.
 	ActionRecover        Action = "recover"

@@ -134,6 +134,9 @@ type NodeReport struct {
 
 	// Maintenance is defragmentation and NOSPACE handling (maintenance.go).
 	Maintenance *Maintenance `json:"maintenance,omitempty"`
+	// FleetLock is the cluster's reboot slots (fleetlock.go); nil when the
+	// FleetLock protocol is not served.
+	FleetLock *FleetLock `json:"fleet_lock,omitempty"`
 	// DecisionCounts counts every decision by action since the agent
 	// started (Decisions keeps only the last few): the metrics' counters.
 	DecisionCounts map[Action]uint64 `json:"decision_counts,omitempty"`
@@ -151,6 +154,7 @@ func (r NodeReport) clone() NodeReport {
 	r.Transitions = cloneSlice(r.Transitions)
 	r.Decisions = cloneSlice(r.Decisions)
 	r.Maintenance = r.Maintenance.clone()
+	r.FleetLock = r.FleetLock.clone()
 	r.DecisionCounts = maps.Clone(r.DecisionCounts)
 	r.Problems = cloneSlice(r.Problems)
 	return r

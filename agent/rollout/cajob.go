@@ -156,8 +156,12 @@ func (j *CAJob) restart(ctx context.Context, started, current Bundle) (string, e
 		return "", err
 	}
 	ms := members(s)
+	reboots, err := rebooting(ctx, cli, selfPeer)
+	if err != nil {
+		return "", err
+	}
 	h := n.Probe(ctx)
-	step := Plan(Facts{Started: started, Current: current, LocalReady: h.Ready, SelfPeerURL: selfPeer, Members: ms})
+	step := Plan(Facts{Started: started, Current: current, LocalReady: h.Ready, SelfPeerURL: selfPeer, Members: ms, Rebooting: reboots})
 	switch step.Kind {
 	case None:
 		return "", nil

@@ -95,6 +95,8 @@ type ChangeFacts struct {
 	// not become healthy with it and was rolled back), "" if it did not:
 	// it is not tried again on any member.
 	Failed string
+	// Rebooting is as in Facts.
+	Rebooting []string
 	// LocalReady, SelfPeerURL and Members are as in Facts.
 	LocalReady  bool
 	SelfPeerURL string
@@ -167,6 +169,9 @@ func PlanChange(f ChangeFacts) Step {
 		return Step{Kind: Wait, Reason: why + ": " + storageAhead(f)}
 	case !known:
 		return Step{Kind: Wait, Reason: why + ": waiting for the cluster version to check the upgrade against"}
+	}
+	if step, wait := rebootWait(why, f.Rebooting); wait {
+		return step
 	}
 	return MayRestart(why, f.LocalReady, f.SelfPeerURL, f.Members)
 }

@@ -107,25 +107,27 @@ func TestPlanChange(t *testing.T) {
 		cluster          string
 		members          []membership.ClusterMember
 		notReady         bool
+		rebooting        []string
 		want             Kind
 		reason           string
 	}{
-		{"nothing changed", spec(v37, 1<<26), spec(v37, 1<<26), "3.7.0", all, false, None, ""},
-		{"only bootstrap settings differ", spec(v37, 1<<26), boot, "3.7.0", all, false, None, ""},
-		{"quota changed", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", all, false, Restart, "--quota-backend-bytes: 67108864 → 134217728"},
-		{"quota changed, cluster version unknown", spec(v37, 1<<26), spec(v37, 1<<27), "", all, false, Restart, ""},
-		{"quota changed, a voter down", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", withDown, false, Wait, "not answering"},
-		{"quota changed, local not ready", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", all, true, Wait, "local member to be healthy"},
-		{"upgrade one minor", spec(v36, 1<<26), spec(v37, 1<<26), "3.6.0", all, false, Restart, "image " + v36 + " → " + v37},
-		{"upgrade, cluster version unknown", spec(v36, 1<<26), spec(v37, 1<<26), "", all, false, Wait, "cluster version"},
-		{"upgrade two minors", spec(v35, 1<<26), spec(v37, 1<<26), "3.5.0", all, false, Refuse, "skips a minor version"},
-		{"downgrade", spec(v37, 1<<26), spec(v36, 1<<26), "3.7.0", all, false, Refuse, "refused: etcd v3.6.16 is a downgrade"},
-		{"refused even with a voter down", spec(v37, 1<<26), spec(v36, 1<<26), "3.7.0", withDown, false, Refuse, "downgrade"},
-		{"untagged image", spec(v37, 1<<26), spec("localhost/etcd", 1<<26), "3.7.0", all, false, Refuse, "tag the image vMAJOR.MINOR.PATCH"},
+		{"nothing changed", spec(v37, 1<<26), spec(v37, 1<<26), "3.7.0", all, false, nil, None, ""},
+		{"only bootstrap settings differ", spec(v37, 1<<26), boot, "3.7.0", all, false, nil, None, ""},
+		{"quota changed", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", all, false, nil, Restart, "--quota-backend-bytes: 67108864 → 134217728"},
+		{"quota changed, cluster version unknown", spec(v37, 1<<26), spec(v37, 1<<27), "", all, false, nil, Restart, ""},
+		{"quota changed, a voter down", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", withDown, false, nil, Wait, "not answering"},
+		{"quota changed, local not ready", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", all, true, nil, Wait, "local member to be healthy"},
+		{"upgrade one minor", spec(v36, 1<<26), spec(v37, 1<<26), "3.6.0", all, false, nil, Restart, "image " + v36 + " → " + v37},
+		{"upgrade, cluster version unknown", spec(v36, 1<<26), spec(v37, 1<<26), "", all, false, nil, Wait, "cluster version"},
+		{"upgrade two minors", spec(v35, 1<<26), spec(v37, 1<<26), "3.5.0", all, false, nil, Refuse, "skips a minor version"},
+		{"downgrade", spec(v37, 1<<26), spec(v36, 1<<26), "3.7.0", all, false, nil, Refuse, "refused: etcd v3.6.16 is a downgrade"},
+		{"refused even with a voter down", spec(v37, 1<<26), spec(v36, 1<<26), "3.7.0", withDown, false, nil, Refuse, "downgrade"},
+		{"quota changed, another node holds a reboot slot", spec(v37, 1<<26), spec(v37, 1<<27), "3.7.0", all, false, []string{"n3"}, Wait, "waiting until n3, holding a reboot slot"},
+		{"untagged image", spec(v37, 1<<26), spec("localhost/etcd", 1<<26), "3.7.0", all, false, nil, Refuse, "tag the image vMAJOR.MINOR.PATCH"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := PlanChange(ChangeFacts{Applied: tc.applied, Desired: tc.desired, ClusterVersion: tc.cluster,
-				LocalReady: !tc.notReady, SelfPeerURL: self, Members: tc.members})
+				LocalReady: !tc.notReady, SelfPeerURL: self, Members: tc.members, Rebooting: tc.rebooting})
 			if got.Kind != tc.want || !strings.Contains(got.Reason, tc.reason) {
 				t.Errorf("PlanChange = %s %q, want %s containing %q", got.Kind, got.Reason, tc.want, tc.reason)
 			}

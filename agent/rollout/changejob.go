@@ -166,6 +166,9 @@ func (j *ChangeJob) apply(ctx context.Context, applied, desired etcdconf.Spec) (
 	if len(failed.Kvs) > 0 {
 		f.Failed = string(failed.Kvs[0].Value)
 	}
+	if f.Rebooting, err = rebooting(ctx, cli, selfPeer); err != nil {
+		return "", "", err
+	}
 	ready, leader, _ := j.changeReady(ctx)
 	f.LocalReady, f.SelfPeerURL, f.Members = ready, selfPeer, members(s)
 	step := PlanChange(f)

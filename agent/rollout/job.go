@@ -8,6 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/cluster"
+	"github.com/etcd-agent/etcd-agent/agent/fleetlock"
 	"github.com/etcd-agent/etcd-agent/agent/health"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/agent/node"
@@ -52,6 +53,21 @@ func survey(ctx context.Context, n Node, cli *clientv3.Client, selfPeerURL strin
 		cli.SetEndpoints(eps...)
 	}
 	return s, nil
+}
+
+// rebooting names the other nodes' members that hold a reboot slot.
+func rebooting(ctx context.Context, cli *clientv3.Client, selfPeerURL string) ([]string, error) {
+	holders, err := fleetlock.Read(ctx, cli)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, h := range holders {
+		if h.PeerURL != selfPeerURL {
+			out = append(out, h.Member)
+		}
+	}
+	return out, nil
 }
 
 // members is a survey as the planners read it: a member is healthy when it

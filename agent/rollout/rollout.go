@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/etcd-agent/etcd-agent/agent/membership"
 	"github.com/etcd-agent/etcd-agent/pki"
@@ -70,6 +71,9 @@ type Facts struct {
 	SelfPeerURL string
 	// Members as listed and probed just now (Healthy set by the probe).
 	Members []membership.ClusterMember
+	// Rebooting names the other nodes' members holding a reboot slot
+	// (FleetLock): they may go down at any moment.
+	Rebooting []string
 }
 
 // Kind is what to do now.
@@ -98,7 +102,20 @@ func Plan(f Facts) Step {
 	if !need {
 		return Step{Kind: None}
 	}
+	if step, wait := rebootWait(why, f.Rebooting); wait {
+		return step
+	}
 	return MayRestart(why, f.LocalReady, f.SelfPeerURL, f.Members)
+}
+
+// rebootWait holds a restart while another node holds a reboot slot: it was
+// granted on a survey that counted this member up, and both down at once
+// would cost a 3-voter cluster its quorum.
+func rebootWait(why string, rebooting []string) (Step, bool) {
+	if len(rebooting) == 0 {
+		return Step{}, false
+	}
+	return Step{Kind: Wait, Reason: fmt.Sprintf("%s: waiting until %s, holding a reboot slot (FleetLock), is back", why, strings.Join(rebooting, ", "))}, true
 }
 
 // MayRestart decides whether the local member, which must restart for why,

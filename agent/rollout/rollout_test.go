@@ -48,6 +48,8 @@ func TestPlan(t *testing.T) {
 		{"local member not ready", Facts{Started: old, Current: bundle, SelfPeerURL: self, Members: all}, Wait, "local member to be healthy"},
 		{"local member a learner", Facts{Started: old, Current: bundle, LocalReady: true, SelfPeerURL: self, Members: selfLearner}, Wait, "learner"},
 		{"local member not listed", Facts{Started: old, Current: bundle, LocalReady: true, SelfPeerURL: "https://10.0.0.9:2380", Members: all}, Wait, "not in the member list"},
+		{"another node holds a reboot slot", Facts{Started: old, Current: bundle, LocalReady: true, SelfPeerURL: self, Members: all, Rebooting: []string{"10.0.0.3"}},
+			Wait, "waiting until 10.0.0.3, holding a reboot slot (FleetLock), is back"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Plan(tc.f)

@@ -53,3 +53,33 @@ func changeLine(c report.EtcdChange, now time.Time) string {
 	}
 	return line
 }
+
+// rebootLine is the "Reboots" header line: who holds a reboot slot
+// (FleetLock), its group and since when, and this node's latest answer to
+// its Zincati ("" when FleetLock is not served).
+func rebootLine(f *report.FleetLock, now time.Time) string {
+	if f == nil {
+		return ""
+	}
+	var parts []string
+	switch {
+	case f.Error != "" && f.ReadAt.IsZero():
+		parts = append(parts, "slots unknown ("+f.Error+")")
+	case f.ReadAt.IsZero():
+		parts = append(parts, "slots not read yet")
+	case len(f.Holders) == 0:
+		parts = append(parts, "no reboot slot held")
+	default:
+		for _, h := range f.Holders {
+			parts = append(parts, fmt.Sprintf("slot held by %s (%s, group %s) since %s (%s)", h.ID, h.Member, h.Group, stamp(h.Since, now), age(now.Sub(h.Since))))
+		}
+	}
+	if a := f.LastAnswer; a != nil {
+		verdict := "granted"
+		if !a.Granted {
+			verdict = "refused (" + a.Kind + ")"
+		}
+		parts = append(parts, fmt.Sprintf("last %s %s %s", a.Operation, verdict, stamp(a.At, now)))
+	}
+	return strings.Join(parts, "; ") + "; FleetLock on " + f.Address
+}

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -42,5 +43,33 @@ func TestMaintenanceAndChangeLines(t *testing.T) {
 	c := report.EtcdChange{State: "refused", Change: "image gcr.io/etcd-development/etcd:v3.7.3 → …:v3.6.16", Reason: "downgrade", Since: now.Add(-time.Minute)}
 	if got := changeLine(c, now); !strings.HasPrefix(got, "refused ") || !strings.Contains(got, "(downgrade)") || !strings.Contains(got, "v3.6.16") {
 		t.Errorf("change line %q", got)
+	}
+}
+
+// TestRebootLine: status shows the reboot slot's holder, its group and
+// since when, and this node's latest answer to Zincati; the JSON view
+// carries the same report.
+func TestRebootLine(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f := &report.FleetLock{Address: "127.0.0.1:2384", ReadAt: now, Holders: []report.FleetLockHolder{
+		{ID: "f3a1", Group: "default", Member: "etcd-10-0-1-5", Since: now.Add(-90 * time.Second)},
+	}, LastAnswer: &report.FleetLockAnswer{At: now.Add(-time.Minute), Operation: "pre-reboot", Granted: false, Kind: "slot_taken"}}
+	got := rebootLine(f, now)
+	for _, want := range []string{"slot held by f3a1 (etcd-10-0-1-5, group default) since 11:58:30 (1m30s)", "last pre-reboot refused (slot_taken) 11:59:00", "FleetLock on 127.0.0.1:2384"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("reboot line %q lacks %q", got, want)
+		}
+	}
+	f.Holders, f.LastAnswer = nil, nil
+	if got := rebootLine(f, now); !strings.HasPrefix(got, "no reboot slot held") {
+		t.Errorf("reboot line %q, want it to say no slot is held", got)
+	}
+	if got := rebootLine(nil, now); got != "" {
+		t.Errorf("FleetLock not served: %q, want no line", got)
+	}
+	v := View{Node: Node{FleetLock: &report.FleetLock{Address: "a", Holders: []report.FleetLockHolder{{ID: "f3a1", Group: "g", Since: now}}}}}
+	b, err := json.Marshal(v)
+	if err != nil || !strings.Contains(string(b), `"fleet_lock":{"address":"a","holders":[{"id":"f3a1","group":"g","slot":0,"member":"","since":"2026-12-01T12:00:00Z"}]`) {
+		t.Errorf("JSON view %s (%v) lacks the holder", b, err)
 	}
 }

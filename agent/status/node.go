@@ -39,6 +39,7 @@ func nodeView(o Options) Node {
 		n.Problems = slices.Clone(r.Problems)
 		n.Backup = r.Backup
 		n.Maintenance, n.EtcdChange = r.Maintenance, r.EtcdChange
+		n.FleetLock = r.FleetLock
 		for _, c := range r.Certs {
 			n.Certs = setCert(n.Certs, c.Role, c.NotAfter, c.Issuer, o.Now)
 		}

@@ -117,6 +117,9 @@ func headerLines(v View) [][2]string {
 	if c := n.EtcdChange; c.State != "" {
 		add("Change", changeLine(c, v.CheckedAt))
 	}
+	if line := rebootLine(n.FleetLock, v.CheckedAt); line != "" {
+		add("Reboots", line)
+	}
 	if n.LastError != "" {
 		add("Error", n.LastError)
 	}

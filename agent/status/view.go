@@ -64,6 +64,10 @@ type Node struct {
 	// EtcdChange is a change of the etcd image or settings rolling out,
 	// refused or failed on this node (zero: none).
 	EtcdChange report.EtcdChange `json:"etcd_change,omitzero"`
+	// FleetLock is the cluster's reboot slots as the agent last read them
+	// (who holds one, its group, since when) and its latest answer to
+	// Zincati; nil when FleetLock is not served.
+	FleetLock *report.FleetLock `json:"fleet_lock,omitempty"`
 }
 
 // Cert is one certificate's expiry.

@@ -64,6 +64,11 @@ func printCheckSummary(w io.Writer, path string, cfg *config.Config, warnings []
 	if cfg.Metrics.Enabled {
 		row("metrics", "http://"+cfg.Metrics.Address+"/metrics")
 	}
+	if cfg.FleetLock.Disabled {
+		row("fleetlock", "off: Zincati on the fleet_lock strategy gets no reboot slot from this node")
+	} else {
+		row("fleetlock", "http://"+cfg.FleetLock.Address+"/ (Zincati's base_url)")
+	}
 	if !files {
 		row("files", "not checked (--files=false)")
 	}

@@ -311,6 +311,8 @@ func localNodeConfig(o localOptions, nodeDir string, ip netip.Addr, caCert, caKe
 		PKI:     config.PKI{CACert: caCert, CAKey: caKey, Dir: filepath.Join(nodeDir, "pki")},
 		Etcd:    config.Etcd{Runtime: o.runtime, QuotaBackendBytes: 2 << 30},
 		Agent:   config.Agent{StatusFile: filepath.Join(nodeDir, "status.json"), HealthInterval: config.Duration(2 * time.Second)},
+		// Each node's own loopback address: the nodes share this machine.
+		FleetLock: config.FleetLock{Address: net.JoinHostPort(ip.String(), "2384")},
 	}
 	if o.metrics {
 		cfg.Etcd.ExtraFlags = []string{fmt.Sprintf("--listen-metrics-urls=http://%s", net.JoinHostPort(ip.String(), "2381"))}

@@ -55,6 +55,7 @@ func commands() []*command {
 		configCommand(),
 		statusCommand(),
 		leaveCommand(),
+		fleetlockCommand(),
 		recoverCommand(),
 		snapshotCommand(),
 		localCommand(),

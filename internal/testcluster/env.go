@@ -20,10 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +178,9 @@ func V3Discovery(url, token string) config.Discovery {
 	return config.Discovery{Endpoints: []string{url}, Token: token}
 }
 
+// FleetLockPort is where each node serves FleetLock, on its own IP(i).
+const FleetLockPort = 2384
+
 // NodeConfig is node i's config as the scenarios run it, before defaults:
 // static identity at IP(i); data, certificates and status file under
 // NodeDir(i); the env's CA, discovery and grace; etcd embedded or on
@@ -189,6 +194,8 @@ func (e *Env) NodeConfig(i, size int) *config.Config {
 		Etcd:    config.Etcd{Runtime: "embedded"},
 		Agent:   config.Agent{StatusFile: filepath.Join(dir, "status.json"), HealthInterval: config.Duration(200 * time.Millisecond)},
 		Backup:  config.Backup{Disabled: !e.Snapshots},
+		// Each node's own loopback address: the nodes share this machine.
+		FleetLock: config.FleetLock{Address: net.JoinHostPort(e.IP(i), strconv.Itoa(FleetLockPort))},
 	}
 	if e.PodmanSocket != "" {
 		cfg.Etcd.Runtime = "podman"

@@ -74,7 +74,7 @@ func agentBinary(t testing.TB) string {
 // nodes are i >= 1.
 type cluster struct {
 	e      *testcluster.Env
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	dir    string
 	logDir string
@@ -100,7 +100,7 @@ type cluster struct {
 	nodes map[int]*node
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("fault scenario with real processes")
