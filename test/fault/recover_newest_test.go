@@ -2,12 +2,17 @@ package fault_test
 
 import (
 	"context"
+	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 )
 
@@ -53,6 +58,10 @@ func TestRecoverFromMemberNewestWAL(t *testing.T) {
 	n[a].kill()
 	n[a].start()
 	n[stale].start()
+	// A recovery asks every member's agent for its WAL, and one still
+	// starting is rightly counted as silent: wait until both serve.
+	waitAgentAnswers(t, n[a])
+	waitAgentAnswers(t, n[stale])
 	acked := w.Acked()
 	t.Logf("quorum lost with %d writes acknowledged; K only on the lost leader, B and A", acked)
 	lost := c.name(leader) + "," + c.name(b) + "," + c.name(gone)
@@ -99,4 +108,25 @@ func leaderIndex(t *testing.T, c *cluster, cli *clientv3.Client, count int) int 
 	}
 	t.Fatal("no node leads")
 	return 0
+}
+
+// waitAgentAnswers waits until nd's running agent (its current process,
+// past its certificates stage) accepts connections on the agent API port.
+func waitAgentAnswers(t *testing.T, nd *node) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r, ok := nd.current()
+		if ok && r.PrivateIP != "" && !slices.Contains([]report.Phase{"", report.PhaseStarting, report.PhaseIdentity, report.PhaseCertificates}, r.Phase) {
+			conn, err := net.DialTimeout("tcp", net.JoinHostPort(r.PrivateIP, strconv.Itoa(config.DefaultAgentAPIPort)), time.Second)
+			if err == nil {
+				conn.Close()
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d's agent does not serve its agent API after a minute: %s", nd.i, nd.describe())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
