@@ -97,18 +97,24 @@ mkdir -p "$state" /var/log/etcd-agent-ci
 start_service() { # name socket-path command...
   local name=$1 sock=$2; shift 2
   local pidfile=$state/podman-$name.pid
-  local cwd=""
-  [[ -f $pidfile ]] && cwd=$(readlink "/proc/$(cat "$pidfile")/cwd" 2>/dev/null || true)
+  # The service's processes (its session: setsid made the pid its leader)
+  # whose working directory is gone.
+  local gone=""
+  if [[ -f $pidfile ]]; then
+    for p in $(pgrep -s "$(cat "$pidfile")" 2>/dev/null); do
+      [[ $(readlink "/proc/$p/cwd" 2>/dev/null) == *" (deleted)" ]] && gone="$(readlink "/proc/$p/cwd")"
+    done
+  fi
   if ((conf_changed)) && [[ -f $pidfile ]]; then
     # A service started by an earlier run keeps the old containers.conf: restart it.
     log "restarting $name service for the new $conf"
     kill -- "-$(cat "$pidfile")" 2>/dev/null || true
     sleep 1
-  elif [[ $cwd == *" (deleted)" ]]; then
+  elif [[ -n $gone ]]; then
     # Started by an earlier run from a checkout since deleted: its containers
     # inherit that cwd and runc fails every start ("write child: broken
     # pipe") although /_ping answers.
-    log "restarting $name service: its working directory $cwd is gone"
+    log "restarting $name service: its working directory $gone is gone"
     kill -- "-$(cat "$pidfile")" 2>/dev/null || true
     sleep 1
   elif ping_socket "$sock"; then
