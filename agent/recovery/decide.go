@@ -126,7 +126,7 @@ func barrier(f ClaimFacts) error {
 		if prev != nil {
 			newest = "the registry's newest is " + prev.String()
 		}
-		return fmt.Errorf("refused: --replaces %d: %s. Name the newest generation (etcd-agent status shows it), or leave --replaces out", named, newest)
+		return fmt.Errorf("refused: --replaces %d: %s. Name the newest generation, or leave --replaces out", named, newest)
 	}
 	if prev == nil || prev.State != discovery.RecoveryDone || prev.ClusterID == "" || named == prev.Generation {
 		return nil
