@@ -91,6 +91,13 @@ func TestInstanceRefreshMakeBeforeBreak(t *testing.T) {
 						healthy++
 					}
 				}
+				if sampleCtx.Err() != nil {
+					// Stopped mid-sample: its Status calls failed on
+					// the cancel, not on the members (a CI run recorded
+					// "0 healthy of 3 voters" here).
+					cancel()
+					break
+				}
 				smu.Lock()
 				samples++
 				minHealthy, maxVoters = min(minHealthy, healthy), max(maxVoters, voters)
