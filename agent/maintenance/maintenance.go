@@ -152,6 +152,15 @@ func (f Facts) liveOverQuota() bool {
 	return !slices.ContainsFunc(f.Members, func(m Member) bool { return m.Answered() && m.DBInUse < f.disarmLimit(m) })
 }
 
+// measuredOverLimit reports whether m is the member this agent's latest
+// NOSPACE defragmentation measured, recently and at the current
+// compaction, and its live data is still over m's own disarm limit (its
+// data in use has not fallen since: nothing was deleted).
+func (f Facts) measuredOverLimit(m Member) bool {
+	return f.Live.Member != "" && f.Live.Member == m.Name && f.Now.Sub(f.Live.At) < f.Policy.Pace &&
+		f.CompactTarget <= f.Live.Revision && f.Live.Size >= f.disarmLimit(m) && m.DBInUse >= f.disarmLimit(m)
+}
+
 // NoSpace reports whether a NOSPACE alarm is raised.
 func (f Facts) NoSpace() bool {
 	return slices.ContainsFunc(f.Members, func(m Member) bool { return slices.Contains(m.Alarms, AlarmNoSpace) })
@@ -293,6 +302,21 @@ func planNoSpace(f Facts) Step {
 	for _, m := range f.Members {
 		if m.DBSize >= f.disarmLimit(m) {
 			big = append(big, m)
+		}
+	}
+	// A member just defragmented and still over its own limit gains
+	// nothing from another defragmentation: its live data exceeds the
+	// quota its etcd runs with, which is below the configured one (an
+	// equal one is kept above), so the raised quota rolls out to it (in
+	// member ID order under NOSPACE). Defragmenting it again and again
+	// only stalls it and floods the decisions.
+	if i := slices.IndexFunc(big, f.measuredOverLimit); i >= 0 {
+		m := big[i]
+		big = slices.Delete(big, i, i+1)
+		if len(big) == 0 {
+			return Step{Kind: Wait, NoSpace: true, Reason: fmt.Sprintf(
+				"NOSPACE: %s holds %s of live data, over the disarm limit of the quota its etcd runs with (%s of %s): waiting for the configured quota (%s) to reach it; defragmenting it again frees nothing",
+				m.label(), Bytes(f.Live.Size), Bytes(f.disarmLimit(m)), Bytes(f.quota(m)), Bytes(f.Quota))}
 		}
 	}
 	if len(big) == 0 {

@@ -121,6 +121,15 @@ func TestPlan(t *testing.T) {
 		{name: "nospace: in use fell under the limit since the measurement: measure again",
 			f:    with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 20), member(3, 64, 63)), func(f *Facts) { f.Live = Live{"etcd-b", 60 * mib, t0, 700} }),
 			kind: Defrag, act: true, target: 2},
+		// The CI loop: the quota raised to 256 MiB reached a and b; c still
+		// runs with 64 MiB and its 61 MiB of live data were just measured.
+		// Another defragmentation frees nothing: wait for c's quota raise.
+		// (The old planner defragmented c every round, ~4 times a second.)
+		{name: "nospace: a member just measured over the old quota waits for the raise",
+			f: with(facts(1, with2(member(1, 62, 61, AlarmNoSpace), func(m *Member) { m.Quota = 256 * mib }),
+				with2(member(2, 62, 61), func(m *Member) { m.Quota = 256 * mib }), member(3, 62, 61)),
+				func(f *Facts) { f.Quota, f.Live = 256*mib, Live{"etcd-c", 61 * mib, t0, 700}; f.Revision = 700 }),
+			kind: Wait, reason: []string{"etcd-c holds 61 MiB of live data", "quota its etcd runs with (57.6 MiB of 64 MiB)", "configured quota (256 MiB)"}},
 		{name: "nospace: a member down waits", f: facts(1, member(1, 64, 10, AlarmNoSpace), with2(member(2, 0, 0), func(m *Member) { m.Err = "deadline exceeded" }), member(3, 64, 10)),
 			kind: Wait, reason: []string{"etcd-b does not answer"}},
 		{name: "nospace: lock held by another agent", f: with(facts(1, nospace...), func(f *Facts) { f.LockHeld = true }), kind: Wait, reason: []string{"membership lock"}},
