@@ -86,10 +86,7 @@ func gatherStatus(ctx context.Context, cfg *config.Config, endpoints []string, t
 	opts.TLS = tlsCfg
 	opts.Endpoints = endpoints
 	if len(opts.Endpoints) == 0 && repErr == nil {
-		opts.Endpoints = rep.Endpoints
-		if len(opts.Endpoints) == 0 && rep.ClientURL != "" {
-			opts.Endpoints = []string{rep.ClientURL}
-		}
+		opts.Endpoints = reportEndpoints(rep)
 	}
 	if len(opts.Endpoints) == 0 {
 		opts.Endpoints = []string{localClientURL(cfg)}
