@@ -31,6 +31,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/agent/localetcd"
 	"github.com/etcd-agent/etcd-agent/agent/maintenance"
 	"github.com/etcd-agent/etcd-agent/agent/membership"
+	"github.com/etcd-agent/etcd-agent/agent/node"
 	"github.com/etcd-agent/etcd-agent/agent/recovery"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/rollout"
@@ -174,8 +175,27 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 // Report returns the agent's current published state.
 func (a *Agent) Report() report.NodeReport { return a.rec.Snapshot() }
 
+// identityStage reads the node's identity, retrying until it succeeds: a
+// replacement instance may boot while IMDS is throttled (HTTP 429), slow or
+// not up yet, and an agent that exited instead would soon hit the unit's
+// start limit and stay down for good. Nothing IMDS answers is a
+// configuration error of the agent: even a refused IMDSv2 token is fixed
+// on the running instance (modify-instance-metadata-options).
+func (a *Agent) identityStage(ctx context.Context) error {
+	// Said once: each retry's STATUS= stays until the next attempt's outcome.
+	a.setPhase(report.PhaseIdentity, "reading node identity from "+a.identitySource())
+	return node.Retry(ctx, a.node, "reading node identity from "+a.identitySource(), a.resolveIdentity)
+}
+
+// identitySource names where the identity comes from, for STATUS=.
+func (a *Agent) identitySource() string {
+	if a.cfg.Node.Identity == "imds" {
+		return "IMDS"
+	}
+	return a.cfg.Node.Identity
+}
+
 func (a *Agent) resolveIdentity(ctx context.Context) error {
-	a.setPhase(report.PhaseIdentity, "reading node identity from "+a.cfg.Node.Identity)
 	id, err := a.opts.Identity.Identity(ctx)
 	if err != nil {
 		return err

@@ -50,7 +50,7 @@ type stage struct {
 // stages is the node lifecycle, top to bottom.
 func (a *Agent) stages() []stage {
 	return []stage{
-		{id: stageIdentity, name: "identity", phase: report.PhaseIdentity, run: a.resolveIdentity},
+		{id: stageIdentity, name: "identity", phase: report.PhaseIdentity, run: a.identityStage},
 		{id: stageCertificates, name: "certificates", phase: report.PhaseCertificates, run: a.certs.Ensure},
 		{id: stageMembership, name: "membership", phase: report.PhaseDiscovery, everyPass: true,
 			startJobs: []jobs.Start{jobs.FromMembership}, run: a.decideMembership},

@@ -89,6 +89,7 @@ func (f *fetcher) region(ctx context.Context) (string, error) {
 func (f *fetcher) retry(ctx context.Context, what string, call func(context.Context) error) error {
 	var last error
 	answered := false // IMDS sent an HTTP response at least once
+	var lastAnswer outcome
 	for attempt := 1; ; attempt++ {
 		f.http.reset()
 		actx, cancel := context.WithTimeout(ctx, f.attemptTimeout)
@@ -105,7 +106,9 @@ func (f *fetcher) retry(ctx context.Context, what string, call func(context.Cont
 			return perm
 		}
 		last = err
-		answered = answered || o.answered()
+		if o.answered() {
+			answered, lastAnswer = true, o
+		}
 		if attempt >= f.maxAttempts {
 			break
 		}
@@ -126,7 +129,8 @@ func (f *fetcher) retry(ctx context.Context, what string, call func(context.Cont
 		return fmt.Errorf("IMDS at %s did not answer after %d attempts: %w; is this an EC2 instance with IMDSv2 enabled (HttpTokens=required, hop limit >= 1)?",
 			f.endpoint, f.maxAttempts, last)
 	}
-	return fmt.Errorf("read %s from IMDS at %s: gave up after %d attempts: %w", what, f.endpoint, f.maxAttempts, last)
+	// The last HTTP status first: it is what STATUS= shows of a long error.
+	return fmt.Errorf("read %s from IMDS at %s: gave up after %d attempts, last answer %s: %w", what, f.endpoint, f.maxAttempts, lastAnswer, last)
 }
 
 // backoff returns the jittered delay after the given failed attempt (1-based).

@@ -16,6 +16,18 @@ type outcome struct {
 	dataStatus  int // status of the metadata request, 0 if none was answered
 }
 
+// String names the failed HTTP answer: "HTTP 429 to the session token
+// request", "HTTP 503".
+func (o outcome) String() string {
+	if o.tokenStatus != 0 && !ok2xx(o.tokenStatus) {
+		return fmt.Sprintf("HTTP %d to the session token request", o.tokenStatus)
+	}
+	if o.dataStatus != 0 {
+		return fmt.Sprintf("HTTP %d", o.dataStatus)
+	}
+	return "none"
+}
+
 // answered reports whether IMDS sent any HTTP response.
 func (o outcome) answered() bool { return o.tokenStatus != 0 || o.dataStatus != 0 }
 

@@ -51,6 +51,9 @@ type Options struct {
 	Port int
 	// InstanceID overrides instance-id (and the identity document's).
 	InstanceID string
+	// PrivateIP overrides local-ipv4 (and the identity document's
+	// privateIp, which the simulator would otherwise disagree with).
+	PrivateIP string
 	// NoticeAfter delays the spot notice (and the rebalance
 	// recommendation), in whole seconds from the simulator's start.
 	NoticeAfter time.Duration
@@ -130,10 +133,17 @@ func Start(t testing.TB, o Options) *Sim {
 }
 
 func run(bin, dir string, o Options, port int) (*Sim, error) {
-	cfg := map[string]any{}
+	meta, doc := map[string]any{}, map[string]any{}
 	if o.InstanceID != "" {
-		cfg["metadata"] = map[string]any{"values": map[string]any{"instance-id": o.InstanceID}}
-		cfg["dynamic"] = map[string]any{"values": map[string]any{"instance-identity-document": map[string]any{"instanceId": o.InstanceID}}}
+		meta["instance-id"], doc["instanceId"] = o.InstanceID, o.InstanceID
+	}
+	if o.PrivateIP != "" {
+		meta["local-ipv4"], doc["privateIp"] = o.PrivateIP, o.PrivateIP
+	}
+	cfg := map[string]any{}
+	if len(meta) > 0 {
+		cfg["metadata"] = map[string]any{"values": meta}
+		cfg["dynamic"] = map[string]any{"values": map[string]any{"instance-identity-document": doc}}
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
