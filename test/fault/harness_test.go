@@ -9,6 +9,8 @@ package fault_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/report"
+	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 	"github.com/etcd-agent/etcd-agent/internal/testcluster"
 )
@@ -267,6 +270,30 @@ func (c *cluster) form(count int) []*node {
 	}
 	testcluster.WaitReady(c.t, readyTimeout, all...)
 	return nodes
+}
+
+// status runs `etcd-agent status` on node i as its operator does: the
+// exit code, the JSON view and the table.
+func (c *cluster) status(i int) (code int, view status.View, table string) {
+	c.t.Helper()
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.mu.Unlock()
+	run := func(args ...string) (int, []byte) {
+		cmd := exec.Command(c.bin, append([]string{"status", "--config", n.configPath}, args...)...)
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			c.t.Fatalf("run status on node %d: %v", i, err)
+		}
+		return cmd.ProcessState.ExitCode(), out
+	}
+	code, out := run("-o", "json")
+	if err := json.Unmarshal(out, &view); err != nil {
+		c.t.Fatalf("status -o json on node %d (exit %d): %v\n%s", i, code, err, out)
+	}
+	_, tab := run()
+	return code, view, string(tab)
 }
 
 // ---- podman ----

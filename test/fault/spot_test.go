@@ -236,6 +236,22 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	if r := api.Rejected(); len(r) > 0 {
 		t.Errorf("the API stand-in refused requests: %v", r)
 	}
+	// No replacement came: `status` on each node left says the cluster is
+	// below its size (exit 3), whatever else it finds.
+	for _, i := range stay {
+		code, view, table := c.status(i)
+		var found string
+		for _, p := range view.Summary.Problems {
+			if p.Code == problem.UnderReplicated.Code {
+				found = p.Text
+			}
+		}
+		if code != 3 || !strings.Contains(found, "2 of 3 voters") || !strings.Contains(table, "under-replicated: 2 of 3 voters") {
+			t.Errorf("status on node %d after the scale-in: exit %d, under-replicated problem %q (want exit 3 and \"2 of 3 voters\"):\n%s", i, code, found, table)
+		} else {
+			mark("status on node %d: exit 3, %s", i, found)
+		}
+	}
 	cli2 := c.client(stay...)
 	c.proof(w2, cli2, stay...)
 	mark("proof after the scale-in on nodes %v", stay)
