@@ -257,13 +257,14 @@ func (a *Agent) startEtcd(ctx context.Context) error {
 	if err := a.waitRuntime(ctx); err != nil {
 		return err
 	}
+	// The image first, on every path: a founder's started record must be
+	// followed at once by etcd's start (a pull can take minutes), and a
+	// registry not reachable yet at boot is waited for, not an exit.
+	if err := node.Retry(ctx, a.node, "fetching the etcd image", a.etcd.FetchImage); err != nil {
+		return err
+	}
 	bootstrap := a.decision.Path == membership.Bootstrap
 	if bootstrap {
-		// The image first (a pull can take minutes), so that the started
-		// record is followed at once by etcd's start.
-		if err := a.etcd.FetchImage(ctx); err != nil {
-			return err
-		}
 		if err := a.hook(membership.HookRecording); err != nil {
 			return err
 		}
