@@ -224,13 +224,37 @@ func (a *Agent) decideMembership(ctx context.Context) error {
 	}()
 	d, cli, err := a.members.Enter(ctx)
 	if err != nil {
-		return err
+		return a.discoveryConfigError(err)
 	}
 	a.decision = d
 	if cli != nil {
 		a.etcd.SetCluster(cli)
 	}
 	return nil
+}
+
+// discoveryConfigError turns what discovery calls a configuration problem
+// (a token without a size, a static list without this node, two nodes
+// registered as one) into a config.Error: the agent exits 78 and systemd
+// does not restart it in vain up to its start limit. Anything else, err.
+func (a *Agent) discoveryConfigError(err error) error {
+	d := a.cfg.Cluster.Discovery
+	field, value := "cluster.discovery.token", d.Token
+	if d.URL != "" {
+		field, value = "cluster.discovery.url", d.URL
+	}
+	var fix string
+	switch {
+	case errors.Is(err, discovery.ErrNoSize), errors.Is(err, discovery.ErrBadSize):
+		fix = "correct " + field + ", or create that token before the nodes boot"
+	case errors.Is(err, discovery.ErrNotListed):
+		field, value, fix = "cluster.discovery.static", d.Static, "list this node (its member name and peer URL) in cluster.discovery.static"
+	case errors.Is(err, discovery.ErrConflict):
+		field, value, fix = "node.ip", a.id.PrivateIP.String(), "give every node its own address and member name; remove the stale registration if a node was rebuilt"
+	default:
+		return err
+	}
+	return &config.Error{Problems: []config.Problem{{Field: field, Value: value, Problem: err.Error(), Fix: fix}}}
 }
 
 // specBase is the etcd configuration that does not depend on membership:

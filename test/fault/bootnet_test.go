@@ -133,3 +133,25 @@ func TestBootWaitsForThrottledIMDS(t *testing.T) {
 	waitAcked(t, w, 50)
 	c.proof(w, cli, 1)
 }
+
+// TestMissingDiscoveryTokenExits78: a token the discovery service does not
+// have is a configuration error, not an outage: the agent exits 78 at once
+// (the unit's RestartPreventExitStatus), naming the field and the fix,
+// instead of exiting 1 into systemd's restarts until the start limit.
+func TestMissingDiscoveryTokenExits78(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.useV3Discovery(1)
+	c.configure = func(cfg *config.Config) { cfg.Cluster.Discovery.Token = "no-such-token" }
+	n := c.node(1)
+	n.start()
+	code, err := n.proc.wait(time.Minute)
+	if err != nil {
+		t.Fatalf("the agent with a token the registry does not have still runs: %v\n%s", err, n.proc.tail(10))
+	}
+	out := n.proc.tail(3)
+	if code != exitConfig || !strings.Contains(out, "cluster.discovery.token") || !strings.Contains(out, "etcd-agent discovery new") {
+		t.Fatalf("exit %d, want %d naming cluster.discovery.token and the fix:\n%s", code, exitConfig, out)
+	}
+	t.Logf("exit %d: %s", code, n.proc.tail(1))
+}
