@@ -20,7 +20,10 @@ func (a *Agent) serveFleetLock(ctx context.Context) (stop func()) {
 	if fl.Disabled || fl.Address == "" { // "": a config not defaulted (tests)
 		return func() {}
 	}
-	a.rec.Update(func(r *report.NodeReport) { r.FleetLock = &report.FleetLock{Address: fl.Address} })
+	a.rec.Update(func(r *report.NodeReport) {
+		r.FleetLock = &report.FleetLock{Address: fl.Address}
+		fleetlock.ShowWindow(r.FleetLock, fleetlock.WindowOf(fl.MaintenanceWindow), a.now())
+	})
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

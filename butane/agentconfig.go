@@ -66,7 +66,7 @@ func agentConfig(s Spec) ([]byte, error) {
 			AutoScaling config.AutoScaling `yaml:"autoScaling"`
 		}{s.AutoScaling}
 	}
-	if f := s.Reboots.FleetLock; f.Address != "" || len(f.Slots) > 0 {
+	if f := s.Reboots.FleetLock; f.Address != "" || len(f.Slots) > 0 || f.MaintenanceWindow != nil {
 		d.FleetLock = &f
 	}
 	var b strings.Builder

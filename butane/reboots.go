@@ -30,7 +30,9 @@ type SpecReboots struct {
 	// Group is the nodes' Zincati group ([identity] group). Zero: "default".
 	Group string `yaml:"group"`
 	// FleetLock is the agent's FleetLock endpoint (the agent config's
-	// fleetLock section: address, slots). Zero: the agent's defaults.
+	// fleetLock section: address, slots, maintenanceWindow). Zero: the
+	// agent's defaults. The Zincati drop-in stays fleet_lock: that strategy
+	// has no window of its own, so the agents keep it.
 	FleetLock config.FleetLock `yaml:"fleetLock"`
 }
 
@@ -47,7 +49,7 @@ func (r SpecReboots) validate(ps *problems) {
 	switch r.Strategy {
 	case StrategyFleetLock:
 	case StrategyZincatiDefault:
-		if r.FleetLock.Address != "" || len(r.FleetLock.Slots) > 0 {
+		if r.FleetLock.Address != "" || len(r.FleetLock.Slots) > 0 || r.FleetLock.MaintenanceWindow != nil {
 			ps.add("reboots.fleetLock", "", "is set but reboots.strategy is "+StrategyZincatiDefault+": Zincati will not ask the agent", "remove it, or use strategy fleet_lock")
 		}
 	default:

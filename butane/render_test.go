@@ -132,6 +132,12 @@ func TestBadSpecs(t *testing.T) {
 		{"fleet lock set under zincati-default", func(_ *testing.T, s *Spec) {
 			s.Reboots = SpecReboots{Strategy: StrategyZincatiDefault, FleetLock: config.FleetLock{Address: "127.0.0.1:9300"}}
 		}, "reboots.fleetLock", "remove it"},
+		{"maintenance window under zincati-default", func(_ *testing.T, s *Spec) {
+			s.Reboots = SpecReboots{Strategy: StrategyZincatiDefault, FleetLock: config.FleetLock{MaintenanceWindow: &config.MaintenanceWindow{StartTime: "22:30", Length: config.Duration(time.Hour)}}}
+		}, "reboots.fleetLock", "remove it"},
+		{"bad maintenance window", func(_ *testing.T, s *Spec) {
+			s.Reboots.FleetLock.MaintenanceWindow = &config.MaintenanceWindow{Days: []string{"Caturday"}, StartTime: "22:30", Length: config.Duration(time.Hour)}
+		}, "fleetLock.maintenanceWindow.days[0]", "Mon, Tue"},
 		{"fleet lock on a public address", func(_ *testing.T, s *Spec) { s.Reboots.FleetLock.Address = "0.0.0.0:2384" }, "fleetLock.address", "loopback"},
 		{"unreadable ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "missing.key" }, "ca.key", "missing.key"},
 		{"missing ca key", func(_ *testing.T, s *Spec) { s.CA.Key = "" }, "ca.key", "is required"},
@@ -313,6 +319,11 @@ func TestZincatiFleetLockFragment(t *testing.T) {
 		{name: "default", want: []string{"[identity]\ngroup = \"default\"\n", "[updates]\nstrategy = \"fleet_lock\"\n", "[updates.fleet_lock]\nbase_url = \"http://127.0.0.1:2384/\"\n"}},
 		{name: "own address and group", reboots: SpecReboots{Group: "etcd", FleetLock: config.FleetLock{Address: "127.0.0.1:9300"}},
 			want: []string{"group = \"etcd\"", "base_url = \"http://127.0.0.1:9300/\""}, agent: "fleetLock:\n  address: 127.0.0.1:9300\n"},
+		// The agents keep the window: Zincati's fleet_lock has none.
+		{name: "maintenance window", reboots: SpecReboots{FleetLock: config.FleetLock{MaintenanceWindow: &config.MaintenanceWindow{
+			Days: []string{"Sat", "Sun"}, StartTime: "22:30", Length: config.Duration(2 * time.Hour)}}},
+			want:  []string{"[updates]\nstrategy = \"fleet_lock\"\n", "base_url = \"http://127.0.0.1:2384/\""},
+			agent: "fleetLock:\n  maintenanceWindow:\n    days:\n      - Sat\n      - Sun\n    startTime: \"22:30\"\n    length: 2h"},
 		{name: "zincati default", reboots: SpecReboots{Strategy: StrategyZincatiDefault}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -340,6 +351,9 @@ func TestZincatiFleetLockFragment(t *testing.T) {
 				if !strings.Contains(string(drop), w) {
 					t.Errorf("Zincati drop-in lacks %q:\n%s", w, drop)
 				}
+			}
+			if strings.Contains(string(drop), "window") || strings.Contains(string(drop), "periodic") {
+				t.Errorf("Zincati drop-in has a window of its own:\n%s", drop)
 			}
 			agentCfg := string(fileContents(t, findFile(t, c, AgentConfigPath)))
 			if tc.agent != "" && !strings.Contains(agentCfg, tc.agent) {

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // DefaultFleetLockAddress is where the agent serves the FleetLock protocol
@@ -34,6 +35,74 @@ type FleetLock struct {
 	// group. Whatever the count, a slot is granted only while the cluster
 	// keeps its quorum without the member and every other slot holder's.
 	Slots map[string]int `yaml:"slots,omitempty"`
+	// MaintenanceWindow, when set, is when reboots may start: a pre-reboot
+	// outside it is refused (kind outside_maintenance_window, saying when
+	// the next window opens) and Zincati asks again later. Zincati's
+	// fleet_lock strategy has no window of its own. Zero: any time.
+	MaintenanceWindow *MaintenanceWindow `yaml:"maintenanceWindow,omitempty"`
+}
+
+// MaintenanceWindow is a weekly window in UTC, like Zincati's periodic
+// strategy: it opens on each of Days at StartTime and stays open for
+// Length (past midnight into the next day when it is long enough).
+type MaintenanceWindow struct {
+	// Days are the days the window opens on: Mon, Tue, Wed, Thu, Fri, Sat,
+	// Sun. Zero: every day.
+	Days []string `yaml:"days,omitempty"`
+	// StartTime is when the window opens, "HH:MM" in UTC (e.g. "22:30").
+	StartTime string `yaml:"startTime"`
+	// Length is how long the window stays open, 1m to 24h (e.g. "1h30m").
+	Length Duration `yaml:"length"`
+}
+
+// WeekdayNames are the names MaintenanceWindow.Days takes, Sunday first.
+var WeekdayNames = [7]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+
+// Weekdays are the window's days, every day when Days is empty; unknown
+// names are left out (Validate reports them).
+func (w MaintenanceWindow) Weekdays() [7]bool {
+	var out [7]bool
+	if len(w.Days) == 0 {
+		return [7]bool{true, true, true, true, true, true, true}
+	}
+	for _, d := range w.Days {
+		if i := slices.Index(WeekdayNames[:], d); i >= 0 {
+			out[i] = true
+		}
+	}
+	return out
+}
+
+// Start is StartTime as the time since midnight UTC (false when it does
+// not parse).
+func (w MaintenanceWindow) Start() (time.Duration, bool) {
+	t, err := time.Parse("15:04", w.StartTime)
+	if err != nil || len(w.StartTime) != 5 {
+		return 0, false
+	}
+	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, true
+}
+
+// validate checks fleetLock.maintenanceWindow.
+func (w MaintenanceWindow) validate(bad func(field, value, problem, fix string)) {
+	const f = "fleetLock.maintenanceWindow"
+	seen := map[string]bool{}
+	for i, d := range w.Days {
+		field := fmt.Sprintf("%s.days[%d]", f, i)
+		switch {
+		case !slices.Contains(WeekdayNames[:], d):
+			bad(field, d, "is not a day of the week", "write days as Mon, Tue, Wed, Thu, Fri, Sat or Sun")
+		case seen[d]:
+			bad(field, d, "is listed twice", "list each day once")
+		}
+		seen[d] = true
+	}
+	if _, ok := w.Start(); !ok {
+		bad(f+".startTime", w.StartTime, "is not a time of day HH:MM", "write it in UTC like \"22:30\"")
+	}
+	if l := w.Length.D(); l < time.Minute || l > 24*time.Hour {
+		bad(f+".length", w.Length.D().String(), "must be between 1m and 24h", "write it like \"1h30m\": how long reboots may start after startTime")
+	}
 }
 
 // SlotsFor is how many slots group has.
@@ -54,6 +123,9 @@ func (f *FleetLock) applyDefaults() {
 // counts.
 func (c *Config) validateFleetLock(bad func(field, value, problem, fix string)) {
 	f := c.FleetLock
+	if f.MaintenanceWindow != nil {
+		f.MaintenanceWindow.validate(bad)
+	}
 	host, portStr, err := net.SplitHostPort(f.Address)
 	if err != nil {
 		bad("fleetLock.address", f.Address, "is not host:port", "write it like "+DefaultFleetLockAddress)

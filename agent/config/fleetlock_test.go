@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestFleetLockSection(t *testing.T) {
@@ -39,5 +40,39 @@ func TestFleetLockSection(t *testing.T) {
 	// Disabled, nothing else is checked beyond the address's shape.
 	if cfg, _, err := load(t, minimal+"fleetLock:\n  disabled: true\n", nil, nil); err != nil || !cfg.FleetLock.Disabled {
 		t.Errorf("disabled: %+v, %v", cfg.FleetLock, err)
+	}
+}
+
+// TestMaintenanceWindow: a window loads with its days and start time; each
+// mistake names its field and the fix.
+func TestMaintenanceWindow(t *testing.T) {
+	cfg, _, err := load(t, minimal+"fleetLock:\n  maintenanceWindow:\n    days: [Sat, Sun]\n    startTime: \"22:30\"\n    length: 3h\n", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfg.FleetLock.MaintenanceWindow
+	start, ok := w.Start()
+	if days := w.Weekdays(); !ok || start != 22*time.Hour+30*time.Minute || w.Length.D() != 3*time.Hour || days != [7]bool{true, false, false, false, false, false, true} {
+		t.Errorf("window = %+v: start %s (%v), days %v", w, start, ok, days)
+	}
+	every, _, err := load(t, minimal+"fleetLock:\n  maintenanceWindow:\n    startTime: \"00:00\"\n    length: 24h\n", nil, nil)
+	if err != nil || every.FleetLock.MaintenanceWindow.Weekdays() != [7]bool{true, true, true, true, true, true, true} {
+		t.Errorf("no days: %v, want every day", err)
+	}
+	const pre = "fleetLock:\n  maintenanceWindow:\n"
+	bad := []struct{ yaml, field, problem, fix string }{
+		{pre + "    days: [Saturday]\n    startTime: \"22:30\"\n    length: 1h\n", "fleetLock.maintenanceWindow.days[0]", "is not a day of the week", "Mon, Tue"},
+		{pre + "    days: [Sat, Sat]\n    startTime: \"22:30\"\n    length: 1h\n", "fleetLock.maintenanceWindow.days[1]", "is listed twice", "each day once"},
+		{pre + "    startTime: \"25:00\"\n    length: 1h\n", "fleetLock.maintenanceWindow.startTime", "is not a time of day HH:MM", "in UTC"},
+		{pre + "    startTime: \"9:30\"\n    length: 1h\n", "fleetLock.maintenanceWindow.startTime", "is not a time of day HH:MM", "in UTC"},
+		{pre + "    startTime: \"22:30\"\n", "fleetLock.maintenanceWindow.length", "between 1m and 24h", "1h30m"},
+		{pre + "    startTime: \"22:30\"\n    length: 25h\n", "fleetLock.maintenanceWindow.length", "between 1m and 24h", "1h30m"},
+	}
+	for _, b := range bad {
+		_, _, err := load(t, minimal+b.yaml, nil, nil)
+		var cerr *Error
+		if !errors.As(err, &cerr) || cerr.Problems[0].Field != b.field || !strings.Contains(cerr.Problems[0].Problem, b.problem) || !strings.Contains(cerr.Problems[0].Fix, b.fix) {
+			t.Errorf("%q: err %v, want %s %q (fix mentioning %q)", b.yaml, err, b.field, b.problem, b.fix)
+		}
 	}
 }

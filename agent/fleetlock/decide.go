@@ -120,6 +120,9 @@ type Facts struct {
 	// slot count.
 	Holders []Holder
 	Slots   int
+	// Window is the maintenance window (nil: none), Now the node's clock.
+	Window *Window
+	Now    time.Time
 }
 
 // Decision is the answer to pre-reboot or steady-state.
@@ -147,13 +150,17 @@ func HeldBy(holders []Holder, id string) (Holder, bool) {
 }
 
 // PreReboot decides whether the requester may reboot now. It is granted
-// only when the cluster can lose this member: every other slot holder is
+// only inside the maintenance window, if one is set, and when the cluster
+// can lose this member: every other slot holder is
 // counted as down already, every other voter must be healthy and caught up,
 // and the voters left must still be a quorum. It is re-entrant: a holder
 // asking again is granted again.
 func PreReboot(f Facts) Decision {
 	if h, ok := HeldBy(f.Holders, f.Client.ID); ok {
 		return Decision{Grant: true, Held: true, Reason: fmt.Sprintf("%s already holds slot %d of group %q since %s", f.Client.ID, h.Slot, h.Group, h.Since.UTC().Format(time.RFC3339))}
+	}
+	if d, ok := OutsideWindow(f.Window, f.Now); ok {
+		return d
 	}
 	if !f.LockTaken {
 		who := ""

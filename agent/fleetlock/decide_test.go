@@ -79,6 +79,18 @@ func TestPreReboot(t *testing.T) {
 			f.Members[1].Healthy = false
 			f.Holders = []Holder{holder("z2", "default", 2)}
 		}, grant: true},
+		// t0 is Saturday 06:00 UTC.
+		{name: "outside the maintenance window, whatever else", edit: func(f *Facts) {
+			f.Window, f.Now = &Window{Days: days(time.Sunday), Start: 22 * time.Hour, Length: time.Hour}, t0
+			f.LockTaken = false
+		}, kind: KindOutsideWindow, want: "next window opens at 2026-12-06T22:00:00Z"},
+		{name: "inside the maintenance window", edit: func(f *Facts) {
+			f.Window, f.Now = &Window{Days: days(time.Saturday), Start: 5 * time.Hour, Length: 2 * time.Hour}, t0
+		}, grant: true, want: "2 of 3 voters stay healthy"},
+		{name: "a holder asking again after its window closed", edit: func(f *Facts) {
+			f.Window, f.Now = &Window{Days: days(time.Friday), Start: 22 * time.Hour, Length: time.Hour}, t0
+			f.Holders = []Holder{holder("z1", "default", 1)}
+		}, grant: true, held: true, want: "already holds slot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := base()

@@ -106,7 +106,11 @@ func (j *Job) preReboot(ctx context.Context, c Client) Decision {
 		j.moveLeadership(ctx, cli)
 		return PreReboot(Facts{Client: c, Holders: []Holder{h}})
 	}
-	f := Facts{Client: c, Size: n.Config().Cluster.Size, Slots: n.Config().FleetLock.SlotsFor(c.Group)}
+	f := Facts{Client: c, Size: n.Config().Cluster.Size, Slots: n.Config().FleetLock.SlotsFor(c.Group),
+		Window: WindowOf(n.Config().FleetLock.MaintenanceWindow), Now: n.Now()}
+	if d, ok := OutsideWindow(f.Window, f.Now); ok {
+		return d // before the membership lock: nothing to survey
+	}
 	lock, err := cluster.TakeLock(ctx, cli, lockWait, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -334,12 +338,13 @@ func (j *Job) publishHolders(holders []Holder, err error) {
 			r.FleetLock = &report.FleetLock{Address: j.n.Config().FleetLock.Address}
 		}
 		f := r.FleetLock
+		windowChanged := ShowWindow(f, WindowOf(j.n.Config().FleetLock.MaintenanceWindow), now)
 		if err != nil {
-			changed = f.Error != cluster.ShortErr(err)
+			changed = windowChanged || f.Error != cluster.ShortErr(err)
 			f.Error = cluster.ShortErr(err)
 			return
 		}
-		changed = f.ReadAt.IsZero() || f.Error != "" || !slices.Equal(f.Holders, hs)
+		changed = windowChanged || f.ReadAt.IsZero() || f.Error != "" || !slices.Equal(f.Holders, hs)
 		f.Holders, f.ReadAt, f.Error = hs, now, ""
 	})
 	if changed {

@@ -15,6 +15,13 @@ type FleetLock struct {
 	Error  string    `json:"error,omitempty"`
 	// LastAnswer is this agent's latest answer to a FleetLock request.
 	LastAnswer *FleetLockAnswer `json:"last_answer,omitempty"`
+	// Window is the maintenance window reboots may start in
+	// (fleetLock.maintenanceWindow; "" when none). WindowOpen says whether
+	// it was open when last looked at, and WindowChange when it then
+	// closes (open) or next opens (closed).
+	Window       string    `json:"window,omitempty"`
+	WindowOpen   bool      `json:"window_open,omitempty"`
+	WindowChange time.Time `json:"window_change,omitzero"`
 }
 
 // FleetLockHolder is one held reboot slot.

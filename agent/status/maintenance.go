@@ -74,6 +74,13 @@ func rebootLine(f *report.FleetLock, now time.Time) string {
 			parts = append(parts, fmt.Sprintf("slot held by %s (%s, group %s) since %s (%s)", h.ID, h.Member, h.Group, stamp(h.Since, now), age(now.Sub(h.Since))))
 		}
 	}
+	if f.Window != "" {
+		state := fmt.Sprintf("closed, next opens %s (in %s)", stamp(f.WindowChange, now), age(f.WindowChange.Sub(now)))
+		if f.WindowOpen {
+			state = fmt.Sprintf("open until %s", stamp(f.WindowChange, now))
+		}
+		parts = append(parts, "maintenance window "+f.Window+": "+state)
+	}
 	if a := f.LastAnswer; a != nil {
 		verdict := "granted"
 		if !a.Granted {

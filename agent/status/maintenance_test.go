@@ -67,6 +67,14 @@ func TestRebootLine(t *testing.T) {
 	if got := rebootLine(nil, now); got != "" {
 		t.Errorf("FleetLock not served: %q, want no line", got)
 	}
+	f.Window, f.WindowChange = "Sat,Sun 22:30 UTC for 3h0m0s", time.Date(2026, 12, 5, 22, 30, 0, 0, time.UTC)
+	if got := rebootLine(f, now); !strings.Contains(got, "maintenance window Sat,Sun 22:30 UTC for 3h0m0s: closed, next opens 2026-12-05 22:30 (in 106h30m0s)") {
+		t.Errorf("closed window: %q", got)
+	}
+	f.WindowOpen, f.WindowChange = true, now.Add(time.Hour)
+	if got := rebootLine(f, now); !strings.Contains(got, "maintenance window Sat,Sun 22:30 UTC for 3h0m0s: open until 13:00:00") {
+		t.Errorf("open window: %q", got)
+	}
 	v := View{Node: Node{FleetLock: &report.FleetLock{Address: "a", Holders: []report.FleetLockHolder{{ID: "f3a1", Group: "g", Since: now}}}}}
 	b, err := json.Marshal(v)
 	if err != nil || !strings.Contains(string(b), `"fleet_lock":{"address":"a","holders":[{"id":"f3a1","group":"g","slot":0,"member":"","since":"2026-12-01T12:00:00Z"}]`) {
