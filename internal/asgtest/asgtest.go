@@ -60,7 +60,7 @@ type Server struct {
 	done     map[string]bool // hook and instance → completed (no action pending since)
 	calls    []Call
 	at       []time.Time // when each call was answered
-	rejected []string // requests refused as malformed or unsigned, and why
+	rejected []string    // requests refused as malformed or unsigned, and why
 }
 
 // Start serves until the test ends.

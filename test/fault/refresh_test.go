@@ -126,6 +126,14 @@ func (g *asgGroup) replaceStep(tl *timeline, w *lintest.Writer, old *node, repl 
 		t.Fatalf("node %d's agent after Terminated: exit %d, %v (want %d: left)\n%s", old.i, code, err, exitConfig, old.describe())
 	}
 	tl.mark("node %d's agent exited: left", old.i)
+	for _, step := range []struct{ line, what string }{
+		{"leave: handed leadership over", "node %d handed leadership over (its agent's log)"},
+		{`step="removal committed"`, "node %d's member removed (its agent's log)"},
+	} {
+		if at, ok := logTime(old.proc.log, step.line); ok {
+			tl.markAt(at, step.what, old.i)
+		}
+	}
 	if w != nil {
 		st := w.StallBetween(terminatedAt, time.Now())
 		tl.mark("writer from Terminated to the exit: longest gap between acknowledged writes %s, slowest write %s (%d writes)",
@@ -142,6 +150,25 @@ func (g *asgGroup) replaceStep(tl *timeline, w *lintest.Writer, old *node, repl 
 		t.Errorf("node %d did not join on node %d's seat offer:\n%s", repl, old.i, nr.proc.tail(40))
 	}
 	return nr
+}
+
+// logTime is the time of the first line of an agent's log (slog text:
+// time=... first) that contains substr.
+func logTime(path, substr string) (time.Time, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, substr) {
+			continue
+		}
+		ts, _, ok := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if at, err := time.Parse(time.RFC3339Nano, ts); ok && err == nil {
+			return at, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // without is idx without node i.
