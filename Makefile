@@ -48,12 +48,13 @@ lint:
 	go vet ./...
 	$(BIN)/staticcheck ./... 
 
-bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement, status, snapshot and coordinated-reboot benchmarks
+bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle agent, size), replacement, status, snapshot, coordinated-reboot, hook-replacement and instance-refresh benchmarks
 	go run ./cmd/etcd-agent-bench -bin $(BIN)
 	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode|DefragPass|NoSpaceRecovery' -benchtime 3x -timeout 30m ./agent/
 	go test -run '^$$' -bench 'Status' -benchtime 50x ./agent/status/
 	go test -run '^$$' -bench 'Snapshot' -benchtime 3x -timeout 60m ./agent/backup/
 	go test -run '^$$' -bench 'RebootLeaderNode' -benchtime 5x -timeout 20m ./test/fault/
+	go test -run '^$$' -bench 'HookReplacement|InstanceRefresh' -benchtime 3x -timeout 40m ./test/fault/
 
 local: build ## a 3-node TLS cluster on 127.0.0.11-13 with embedded etcd, until Ctrl-C
 	$(BIN)/etcd-agent local up --nodes 3

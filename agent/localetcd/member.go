@@ -308,15 +308,21 @@ func (m *Member) Local() *clientv3.Client {
 
 // Cluster implements node.Clients: a client to the other members, for what
 // a learner cannot serve (member list, promotion) — the join's, or one to
-// the endpoints this node last recorded. Jobs share it.
+// the endpoints this node last recorded. Jobs share it. Its endpoints
+// follow the ones recorded since (followEndpoints).
 func (m *Member) Cluster() (*clientv3.Client, error) {
 	m.clientMu.Lock()
 	defer m.clientMu.Unlock()
+	recorded := sidefile.ReadEndpoints(m.cfg.Node.DataDir)
+	self := m.Spec().ClientURL()
 	if m.cluster != nil {
+		if eps, ok := followEndpoints(m.cluster.Endpoints(), recorded, self); ok {
+			m.log.Info("cluster client follows the members", "endpoints", eps, "was", m.cluster.Endpoints())
+			m.cluster.SetEndpoints(eps...)
+		}
 		return m.cluster, nil
 	}
-	self := m.Spec().ClientURL()
-	eps := slices.DeleteFunc(sidefile.ReadEndpoints(m.cfg.Node.DataDir), func(ep string) bool { return ep == self })
+	eps := slices.DeleteFunc(recorded, func(ep string) bool { return ep == self })
 	if len(eps) == 0 {
 		return nil, errors.New("no other member's client URL known to reach the cluster")
 	}
@@ -326,6 +332,28 @@ func (m *Member) Cluster() (*clientv3.Client, error) {
 	}
 	m.cluster = cli
 	return cli, nil
+}
+
+// followEndpoints is what the shared cluster client should reach now:
+// the other members' client URLs last recorded (the health loop records
+// the member list's), when they are not what the client has (in any
+// order). Members come and go: after an instance refresh replaced every
+// other member, a client kept on the ones it was dialed with reaches
+// nobody (a founder's seat offer then failed, and its replacement never
+// joined). Nothing recorded but this node keeps the client as it is.
+func followEndpoints(current, recorded []string, self string) ([]string, bool) {
+	eps := slices.DeleteFunc(slices.Clone(recorded), func(ep string) bool { return ep == self })
+	if len(eps) == 0 {
+		return nil, false
+	}
+	slices.Sort(eps)
+	eps = slices.Compact(eps)
+	cur := slices.Clone(current)
+	slices.Sort(cur)
+	if slices.Equal(cur, eps) {
+		return nil, false
+	}
+	return eps, true
 }
 
 // SetCluster hands over a client to the other members (the join's).

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The test credentials and where they sign.
@@ -58,7 +59,8 @@ type Server struct {
 	deny     bool
 	done     map[string]bool // hook and instance → completed (no action pending since)
 	calls    []Call
-	rejected []string // requests refused as malformed or unsigned, and why
+	at       []time.Time // when each call was answered
+	rejected []string    // requests refused as malformed or unsigned, and why
 }
 
 // Start serves until the test ends.
@@ -101,6 +103,19 @@ func (s *Server) Completed(hook, instance string) string {
 		}
 	}
 	return ""
+}
+
+// CompletedAt is Completed with the time the call was answered (zero if
+// not completed), for a scenario's timeline.
+func (s *Server) CompletedAt(hook, instance string) (string, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, c := range s.calls {
+		if c.Action == "CompleteLifecycleAction" && c.Hook == hook && c.Instance == instance && c.Answer == "" {
+			return c.Result, s.at[i]
+		}
+	}
+	return "", time.Time{}
 }
 
 // Count is how many accepted calls of action for hook and instance
@@ -164,6 +179,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	c.Answer = code
 	s.mu.Lock()
 	s.calls = append(s.calls, c)
+	s.at = append(s.at, time.Now())
 	s.mu.Unlock()
 	if code != "" {
 		writeError(w, status, code, msg)

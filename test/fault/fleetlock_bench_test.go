@@ -3,6 +3,7 @@ package fault_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -28,7 +29,32 @@ type probeOp struct {
 	ok         bool
 }
 
-func startWriteProbe(cli *clientv3.Client) *writeProbe {
+// probeDeadlineEnv sets the probe's per-put deadline (a Go duration;
+// 500ms when unset): the longest gap of a coordinated operation is that
+// deadline whenever a put in flight at a leadership hand-over is dropped.
+const probeDeadlineEnv = "ETCD_AGENT_BENCH_PUT_DEADLINE"
+
+// probeDeadline is the probe's per-put deadline (probeDeadlineEnv).
+func probeDeadline(t testing.TB) time.Duration {
+	t.Helper()
+	v := os.Getenv(probeDeadlineEnv)
+	if v == "" {
+		return 500 * time.Millisecond
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive Go duration such as 100ms", probeDeadlineEnv, v)
+	}
+	return d
+}
+
+// startWriteProbe writes through cli until stop, each put with a 500 ms
+// deadline or the one given (the benchmarks pass probeDeadline).
+func startWriteProbe(cli *clientv3.Client, perPut ...time.Duration) *writeProbe {
+	deadline := 500 * time.Millisecond
+	if len(perPut) > 0 {
+		deadline = perPut[0]
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &writeProbe{}
 	var wg sync.WaitGroup
@@ -39,7 +65,7 @@ func startWriteProbe(cli *clientv3.Client) *writeProbe {
 			// election) is dropped by raft, and one a follower forwarded
 			// waits for etcd's request timeout (7 s): the client gives up
 			// at its deadline and tries again, as a client should.
-			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			pctx, pcancel := context.WithTimeout(ctx, deadline)
 			_, err := cli.Put(pctx, fmt.Sprintf("probe/%08d", i), "v")
 			pcancel()
 			if ctx.Err() != nil {
@@ -95,7 +121,8 @@ func (p *writeProbe) window(from, to time.Time) (gap, p99 time.Duration, writes,
 
 // BenchmarkRebootLeaderNode measures what one reboot of the leader's node
 // costs a client writing back to back (through the two other members,
-// each put with a 500 ms deadline): the longest gap between two successful
+// each put with a 500 ms deadline unless ETCD_AGENT_BENCH_PUT_DEADLINE
+// says otherwise): the longest gap between two successful
 // writes and the p99 put latency, from just before the reboot until the
 // node is a healthy voter again (medians over the runs), and the puts that
 // failed at their deadline.
@@ -109,9 +136,7 @@ func (p *writeProbe) window(from, to time.Time) (gap, p99 time.Duration, writes,
 func BenchmarkRebootLeaderNode(b *testing.B) {
 	for _, mode := range []string{"fleetlock", "naive"} {
 		b.Run(mode, func(b *testing.B) {
-			var gaps, p99s []time.Duration
-			var failedPuts float64
-			var runs []string
+			var runs []probeRun
 			for i := range b.N {
 				b.StopTimer()
 				c := newCluster(b)
@@ -120,22 +145,8 @@ func BenchmarkRebootLeaderNode(b *testing.B) {
 				n := c.form(3)
 				cli := c.client(1, 2, 3)
 				c.waitMembers(cli, time.Minute, 1, 2, 3)
-				leader := 0
-				for k := 1; k <= 3; k++ {
-					if leads, err := c.leaderIs(cli, k); err == nil && leads {
-						leader = k
-					}
-				}
-				if leader == 0 {
-					b.Fatal("no leader")
-				}
-				var others []int
-				for k := 1; k <= 3; k++ {
-					if k != leader {
-						others = append(others, k)
-					}
-				}
-				probe := startWriteProbe(c.client(others...))
+				leader := c.leaderOf(cli, 1, 2, 3)
+				probe := startWriteProbe(c.client(without([]int{1, 2, 3}, leader)...), probeDeadline(b))
 				time.Sleep(2 * time.Second)
 				ctx := context.Background()
 				from := time.Now()
@@ -163,23 +174,82 @@ func BenchmarkRebootLeaderNode(b *testing.B) {
 				probe.stop()
 				// This run's cluster stops now: the next run has the
 				// machine to itself.
-				for k := 1; k <= 3; k++ {
-					n[k].kill()
-				}
-				gap, p99, writes, failed := probe.window(from, to)
-				runs = append(runs, fmt.Sprintf("run %d: node %d (the leader) rebooted in %s: longest gap %s, p99 %s, %d writes (%d failed)",
-					i+1, leader, to.Sub(from).Round(time.Millisecond), gap.Round(time.Millisecond), p99.Round(time.Millisecond), writes, failed))
-				gaps, p99s = append(gaps, gap), append(p99s, p99)
-				failedPuts += float64(failed)
+				c.killAll()
+				runs = append(runs, probe.run(fmt.Sprintf("run %d: node %d (the leader) rebooted", i+1, leader), from, to))
 			}
-			// Printed, not logged: the benchmark's log shows only its
-			// first round (b.N = 1).
-			fmt.Printf("%s, %d runs:\n  %s\n", b.Name(), len(runs), strings.Join(runs, "\n  "))
-			slices.Sort(gaps)
-			slices.Sort(p99s)
-			b.ReportMetric(float64(gaps[len(gaps)/2].Microseconds())/1000, "max-gap-ms")
-			b.ReportMetric(float64(p99s[len(p99s)/2].Microseconds())/1000, "p99-ms")
-			b.ReportMetric(failedPuts/float64(b.N), "failed-puts/op")
+			reportProbeRuns(b, runs)
 		})
+	}
+}
+
+// failedIn are the start times of the failed puts started in [from, to].
+func (p *writeProbe) failedIn(from, to time.Time) []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []time.Time
+	for _, op := range p.ops {
+		if !op.ok && !op.start.Before(from) && !op.start.After(to) {
+			out = append(out, op.start)
+		}
+	}
+	return out
+}
+
+// probeRun is one benchmark run's window of a write probe.
+type probeRun struct {
+	what           string
+	took           time.Duration
+	gap, p99       time.Duration
+	writes, failed int
+}
+
+// run is the probe's figures for the window [from, to] of the run what.
+func (p *writeProbe) run(what string, from, to time.Time) probeRun {
+	r := probeRun{what: what, took: to.Sub(from)}
+	r.gap, r.p99, r.writes, r.failed = p.window(from, to)
+	return r
+}
+
+// reportProbeRuns prints every run and reports the medians of the longest
+// gap and of the p99 latency, and the failed puts per run.
+func reportProbeRuns(b *testing.B, runs []probeRun) {
+	var gaps, p99s []time.Duration
+	var lines []string
+	failed := 0
+	for _, r := range runs {
+		lines = append(lines, fmt.Sprintf("%s in %s: longest gap %s, p99 %s, %d writes (%d failed)",
+			r.what, r.took.Round(time.Millisecond), r.gap.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.writes, r.failed))
+		gaps, p99s = append(gaps, r.gap), append(p99s, r.p99)
+		failed += r.failed
+	}
+	// Printed, not logged: the benchmark's log shows only its first round
+	// (b.N = 1).
+	fmt.Printf("%s, %d runs, %s per put:\n  %s\n", b.Name(), len(runs), probeDeadline(b), strings.Join(lines, "\n  "))
+	slices.Sort(gaps)
+	slices.Sort(p99s)
+	b.ReportMetric(float64(gaps[len(gaps)/2].Microseconds())/1000, "max-gap-ms")
+	b.ReportMetric(float64(p99s[len(p99s)/2].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(failed)/float64(len(runs)), "failed-puts/op")
+}
+
+// leaderOf is the node among idx whose member leads (it fails the
+// benchmark or test when none does).
+func (c *cluster) leaderOf(cli *clientv3.Client, idx ...int) int {
+	c.t.Helper()
+	for _, k := range idx {
+		if leads, err := c.leaderIs(cli, k); err == nil && leads {
+			return k
+		}
+	}
+	c.t.Fatalf("no leader among nodes %v\n%s", idx, c.describe(idx...))
+	return 0
+}
+
+// killAll kills every node the scenario started.
+func (c *cluster) killAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		n.kill()
 	}
 }

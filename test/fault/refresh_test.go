@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/report"
@@ -16,158 +19,391 @@ import (
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 )
 
-// TestInstanceRefreshMakeBeforeBreak: one step of an instance refresh
-// under a writer. A replacement (node 4, new address) boots while the
-// 3-voter cluster is full: it waits as a standby and completes its launch
-// hook (the refresh goes on). Then the group terminates node 1 (its IMDS
-// simulator says Terminated, its terminate hook pending): node 1 offers
-// its seat, node 4 joins as a learner and is promoted, and only then does
-// node 1's member leave; its agent completes the terminate hook. The
-// healthy voters, sampled throughout, never drop below 3. End: 3 voters
-// (2, 3, 4), the usual proof.
-func TestInstanceRefreshMakeBeforeBreak(t *testing.T) {
-	t.Parallel()
-	c := newCluster(t)
-	c.useV3Discovery(3)
-	const (
-		group         = "etcd-nodes"
-		launchHook    = "etcd-launch"
-		terminateHook = "etcd-terminate"
-	)
-	instance := func(i int) string { return fmt.Sprintf("i-000000000000000%d", i) }
-	api := asgtest.Start(t, group, []string{instance(1), instance(2), instance(3), instance(4)}, launchHook, terminateHook)
-	sims := map[int]*imdssim.Sim{}
+// The Auto Scaling group the churn scenarios run in, and its hooks.
+const (
+	asgName          = "etcd-nodes"
+	asgLaunchHook    = "etcd-launch"
+	asgTerminateHook = "etcd-terminate"
+)
+
+// instanceID is node i's EC2 instance ID.
+func instanceID(i int) string { return fmt.Sprintf("i-%017d", i) }
+
+// asgGroup is a scenario's Auto Scaling group: the API stand-in (it
+// checks every request the agents' SDK sends) and one IMDS simulator per
+// node, which the group's notices replace.
+type asgGroup struct {
+	c    *cluster
+	api  *asgtest.Server
+	sims map[int]*imdssim.Sim
+}
+
+// newASG puts nodes 1..count in the group, each watching its own IMDS
+// simulator (events mode: a scheduled maintenance event, no notice), with
+// fleet.autoScaling.replacementWait as given. The founders (1..c.size:
+// call after useV3Discovery) predate the launch hook; the nodes beyond
+// them, replacements, have it.
+func newASG(c *cluster, count int, replacementWait time.Duration) *asgGroup {
+	c.t.Helper()
+	var ids []string
+	for i := 1; i <= count; i++ {
+		ids = append(ids, instanceID(i))
+	}
+	g := &asgGroup{c: c, api: asgtest.Start(c.t, asgName, ids, asgLaunchHook, asgTerminateHook), sims: map[int]*imdssim.Sim{}}
 	byIP := map[string]int{}
-	for i := 1; i <= 4; i++ {
-		sims[i] = imdssim.Start(t, imdssim.Options{Mode: imdssim.Events, IP: c.ip(i), InstanceID: instance(i)})
+	for i := 1; i <= count; i++ {
+		g.sims[i] = imdssim.Start(c.t, imdssim.Options{Mode: imdssim.Events, IP: c.ip(i), InstanceID: instanceID(i)})
 		byIP[c.ip(i)] = i
 	}
 	c.configure = func(cfg *config.Config) {
 		i := byIP[cfg.Node.IP]
-		cfg.Fleet = config.Fleet{Notices: "imds", IMDSEndpoint: sims[i].Endpoint, Interval: config.Duration(time.Second),
-			AutoScaling: config.AutoScaling{Group: group, TerminateHook: terminateHook, Region: asgtest.Region, Endpoint: api.URL,
-				HeartbeatInterval: config.Duration(time.Second), ReplacementWait: config.Duration(2 * time.Minute)}}
-		if i == 4 {
-			cfg.Fleet.AutoScaling.LaunchHook = launchHook
+		cfg.Fleet = config.Fleet{Notices: "imds", IMDSEndpoint: g.sims[i].Endpoint, Interval: config.Duration(time.Second),
+			AutoScaling: config.AutoScaling{Group: asgName, TerminateHook: asgTerminateHook, Region: asgtest.Region, Endpoint: g.api.URL,
+				HeartbeatInterval: config.Duration(time.Second), ReplacementWait: config.Duration(replacementWait)}}
+		if i > c.size {
+			cfg.Fleet.AutoScaling.LaunchHook = asgLaunchHook
 		}
 	}
+	// The SDK's default chain finds the test credentials in the environment.
 	c.env = []string{"AWS_ACCESS_KEY_ID=" + asgtest.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + asgtest.SecretAccessKey, "AWS_EC2_METADATA_DISABLED=true"}
+	return g
+}
 
-	start := time.Now()
-	at := func() string { return fmt.Sprintf("%6.1fs", time.Since(start).Seconds()) }
-	var timeline []string
-	mark := func(format string, args ...any) {
-		line := at() + " " + fmt.Sprintf(format, args...)
-		timeline = append(timeline, line)
-		t.Log(line)
+// notice makes node i's IMDS answer in mode: asglifecycle (the group
+// terminates the instance: target lifecycle state Terminated) or spot (an
+// interruption notice).
+func (g *asgGroup) notice(i int, mode imdssim.Mode) {
+	g.c.t.Helper()
+	old := g.sims[i]
+	old.Stop()
+	g.sims[i] = imdssim.Start(g.c.t, imdssim.Options{Mode: mode, IP: g.c.ip(i), Port: old.Port, InstanceID: instanceID(i)})
+}
+
+// checkCalls fails when the stand-in refused a request (malformed or
+// badly signed).
+func (g *asgGroup) checkCalls(t testing.TB) {
+	t.Helper()
+	if r := g.api.Rejected(); len(r) > 0 {
+		t.Errorf("the API stand-in refused requests: %v", r)
 	}
+}
 
-	n := c.form(3)
-	cli := c.client(1, 2, 3)
-	c.waitMembers(cli, time.Minute, 1, 2, 3)
-	mark("3 voters ready")
-	w := lintest.Start(t, cli, 2)
+// replaceStep is one step of an instance refresh with MinHealthyPercentage
+// 100 (the group launches before it terminates). Replacement repl boots
+// with a new address while the cluster is full: it waits as a standby and
+// completes its launch hook, which is what the group waits for (InService)
+// before it terminates an old instance. Then old's IMDS says Terminated
+// (its terminate hook holds the instance): old offers its seat, repl joins
+// as a learner and is promoted, and only then does old's member leave (as
+// `etcd-agent leave` does); its agent completes the terminate hook with
+// CONTINUE and exits as left. The step ends there, so the next one starts
+// once this replacement is a voter (the group's instance warmup covers
+// the hand-over). With w, the writer's longest stall from Terminated to
+// the exit goes to the timeline. It returns the replacement.
+func (g *asgGroup) replaceStep(tl *timeline, w *lintest.Writer, old *node, repl int) *node {
+	c, t := g.c, g.c.t
+	t.Helper()
+	nr := c.node(repl)
+	nr.start()
+	tl.mark("node %d boots with a new address (%s)", repl, c.ip(repl))
+	deadline := time.Now().Add(time.Minute)
+	for nr.report().Phase != report.PhaseStandby || g.api.Completed(asgLaunchHook, instanceID(repl)) != "CONTINUE" {
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d is not a standby with its launch hook completed (phase %s, launch hook %q)\n%s",
+				repl, nr.report().Phase, g.api.Completed(asgLaunchHook, instanceID(repl)), nr.describe())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, at := g.api.CompletedAt(asgLaunchHook, instanceID(repl))
+	tl.markAt(at, "node %d completed launch hook %s with CONTINUE as a standby: %s", repl, asgLaunchHook, nr.report().Message)
 
-	// Sample the healthy voters throughout: the member list, and a status
-	// answer from each voter in it.
-	sampleCtx, stopSampling := context.WithCancel(context.Background())
-	var sampleWG sync.WaitGroup
-	var smu sync.Mutex
-	minHealthy, maxVoters, samples := 99, 0, 0
-	var low []string
-	watch := c.client(1, 2, 3, 4)
-	sampleWG.Go(func() {
-		for sampleCtx.Err() == nil {
-			ctx, cancel := context.WithTimeout(sampleCtx, 2*time.Second)
-			ml, err := watch.MemberList(ctx)
+	g.notice(old.i, imdssim.ASGLifecycle)
+	terminatedAt := time.Now()
+	tl.mark("node %d's IMDS: target lifecycle state Terminated", old.i)
+	nr.waitReady(joinTimeout)
+	tl.mark("node %d ready: a promoted, caught-up voter", repl)
+	if code, err := old.proc.wait(2 * time.Minute); err != nil || code != exitConfig {
+		t.Fatalf("node %d's agent after Terminated: exit %d, %v (want %d: left)\n%s", old.i, code, err, exitConfig, old.describe())
+	}
+	tl.mark("node %d's agent exited: left", old.i)
+	for _, step := range []struct{ line, what string }{
+		{"leave: handed leadership over", "node %d handed leadership over (its agent's log)"},
+		{`step="removal committed"`, "node %d's member removed (its agent's log)"},
+	} {
+		if at, ok := logTime(old.proc.log, step.line); ok {
+			tl.markAt(at, step.what, old.i)
+		}
+	}
+	if w != nil {
+		st := w.StallBetween(terminatedAt, time.Now())
+		tl.mark("writer from Terminated to the exit: longest gap between acknowledged writes %s, slowest write %s (%d writes)",
+			st.Gap.Round(time.Millisecond), st.Slowest.Round(time.Millisecond), st.Puts)
+	}
+	if got, at := g.api.CompletedAt(asgTerminateHook, instanceID(old.i)); got != "CONTINUE" {
+		t.Errorf("node %d's terminate hook completed with %q, want CONTINUE; calls %+v", old.i, got, g.api.Calls())
+	} else {
+		tl.markAt(at, "node %d completed terminate hook %s with CONTINUE (%d heartbeats before)", old.i, asgTerminateHook,
+			g.api.Count("RecordLifecycleActionHeartbeat", asgTerminateHook, instanceID(old.i)))
+	}
+	logb, _ := os.ReadFile(nr.proc.log)
+	if !strings.Contains(string(logb), "take its seat before it leaves") {
+		t.Errorf("node %d did not join on node %d's seat offer:\n%s", repl, old.i, nr.proc.tail(40))
+	}
+	return nr
+}
+
+// logTime is the time of the first line of an agent's log (slog text:
+// time=... first) that contains substr.
+func logTime(path, substr string) (time.Time, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, substr) {
+			continue
+		}
+		ts, _, ok := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if at, err := time.Parse(time.RFC3339Nano, ts); ok && err == nil {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// without is idx without node i.
+func without(idx []int, i int) []int {
+	return slices.DeleteFunc(slices.Clone(idx), func(k int) bool { return k == i })
+}
+
+// timeline is a scenario's log of what happened when, in time order.
+type timeline struct {
+	t     testing.TB
+	start time.Time
+
+	mu     sync.Mutex
+	events []timelineEvent
+}
+
+type timelineEvent struct {
+	at   time.Time
+	line string
+}
+
+func newTimeline(t testing.TB) *timeline { return &timeline{t: t, start: time.Now()} }
+
+// mark records what happens now.
+func (tl *timeline) mark(format string, args ...any) { tl.markAt(time.Now(), format, args...) }
+
+// markAt records what happened at when (a time read afterwards, such as
+// when the API stand-in answered).
+func (tl *timeline) markAt(when time.Time, format string, args ...any) {
+	line := fmt.Sprintf("t+%5.1fs %s", when.Sub(tl.start).Seconds(), fmt.Sprintf(format, args...))
+	tl.mu.Lock()
+	tl.events = append(tl.events, timelineEvent{when, line})
+	tl.mu.Unlock()
+	tl.t.Log(line)
+}
+
+// since is the offset of now, for sample descriptions.
+func (tl *timeline) since() string { return fmt.Sprintf("t+%5.1fs", time.Since(tl.start).Seconds()) }
+
+// log writes the whole timeline, sorted by time.
+func (tl *timeline) log() {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	ev := slices.Clone(tl.events)
+	slices.SortStableFunc(ev, func(a, b timelineEvent) int { return a.at.Compare(b.at) })
+	var lines []string
+	for _, e := range ev {
+		lines = append(lines, e.line)
+	}
+	tl.t.Logf("timeline:\n%s", strings.Join(lines, "\n"))
+}
+
+// voterSampler samples, every 100 ms, the member list and a status answer
+// from each voter in it, through a client of the nodes idx; each change of
+// the member list goes to the timeline.
+type voterSampler struct {
+	stopSampling context.CancelFunc
+	wg           sync.WaitGroup
+
+	mu                             sync.Mutex
+	want                           int
+	samples, minHealthy, maxVoters int
+	low                            []string
+}
+
+// sampleVoters samples until stop (or the end of the test); a sample with
+// fewer than want healthy voters is recorded.
+func (c *cluster) sampleVoters(tl *timeline, want int, idx ...int) *voterSampler {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &voterSampler{stopSampling: cancel, want: want, minHealthy: 99}
+	nodeOf := map[string]string{"": "a learner not started yet"}
+	for _, i := range idx {
+		nodeOf[c.name(i)] = fmt.Sprintf("node %d", i)
+	}
+	watch := c.client(idx...)
+	s.wg.Go(func() {
+		last := ""
+		for ctx.Err() == nil {
+			sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+			ml, err := watch.MemberList(sctx)
 			if err == nil {
 				voters, healthy := 0, 0
+				var vs, ls []string
 				for _, m := range ml.Members {
-					if m.IsLearner || len(m.ClientURLs) == 0 {
+					if m.IsLearner {
+						ls = append(ls, nodeOf[m.Name])
 						continue
 					}
+					if len(m.ClientURLs) == 0 {
+						continue
+					}
+					vs = append(vs, nodeOf[m.Name])
 					voters++
-					if _, err := watch.Status(ctx, m.ClientURLs[0]); err == nil {
+					if _, err := watch.Status(sctx, m.ClientURLs[0]); err == nil {
 						healthy++
 					}
 				}
-				if sampleCtx.Err() != nil {
+				if ctx.Err() != nil {
 					// Stopped mid-sample: its Status calls failed on
 					// the cancel, not on the members (a CI run recorded
 					// "0 healthy of 3 voters" here).
-					cancel()
+					scancel()
 					break
 				}
-				smu.Lock()
-				samples++
-				minHealthy, maxVoters = min(minHealthy, healthy), max(maxVoters, voters)
-				if healthy < 3 {
-					low = append(low, fmt.Sprintf("%s %d healthy of %d voters", at(), healthy, voters))
+				slices.Sort(vs)
+				slices.Sort(ls)
+				if now := fmt.Sprintf("voters %s; learners %v", strings.Join(vs, ", "), ls); now != last {
+					tl.mark("members: %s", now)
+					last = now
 				}
-				smu.Unlock()
+				s.mu.Lock()
+				s.samples++
+				s.minHealthy, s.maxVoters = min(s.minHealthy, healthy), max(s.maxVoters, voters)
+				if healthy < want {
+					s.low = append(s.low, fmt.Sprintf("%s %d healthy of %d voters", tl.since(), healthy, voters))
+				}
+				s.mu.Unlock()
 			}
-			cancel()
+			scancel()
 			select {
-			case <-sampleCtx.Done():
+			case <-ctx.Done():
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	})
-	t.Cleanup(func() { stopSampling(); sampleWG.Wait() })
+	c.t.Cleanup(s.stop)
+	return s
+}
 
-	// The replacement boots first (MaxHealthyPercentage 200): a standby.
-	n4 := c.node(4)
-	n4.start()
-	deadline := time.Now().Add(time.Minute)
-	for n4.report().Phase != report.PhaseStandby || api.Completed(launchHook, instance(4)) != "CONTINUE" {
-		if time.Now().After(deadline) {
-			t.Fatalf("node 4 is not a standby with its launch hook completed (phase %s, launch hook %q)\n%s",
-				n4.report().Phase, api.Completed(launchHook, instance(4)), n4.describe())
+func (s *voterSampler) stop() { s.stopSampling(); s.wg.Wait() }
+
+// check stops the sampler and fails when a sample had fewer than want
+// healthy voters, or when the most voters seen is not maxVoters (a
+// replacement promoted before its predecessor left: cluster.size + 1).
+func (s *voterSampler) check(t testing.TB, maxVoters int) {
+	t.Helper()
+	s.stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.Logf("%d samples: at least %d healthy voters throughout, at most %d voters", s.samples, s.minHealthy, s.maxVoters)
+	if len(s.low) > 0 {
+		t.Errorf("fewer than %d healthy voters in %d of %d samples (make-before-break keeps %d):\n%s",
+			s.want, len(s.low), s.samples, s.want, strings.Join(s.low[:min(len(s.low), 10)], "\n"))
+	}
+	if s.maxVoters != maxVoters {
+		t.Errorf("at most %d voters seen, want %d: each replacement must be a voter before its predecessor leaves", s.maxVoters, maxVoters)
+	}
+}
+
+// refreshRun is a refresh scenario under way: 3 voters in a group of
+// more instances, a writer, and the voters sampled throughout.
+type refreshRun struct {
+	c   *cluster
+	g   *asgGroup
+	tl  *timeline
+	n   []*node
+	cli *clientv3.Client
+	w   *lintest.Writer
+	s   *voterSampler
+}
+
+// startRefresh forms nodes 1-3 in a group of count instances
+// (replacementWait 2 min), starts the writer and samples the voters among
+// nodes 1..count (never fewer than 3 healthy).
+func startRefresh(t *testing.T, count int) *refreshRun {
+	t.Helper()
+	c := newCluster(t)
+	c.useV3Discovery(3)
+	r := &refreshRun{c: c, g: newASG(c, count, 2*time.Minute), tl: newTimeline(t)}
+	r.n = c.form(3)
+	r.cli = c.client(1, 2, 3)
+	c.waitMembers(r.cli, time.Minute, 1, 2, 3)
+	r.tl.mark("3 voters ready")
+	r.w = lintest.Start(t, r.cli, 2)
+	var all []int
+	for i := 1; i <= count; i++ {
+		all = append(all, i)
+	}
+	r.s = c.sampleVoters(r.tl, 3, all...)
+	return r
+}
+
+// finish ends the scenario on the members idx: no request refused by the
+// API stand-in, the usual proof, the voter samples (never fewer than 3
+// healthy, 4 voters at most and at least once), the timeline.
+func (r *refreshRun) finish(t *testing.T, idx ...int) {
+	t.Helper()
+	r.g.checkCalls(t)
+	r.cli.SetEndpoints(r.c.endpoints(idx...)...)
+	r.c.proof(r.w, r.cli, idx...)
+	r.tl.mark("proof on nodes %v: every acknowledged write read back, linearizable, HashKV equal", idx)
+	r.s.check(t, 4)
+	r.tl.log()
+}
+
+// TestInstanceRefreshMakeBeforeBreak: one step of an instance refresh
+// under a writer (replaceStep: node 4 replaces node 1). The healthy
+// voters, sampled throughout, never drop below 3, and there were 4 voters
+// before node 1 left. End: 3 voters (2, 3, 4), the usual proof.
+func TestInstanceRefreshMakeBeforeBreak(t *testing.T) {
+	t.Parallel()
+	r := startRefresh(t, 4)
+	r.g.replaceStep(r.tl, r.w, r.n[1], 4)
+	r.finish(t, 2, 3, 4)
+}
+
+// TestInstanceRefresh: the whole instance refresh of a 3-node group under
+// a writer, one instance at a time as the group does it with
+// MinHealthyPercentage 100: nodes 4, 5 and 6 (new addresses) replace nodes
+// 1, 2 and 3 in turn, each step a make-before-break replacement
+// (replaceStep); the writer's client follows the members (as one following
+// the DNS records would). End: 3 voters, all new, the usual proof, each
+// hook completed once with CONTINUE, and never fewer than 3 healthy voters
+// in the samples taken throughout.
+func TestInstanceRefresh(t *testing.T) {
+	t.Parallel()
+	r := startRefresh(t, 6)
+	members := []int{1, 2, 3}
+	for old := 1; old <= 3; old++ {
+		r.g.replaceStep(r.tl, r.w, r.n[old], old+3)
+		members = append(without(members, old), old+3)
+		r.cli.SetEndpoints(r.c.endpoints(members...)...)
+	}
+	r.tl.mark("refresh done: members are nodes %v", members)
+	for i := 1; i <= 6; i++ {
+		hook := asgTerminateHook
+		if i > 3 {
+			hook = asgLaunchHook
 		}
-		time.Sleep(200 * time.Millisecond)
+		if got := r.g.api.Count("CompleteLifecycleAction", hook, instanceID(i)); got != 1 {
+			t.Errorf("node %d completed its %s hook %d times, want once", i, hook, got)
+		}
+		if got := r.g.api.Completed(asgTerminateHook, instanceID(i)); i > 3 && got != "" {
+			t.Errorf("node %d, not terminated, completed its terminate hook with %s", i, got)
+		}
 	}
-	mark("node 4 waits as a standby and completed its launch hook: %s", n4.report().Message)
-
-	// The group terminates node 1.
-	old := sims[1]
-	old.Stop()
-	sims[1] = imdssim.Start(t, imdssim.Options{Mode: imdssim.ASGLifecycle, IP: c.ip(1), Port: old.Port, InstanceID: instance(1)})
-	terminatedAt := time.Now()
-	mark("node 1's IMDS: target lifecycle state Terminated")
-	n4.waitReady(joinTimeout)
-	mark("node 4 ready: promoted to voter")
-	if code, err := n[1].proc.wait(2 * time.Minute); err != nil || code != exitConfig {
-		t.Fatalf("node 1's agent after Terminated: exit %d, %v (want %d: left)\n%s", code, err, exitConfig, n[1].describe())
-	}
-	mark("node 1's agent exited: left")
-	st := w.StallBetween(terminatedAt, time.Now())
-	mark("writer from Terminated to the exit: longest gap between acknowledged writes %s, slowest write %s (%d writes)",
-		st.Gap.Round(time.Millisecond), st.Slowest.Round(time.Millisecond), st.Puts)
-	if got := api.Completed(terminateHook, instance(1)); got != "CONTINUE" {
-		t.Errorf("node 1's terminate hook completed with %q, want CONTINUE; calls %+v", got, api.Calls())
-	} else {
-		mark("node 1 completed terminate hook %s with CONTINUE (%d heartbeats before)", terminateHook, api.Count("RecordLifecycleActionHeartbeat", terminateHook, instance(1)))
-	}
-	logb, _ := os.ReadFile(n4.proc.log)
-	if !strings.Contains(string(logb), "take its seat before it leaves") {
-		t.Errorf("node 4 did not join on node 1's seat offer:\n%s", n4.proc.tail(40))
-	}
-	if r := api.Rejected(); len(r) > 0 {
-		t.Errorf("the API stand-in refused requests: %v", r)
-	}
-	cli.SetEndpoints(c.endpoints(2, 3, 4)...)
-	c.proof(w, cli, 2, 3, 4)
-	mark("proof on nodes 2, 3, 4")
-	stopSampling()
-	sampleWG.Wait()
-	smu.Lock()
-	defer smu.Unlock()
-	t.Logf("timeline:\n%s", strings.Join(timeline, "\n"))
-	t.Logf("%d samples: at least %d healthy voters throughout, at most %d voters", samples, minHealthy, maxVoters)
-	if len(low) > 0 {
-		t.Errorf("fewer than 3 healthy voters in %d of %d samples (make-before-break keeps 3):\n%s", len(low), samples, strings.Join(low[:min(len(low), 10)], "\n"))
-	}
-	if maxVoters != 4 {
-		t.Errorf("at most %d voters seen; the replacement must be a voter before node 1 leaves (4 voters)", maxVoters)
-	}
+	r.finish(t, 4, 5, 6)
 }

@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/agent/problem"
-	"github.com/etcd-agent/etcd-agent/internal/asgtest"
 	"github.com/etcd-agent/etcd-agent/internal/imdssim"
 	"github.com/etcd-agent/etcd-agent/internal/lintest"
 )
@@ -33,42 +31,11 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	c.useV3Discovery(3)
-	const (
-		group         = "etcd-nodes"
-		launchHook    = "etcd-launch"
-		terminateHook = "etcd-terminate"
-	)
-	instance := func(i int) string { return fmt.Sprintf("i-000000000000000%d", i) }
-	api := asgtest.Start(t, group, []string{instance(1), instance(2), instance(3), instance(4)}, launchHook, terminateHook)
-	sims := map[int]*imdssim.Sim{}
-	byIP := map[string]int{}
-	for i := 1; i <= 4; i++ {
-		sims[i] = imdssim.Start(t, imdssim.Options{Mode: imdssim.Events, IP: c.ip(i), InstanceID: instance(i)})
-		byIP[c.ip(i)] = i
-	}
-	c.configure = func(cfg *config.Config) {
-		i := byIP[cfg.Node.IP]
-		cfg.Fleet = config.Fleet{Notices: "imds", IMDSEndpoint: sims[i].Endpoint, Interval: config.Duration(time.Second),
-			AutoScaling: config.AutoScaling{Group: group, TerminateHook: terminateHook, Region: asgtest.Region, Endpoint: api.URL,
-				HeartbeatInterval: config.Duration(time.Second),
-				// A scale-in: no replacement comes; offer the seat briefly.
-				ReplacementWait: config.Duration(5 * time.Second)}}
-		if i == 4 {
-			// The founders predate the launch hook; the replacement has it.
-			cfg.Fleet.AutoScaling.LaunchHook = launchHook
-		}
-	}
-	// The SDK's default chain finds the test credentials in the environment.
-	c.env = []string{"AWS_ACCESS_KEY_ID=" + asgtest.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + asgtest.SecretAccessKey, "AWS_EC2_METADATA_DISABLED=true"}
-
-	start := time.Now()
-	at := func() string { return fmt.Sprintf("%6.1fs", time.Since(start).Seconds()) }
-	var timeline []string
-	mark := func(format string, args ...any) {
-		line := at() + " " + fmt.Sprintf(format, args...)
-		timeline = append(timeline, line)
-		t.Log(line)
-	}
+	// A scale-in follows: no replacement comes; offer the seat briefly.
+	g := newASG(c, 4, 5*time.Second)
+	api := g.api
+	tl := newTimeline(t)
+	mark := tl.mark
 
 	n := c.form(3)
 	cli := c.client(1, 2, 3)
@@ -127,7 +94,7 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 					// Only once the old leader is removed: a leadership
 					// transfer itself shows "no leader" for a moment.
 					if !slices.Contains(ids, leaderID) && (st.Leader == 0 || !slices.Contains(ids, st.Leader)) {
-						leaderless = append(leaderless, fmt.Sprintf("%s node %d: leader %x, members %x", at(), i, st.Leader, ids))
+						leaderless = append(leaderless, fmt.Sprintf("%s node %d: leader %x, members %x", tl.since(), i, st.Leader, ids))
 					}
 					smu.Unlock()
 				}
@@ -142,9 +109,7 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	t.Cleanup(func() { stopSampling(); sampleWG.Wait() })
 
 	// The spot notice: the leader's IMDS now answers spot/instance-action.
-	old := sims[leader]
-	old.Stop()
-	sims[leader] = imdssim.Start(t, imdssim.Options{Mode: imdssim.Spot, IP: c.ip(leader), Port: old.Port})
+	g.notice(leader, imdssim.Spot)
 	noticeAt := time.Now()
 	mark("spot interruption notice on node %d's IMDS", leader)
 	if code, err := n[leader].proc.wait(2 * time.Minute); err != nil || code != exitConfig {
@@ -179,16 +144,14 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	n4.waitReady(joinTimeout)
 	mark("replacement node 4 ready (voter)")
 	deadline := time.Now().Add(time.Minute)
-	for api.Completed(launchHook, instance(4)) != "CONTINUE" {
+	for api.Completed(asgLaunchHook, instanceID(4)) != "CONTINUE" {
 		if time.Now().After(deadline) {
 			t.Fatalf("node 4's launch hook not completed with CONTINUE; API calls %+v, refused %v\n%s", api.Calls(), api.Rejected(), n4.describe())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	mark("node 4 completed launch hook %s with CONTINUE (%d heartbeats before)", launchHook, api.Count("RecordLifecycleActionHeartbeat", launchHook, instance(4)))
-	if r := api.Rejected(); len(r) > 0 {
-		t.Errorf("the API stand-in refused requests: %v", r)
-	}
+	mark("node 4 completed launch hook %s with CONTINUE (%d heartbeats before)", asgLaunchHook, api.Count("RecordLifecycleActionHeartbeat", asgLaunchHook, instanceID(4)))
+	g.checkCalls(t)
 	stopSampling()
 	sampleWG.Wait()
 
@@ -211,9 +174,7 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	// pending); 3 healthy voters, so its member may leave.
 	gone, stay := rest[0], []int{rest[1], 4}
 	w2 := lintest.Start(t, c.client(stay...), 2)
-	old = sims[gone]
-	old.Stop()
-	sims[gone] = imdssim.Start(t, imdssim.Options{Mode: imdssim.ASGLifecycle, IP: c.ip(gone), Port: old.Port, InstanceID: instance(gone)})
+	g.notice(gone, imdssim.ASGLifecycle)
 	terminatedAt := time.Now()
 	mark("node %d's IMDS: target lifecycle state Terminated", gone)
 	if code, err := n[gone].proc.wait(2 * time.Minute); err != nil || code != exitConfig {
@@ -223,19 +184,17 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	st1 := w2.StallBetween(terminatedAt, time.Now())
 	mark("writer from Terminated to the exit: longest gap between acknowledged writes %s, slowest write %s (%d writes)",
 		st1.Gap.Round(time.Millisecond), st1.Slowest.Round(time.Millisecond), st1.Puts)
-	if got := api.Completed(terminateHook, instance(gone)); got != "CONTINUE" {
+	if got := api.Completed(asgTerminateHook, instanceID(gone)); got != "CONTINUE" {
 		t.Errorf("node %d's terminate hook completed with %q, want CONTINUE; calls %+v", gone, got, api.Calls())
 	} else {
-		mark("node %d completed terminate hook %s with CONTINUE (%d heartbeats before)", gone, terminateHook, api.Count("RecordLifecycleActionHeartbeat", terminateHook, instance(gone)))
+		mark("node %d completed terminate hook %s with CONTINUE (%d heartbeats before)", gone, asgTerminateHook, api.Count("RecordLifecycleActionHeartbeat", asgTerminateHook, instanceID(gone)))
 	}
 	for _, i := range stay {
-		if got := api.Completed(terminateHook, instance(i)); got != "" {
+		if got := api.Completed(asgTerminateHook, instanceID(i)); got != "" {
 			t.Errorf("node %d, not terminated, completed its terminate hook with %s", i, got)
 		}
 	}
-	if r := api.Rejected(); len(r) > 0 {
-		t.Errorf("the API stand-in refused requests: %v", r)
-	}
+	g.checkCalls(t)
 	// No replacement came: `status` on each node left says the cluster is
 	// below its size (exit 3), whatever else it finds.
 	for _, i := range stay {
@@ -255,7 +214,7 @@ func TestSpotNoticeOnLeader(t *testing.T) {
 	cli2 := c.client(stay...)
 	c.proof(w2, cli2, stay...)
 	mark("proof after the scale-in on nodes %v", stay)
-	t.Logf("timeline:\n%s", strings.Join(timeline, "\n"))
+	tl.log()
 }
 
 // waitProblem waits until the node's report lists a problem with code.
