@@ -308,15 +308,21 @@ func (m *Member) Local() *clientv3.Client {
 
 // Cluster implements node.Clients: a client to the other members, for what
 // a learner cannot serve (member list, promotion) — the join's, or one to
-// the endpoints this node last recorded. Jobs share it.
+// the endpoints this node last recorded. Jobs share it. It follows the
+// endpoints the health probe records: under a long-running agent every
+// other member may have been replaced since the client was dialled, and
+// a client left on their addresses reaches nobody.
 func (m *Member) Cluster() (*clientv3.Client, error) {
 	m.clientMu.Lock()
 	defer m.clientMu.Unlock()
-	if m.cluster != nil {
-		return m.cluster, nil
-	}
 	self := m.Spec().ClientURL()
 	eps := slices.DeleteFunc(sidefile.ReadEndpoints(m.cfg.Node.DataDir), func(ep string) bool { return ep == self })
+	if m.cluster != nil {
+		if len(eps) > 0 && !slices.Equal(eps, slices.Sorted(slices.Values(m.cluster.Endpoints()))) {
+			m.cluster.SetEndpoints(eps...)
+		}
+		return m.cluster, nil
+	}
 	if len(eps) == 0 {
 		return nil, errors.New("no other member's client URL known to reach the cluster")
 	}
