@@ -41,11 +41,17 @@ const (
 	// soakRebalance: a rebalance recommendation; capacity rebalancing
 	// launches the replacement at once, while the node leaves.
 	soakRebalance soakKind = "rebalance"
-	// soakCrash: the agent is killed (-9; with embedded etcd, its etcd
-	// too) and systemd starts it again.
-	soakCrash soakKind = "crash"
+	// soakCrash: the agent is killed (-9) and systemd starts it again;
+	// with embedded etcd its etcd dies with it, on Podman the container
+	// runs on and the new agent adopts it.
+	soakCrash soakKind = "agent-crash"
+	// soakEtcdCrash (Podman only): the etcd container is killed; the
+	// agent starts it again.
+	soakEtcdCrash soakKind = "etcd-crash"
 )
 
+// soakKinds are the events of a run with embedded etcd; a Podman run adds
+// soakEtcdCrash.
 var soakKinds = []soakKind{soakReboot, soakRefresh, soakSpot, soakRebalance, soakCrash}
 
 // soakShortEvents is the default run's length (CI); `make soak` sets
@@ -54,14 +60,14 @@ const soakShortEvents = 6
 
 // soakPlan is the seeded sequence of events: every kind at least once when
 // there are as many events as kinds, the rest drawn at random, shuffled.
-func soakPlan(seed uint64, events int) []soakKind {
+func soakPlan(seed uint64, events int, kinds []soakKind) []soakKind {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	var plan []soakKind
-	if events >= len(soakKinds) {
-		plan = slices.Clone(soakKinds)
+	if events >= len(kinds) {
+		plan = slices.Clone(kinds)
 	}
 	for len(plan) < events {
-		plan = append(plan, soakKinds[rng.IntN(len(soakKinds))])
+		plan = append(plan, kinds[rng.IntN(len(kinds))])
 	}
 	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 	return plan
@@ -70,35 +76,38 @@ func soakPlan(seed uint64, events int) []soakKind {
 // TestSoakPlan: the plan is reproducible from its seed, holds every kind
 // once there are enough events, and differs between seeds.
 func TestSoakPlan(t *testing.T) {
-	for _, events := range []int{soakShortEvents, 24} {
-		a, b := soakPlan(42, events), soakPlan(42, events)
-		if !slices.Equal(a, b) {
-			t.Errorf("%d events, seed 42 twice: %v and %v", events, a, b)
-		}
-		if len(a) != events {
-			t.Errorf("%d events planned, want %d", len(a), events)
-		}
-		for _, k := range soakKinds {
-			if !slices.Contains(a, k) {
-				t.Errorf("%d events, seed 42: no %s in %v", events, k, a)
+	podman := append(slices.Clone(soakKinds), soakEtcdCrash)
+	for _, kinds := range [][]soakKind{soakKinds, podman} {
+		for _, events := range []int{soakShortEvents, 24} {
+			a, b := soakPlan(42, events, kinds), soakPlan(42, events, kinds)
+			if !slices.Equal(a, b) {
+				t.Errorf("%d events, seed 42 twice: %v and %v", events, a, b)
+			}
+			if len(a) != events {
+				t.Errorf("%d events planned, want %d", len(a), events)
+			}
+			for _, k := range kinds {
+				if !slices.Contains(a, k) {
+					t.Errorf("%d events, seed 42: no %s in %v", events, k, a)
+				}
 			}
 		}
 	}
 	seen := map[string]bool{}
 	for seed := range uint64(20) {
-		seen[fmt.Sprint(soakPlan(seed, soakShortEvents))] = true
+		seen[fmt.Sprint(soakPlan(seed, soakShortEvents, soakKinds))] = true
 	}
 	if len(seen) < 10 {
 		t.Errorf("20 seeds gave only %d different plans", len(seen))
 	}
-	if got := soakPlan(1, 2); len(got) != 2 {
+	if got := soakPlan(1, 2, soakKinds); len(got) != 2 {
 		t.Errorf("2 events: %v", got)
 	}
 }
 
-// soakEnv reads SOAK_SEED (default: the clock) and SOAK_EVENTS (default:
-// the short run).
-func soakEnv(t *testing.T) (seed uint64, events int) {
+// soakEnv reads SOAK_SEED (default: the clock), SOAK_EVENTS (default: the
+// short run) and SOAK_RUNTIME (embedded, the default, or podman).
+func soakEnv(t *testing.T) (seed uint64, events int, podman bool) {
 	t.Helper()
 	seed = uint64(time.Now().UnixNano())
 	if s := os.Getenv("SOAK_SEED"); s != "" {
@@ -116,7 +125,14 @@ func soakEnv(t *testing.T) (seed uint64, events int) {
 		}
 		events = v
 	}
-	return seed, events
+	switch rt := os.Getenv("SOAK_RUNTIME"); rt {
+	case "", "embedded":
+	case "podman":
+		podman = true
+	default:
+		t.Fatalf("SOAK_RUNTIME=%q: want embedded (the default) or podman", rt)
+	}
+	return seed, events, podman
 }
 
 // soak is the world of one TestYearOfChurn run: the cluster, the Auto
@@ -126,6 +142,7 @@ type soak struct {
 	t     *testing.T
 	c     *cluster
 	seed  uint64
+	kinds []soakKind
 	rng   *rand.Rand
 	api   *asgtest.Server
 	sims  map[int]*imdssim.Sim
@@ -137,10 +154,10 @@ type soak struct {
 	// cli carries the writer; probe writes back to back to measure the
 	// stalls; both follow the voters.
 	cli, probeCli, slotsCli *clientv3.Client
-	probe         *writeProbe
-	start         time.Time
-	timeline      []string
-	stalls        map[soakKind][]time.Duration
+	probe                   *writeProbe
+	start                   time.Time
+	timeline                []string
+	stalls                  map[soakKind][]time.Duration
 }
 
 const (
@@ -166,15 +183,22 @@ func soakInstance(i int) string { return fmt.Sprintf("i-%017d", i) }
 //	SOAK_SEED=<seed> SOAK_EVENTS=24 go test -run TestYearOfChurn -v ./test/fault/
 func TestYearOfChurn(t *testing.T) {
 	t.Parallel()
-	seed, events := soakEnv(t)
-	plan := soakPlan(seed, events)
-	t.Logf("SOAK_SEED=%d SOAK_EVENTS=%d: %v", seed, events, plan)
+	seed, events, podman := soakEnv(t)
+	kinds, runtime := soakKinds, "embedded"
+	if podman {
+		kinds, runtime = append(slices.Clone(soakKinds), soakEtcdCrash), "podman"
+	}
+	plan := soakPlan(seed, events, kinds)
+	t.Logf("SOAK_SEED=%d SOAK_EVENTS=%d SOAK_RUNTIME=%s: %v", seed, events, runtime, plan)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("replay this run: SOAK_SEED=%d SOAK_EVENTS=%d go test -count=1 -run TestYearOfChurn -v ./test/fault/", seed, events)
+			t.Logf("replay this run: SOAK_SEED=%d SOAK_EVENTS=%d SOAK_RUNTIME=%s go test -count=1 -run 'TestYearOfChurn$' -v ./test/fault/", seed, events, runtime)
 		}
 	})
 	c := newCluster(t)
+	if podman {
+		c.usePodman()
+	}
 	c.grace = time.Minute // longer than a reboot or a crash: nobody is replaced as dead here
 	c.useV3Discovery(3)
 
@@ -189,7 +213,7 @@ func TestYearOfChurn(t *testing.T) {
 	for i := 1; i <= instances; i++ {
 		ids = append(ids, soakInstance(i))
 	}
-	s := &soak{t: t, c: c, seed: seed, rng: rand.New(rand.NewPCG(seed, 1)), sims: map[int]*imdssim.Sim{}, nodes: map[int]*node{},
+	s := &soak{t: t, c: c, seed: seed, kinds: kinds, rng: rand.New(rand.NewPCG(seed, 1)), sims: map[int]*imdssim.Sim{}, nodes: map[int]*node{},
 		api: asgtest.Start(t, soakGroup, ids, soakLaunchHook, soakTerminateHook), next: 4, stalls: map[soakKind][]time.Duration{}}
 	byIP := map[string]int{}
 	for i := 1; i <= instances; i++ {
@@ -243,6 +267,8 @@ func TestYearOfChurn(t *testing.T) {
 			outcome = s.notice(i, true)
 		case soakCrash:
 			outcome = s.crash(i)
+		case soakEtcdCrash:
+			outcome = s.etcdCrash(i)
 		}
 		s.settle(fmt.Sprintf("event %d (%s on node %d)", k+1, kind, i))
 		gap, _, writes, failed := s.probe.window(from, time.Now())
@@ -273,7 +299,7 @@ func (s *soak) fatalf(format string, args ...any) {
 func (s *soak) table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-17s %6s %20s\n", "event", "count", "longest write stall")
-	for _, k := range soakKinds {
+	for _, k := range s.kinds {
 		st := s.stalls[k]
 		if len(st) == 0 {
 			fmt.Fprintf(&b, "%-17s %6d %20s\n", k, 0, "-")
@@ -361,7 +387,7 @@ func (s *soak) reboot(i int) string {
 		s.fatalf("node %d's Zincati: %v\n%s", i, err, s.c.describe(s.voters...))
 	}
 	n := s.nodes[i]
-	n.kill()
+	n.powerCut() // the agent and etcd, in its process or its container
 	if _, err := n.proc.wait(time.Minute); err != nil {
 		s.fatalf("node %d did not die: %v", i, err)
 	}
@@ -393,6 +419,32 @@ func (s *soak) crash(i int) string {
 		s.fatalf("node %d after its crash: %v", i, err)
 	}
 	return "agent killed (-9) and restarted, ready"
+}
+
+// etcdCrash kills node i's etcd container; its agent starts it again (a
+// container started anew: its start time changes).
+func (s *soak) etcdCrash(i int) string {
+	s.t.Helper()
+	name := s.nodes[i].containerName()
+	started := func() string {
+		out, err := s.c.podman("inspect", "--format", "{{.State.StartedAt}}", name)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(out)
+	}
+	before := started()
+	if out, err := s.c.podman("kill", name); err != nil {
+		s.fatalf("podman kill %s: %v: %s", name, err, out)
+	}
+	deadline := time.Now().Add(joinTimeout)
+	for now := started(); now == "" || now == before; now = started() {
+		if time.Now().After(deadline) {
+			s.fatalf("node %d's agent did not start its etcd container %s again (started %s)\n%s", i, name, before, s.nodes[i].describe())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return "etcd container killed, started again by its agent"
 }
 
 func (s *soak) refresh(i int) string {
