@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.defaultEtcdVersion=$(ETCD_VERSION)
 BIN := bin
 
-.PHONY: build test test-short test-node lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
+.PHONY: build test test-short test-node soak lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
 
 build: ## static, stripped agent binary with its version stamped
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-agent ./cmd/etcd-agent
@@ -42,6 +42,12 @@ test: tools etcd-binaries build ## full suite, including multi-node and Podman s
 
 test-node: tools build ## root: three systemd nodes booted from the rendered Ignition (test/node; needs Podman with the etcd image, mmdebstrap)
 	go test -tags=remote,containers_image_openpgp,nodetest -count=1 -v -timeout 40m -run TestNodes ./test/node/
+
+# SOAK_SEED=<seed from a run's log> replays that run; SOAK_EVENTS=<n> changes its length;
+# SOAK_RUNTIME=podman runs etcd in containers (needs the Podman test setup) and adds etcd crashes.
+SOAK_EVENTS ?= 24
+soak: tools build ## a year of churn in an hour: TestYearOfChurn, 24 seeded random reboots, refreshes, spot/rebalance notices and crashes under a writer
+	SOAK_EVENTS=$(SOAK_EVENTS) go test -count=1 -v -timeout 90m -run 'TestYearOfChurn$$' ./test/fault/
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -59,6 +59,10 @@ type Options struct {
 	NoticeAfter time.Duration
 	// TerminateAfter delays the lifecycle state Terminated.
 	TerminateAfter time.Duration
+	// RebalanceOnly (Spot mode): the rebalance recommendation at once and
+	// the interruption notice not within a day, so an agent sees only the
+	// recommendation.
+	RebalanceOnly bool
 }
 
 // Sim is a running simulator.
@@ -160,6 +164,9 @@ func run(bin, dir string, o Options, port int) (*Sim, error) {
 	if o.NoticeAfter > 0 {
 		args = append(args, "-d", strconv.Itoa(int(o.NoticeAfter.Seconds())),
 			"--rebalance-delay-sec", strconv.Itoa(int(o.NoticeAfter.Seconds())))
+	}
+	if o.RebalanceOnly {
+		args = append(args, "-d", strconv.Itoa(int((24 * time.Hour).Seconds())), "--rebalance-delay-sec", "0")
 	}
 	if o.TerminateAfter > 0 {
 		args = append(args, "--asg-termination-delay-sec", strconv.Itoa(int(o.TerminateAfter.Seconds())))
