@@ -82,7 +82,7 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(h.cleanup)
 	h.image = h.ensureImage()
 	h.podman("network", "create", "--subnet", subnet, network)
-	h.buildIgnite()
+	h.buildHelpers()
 	h.saveEtcdImage()
 	h.startDiscovery()
 	h.render()
@@ -180,14 +180,17 @@ func (h *harness) ensureImage() string {
 	return image
 }
 
-// buildIgnite builds node-ignite, the node's Ignition stand-in.
-func (h *harness) buildIgnite() {
+// buildHelpers builds the node's helpers: node-ignite, its Ignition
+// stand-in, and node-fleetlock, its Zincati stand-in.
+func (h *harness) buildHelpers() {
 	h.t.Helper()
-	cmd := exec.Command("go", "build", "-o", filepath.Join(h.dir, "node-ignite"), "./test/node/cmd/node-ignite")
-	cmd.Dir = h.root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		h.t.Fatalf("build node-ignite: %v\n%s", err, out)
+	for _, name := range []string{"node-ignite", "node-fleetlock"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(h.dir, name), "./test/node/cmd/"+name)
+		cmd.Dir = h.root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			h.t.Fatalf("build %s: %v\n%s", name, err, out)
+		}
 	}
 }
 
@@ -315,6 +318,7 @@ func (h *harness) boot(i int, o bootOptions) *node {
 	link(filepath.Join(h.root, "bin/etcd-agent"), "etcd-agent")
 	link(filepath.Join(h.root, "bin/ec2-metadata-mock"), "ec2-metadata-mock")
 	link(filepath.Join(h.dir, "node-ignite"), "node-ignite")
+	link(filepath.Join(h.dir, "node-fleetlock"), "node-fleetlock")
 	link(filepath.Join(h.dir, "etcd.tar"), "etcd.tar")
 	link(h.ignPath, "user-data.ign")
 	n.writeIMDS()

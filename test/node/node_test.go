@@ -50,6 +50,8 @@ func TestNodes(t *testing.T) {
 	w := lintest.Start(t, cli, 2)
 	t.Run("WatchdogRestartsFrozenAgent", func(t *testing.T) { watchdogRestartsFrozenAgent(t, n2) })
 	t.Run("ConfigErrorExits78", func(t *testing.T) { configErrorExits78(t, n1) })
+	// Zincati's sequence on all three nodes at once, the writer still on.
+	t.Run("RollingRebootsThroughFleetLock", func(t *testing.T) { rollingReboots(t, h, cli) })
 
 	// The proof every fault scenario ends with.
 	w.Stop()
