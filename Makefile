@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.defaultEtcdVersion=$(ETCD_VERSION)
 BIN := bin
 
-.PHONY: build test test-short test-node lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
+.PHONY: build test test-short test-node docs lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
 
 build: ## static, stripped agent binary with its version stamped
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-agent ./cmd/etcd-agent
@@ -42,6 +42,10 @@ test: tools etcd-binaries build ## full suite, including multi-node and Podman s
 
 test-node: tools build ## root: three systemd nodes booted from the rendered Ignition (test/node; needs Podman with the etcd image, mmdebstrap)
 	go test -tags=remote,containers_image_openpgp,nodetest -count=1 -v -timeout 40m -run TestNodes ./test/node/
+
+docs: ## regenerate docs/cli (command reference, exit codes), docs/man and docs/config-reference.md
+	go test -count=1 -run 'TestCLIReference|TestExitCodeTable' ./cmd/etcd-agent -update
+	go test -count=1 -run TestConfigReference ./agent/config -update-reference
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -77,6 +77,9 @@ func newRootCmd(e env) *cobra.Command {
 	root.CompletionOptions.HiddenDefaultCmd = false
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	// A group runs only to say a command is missing: its usage names the
+	// subcommands alone.
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError(err) })
 	markRunErrors(root)
 	return root
