@@ -75,6 +75,7 @@ func newRootCmd(e env) *cobra.Command {
 	root.SilenceErrors = true // report prints them, with the exit code
 	root.SilenceUsage = true  // a usage error names the help command instead
 	root.CompletionOptions.HiddenDefaultCmd = false
+	root.SetHelpCommand(helpCommand())
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	// A group runs only to say a command is missing: its usage names the
@@ -211,6 +212,23 @@ func groupCommand(name, short, long string, subs ...*cobra.Command) *cobra.Comma
 	}
 	c.AddCommand(subs...)
 	return c
+}
+
+// helpCommand is `help [command]`: cobra's, except that an unknown topic
+// is a usage error instead of the root's help with exit 0.
+func helpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		Long:  "Help for any command: etcd-agent help CMD is etcd-agent CMD --help.",
+		RunE: func(c *cobra.Command, args []string) error {
+			target, rest, err := c.Root().Find(args)
+			if err != nil || target == nil || len(rest) > 0 {
+				return usageErrorf("unknown help topic %q", strings.Join(args, " "))
+			}
+			return target.Help()
+		},
+	}
 }
 
 // noArgs refuses positional arguments (a usage error).
