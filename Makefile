@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.defaultEtcdVersion=$(ETCD_VERSION)
 BIN := bin
 
-.PHONY: build test test-short test-node soak lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
+.PHONY: build test test-short test-node soak docs lint tools etcd-binaries etcd-v2 image etcd-v36-image podman-setup local bench clean
 
 build: ## static, stripped agent binary with its version stamped
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/etcd-agent ./cmd/etcd-agent
@@ -48,6 +48,10 @@ test-node: tools build ## root: three systemd nodes booted from the rendered Ign
 SOAK_EVENTS ?= 24
 soak: tools build ## a year of churn in an hour: TestYearOfChurn, 24 seeded random reboots, refreshes, spot/rebalance notices and crashes under a writer
 	SOAK_EVENTS=$(SOAK_EVENTS) go test -count=1 -v -timeout 90m -run 'TestYearOfChurn$$' ./test/fault/
+
+docs: ## regenerate docs/cli (command reference, exit codes), docs/man and docs/config-reference.md
+	go test -count=1 -run 'TestCLIReference|TestExitCodeTable' ./cmd/etcd-agent -update
+	go test -count=1 -run TestConfigReference ./agent/config -update-reference
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

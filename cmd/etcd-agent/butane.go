@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"text/tabwriter"
+
+	"github.com/spf13/cobra"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/butane"
@@ -25,27 +26,30 @@ const (
 
 // butaneArgs are the flags of `etcd-agent butane`.
 type butaneArgs struct {
-	spec string
-	out  string
+	spec   string
+	out    string
+	format outputFormat
 }
 
-func butaneCommand() *command {
-	const usage = "etcd-agent butane --spec cluster.yaml --out DIR"
-	const summary = "Render the Fedora CoreOS node config from a cluster spec: Butane (node.bu), translated and\n" +
-		"validated Ignition (node.ign) and the EC2 user data (user-data.ign), checked against EC2's\n" +
-		"16 KiB limit. The CA key never goes into user data unless the spec allows it: user-data.ign\n" +
-		"then merges full.ign from the spec's pointer.url, pinned by its sha512. See docs/deploy-aws.md."
-	return &command{name: "butane", usage: usage, summary: "render the node's Butane/Ignition config and EC2 user data",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "butane", usage, summary)
-			var a butaneArgs
-			fs.StringVar(&a.spec, "spec", "", "cluster spec file (YAML)")
-			fs.StringVar(&a.out, "out", "", "directory to write node.bu, node.ign, user-data.ign (and full.ign) into")
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
-			}
-			return runButane(e, a)
-		}}
+func butaneCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "butane --spec cluster.yaml --out DIR",
+		Short: "render the node's Butane/Ignition config and EC2 user data",
+		Long: "Render the Fedora CoreOS node config from a cluster spec: Butane (node.bu), translated and\n" +
+			"validated Ignition (node.ign) and the EC2 user data (user-data.ign), checked against EC2's\n" +
+			"16 KiB limit. The CA key never goes into user data unless the spec allows it: user-data.ign\n" +
+			"then merges full.ign from the spec's pointer.url, pinned by its sha512. See docs/deploy-aws.md.",
+		Args: noArgs,
+	}
+	var a butaneArgs
+	c.Flags().StringVar(&a.spec, "spec", "", "cluster spec file (YAML)")
+	c.Flags().StringVar(&a.out, "out", "", "directory to write node.bu, node.ign, user-data.ign (and full.ign) into")
+	out := addOutputFlag(c.Flags())
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		a.format = *out
+		return runButane(e, a)
+	}
+	return c
 }
 
 func runButane(e env, a butaneArgs) error {
@@ -71,8 +75,42 @@ func runButane(e env, a butaneArgs) error {
 	if err != nil {
 		return err
 	}
+	if a.format != "" && a.format != formatTable {
+		return printDoc(e.stdout, a.format, newButaneSummary(a.out, res, written))
+	}
 	printButaneResult(e.stdout, a.out, res, written)
 	return nil
+}
+
+// butaneSummary is `butane -o json`: the files written, the user-data
+// size check and the renderer's notes.
+type butaneSummary struct {
+	Files         []butaneFile `json:"files"`
+	UserData      string       `json:"user_data"`
+	UserDataBytes int          `json:"user_data_bytes"`
+	UserDataLimit int          `json:"user_data_limit"`
+	Pointer       bool         `json:"pointer"`
+	FullConfigURL string       `json:"full_config_url,omitempty"`
+	Notes         []string     `json:"notes"`
+}
+
+type butaneFile struct {
+	Path  string `json:"path"`
+	Bytes int    `json:"bytes"`
+	Mode  string `json:"mode"`
+	Note  string `json:"note"`
+}
+
+func newButaneSummary(dir string, res butane.Result, written []outFile) butaneSummary {
+	s := butaneSummary{UserData: filepath.Join(dir, userDataFile), UserDataBytes: len(res.UserData), UserDataLimit: butane.UserDataLimit,
+		Pointer: res.Pointer, Notes: append([]string{}, res.Notes...)}
+	for _, f := range written {
+		s.Files = append(s.Files, butaneFile{Path: f.path, Bytes: len(f.data), Mode: fmt.Sprintf("%04o", f.mode), Note: f.note})
+	}
+	if res.Pointer {
+		s.FullConfigURL = res.Uploads[0].Dest
+	}
+	return s
 }
 
 // outFile is one output file: what to write, and a note for the summary.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
@@ -44,10 +43,7 @@ func butaneSpecDir(t *testing.T, pointer string) string {
 
 func runButaneCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	e := env{stdout: &out, stderr: &errb, lookupEnv: func(string) (string, bool) { return "", false }}
-	code = report(e, "etcd-agent butane", butaneCommand().run(context.Background(), e, args))
-	return code, out.String(), errb.String()
+	return runCLI(t, nil, append([]string{"butane"}, args...)...)
 }
 
 func TestButaneCommandPointer(t *testing.T) {

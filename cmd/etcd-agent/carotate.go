@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -29,47 +30,59 @@ var rotationSteps = map[int]string{
 	rollout.StepDropOld: "ca.crt := the new CA only",
 }
 
-func caRotateCommand() *command {
-	return &command{name: "rotate", summary: "drive a CA rotation: the bundle, where every member stands, whether a step may be pushed",
-		sub: []*command{caRotateBundleCommand(), caRotateStatusCommand(), caRotateCheckCommand()}}
+func caRotateCommand(e env) *cobra.Command {
+	return groupCommand("rotate", "drive a CA rotation: the bundle, where every member stands, whether a step may be pushed",
+		"Drive a CA rotation (README \"CA rotation\"): write the bundle of step 1, see where every member\n"+
+			"stands, and check whether a step may be pushed.",
+		caRotateBundleCommand(e), caRotateStatusCommand(e), caRotateCheckCommand(e))
 }
 
-func caRotateBundleCommand() *command {
-	const usage = "etcd-agent ca rotate bundle --old OLD.crt --new NEW.crt --out BUNDLE.crt"
-	const summary = "Write step 1's trust bundle: the old and the new CA certificate, in that order. Push it as\n" +
-		"every node's pki.caCert (ca.key unchanged); each member restarts once to trust both."
-	return &command{name: "bundle", usage: usage, summary: "write the old+new CA bundle of step 1",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "ca rotate bundle", usage, summary)
-			oldPath := fs.String("old", "", "the CA certificate in use now")
-			newPath := fs.String("new", "", "the new CA certificate (etcd-agent ca init --dir creates one)")
-			out := fs.String("out", "", "where to write the bundle")
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
+// writtenBundle is `ca rotate bundle -o json`.
+type writtenBundle struct {
+	Bundle string   `json:"bundle"`
+	CAs    []string `json:"cas"`
+}
+
+func caRotateBundleCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "bundle --old OLD.crt --new NEW.crt --out BUNDLE.crt",
+		Short: "write the old+new CA bundle of step 1",
+		Long: "Write step 1's trust bundle: the old and the new CA certificate, in that order. Push it as\n" +
+			"every node's pki.caCert (ca.key unchanged); each member restarts once to trust both.",
+		Args: noArgs,
+	}
+	oldPath := c.Flags().String("old", "", "the CA certificate in use now")
+	newPath := c.Flags().String("new", "", "the new CA certificate (etcd-agent ca init --dir creates one)")
+	outPath := c.Flags().String("out", "", "where to write the bundle")
+	out := addOutputFlag(c.Flags())
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		var problems []config.Problem
+		var pems [][]byte
+		for _, f := range []struct{ flag, path string }{{"--old", *oldPath}, {"--new", *newPath}} {
+			b, err := readCA(f.path)
+			if err != nil {
+				problems = append(problems, config.Problem{Field: f.flag, Value: f.path, Problem: err.Error(), Fix: "name a CA certificate file (PEM)"})
 			}
-			var problems []config.Problem
-			var pems [][]byte
-			for _, f := range []struct{ flag, path string }{{"--old", *oldPath}, {"--new", *newPath}} {
-				b, err := readCA(f.path)
-				if err != nil {
-					problems = append(problems, config.Problem{Field: f.flag, Value: f.path, Problem: err.Error(), Fix: "name a CA certificate file (PEM)"})
-				}
-				pems = append(pems, b)
-			}
-			if *out == "" {
-				problems = append(problems, config.Problem{Field: "--out", Problem: "is required", Fix: "pass --out bundle.crt"})
-			}
-			if len(problems) > 0 {
-				return &config.Error{Problems: problems}
-			}
-			bundle := append(append([]byte{}, pems[0]...), pems[1]...)
-			if err := atomicfile.Write(*out, bundle, 0o644); err != nil {
-				return fmt.Errorf("write %s: %w", *out, err)
-			}
-			fmt.Fprintf(e.stdout, "bundle: %s (%s)\nstep 1: push it as every node's pki.caCert; then `etcd-agent ca rotate status --new-ca %s`\n",
-				*out, strings.Join(pki.BundleCANames(bundle), ", "), *newPath)
-			return nil
-		}}
+			pems = append(pems, b)
+		}
+		if *outPath == "" {
+			problems = append(problems, config.Problem{Field: "--out", Problem: "is required", Fix: "pass --out bundle.crt"})
+		}
+		if len(problems) > 0 {
+			return &config.Error{Problems: problems}
+		}
+		bundle := append(append([]byte{}, pems[0]...), pems[1]...)
+		if err := atomicfile.Write(*outPath, bundle, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", *outPath, err)
+		}
+		if *out != formatTable {
+			return printDoc(e.stdout, *out, writtenBundle{Bundle: *outPath, CAs: pki.BundleCANames(bundle)})
+		}
+		fmt.Fprintf(e.stdout, "bundle: %s (%s)\nstep 1: push it as every node's pki.caCert; then `etcd-agent ca rotate status --new-ca %s`\n",
+			*outPath, strings.Join(pki.BundleCANames(bundle), ", "), *newPath)
+		return nil
+	}
+	return c
 }
 
 // readCA reads a PEM file holding exactly one CA certificate.
@@ -99,9 +112,7 @@ type rotationFlags struct {
 	endpoints, cacert, cert, key, newCA *string
 }
 
-func addRotationFlags(fs interface {
-	String(name, value, usage string) *string
-}) rotationFlags {
+func addRotationFlags(fs *pflag.FlagSet) rotationFlags {
 	return rotationFlags{
 		cf:        addConfigFlags(fs),
 		endpoints: fs.String("endpoints", "", "client URLs (default: from this node's agent report)"),
@@ -188,78 +199,83 @@ func etcdctlTLS(cacert, cert, key string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-func caRotateStatusCommand() *command {
-	const usage = "etcd-agent ca rotate status --new-ca NEW.crt [-o table|json] [--config PATH | --endpoints URL,... --cacert F --cert F --key F]"
-	const summary = "Where every member stands in the rotation to NEW.crt, from the records the agents keep in the\n" +
-		"cluster: whether its etcd trusts the new CA (and still the old), and whether its certificates\n" +
-		"are the new CA's; then the step whose files may be pushed now."
-	return &command{name: "status", usage: usage, summary: "every member's step and the next step",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "ca rotate status", usage, summary)
-			rf := addRotationFlags(fs)
-			format := fs.String("o", "table", "output format: table or json")
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
+func caRotateStatusCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "status --new-ca NEW.crt [--config PATH | --endpoints URL,... --cacert F --cert F --key F]",
+		Short: "every member's step and the next step",
+		Long: "Where every member stands in the rotation to NEW.crt, from the records the agents keep in the\n" +
+			"cluster: whether its etcd trusts the new CA (and still the old), and whether its certificates\n" +
+			"are the new CA's; then the step whose files may be pushed now.",
+		Args: noArgs,
+	}
+	rf := addRotationFlags(c.Flags())
+	out := addOutputFlag(c.Flags())
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		r, err := rf.rotation(c.Context(), e)
+		if err != nil {
+			return err
+		}
+		if *out != formatTable {
+			return printDoc(e.stdout, *out, r)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MEMBER\tTRUSTS NEW\tTRUSTS OLD\tCERTS FROM NEW\tSTEP DONE\tRECORDED")
+		for _, m := range r.Members {
+			at := m.At
+			if !m.Recorded {
+				at = "no record"
 			}
-			if err := checkOutputFormat(*format); err != nil {
-				return err
-			}
-			r, err := rf.rotation(ctx, e)
-			if err != nil {
-				return err
-			}
-			if *format == "json" {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(r)
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "MEMBER\tTRUSTS NEW\tTRUSTS OLD\tCERTS FROM NEW\tSTEP DONE\tRECORDED")
-			for _, m := range r.Members {
-				at := m.At
-				if !m.Recorded {
-					at = "no record"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.Member, yesNo(m.TrustsNew), yesNo(m.TrustsOther), yesNo(m.IssuedByNew), m.Done, at)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if r.Next == 0 {
-				fmt.Fprintf(e.stdout, "\nrotation to %s complete\n", r.NewCA)
-			} else {
-				fmt.Fprintf(e.stdout, "\nnext: step %d: %s\n", r.Next, rotationSteps[r.Next])
-			}
-			return nil
-		}}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.Member, yesNo(m.TrustsNew), yesNo(m.TrustsOther), yesNo(m.IssuedByNew), m.Done, at)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if r.Next == 0 {
+			fmt.Fprintf(e.stdout, "\nrotation to %s complete\n", r.NewCA)
+		} else {
+			fmt.Fprintf(e.stdout, "\nnext: step %d: %s\n", r.Next, rotationSteps[r.Next])
+		}
+		return nil
+	}
+	return c
 }
 
-func caRotateCheckCommand() *command {
-	const usage = "etcd-agent ca rotate check --step 1|2|3 --new-ca NEW.crt [--config PATH | --endpoints URL,... --cacert F --cert F --key F]"
-	const summary = "Exit 0 when the files of step N may be pushed now, 3 (naming the members behind) when not:\n" +
-		"step 2 (the new key) needs every member trusting the new CA, step 3 (dropping the old CA) every\n" +
-		"member trusting it and holding its certificates. Put it in front of the push in your tooling."
-	return &command{name: "check", usage: usage, summary: "may step N be pushed now (exit 0) or not (exit 3)",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "ca rotate check", usage, summary)
-			rf := addRotationFlags(fs)
-			step := fs.Int("step", 0, "the step to push: 1 (bundle), 2 (new key) or 3 (drop the old CA)")
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
-			}
-			if *step < rollout.StepBundle || *step > rollout.StepDropOld {
-				return &exitError{code: exitUsage, err: fmt.Errorf("--step %d: use 1 (bundle), 2 (new key) or 3 (drop the old CA)", *step)}
-			}
-			r, err := rf.rotation(ctx, e)
-			if err != nil {
-				return err
-			}
-			if err := r.Allows(*step); err != nil {
-				return &exitError{code: exitUnhealthy, err: err}
-			}
-			fmt.Fprintf(e.stdout, "step %d may be pushed: %s\n", *step, rotationSteps[*step])
-			return nil
-		}}
+// allowedStep is `ca rotate check -o json` when the step may be pushed.
+type allowedStep struct {
+	Step int    `json:"step"`
+	Push string `json:"push"`
+}
+
+func caRotateCheckCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "check --step 1|2|3 --new-ca NEW.crt [--config PATH | --endpoints URL,... --cacert F --cert F --key F]",
+		Short: "may step N be pushed now (exit 0) or not (exit 3)",
+		Long: "Exit 0 when the files of step N may be pushed now, 3 (naming the members behind) when not:\n" +
+			"step 2 (the new key) needs every member trusting the new CA, step 3 (dropping the old CA) every\n" +
+			"member trusting it and holding its certificates. Put it in front of the push in your tooling.",
+		Args: noArgs,
+	}
+	rf := addRotationFlags(c.Flags())
+	step := c.Flags().Int("step", 0, "the step to push: 1 (bundle), 2 (new key) or 3 (drop the old CA)")
+	out := addOutputFlag(c.Flags())
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if *step < rollout.StepBundle || *step > rollout.StepDropOld {
+			return usageErrorf("--step %d: use 1 (bundle), 2 (new key) or 3 (drop the old CA)", *step)
+		}
+		r, err := rf.rotation(c.Context(), e)
+		if err != nil {
+			return err
+		}
+		if err := r.Allows(*step); err != nil {
+			return &exitError{code: exitUnhealthy, err: err}
+		}
+		if *out != formatTable {
+			return printDoc(e.stdout, *out, allowedStep{Step: *step, Push: rotationSteps[*step]})
+		}
+		fmt.Fprintf(e.stdout, "step %d may be pushed: %s\n", *step, rotationSteps[*step])
+		return nil
+	}
+	return c
 }
 
 func yesNo(b bool) string {

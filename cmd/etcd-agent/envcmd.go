@@ -1,54 +1,55 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	agentreport "github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
-func envCommand() *command {
-	const usage = "etcd-agent env [--endpoints URL,...] [--config PATH]"
-	const summary = "Print the ETCDCTL_* variables for this node's operator certificate, for a shell:\n\n" +
-		"  eval \"$(etcd-agent env)\" && etcdctl member list -w table\n\n" +
-		"The endpoints are the cluster's client URLs from the agent's report (--endpoints to name them)."
-	return &command{name: "env", usage: usage, summary: "print ETCDCTL_* variables for the operator certificate",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "env", usage, summary)
-			cf := addConfigFlags(fs)
-			endpoints := fs.String("endpoints", "", "client URLs (default: from the agent report)")
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
-			}
-			cfg, _, err := cf.load(e)
+func envCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "env",
+		Short: "print ETCDCTL_* variables for the operator certificate",
+		Long: "Print the ETCDCTL_* variables for this node's operator certificate, for a shell:\n\n" +
+			"  eval \"$(etcd-agent env)\" && etcdctl member list -w table\n\n" +
+			"The endpoints are the cluster's client URLs from the agent's report (--endpoints to name them).",
+		Args: noArgs,
+	}
+	cf := addConfigFlags(c.Flags())
+	endpoints := c.Flags().String("endpoints", "", "client URLs (default: from the agent report)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cfg, _, err := cf.load(e)
+		if err != nil {
+			return err
+		}
+		eps := splitList(*endpoints)
+		if len(eps) == 0 {
+			rep, err := agentreport.Read(cfg.Agent.StatusFile)
 			if err != nil {
-				return err
+				return fmt.Errorf("no endpoints: the agent report %s cannot be read (%w): pass --endpoints https://HOST:2379", cfg.Agent.StatusFile, err)
 			}
-			eps := splitList(*endpoints)
-			if len(eps) == 0 {
-				rep, err := agentreport.Read(cfg.Agent.StatusFile)
-				if err != nil {
-					return fmt.Errorf("no endpoints: the agent report %s cannot be read (%w): pass --endpoints https://HOST:2379", cfg.Agent.StatusFile, err)
-				}
-				if eps = reportEndpoints(rep); len(eps) == 0 {
-					return fmt.Errorf("no endpoints: the agent report %s names none yet (the agent has not started etcd): pass --endpoints https://HOST:2379", cfg.Agent.StatusFile)
-				}
+			if eps = reportEndpoints(rep); len(eps) == 0 {
+				return fmt.Errorf("no endpoints: the agent report %s names none yet (the agent has not started etcd): pass --endpoints https://HOST:2379", cfg.Agent.StatusFile)
 			}
-			vars := [][2]string{
-				{"ETCDCTL_API", "3"},
-				{"ETCDCTL_ENDPOINTS", strings.Join(eps, ",")},
-				{"ETCDCTL_CACERT", filepath.Join(cfg.PKI.Dir, pki.CACertFile)},
-				{"ETCDCTL_CERT", filepath.Join(cfg.PKI.Dir, pki.OperatorCertFile)},
-				{"ETCDCTL_KEY", filepath.Join(cfg.PKI.Dir, pki.OperatorKeyFile)},
-			}
-			for _, v := range vars {
-				fmt.Fprintf(e.stdout, "export %s=%s\n", v[0], shellQuote(v[1]))
-			}
-			return nil
-		}}
+		}
+		vars := [][2]string{
+			{"ETCDCTL_API", "3"},
+			{"ETCDCTL_ENDPOINTS", strings.Join(eps, ",")},
+			{"ETCDCTL_CACERT", filepath.Join(cfg.PKI.Dir, pki.CACertFile)},
+			{"ETCDCTL_CERT", filepath.Join(cfg.PKI.Dir, pki.OperatorCertFile)},
+			{"ETCDCTL_KEY", filepath.Join(cfg.PKI.Dir, pki.OperatorKeyFile)},
+		}
+		for _, v := range vars {
+			fmt.Fprintf(e.stdout, "export %s=%s\n", v[0], shellQuote(v[1]))
+		}
+		return nil
+	}
+	return c
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -24,9 +25,9 @@ import (
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
-func localCommand() *command {
-	return &command{name: "local", summary: "run a whole cluster on this machine (try it in a minute)",
-		sub: []*command{localUpCommand()}}
+func localCommand(e env) *cobra.Command {
+	return groupCommand("local", "run a whole cluster on this machine (try it in a minute)",
+		"Run a whole cluster on this machine (try it in a minute).", localUpCommand(e))
 }
 
 // localOptions are the settings of `local up`.
@@ -42,45 +43,46 @@ type localOptions struct {
 	metrics bool
 }
 
-func localUpCommand() *command {
-	const usage = "etcd-agent local up [--nodes 3] [--dir .local] [--runtime embedded|podman] [--metrics]"
-	const summary = "Run an N-node cluster on this machine through the production code path: a local CA,\n" +
-		"a TLS v3 discovery service, one agent per node on 127.0.0.x with static identity,\n" +
-		"certificates, discovery, membership and readiness. Prints the status table once every\n" +
-		"node is ready and runs until Ctrl-C. A node that stops (`etcd-agent leave --config DIR/nodeN/config.yaml`,\n" +
-		"or a failure) is reported and the others go on. Running it again restarts the same members in\n" +
-		"place, and a node that left joins again as a new member.\n" +
-		"Per-node configs, certificates, data and logs are under --dir."
-	return &command{name: "up", usage: usage, summary: "start an N-node local cluster and keep it running",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "local up", usage, summary)
-			o := localOptions{}
-			fs.IntVar(&o.nodes, "nodes", 3, "number of nodes (voting members)")
-			fs.StringVar(&o.dir, "dir", ".local", "state directory (CA, configs, data, logs)")
-			fs.StringVar(&o.runtime, "runtime", "embedded", "embedded (in-process etcd) or podman (containers through --podman-socket)")
-			fs.StringVar(&o.socket, "podman-socket", "", "Podman API socket for --runtime podman (default: the rootless socket of this user)")
-			first := fs.String("first-ip", "127.0.0.11", "loopback address of node 1; node i gets the i-1'th next address")
-			fs.StringVar(&o.discoveryAddr, "discovery-addr", "127.0.0.1:23790", "where the local discovery service listens")
-			fs.BoolVar(&o.metrics, "metrics", false, "serve each node's agent metrics on <node ip>:2382 and etcd's on <node ip>:2381")
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
-			}
-			ip, err := netip.ParseAddr(*first)
-			if err != nil || !ip.IsLoopback() || !ip.Is4() {
-				return &config.Error{Problems: []config.Problem{{Field: "--first-ip", Value: *first, Problem: "must be an IPv4 loopback address", Fix: "use 127.0.0.11"}}}
-			}
-			o.firstIP = ip
-			if o.nodes < 1 || o.nodes > 9 {
-				return &config.Error{Problems: []config.Problem{{Field: "--nodes", Value: fmt.Sprint(o.nodes), Problem: "must be 1-9", Fix: "use 3 or 5"}}}
-			}
-			if o.runtime != "embedded" && o.runtime != "podman" {
-				return &config.Error{Problems: []config.Problem{{Field: "--runtime", Value: o.runtime, Problem: "must be embedded or podman", Fix: "use --runtime embedded"}}}
-			}
-			if o.dir, err = filepath.Abs(o.dir); err != nil {
-				return err
-			}
-			return runLocal(ctx, e, o)
-		}}
+func localUpCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "start an N-node local cluster and keep it running",
+		Long: "Run an N-node cluster on this machine through the production code path: a local CA,\n" +
+			"a TLS v3 discovery service, one agent per node on 127.0.0.x with static identity,\n" +
+			"certificates, discovery, membership and readiness. Prints the status table once every\n" +
+			"node is ready and runs until Ctrl-C. A node that stops (`etcd-agent leave --config DIR/nodeN/config.yaml`,\n" +
+			"or a failure) is reported and the others go on. Running it again restarts the same members in\n" +
+			"place, and a node that left joins again as a new member.\n" +
+			"Per-node configs, certificates, data and logs are under --dir.",
+		Args: noArgs,
+	}
+	fs := c.Flags()
+	o := localOptions{}
+	fs.IntVar(&o.nodes, "nodes", 3, "number of nodes (voting members)")
+	fs.StringVar(&o.dir, "dir", ".local", "state directory (CA, configs, data, logs)")
+	fs.StringVar(&o.runtime, "runtime", "embedded", "embedded (in-process etcd) or podman (containers through --podman-socket)")
+	fs.StringVar(&o.socket, "podman-socket", "", "Podman API socket for --runtime podman (default: the rootless socket of this user)")
+	first := fs.String("first-ip", "127.0.0.11", "loopback address of node 1; node i gets the i-1'th next address")
+	fs.StringVar(&o.discoveryAddr, "discovery-addr", "127.0.0.1:23790", "where the local discovery service listens")
+	fs.BoolVar(&o.metrics, "metrics", false, "serve each node's agent metrics on <node ip>:2382 and etcd's on <node ip>:2381")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		ip, err := netip.ParseAddr(*first)
+		if err != nil || !ip.IsLoopback() || !ip.Is4() {
+			return &config.Error{Problems: []config.Problem{{Field: "--first-ip", Value: *first, Problem: "must be an IPv4 loopback address", Fix: "use 127.0.0.11"}}}
+		}
+		o.firstIP = ip
+		if o.nodes < 1 || o.nodes > 9 {
+			return &config.Error{Problems: []config.Problem{{Field: "--nodes", Value: fmt.Sprint(o.nodes), Problem: "must be 1-9", Fix: "use 3 or 5"}}}
+		}
+		if o.runtime != "embedded" && o.runtime != "podman" {
+			return &config.Error{Problems: []config.Problem{{Field: "--runtime", Value: o.runtime, Problem: "must be embedded or podman", Fix: "use --runtime embedded"}}}
+		}
+		if o.dir, err = filepath.Abs(o.dir); err != nil {
+			return err
+		}
+		return runLocal(c.Context(), e, o)
+	}
+	return c
 }
 
 func runLocal(ctx context.Context, e env, o localOptions) error {

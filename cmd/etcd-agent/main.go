@@ -5,13 +5,15 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
@@ -23,13 +25,15 @@ var (
 	defaultEtcdVersion = "v3.7.3"
 )
 
-// Exit codes. Config errors use config.ExitCode (78) so systemd's
-// RestartPreventExitStatus stops a restart loop on them.
+// Exit codes, the same for every command (docs/cli/exit-codes.md). Config
+// errors use config.ExitCode (78) so systemd's RestartPreventExitStatus
+// stops a restart loop on them.
 const (
 	exitOK        = 0
 	exitFailure   = 1
 	exitUsage     = 2
 	exitUnhealthy = 3
+	exitConfig    = config.ExitCode
 )
 
 // env is what a command may read from its environment; main passes the
@@ -39,33 +43,47 @@ type env struct {
 	lookupEnv      func(string) (string, bool)
 }
 
-// command is one subcommand: its usage line, a summary, and its run func,
-// which parses its own flags.
-type command struct {
-	name    string
-	usage   string
-	summary string
-	run     func(ctx context.Context, e env, args []string) error
-	sub     []*command
-}
+const rootLong = "etcd-agent runs on every node and turns the nodes into a highly available,\n" +
+	"TLS-secured etcd cluster: identity from IMDS, certificates from the shipped CA,\n" +
+	"discovery or join, etcd in a rootless Podman container, readiness to systemd.\n\n" +
+	"Exit codes (every command): 0 ok, 1 failed, 2 usage error, 3 unhealthy or refused,\n" +
+	"78 configuration error."
 
-func commands() []*command {
-	return []*command{
-		runCommand(),
-		configCommand(),
-		statusCommand(),
-		leaveCommand(),
-		fleetlockCommand(),
-		recoverCommand(),
-		snapshotCommand(),
-		localCommand(),
-		caCommand(),
-		certCommand(),
-		envCommand(),
-		discoveryCommand(),
-		butaneCommand(),
-		versionCommand(),
-	}
+// newRootCmd builds the whole command tree for one run: every command's
+// flags are its own and bound to this tree, so runs share no state.
+func newRootCmd(e env) *cobra.Command {
+	root := groupCommand("etcd-agent", "the etcd node agent", rootLong,
+		runCommand(e),
+		configCommand(e),
+		statusCommand(e),
+		leaveCommand(e),
+		fleetlockCommand(e),
+		recoverCommand(e),
+		snapshotCommand(e),
+		localCommand(e),
+		caCommand(e),
+		certCommand(e),
+		envCommand(e),
+		discoveryCommand(e),
+		butaneCommand(e),
+		versionCommand(e),
+	)
+	root.Version = version
+	root.SetVersionTemplate(versionText())
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SilenceErrors = true // report prints them, with the exit code
+	root.SilenceUsage = true  // a usage error names the help command instead
+	root.CompletionOptions.HiddenDefaultCmd = false
+	root.SetHelpCommand(helpCommand())
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	// A group runs only to say a command is missing: its usage names the
+	// subcommands alone.
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError(err) })
+	markRunErrors(root)
+	return root
 }
 
 func main() {
@@ -75,65 +93,69 @@ func main() {
 	os.Exit(code)
 }
 
+// dispatch runs the command line args and returns the exit code.
+func dispatch(ctx context.Context, e env, args []string) int {
+	root := newRootCmd(e)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if cmd == nil {
+		cmd = root
+	}
+	return report(e, cmd, err)
+}
+
 // exitError carries a specific exit code with its message.
 type exitError struct {
 	code int
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
-func dispatch(ctx context.Context, e env, args []string) int {
-	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printUsage(e.stdout, "etcd-agent", cmds)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
-	}
-	if args[0] == "--version" {
-		args = []string{"version"} // what every CLI answers
-	}
-	path := "etcd-agent"
-	for {
-		c := find(cmds, args[0])
-		if c == nil {
-			fmt.Fprintf(e.stderr, "%s: unknown command %q\nRun '%s --help' for the list.\n", path, args[0], path)
-			return exitUsage
-		}
-		path += " " + c.name
-		args = args[1:]
-		if len(c.sub) == 0 {
-			return report(e, path, c.run(ctx, e, args))
-		}
-		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-			printUsage(e.stdout, path, c.sub)
-			if len(args) == 0 {
-				return exitUsage
+// usageError is a mistake on the command line (exit 2).
+func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError(fmt.Errorf(format, args...))
+}
+
+// runError marks an error returned by a command's own run: anything else
+// cobra returns (unknown command or flag, bad flag value, wrong arguments)
+// is a usage error.
+type runError struct{ err error }
+
+func (e *runError) Error() string { return e.err.Error() }
+func (e *runError) Unwrap() error { return e.err }
+
+func markRunErrors(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(c *cobra.Command, args []string) error {
+			if err := run(c, args); err != nil {
+				return &runError{err: err}
 			}
-			return exitOK
+			return nil
 		}
-		cmds = c.sub
+	}
+	for _, sub := range c.Commands() {
+		markRunErrors(sub)
 	}
 }
 
-func find(cmds []*command, name string) *command {
-	for _, c := range cmds {
-		if c.name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-func report(e env, path string, err error) int {
+// report is the one place errors become exit codes and messages on stderr.
+func report(e env, cmd *cobra.Command, err error) int {
 	if err == nil {
 		return exitOK
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
+	path := cmd.CommandPath()
+	var run *runError
+	if !errors.As(err, &run) {
+		err = usageError(err)
 	}
 	var cerr *config.Error
 	var xerr *exitError
@@ -141,13 +163,16 @@ func report(e env, path string, err error) int {
 	switch {
 	case errors.As(err, &left):
 		fmt.Fprintf(e.stderr, "%s: %v\n", path, err)
-		return config.ExitCode
+		return exitConfig
 	case errors.As(err, &cerr):
 		fmt.Fprintf(e.stderr, "%s: %v\n", path, err)
-		return config.ExitCode
+		return exitConfig
 	case errors.As(err, &xerr):
 		if xerr.err != nil && xerr.err.Error() != "" {
 			fmt.Fprintf(e.stderr, "%s: %v\n", path, xerr.err)
+		}
+		if xerr.code == exitUsage {
+			fmt.Fprintf(e.stderr, "Run '%s --help' for usage.\n", path)
 		}
 		return xerr.code
 	default:
@@ -156,49 +181,100 @@ func report(e env, path string, err error) int {
 	}
 }
 
-func printUsage(w io.Writer, path string, cmds []*command) {
-	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\n", path)
-	if path == "etcd-agent" {
-		fmt.Fprint(w, "etcd-agent runs on every node and turns the nodes into a highly available,\n"+
-			"TLS-secured etcd cluster: identity from IMDS, certificates from the shipped CA,\n"+
-			"discovery or join, etcd in a rootless Podman container, readiness to systemd.\n\n")
+// groupCommand is a command that only holds subcommands: run without one,
+// or with an unknown one, it is a usage error.
+func groupCommand(name, short, long string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use:   name + " <command>",
+		Short: short,
+		Long:  long,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+				if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+					msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, ", "))
+				}
+				return errors.New(msg)
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			var names []string
+			for _, s := range c.Commands() {
+				if s.IsAvailableCommand() {
+					names = append(names, s.Name())
+				}
+			}
+			return usageErrorf("missing command: one of %s", strings.Join(names, ", "))
+		},
+		DisableFlagsInUseLine:      true,
+		SuggestionsMinimumDistance: 2,
 	}
-	fmt.Fprintln(w, "Commands:")
-	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags.\n", path)
+	c.AddCommand(subs...)
+	return c
 }
 
-// newFlagSet builds a command's flag set whose -h output starts with the
-// usage line and summary.
-func newFlagSet(e env, path, usage, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet(path, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: %s\n\n%s\n", usage, summary)
-		var b strings.Builder
-		fs.SetOutput(&b)
-		fs.PrintDefaults()
-		fs.SetOutput(e.stderr)
-		if b.Len() > 0 {
-			fmt.Fprintf(e.stderr, "\nFlags:\n%s", b.String())
-		}
+// helpCommand is `help [command]`: cobra's, except that an unknown topic
+// is a usage error instead of the root's help with exit 0.
+func helpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		Long:  "Help for any command: etcd-agent help CMD is etcd-agent CMD --help.",
+		RunE: func(c *cobra.Command, args []string) error {
+			target, rest, err := c.Root().Find(args)
+			if err != nil || target == nil || len(rest) > 0 {
+				return usageErrorf("unknown help topic %q", strings.Join(args, " "))
+			}
+			return target.Help()
+		},
 	}
-	return fs
 }
 
-// parseFlags parses and rejects stray positional arguments unless allowed.
-func parseFlags(fs *flag.FlagSet, args []string, maxArgs int) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &exitError{code: exitUsage, err: errors.New("")}
-	}
-	if fs.NArg() > maxArgs {
-		fs.Usage()
-		return &exitError{code: exitUsage, err: fmt.Errorf("unexpected argument %q", fs.Arg(maxArgs))}
+// noArgs refuses positional arguments (a usage error).
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected argument %q", args[0])
 	}
 	return nil
+}
+
+// maxArgs refuses more than n positional arguments.
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) > n {
+			return fmt.Errorf("unexpected argument %q", args[n])
+		}
+		return nil
+	}
+}
+
+// Output formats of -o/--output.
+const (
+	formatTable = "table"
+	formatJSON  = "json"
+	formatYAML  = "yaml"
+)
+
+// outputFormat is the value of -o/--output; a value other than table,
+// json or yaml is refused while the flags are parsed (a usage error).
+type outputFormat string
+
+func (o *outputFormat) String() string { return string(*o) }
+func (o *outputFormat) Type() string   { return "format" }
+func (o *outputFormat) Set(v string) error {
+	switch v {
+	case formatTable, formatJSON, formatYAML:
+		*o = outputFormat(v)
+		return nil
+	}
+	return fmt.Errorf("use %s, %s or %s", formatTable, formatJSON, formatYAML)
+}
+
+// addOutputFlag adds -o/--output (default table) to a command that prints
+// a result.
+func addOutputFlag(fs *pflag.FlagSet) *outputFormat {
+	o := outputFormat(formatTable)
+	fs.VarP(&o, "output", "o", "output format: table, json or yaml (the same document as json)")
+	return &o
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/etcd-agent/etcd-agent/agent/config"
 )
 
@@ -23,37 +25,94 @@ func env2(out, errb *bytes.Buffer, vars map[string]string) env {
 	return env{stdout: out, stderr: errb, lookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
 }
 
+// leaves are every runnable command of the tree that has no subcommands
+// (cobra's own help command aside), by their path under etcd-agent.
+func leaves(c *cobra.Command) [][]string {
+	var out [][]string
+	for _, s := range c.Commands() {
+		if s.Name() == "help" {
+			continue
+		}
+		if s.HasSubCommands() {
+			for _, l := range leaves(s) {
+				out = append(out, append([]string{s.Name()}, l...))
+			}
+			continue
+		}
+		out = append(out, []string{s.Name()})
+	}
+	return out
+}
+
 // TestHelpForEveryCommand walks the command tree: every command has a
-// summary, and --help exits 0 and prints a usage line naming the command.
+// summary, and --help (and help CMD) exits 0 and prints on stdout a usage
+// line naming the command, and only that command's flags.
 func TestHelpForEveryCommand(t *testing.T) {
-	var walk func(path []string, cmds []*command)
-	walk = func(path []string, cmds []*command) {
-		for _, c := range cmds {
-			p := append(append([]string(nil), path...), c.name)
-			if c.summary == "" {
-				t.Errorf("%s has no summary", strings.Join(p, " "))
+	var walk func(path []string, c *cobra.Command)
+	walk = func(path []string, c *cobra.Command) {
+		p := strings.Join(path, " ")
+		if c.Short == "" {
+			t.Errorf("%s has no summary", p)
+		}
+		for _, args := range [][]string{append(path[1:], "--help"), append([]string{"help"}, path[1:]...)} {
+			code, out, errOut := runCLI(t, nil, args...)
+			if code != 0 || errOut != "" {
+				t.Errorf("%s: exit %d, stderr %s", strings.Join(args, " "), code, errOut)
 			}
-			if len(c.sub) > 0 {
-				walk(p, c.sub)
-			}
-			code, out, errOut := runCLI(t, nil, append(p, "--help")...)
-			if code != 0 {
-				t.Errorf("%s --help: exit %d, stderr %s", strings.Join(p, " "), code, errOut)
-			}
-			if !strings.Contains(out+errOut, "Usage: etcd-agent "+strings.Join(p, " ")) {
-				t.Errorf("%s --help does not show its usage line:\n%s%s", strings.Join(p, " "), out, errOut)
+			if !strings.Contains(out, "Usage:\n  "+p) {
+				t.Errorf("%s does not show its usage line:\n%s", strings.Join(args, " "), out)
 			}
 		}
+		for _, s := range c.Commands() {
+			walk(append(append([]string(nil), path...), s.Name()), s)
+		}
 	}
-	walk(nil, commands())
+	walk([]string{"etcd-agent"}, newRootCmd(env{}))
+	// Only its own flags: status has no run-only flag, leave no -o.
+	_, out, _ := runCLI(t, nil, "status", "--help")
+	if strings.Contains(out, "--files") || !strings.Contains(out, "-o, --output format") {
+		t.Errorf("status --help:\n%s", out)
+	}
+	if _, out, _ := runCLI(t, nil, "leave", "--help"); strings.Contains(out, "--output") || strings.Contains(out, "--timeout") {
+		t.Errorf("leave --help:\n%s", out)
+	}
+}
+
+// TestRecoverHelpPlaceholders: a backquoted word in a flag's usage is
+// pflag's placeholder; recover's shows REF, NAME,NAME and GENERATION, not
+// a command line.
+func TestRecoverHelpPlaceholders(t *testing.T) {
+	_, out, _ := runCLI(t, nil, "recover", "--help")
+	for _, want := range []string{"--from-snapshot REF ", "--lost NAME,NAME ", "--replaces GENERATION "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("recover --help lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "--from-snapshot etcd-agent") {
+		t.Errorf("recover --help takes a command for the placeholder:\n%s", out)
+	}
 }
 
 func TestUnknownCommandAndNoArgs(t *testing.T) {
-	if code, _, errOut := runCLI(t, nil, "frobnicate"); code != exitUsage || !strings.Contains(errOut, `unknown command "frobnicate"`) {
-		t.Errorf("unknown command: exit %d, %q", code, errOut)
+	for _, args := range [][]string{{"frobnicate"}, {"snapshot", "frobnicate"}, {"help", "frobnicate"}, {"help", "snapshot", "frobnicate"}} {
+		code, out, errOut := runCLI(t, nil, args...)
+		if code != exitUsage || out != "" || !strings.Contains(errOut, "frobnicate") || !strings.Contains(errOut, "--help' for usage") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
 	}
-	if code, out, _ := runCLI(t, nil); code != exitUsage || !strings.Contains(out, "Commands:") {
-		t.Errorf("no args: exit %d, %q", code, out)
+	for _, args := range [][]string{nil, {"snapshot"}} {
+		if code, out, errOut := runCLI(t, nil, args...); code != exitUsage || out != "" || !strings.Contains(errOut, "missing command") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	// GNU flags: after the arguments, with = or a space, -oFORMAT.
+	for _, args := range [][]string{{"version", "-ojson"}, {"version", "--output=json"}, {"version", "-o", "json"}} {
+		if code, out, errOut := runCLI(t, nil, args...); code != 0 || !strings.HasPrefix(out, "{") {
+			t.Errorf("%v: exit %d, %q %q", args, code, out, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, nil, "version", "-o", "xml"); code != exitUsage || !strings.Contains(errOut, "use table, json or yaml") {
+		t.Errorf("-o xml: exit %d, %q", code, errOut)
 	}
 }
 

@@ -6,37 +6,40 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	"github.com/etcd-agent/etcd-agent/systemd"
 )
 
-func runCommand() *command {
-	const usage = "etcd-agent run [--config PATH] [--node-ip IP] [--data-dir DIR] [--log-level LEVEL]"
-	summary := "Run this node's agent: identity, certificates, discovery or join, etcd, readiness\n" +
-		"(sd_notify READY=1 only when the local member is a healthy, caught-up voter), supervision.\n" +
-		"Runs until SIGTERM. Configuration errors exit with code 78 (systemd does not restart on it).\n\n" +
-		"Environment overrides (below flags, above the file):\n" + envHelp()
-	return &command{name: "run", usage: usage, summary: "run the node agent (the systemd service)",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "run", usage, summary)
-			cf := addConfigFlags(fs)
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
-			}
-			// Every offline check (`config check`) before anything touches
-			// the network: a config mistake exits 78 with no discovery slot
-			// taken and no IMDS call made.
-			cfg, warnings, err := cf.check(e, config.CheckOptions{Files: true})
-			if err != nil {
-				return err
-			}
-			logger := newLogger(e, cfg.Agent.LogLevel, cfg.Agent.LogFormat)
-			for _, w := range warnings {
-				logger.Warn("configuration", "warning", w)
-			}
-			return runAgent(ctx, e, cfg, logger)
-		}}
+func runCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "run the node agent (the systemd service)",
+		Long: "Run this node's agent: identity, certificates, discovery or join, etcd, readiness\n" +
+			"(sd_notify READY=1 only when the local member is a healthy, caught-up voter), supervision.\n" +
+			"Runs until SIGTERM. Configuration errors exit with code 78 (systemd does not restart on it).\n\n" +
+			"Environment overrides (below flags, above the file):\n" + envHelp(),
+		Args: noArgs,
+	}
+	cf := addConfigFlags(c.Flags())
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		// Every offline check (`config check`) before anything touches
+		// the network: a config mistake exits 78 with no discovery slot
+		// taken and no IMDS call made.
+		cfg, warnings, err := cf.check(e, config.CheckOptions{Files: true})
+		if err != nil {
+			return err
+		}
+		logger := newLogger(e, cfg.Agent.LogLevel, cfg.Agent.LogFormat)
+		for _, w := range warnings {
+			logger.Warn("configuration", "warning", w)
+		}
+		return runAgent(c.Context(), e, cfg, logger)
+	}
+	return c
 }
 
 func runAgent(ctx context.Context, e env, cfg *config.Config, logger *slog.Logger) error {
@@ -79,9 +82,7 @@ var configFlagNames = []struct{ flag, key, help string }{
 	{"log-level", "agent.logLevel", "debug, info, warn or error"},
 }
 
-func addConfigFlags(fs interface {
-	String(name, value, usage string) *string
-}) *configFlags {
+func addConfigFlags(fs *pflag.FlagSet) *configFlags {
 	cf := &configFlags{overrides: map[string]*string{}}
 	cf.path = fs.String("config", config.DefaultPath, "configuration file (env ETCD_AGENT_CONFIG)")
 	for _, f := range configFlagNames {

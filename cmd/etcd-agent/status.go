@@ -10,57 +10,61 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/etcd-agent/etcd-agent/agent/config"
 	agentreport "github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/status"
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
-func statusCommand() *command {
-	const usage = "etcd-agent status [-o table|json] [--timeout D] [--endpoints URL,...] [--config PATH]"
-	const summary = "Show this node's agent phase and certificate expiry, the member list, per-endpoint status\n" +
-		"(leader, raft term/index, DB size against quota, version, alarms) and health with latency.\n" +
-		"Runs as the operator (the etcd user) with the operator client certificate; needs no root.\n" +
-		"Every member is asked in parallel, each call with its own deadline (--timeout, 1s): a member that is down,\n" +
-		"frozen or refusing shows why in its row (\"no answer in 1s\", \"connection refused\", …) and costs at most that.\n" +
-		"Then every voter's HashKV is compared at a common revision (the HASHKV column and the Data line):\n" +
-		"two members with the same compact revision but different hashes have diverged.\n\n" +
-		"Problems are listed most severe first, each with a stable code, a severity (critical, warning, info),\n" +
-		"the text and what to do; `-o json` gives the same under summary.problems.\n\n" +
-		"Exit codes: 0 every member healthy, a leader, no alarm, no HashKV mismatch, as many voters as\n" +
-		"cluster.size, this node's agent healthy (no problem of severity warning or worse); 3 anything else\n" +
-		"(the table's last lines say what), including a node where the agent never ran (agent-never-ran:\n" +
-		"no report, no operator certificate); 1 status itself failed (e.g. the operator certificate exists\n" +
-		"but cannot be read by this user); 2 usage error; 78 configuration error."
-	return &command{name: "status", usage: usage, summary: "show the node, its members and their health (exit 0 only when all is well)",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "status", usage, summary)
-			cf := addConfigFlags(fs)
-			format := fs.String("o", "table", "output format: table or json")
-			timeout := fs.Duration("timeout", status.DefaultTimeout, "deadline of each call to each member")
-			endpoints := fs.String("endpoints", "", "client URLs to ask first (default: from the agent report, else this node)")
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
-			}
-			if err := checkOutputFormat(*format); err != nil {
-				return err
-			}
-			cfg, _, err := cf.load(e)
-			if err != nil {
-				return err
-			}
-			v, err := gatherStatus(ctx, cfg, splitList(*endpoints), *timeout)
-			if err != nil {
-				return err
-			}
-			if err := status.Render(e.stdout, v, *format); err != nil {
-				return fmt.Errorf("render status: %w", err)
-			}
-			if code := status.ExitCode(v); code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
-		}}
+func statusCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "show the node, its members and their health (exit 0 only when all is well)",
+		Long: "Show this node's agent phase and certificate expiry, the member list, per-endpoint status\n" +
+			"(leader, raft term/index, DB size against quota, version, alarms) and health with latency.\n" +
+			"Runs as the operator (the etcd user) with the operator client certificate; needs no root.\n" +
+			"Every member is asked in parallel, each call with its own deadline (--timeout, 1s): a member that is down,\n" +
+			"frozen or refusing shows why in its row (\"no answer in 1s\", \"connection refused\", …) and costs at most that.\n" +
+			"Then every voter's HashKV is compared at a common revision (the HASHKV column and the Data line):\n" +
+			"two members with the same compact revision but different hashes have diverged.\n\n" +
+			"Problems are listed most severe first, each with a stable code, a severity (critical, warning, info),\n" +
+			"the text and what to do; `-o json` gives the same under summary.problems.\n\n" +
+			"Exit codes: 0 every member healthy, a leader, no alarm, no HashKV mismatch, as many voters as\n" +
+			"cluster.size, this node's agent healthy (no problem of severity warning or worse); 3 anything else\n" +
+			"(the table's last lines say what), including a node where the agent never ran (agent-never-ran:\n" +
+			"no report, no operator certificate); 1 status itself failed (e.g. the operator certificate exists\n" +
+			"but cannot be read by this user); 2 usage error; 78 configuration error.",
+		Args: noArgs,
+	}
+	cf := addConfigFlags(c.Flags())
+	out := addOutputFlag(c.Flags())
+	timeout := c.Flags().Duration("timeout", status.DefaultTimeout, "deadline of each call to each member")
+	endpoints := c.Flags().String("endpoints", "", "client URLs to ask first (default: from the agent report, else this node)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cfg, _, err := cf.load(e)
+		if err != nil {
+			return err
+		}
+		v, err := gatherStatus(c.Context(), cfg, splitList(*endpoints), *timeout)
+		if err != nil {
+			return err
+		}
+		if *out == formatYAML {
+			err = printDoc(e.stdout, *out, v)
+		} else {
+			err = status.Render(e.stdout, v, string(*out))
+		}
+		if err != nil {
+			return fmt.Errorf("render status: %w", err)
+		}
+		if code := status.ExitCode(v); code != 0 {
+			return &exitError{code: code}
+		}
+		return nil
+	}
+	return c
 }
 
 // gatherStatus builds the status view for the node configured by cfg: its
@@ -113,12 +117,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// checkOutputFormat refuses an -o other than table or json (usage error).
-func checkOutputFormat(format string) error {
-	if format != "table" && format != "json" {
-		return &exitError{code: exitUsage, err: fmt.Errorf("-o %q: use table or json", format)}
-	}
-	return nil
 }

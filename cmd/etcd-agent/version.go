@@ -1,21 +1,45 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"runtime"
+
+	"github.com/spf13/cobra"
 )
 
-func versionCommand() *command {
-	const usage, summary = "etcd-agent version", "Print the agent version, the etcd version it runs by default, and the Go version."
-	return &command{name: "version", usage: usage, summary: "print version information",
-		run: func(ctx context.Context, e env, args []string) error {
-			fs := newFlagSet(e, "version", usage, summary)
-			if err := parseFlags(fs, args, 0); err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "etcd-agent %s\netcd       %s\ngo         %s %s/%s\n",
-				version, defaultEtcdVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			return nil
-		}}
+// versionInfo is `version -o json`.
+type versionInfo struct {
+	Agent string `json:"agent"`
+	Etcd  string `json:"etcd"`
+	Go    string `json:"go"`
+	OS    string `json:"os"`
+	Arch  string `json:"arch"`
+}
+
+func currentVersion() versionInfo {
+	return versionInfo{Agent: version, Etcd: defaultEtcdVersion, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+}
+
+// versionText is what `version` and `--version` print.
+func versionText() string {
+	v := currentVersion()
+	return fmt.Sprintf("etcd-agent %s\netcd       %s\ngo         %s %s/%s\n", v.Agent, v.Etcd, v.Go, v.OS, v.Arch)
+}
+
+func versionCommand(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "version",
+		Short: "print version information",
+		Long:  "Print the agent version, the etcd version it runs by default, and the Go version.",
+		Args:  noArgs,
+	}
+	out := addOutputFlag(c.Flags())
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if *out != formatTable {
+			return printDoc(e.stdout, *out, currentVersion())
+		}
+		_, err := fmt.Fprint(e.stdout, versionText())
+		return err
+	}
+	return c
 }
