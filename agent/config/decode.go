@@ -435,7 +435,7 @@ func distance(a, b string) int {
 // wanter is a type that says in words what it accepts (Duration, Size).
 type wanter interface{ want() string }
 
-// want says what a value of type t looks like, in the words of the README.
+// want says what a value of type t looks like, in the words of docs/configuration.md.
 func want(t reflect.Type) string {
 	if w, ok := reflect.Zero(t).Interface().(wanter); ok {
 		return w.want()

@@ -132,15 +132,11 @@ metrics:
 // library's strict decoder makes of it: anchors, aliases, merge keys,
 // nulls, flow style, YAML 1.1 booleans and the units included.
 func TestDecodeYAMLAsYAMLDoes(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, _ := strings.Cut(string(readme), "## Configuration\n")
-	_, block, _ := strings.Cut(rest, "```yaml\n")
-	block, _, _ = strings.Cut(block, "```")
 	docs := map[string]string{
-		"README example": block,
+		// The README's short example and docs/configuration.md's
+		// complete one: the first YAML block after their heading.
+		"README example":                docExample(t, "../../README.md", "## Configuration\n"),
+		"docs/configuration.md example": docExample(t, "../../docs/configuration.md", "## The file\n"),
 		"anchors and merges": `cluster:
   discovery: &disc
     static: a=https://10.0.0.1:2380
@@ -293,4 +289,23 @@ etcd:
 			t.Errorf("problem %d:\n%s\nwant it to start\n%s", i, got[i], want[i])
 		}
 	}
+}
+
+// docExample is the first YAML block after heading in the doc at path.
+func docExample(t *testing.T, path, heading string) string {
+	t.Helper()
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), heading)
+	if !ok {
+		t.Fatalf("%s has no %q heading", path, strings.TrimSpace(heading))
+	}
+	_, block, ok := strings.Cut(rest, "```yaml\n")
+	if !ok {
+		t.Fatalf("%s has no YAML block after %q", path, strings.TrimSpace(heading))
+	}
+	block, _, _ = strings.Cut(block, "```")
+	return block
 }

@@ -49,7 +49,7 @@ func loadChecked(src Source, extra func(c *Config, valid bool) []Problem) (*Conf
 	case errors.Is(err, os.ErrNotExist):
 		return nil, nil, &Error{Problems: []Problem{{
 			Field: "--config", Value: src.Path, Problem: "file does not exist",
-			Fix: "create it (see the README's config reference) or pass --config PATH",
+			Fix: "create it (docs/configuration.md has a complete example) or pass --config PATH",
 		}}}
 	default:
 		return nil, nil, &Error{Problems: []Problem{{

@@ -101,7 +101,7 @@ func renderReference(t *testing.T) string {
 		"fails when this file and the types differ). \"Zero\" is the value the agent uses when the key is\n" +
 		"absent. Durations take `ms`, `s`, `m`, `h` and `d` (`30s`, `7d`); sizes take `KiB`, `MiB`, `GiB`, `TiB`\n" +
 		"or a byte count. `etcd-agent config check` reports every problem in a file at once, each with\n" +
-		"its key, line and fix; [the README](../README.md#configuration) has a complete example.\n")
+		"its key, line and fix; [configuration.md](configuration.md) has a complete example.\n")
 	var section func(prefix string, typ reflect.Type, depth int)
 	section = func(prefix string, typ reflect.Type, depth int) {
 		var rows []string

@@ -69,7 +69,7 @@ func ReadCAStates(ctx context.Context, kv clientv3.KV) (map[string]CAState, erro
 	return out, nil
 }
 
-// The rotation's steps (README "CA rotation").
+// The rotation's steps (docs/how-it-works.md, "CA rotation").
 const (
 	// StepBundle: ca.crt := old and new CA; members restart to trust both.
 	StepBundle = 1

@@ -23,7 +23,7 @@ import (
 	"github.com/etcd-agent/etcd-agent/pki"
 )
 
-// What the operator pushes at each step (README "CA rotation").
+// What the operator pushes at each step (docs/how-it-works.md "CA rotation").
 var rotationSteps = map[int]string{
 	rollout.StepBundle:  "ca.crt := the bundle of old and new CA (etcd-agent ca rotate bundle), ca.key unchanged",
 	rollout.StepNewKey:  "ca.key := the new CA's key",
