@@ -278,14 +278,12 @@ func planNoSpace(f Facts) Step {
 	waitLeader := func(what string) Step {
 		return Step{Kind: Wait, NoSpace: true, Reason: fmt.Sprintf("NOSPACE: the leader's agent (%s) %s", f.leaderName(), what)}
 	}
-	if f.CompactTarget > 0 && !f.Compacted {
-		s := Step{Kind: Compact, NoSpace: true, Revision: f.CompactTarget, Act: true,
-			Reason: fmt.Sprintf("NOSPACE: compacting the history up to revision %d (older than etcd.autoCompactionRetention %s)", f.CompactTarget, f.Policy.Retention)}
-		if !acts {
-			return waitLeader("compacts: " + s.Reason)
-		}
-		return s // a compaction needs no exclusion
-	}
+	// A kept alarm stays kept while its measurement is fresh, before a
+	// compaction up to the measured revision: that compaction frees nothing
+	// written after the measurement, and running it first reported the
+	// alarm "recovering" for a round each time history aged past the
+	// retention (the nospace-kept problem and its alert flapped). The
+	// next measurement, after a pace, compacts first.
 	// Only a member just defragmented shows the live data's size: before,
 	// "in use" also counts pages a compaction freed but bbolt has not yet
 	// released, which can exceed the quota for a while.
@@ -294,6 +292,14 @@ func planNoSpace(f Facts) Step {
 		return Step{Kind: Keep, NoSpace: true, Reason: fmt.Sprintf(
 			"NOSPACE alarm kept: the live data does not fit the quota: %s holds %s in use after compacting to etcd.autoCompactionRetention (%s) and defragmenting; quota %s, the alarm is disarmed only below %s (%.0f%%) — delete data (it is freed once older than etcd.autoCompactionRetention), or raise etcd.quotaBackendBytes (it rolls out one node at a time)",
 			f.Live.Member, Bytes(f.Live.Size), f.Policy.Retention, Bytes(f.Quota), Bytes(limit), 100*f.Policy.DisarmBelow)}
+	}
+	if f.CompactTarget > 0 && !f.Compacted {
+		s := Step{Kind: Compact, NoSpace: true, Revision: f.CompactTarget, Act: true,
+			Reason: fmt.Sprintf("NOSPACE: compacting the history up to revision %d (older than etcd.autoCompactionRetention %s)", f.CompactTarget, f.Policy.Retention)}
+		if !acts {
+			return waitLeader("compacts: " + s.Reason)
+		}
+		return s // a compaction needs no exclusion
 	}
 	if why := unhealthy(f); why != "" {
 		return Step{Kind: Wait, NoSpace: true, Reason: "NOSPACE recovery waits: " + why}

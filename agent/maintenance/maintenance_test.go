@@ -118,6 +118,17 @@ func TestPlan(t *testing.T) {
 				f.CompactTarget, f.Compacted = 700, true
 			}),
 			kind: Keep},
+		// CI: a kept alarm read "recovering: compacting the history up to
+		// revision 142" for a round once the revisions up to the
+		// measurement aged past the retention (the nospace-kept problem
+		// and its alert flapped); nothing written after the measurement
+		// is freed by that compaction, so it waits for the next measurement.
+		{name: "nospace: kept, history up to the measurement ages past the retention: still kept",
+			f: with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 60), member(3, 64, 63)), func(f *Facts) {
+				f.Live = Live{"etcd-b", 60 * mib, t0.Add(-5 * time.Second), 700}
+				f.CompactTarget, f.Compacted = 700, false
+			}),
+			kind: Keep},
 		{name: "nospace: in use fell under the limit since the measurement: measure again",
 			f:    with(facts(1, member(1, 64, 63, AlarmNoSpace), member(2, 60, 20), member(3, 64, 63)), func(f *Facts) { f.Live = Live{"etcd-b", 60 * mib, t0, 700} }),
 			kind: Defrag, act: true, target: 2},
