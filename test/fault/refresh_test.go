@@ -262,9 +262,16 @@ func (c *cluster) sampleVoters(tl *timeline, want int, idx ...int) *voterSampler
 					}
 					vs = append(vs, nodeOf[m.Name])
 					voters++
-					if _, err := watch.Status(sctx, m.ClientURLs[0]); err == nil {
+					// Each member its own deadline: a member just removed
+					// can hang its Status until the deadline, and with one
+					// deadline for the whole sample the members asked after
+					// it failed on that (a CI run recorded "2 healthy of 4
+					// voters" the moment node 1 was removed).
+					mctx, mcancel := context.WithTimeout(ctx, time.Second)
+					if _, err := watch.Status(mctx, m.ClientURLs[0]); err == nil {
 						healthy++
 					}
+					mcancel()
 				}
 				if ctx.Err() != nil {
 					// Stopped mid-sample: its Status calls failed on
