@@ -48,7 +48,12 @@ const (
 // none, a running agent owns etcd and it stops by itself on removal), wipes
 // the data dir and marks the node as left. An interrupted Leave can be run
 // again: it finishes what is left.
-func (j *Job) Leave(ctx context.Context, progress func(string)) error {
+//
+// guard (nil: none) is checked on both surveys alongside the quorum; its
+// refusal is a *DeferredError, with the marker taken back as for a quorum
+// refusal. An interrupted leave (the member already gone) is finished
+// without it.
+func (j *Job) Leave(ctx context.Context, guard LeaveGuard, progress func(string)) error {
 	if progress == nil {
 		progress = func(string) {}
 	}
@@ -84,8 +89,8 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 	}
 	memberID := ""
 	if me != nil {
-		if err := LeaveCheck(me.ID, facts.Members); err != nil {
-			return fmt.Errorf("leave: refused: %w", err)
+		if err := leaveAllowed(me.ID, facts.Members, guard); err != nil {
+			return err
 		}
 		id := me.ID
 		memberID = fmt.Sprintf("%x", id)
@@ -104,14 +109,14 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 		if me == nil || me.ID != id {
 			return fmt.Errorf("leave: member %s (%x) left the member list during the snapshot before its removal: run leave again to finish", self.Name, id)
 		}
-		if err := LeaveCheck(id, facts.Members); err != nil {
+		if err := leaveAllowed(id, facts.Members, guard); err != nil {
 			if !hadMarker {
 				// Nothing was removed: the node stays as it was.
 				if err := sidefile.RemoveLeaveMarker(dataDir); err != nil {
 					j.n.Logger().Warn("take back the leave marker", "err", err)
 				}
 			}
-			return fmt.Errorf("leave: refused: %w", err)
+			return err
 		}
 		j.handOverLeadership(ctx, selfClient, id, facts.Members, progress)
 		if err := lock.Check(ctx); err != nil {
@@ -159,6 +164,20 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 	if err := sidefile.WriteLeaveMarker(dataDir, sidefile.LeaveMarker{State: sidefile.Left, Member: self.Name, MemberID: memberID, At: now,
 		Note: fmt.Sprintf("left at %s as member %s; delete this file to let the node join again", now.Format(time.RFC3339), self.Name)}); err != nil {
 		return fmt.Errorf("write leave marker: %w", err)
+	}
+	return nil
+}
+
+// leaveAllowed is LeaveCheck's quorum rule, then guard's (a refusal by
+// guard is a *DeferredError).
+func leaveAllowed(id uint64, members []ClusterMember, guard LeaveGuard) error {
+	if err := LeaveCheck(id, members); err != nil {
+		return fmt.Errorf("leave: refused: %w", err)
+	}
+	if guard != nil {
+		if err := guard(id, members); err != nil {
+			return &DeferredError{Err: err}
+		}
 	}
 	return nil
 }

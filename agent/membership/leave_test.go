@@ -64,7 +64,7 @@ func TestLeaveRefusesAnotherCluster(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err = NewJob(n, Options{}).Leave(ctx, nil)
+			err = NewJob(n, Options{}).Leave(ctx, nil, nil)
 			t.Logf("leave: %v", err)
 			for _, want := range []string{fmt.Sprintf("%x", idA.ClusterID), fmt.Sprintf("%x", idB)} {
 				if err == nil || !strings.Contains(err.Error(), want) {

@@ -278,3 +278,56 @@ func ExistingCluster(members []ClusterMember, self Member) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// LeaveGuard is a condition a leave must meet beyond LeaveCheck's quorum:
+// Leave checks it on each survey it takes under the membership lock, so a
+// check made before the lock cannot be raced by another member's leave.
+// A refusal is a wait (Leave returns a *DeferredError), not a failure.
+type LeaveGuard func(selfID uint64, members []ClusterMember) error
+
+// KeepVoters is make-before-break's guard: removing selfID must leave at
+// least n voters, every one of them healthy, so fault tolerance never
+// drops below what cluster.size gives. Two members terminated at once
+// both see "a replacement is promoted" before the lock; under it, the
+// second sees the first gone and waits for another replacement.
+func KeepVoters(n int) LeaveGuard {
+	return func(selfID uint64, members []ClusterMember) error {
+		var self *ClusterMember
+		voters := 0
+		var down []string
+		for i, m := range members {
+			if m.ID == selfID {
+				self = &members[i]
+				continue
+			}
+			if m.IsLearner {
+				continue
+			}
+			voters++
+			if !m.Healthy {
+				down = append(down, m.label())
+			}
+		}
+		switch {
+		case self == nil:
+			return fmt.Errorf("member %x is not in the cluster", selfID)
+		case self.IsLearner:
+			return nil // a learner's removal costs no voter
+		case voters < n:
+			return fmt.Errorf("removing %s would leave %d voters, fewer than cluster.size %d (another member left first): "+
+				"waiting for a replacement to be promoted", self.label(), voters, n)
+		case len(down) > 0:
+			return fmt.Errorf("removing %s now would leave %d voters with %s not healthy: waiting until every other voter is healthy",
+				self.label(), voters, strings.Join(down, ", "))
+		}
+		return nil
+	}
+}
+
+// DeferredError is Leave's answer when its LeaveGuard refused the removal:
+// nothing was removed, the leave marker is as it was, and the member may
+// try again once the guard's condition holds.
+type DeferredError struct{ Err error }
+
+func (e *DeferredError) Error() string { return "leave deferred: " + e.Err.Error() }
+func (e *DeferredError) Unwrap() error { return e.Err }

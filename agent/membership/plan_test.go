@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +129,66 @@ func TestPlanAbandon(t *testing.T) {
 				t.Errorf("PlanAbandon = %s (%s), want %s", got, why, tc.want)
 			}
 		})
+	}
+}
+
+// TestKeepVoters: make-before-break's guard, checked under the lock on the
+// survey taken just before the removal.
+func TestKeepVoters(t *testing.T) {
+	up := func(id uint64, ip string) ClusterMember { return voter(id, ip, true, 0) }
+	down := func(id uint64, ip string) ClusterMember { return voter(id, ip, false, time.Minute) }
+	learner := up(5, "10.0.0.5")
+	learner.IsLearner = true
+	self := up(1, "10.0.0.1")
+	selfLearner := self
+	selfLearner.IsLearner = true
+	for _, tc := range []struct {
+		name    string
+		members []ClusterMember
+		keep    int
+		refusal string // "" : allowed
+	}{
+		{"replacement promoted, 4 healthy voters: leave", []ClusterMember{self, up(2, "10.0.0.2"), up(3, "10.0.0.3"), up(4, "10.0.0.4")}, 3, ""},
+		{"5 voters, two replacements promoted: leave", []ClusterMember{self, up(2, "10.0.0.2"), up(3, "10.0.0.3"), up(4, "10.0.0.4"), up(6, "10.0.0.6")}, 3, ""},
+		{"the other terminated member left first: 3 voters, wait", []ClusterMember{self, up(3, "10.0.0.3"), up(4, "10.0.0.4")}, 3,
+			"would leave 2 voters, fewer than cluster.size 3 (another member left first)"},
+		{"a learner counts for nothing", []ClusterMember{self, up(3, "10.0.0.3"), up(4, "10.0.0.4"), learner}, 3, "would leave 2 voters"},
+		{"4 voters, one down: wait", []ClusterMember{self, up(2, "10.0.0.2"), down(3, "10.0.0.3"), up(4, "10.0.0.4")}, 3,
+			"etcd-10.0.0.3 not healthy"},
+		{"5-node cluster, 6 voters: leave", []ClusterMember{self, up(2, "10.0.0.2"), up(3, "10.0.0.3"), up(4, "10.0.0.4"), up(6, "10.0.0.6"), up(7, "10.0.0.7")}, 5, ""},
+		{"5-node cluster, the other left first: wait", []ClusterMember{self, up(2, "10.0.0.2"), up(3, "10.0.0.3"), up(4, "10.0.0.4"), up(6, "10.0.0.6")}, 5,
+			"would leave 4 voters, fewer than cluster.size 5"},
+		{"self a learner: nothing to keep", []ClusterMember{selfLearner, up(3, "10.0.0.3"), up(4, "10.0.0.4")}, 3, ""},
+		{"self gone", []ClusterMember{up(2, "10.0.0.2"), up(3, "10.0.0.3"), up(4, "10.0.0.4")}, 3, "not in the cluster"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := KeepVoters(tc.keep)(1, tc.members)
+			switch {
+			case tc.refusal == "" && err != nil:
+				t.Errorf("KeepVoters(%d) = %v, want the leave allowed", tc.keep, err)
+			case tc.refusal != "" && (err == nil || !strings.Contains(err.Error(), tc.refusal)):
+				t.Errorf("KeepVoters(%d) = %v, want a refusal containing %q", tc.keep, err, tc.refusal)
+			}
+		})
+	}
+}
+
+// TestLeaveAllowed: Leave's check under the lock. The quorum comes first
+// and is a refusal; the guard's refusal is a *DeferredError (a wait).
+func TestLeaveAllowed(t *testing.T) {
+	up := func(id uint64, ip string) ClusterMember { return voter(id, ip, true, 0) }
+	three := []ClusterMember{up(1, "10.0.0.1"), up(3, "10.0.0.3"), up(4, "10.0.0.4")}
+	if err := leaveAllowed(1, three, nil); err != nil {
+		t.Errorf("no guard, quorum kept: %v, want allowed (the rule of etcd-agent leave, scale-in and spot notices)", err)
+	}
+	err := leaveAllowed(1, three, KeepVoters(3))
+	var d *DeferredError
+	if !errors.As(err, &d) || !strings.Contains(err.Error(), "leave deferred: removing") {
+		t.Errorf("guard refuses: %v, want a *DeferredError", err)
+	}
+	oneDown := []ClusterMember{up(1, "10.0.0.1"), up(3, "10.0.0.3"), voter(4, "10.0.0.4", false, time.Minute)}
+	err = leaveAllowed(1, oneDown, KeepVoters(3))
+	if errors.As(err, &d) || err == nil || !strings.Contains(err.Error(), "leave: refused") {
+		t.Errorf("quorum at stake: %v, want the quorum refusal, not a deferral", err)
 	}
 }
