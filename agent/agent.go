@@ -382,7 +382,7 @@ func (a *Agent) Leave(ctx context.Context, progress func(string)) error {
 	if err := a.resolveIdentity(ctx); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
-	return a.members.Leave(ctx, progress)
+	return a.members.Leave(ctx, nil, progress)
 }
 
 type nopNotifier struct{}

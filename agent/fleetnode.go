@@ -47,9 +47,9 @@ func (n fleetNode) LeaveState() (left, leaving bool) {
 }
 
 // Leave implements fleet.Node.
-func (n fleetNode) Leave(ctx context.Context, progress func(string)) error {
+func (n fleetNode) Leave(ctx context.Context, guard membership.LeaveGuard, progress func(string)) error {
 	n.a.setPhase(report.PhaseLeaving, "leaving the cluster on an EC2 notice")
-	return n.a.members.Leave(ctx, progress)
+	return n.a.members.Leave(ctx, guard, progress)
 }
 
 // Departed implements fleet.Node.

@@ -87,6 +87,10 @@ type Plan struct {
 	// Leave: leave the cluster now (membership's Leave, under the lock,
 	// which checks quorum again on its own survey).
 	Leave bool
+	// KeepVoters (with Leave, on make-before-break): the voters that must
+	// remain, all healthy, on the survey taken under the lock
+	// (membership.KeepVoters); 0: the quorum rule alone.
+	KeepVoters int
 	// Stay says why the member stays despite a notice ("" otherwise).
 	Stay string
 	// OfferSeat: offer this member's seat to a standby and wait for it to
@@ -140,7 +144,8 @@ func Decide(f Facts) Plan {
 			p.Terminate = HookContinue
 		}
 	default:
-		if w, ok := replacementPending(f); ok {
+		w, pending, replaced := replacementPending(f)
+		if pending {
 			p.OfferSeat, p.Waiting = true, w
 			break
 		}
@@ -149,6 +154,15 @@ func Decide(f Facts) Plan {
 			break
 		}
 		p.Leave = true
+		if replaced {
+			// This survey was taken outside the lock: another member
+			// terminated at the same time may leave on the same
+			// replacement. The condition must hold again under the lock.
+			// A scale-in (the window ran out, no replacement) and the
+			// spot notices keep the quorum rule alone: with two minutes'
+			// notice, leaving beats dying as a voter.
+			p.KeepVoters = f.DesiredSize
+		}
 	}
 	return p
 }
@@ -161,9 +175,12 @@ func Decide(f Facts) Plan {
 // tolerance throughout. A replacement learner still catching up keeps it
 // waiting past the window (the terminate hook's heartbeats hold the
 // instance; the learner's own catch-up timeout bounds it).
-func replacementPending(f Facts) (string, bool) {
+//
+// replaced says the member leaves because the replacement is a voter: its
+// removal must then keep cluster.size voters, all healthy (Plan.KeepVoters).
+func replacementPending(f Facts) (waiting string, pending, replaced bool) {
 	if f.Notice.Kind != NoticeTerminate || f.DesiredSize == 0 {
-		return "", false
+		return "", false, false
 	}
 	var self *membership.ClusterMember
 	voters, healthy, learner := 0, 0, ""
@@ -183,15 +200,15 @@ func replacementPending(f Facts) (string, bool) {
 		}
 	}
 	if self == nil || self.IsLearner {
-		return "", false
+		return "", false, false
 	}
 	switch {
 	case voters > f.DesiredSize && healthy == voters:
-		return "", false // the replacement is a voter: leave now
+		return "", false, true // the replacement is a voter: leave now
 	case learner != "":
-		return fmt.Sprintf("replacement %s is a learner catching up; this member leaves once it is a voter (%d/%d voters healthy)", learner, healthy, voters), true
+		return fmt.Sprintf("replacement %s is a learner catching up; this member leaves once it is a voter (%d/%d voters healthy)", learner, healthy, voters), true, false
 	case f.ReplacementWindow:
-		return fmt.Sprintf("seat offered to a replacement: this member leaves once it is a voter (%d/%d voters healthy, cluster.size %d)", healthy, voters, f.DesiredSize), true
+		return fmt.Sprintf("seat offered to a replacement: this member leaves once it is a voter (%d/%d voters healthy, cluster.size %d)", healthy, voters, f.DesiredSize), true, false
 	}
-	return "", false
+	return "", false, false
 }

@@ -28,8 +28,10 @@ type Node interface {
 	Standby() bool
 	// LeaveState reads the leave marker.
 	LeaveState() (left, leaving bool)
-	// Leave removes this member as `etcd-agent leave` does.
-	Leave(ctx context.Context, progress func(string)) error
+	// Leave removes this member as `etcd-agent leave` does; guard (nil:
+	// none) is checked under the membership lock alongside the quorum, and
+	// its refusal is a *membership.DeferredError.
+	Leave(ctx context.Context, guard membership.LeaveGuard, progress func(string)) error
 	// Departed is the error that ends the agent's pass once the node left.
 	Departed() error
 	// SetProblems publishes the job's current problems (status, STATUS=,
@@ -122,7 +124,20 @@ func (j *Job) Run(ctx context.Context) error {
 	if plan.Leave {
 		j.n.Logger().Warn("leaving the cluster on an EC2 notice", "notice", f.Notice.Kind, "detail", f.Notice.Detail)
 		j.publish(obs, f, plan, nil)
-		if err := j.leave(ctx, f); err != nil {
+		if err := j.leave(ctx, f, plan); err != nil {
+			var d *membership.DeferredError
+			if errors.As(err, &d) {
+				// Under the lock the make-before-break condition no longer
+				// held (another member terminated at the same time left
+				// first): not an error, a wait. Offer the seat again; the
+				// terminate hook is heartbeated each round meanwhile.
+				plan.Leave, plan.OfferSeat = false, true
+				plan.Waiting = "leave deferred under the membership lock: " + d.Err.Error() + "; seat offered again, this member leaves once a replacement is a voter"
+				j.n.Logger().Info("leave on an EC2 notice deferred: offering the seat again (make-before-break)", "reason", d.Err)
+				j.offerSeat(ctx, f.SelfID)
+				j.publish(obs, f, plan, nil)
+				return nil
+			}
 			j.publish(obs, f, plan, err)
 			j.n.Logger().Warn("leave on an EC2 notice failed; retrying next round", "err", err)
 			return nil
@@ -183,7 +198,8 @@ func (j *Job) facts(ctx context.Context, obs Observation) Facts {
 
 // leave runs the removal, heartbeating the terminate hook all along (a
 // snapshot of a large database may outlast the hook's heartbeat timeout).
-func (j *Job) leave(ctx context.Context, f Facts) error {
+// A plan with KeepVoters has the membership lock's survey check it.
+func (j *Job) leave(ctx context.Context, f Facts, p Plan) error {
 	beatCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	if f.TerminateHook && f.Notice.Kind == NoticeTerminate {
@@ -200,7 +216,11 @@ func (j *Job) leave(ctx context.Context, f Facts) error {
 			}
 		})
 	}
-	err := j.n.Leave(ctx, func(msg string) { j.n.Logger().Info("leave", "step", msg) })
+	var guard membership.LeaveGuard
+	if p.KeepVoters > 0 {
+		guard = membership.KeepVoters(p.KeepVoters)
+	}
+	err := j.n.Leave(ctx, guard, func(msg string) { j.n.Logger().Info("leave", "step", msg) })
 	stop()
 	wg.Wait()
 	return err

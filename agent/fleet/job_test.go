@@ -34,6 +34,11 @@ type fakeNode struct {
 	problems []problem.Problem
 	// onLeave runs during Leave (a check that the hook is heartbeated).
 	onLeave func()
+	// underLock is the member list Leave's survey under the lock finds
+	// (nil: members): another member's leave got in between.
+	underLock []membership.ClusterMember
+	// guards counts the leaves asked with a guard.
+	guards int
 }
 
 func (n *fakeNode) Logger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -53,14 +58,24 @@ func (n *fakeNode) LeaveState() (bool, bool) {
 	defer n.mu.Unlock()
 	return n.left, false
 }
-func (n *fakeNode) Leave(ctx context.Context, progress func(string)) error {
+func (n *fakeNode) Leave(ctx context.Context, guard membership.LeaveGuard, progress func(string)) error {
 	if n.onLeave != nil {
 		n.onLeave()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := membership.LeaveCheck(n.self, n.members); err != nil {
+	ms := n.members
+	if n.underLock != nil {
+		ms = n.underLock
+	}
+	if err := membership.LeaveCheck(n.self, ms); err != nil {
 		return err
+	}
+	if guard != nil {
+		n.guards++
+		if err := guard(n.self, ms); err != nil {
+			return &membership.DeferredError{Err: err}
+		}
 	}
 	n.leaves++
 	n.left = true
@@ -228,6 +243,61 @@ func TestTerminateHook(t *testing.T) {
 	}
 	if got := api.Completed(testTerminate, testInstance); got != "CONTINUE" {
 		t.Errorf("terminate hook completed with %q, want CONTINUE; calls %+v", got, api.Calls())
+	}
+	if r := api.Rejected(); len(r) > 0 {
+		t.Errorf("requests refused: %v", r)
+	}
+}
+
+// TestTwoTerminatedAtOnceDefers: the group terminates two members of a
+// 3-voter cluster at once and one replacement is promoted (4 voters): this
+// round's survey says "leave", but under the lock the other terminated
+// member is gone already (3 voters). The leave is deferred, not failed:
+// the member offers its seat again, status says why, the terminate hook
+// is heartbeated and not completed. Once a second replacement is
+// promoted, it leaves and completes the hook.
+func TestTwoTerminatedAtOnceDefers(t *testing.T) {
+	t.Parallel()
+	sim := imdssim.Start(t, imdssim.Options{Mode: imdssim.ASGLifecycle, InstanceID: testInstance})
+	api := asgtest.Start(t, testGroup, []string{testInstance}, testLaunch, testTerminate)
+	four := []membership.ClusterMember{voter(1, true), voter(2, true), voter(3, true), voter(4, true)}
+	n := &fakeNode{members: four, self: 1, surveyOK: true, ready: true,
+		underLock: []membership.ClusterMember{voter(1, true), voter(3, true), voter(4, true)}}
+	j := NewJob(n, reader(t, sim.Endpoint), Settings{TerminateHook: testTerminate, HeartbeatEvery: time.Millisecond,
+		NewHooks: hooksTo(api.URL), DesiredSize: 3, ReplacementWait: time.Hour})
+	waitNotice(t, j.imd, NoticeTerminate)
+	if err := rounds(t, j, 2); err != nil {
+		t.Fatalf("rounds with the other member gone under the lock: %v, want the pass to go on", err)
+	}
+	if n.leaves != 0 || n.guards != 2 {
+		t.Fatalf("left %d times, %d guarded leave attempts; want no leave, 2 attempts refused by the guard", n.leaves, n.guards)
+	}
+	p, ok := n.problem(problem.InstanceLeaving.Code)
+	if !ok || !strings.Contains(p.Text, "leave deferred") || !strings.Contains(p.Text, "would leave 2 voters, fewer than cluster.size 3") ||
+		!strings.Contains(p.Text, "seat offered again") {
+		t.Fatalf("problem %+v (found %v), want instance-leaving saying the leave was deferred and the seat offered again", p, ok)
+	}
+	if p, ok := n.problem(problem.InstanceStays.Code); ok {
+		t.Errorf("a deferred leave is a wait, not a failure: %+v", p)
+	}
+	t.Logf("status: %s", p)
+	if got := api.Completed(testTerminate, testInstance); got != "" {
+		t.Fatalf("terminate hook completed with %s while the member is still a voter", got)
+	}
+	if api.Count("RecordLifecycleActionHeartbeat", testTerminate, testInstance) == 0 {
+		t.Error("terminate hook not heartbeated while the member waits")
+	}
+
+	// Node 2 left; a second replacement (5) is promoted: 4 voters again.
+	n.mu.Lock()
+	n.members = []membership.ClusterMember{voter(1, true), voter(3, true), voter(4, true), voter(5, true)}
+	n.underLock = nil
+	n.mu.Unlock()
+	if err := rounds(t, j, 1); !errors.Is(err, errDeparted) || n.leaves != 1 {
+		t.Fatalf("second replacement promoted: %v, left %d times; want one leave", err, n.leaves)
+	}
+	if got := api.Completed(testTerminate, testInstance); got != "CONTINUE" {
+		t.Errorf("terminate hook completed with %q, want CONTINUE", got)
 	}
 	if r := api.Rejected(); len(r) > 0 {
 		t.Errorf("requests refused: %v", r)

@@ -414,3 +414,161 @@ func TestInstanceRefresh(t *testing.T) {
 	}
 	r.finish(t, 4, 5, 6)
 }
+
+// TestTwoTerminatedAtOnce: an instance refresh whose healthy-percentage
+// range lets the group replace two instances at once (MaxHealthyPercentage
+// 200 launches both replacements, then terminates two old instances at the
+// same moment). Nodes 4 and 5 boot as standbys and complete their launch
+// hooks; then nodes 1 and 2 are Terminated together. The first replacement
+// to join is promoted (4 voters); the other is slow (its agent frozen from
+// the moment the first is a learner: without that it may join before the
+// second old member's leave, and the race below would be lost half the
+// time). Both old members see "4 voters, all healthy", but only one may
+// leave on that: the second must find, under the membership lock, that its
+// removal would leave 2 voters, and offer its seat again. The slow
+// replacement is thawed once the second old member either left or offers
+// its seat again after the first left; it joins, is promoted, and only
+// then does the second old member leave. The healthy voters, sampled
+// throughout, never drop below 3. End: 3 voters (3, 4, 5), both terminate
+// hooks completed once with CONTINUE, both replacements joined on a seat
+// offer, the usual proof.
+func TestTwoTerminatedAtOnce(t *testing.T) {
+	t.Parallel()
+	r := startRefresh(t, 5)
+	c, g, tl := r.c, r.g, r.tl
+	repl := map[int]*node{4: c.node(4), 5: c.node(5)}
+	for _, i := range []int{4, 5} {
+		repl[i].start()
+		tl.mark("node %d boots with a new address (%s)", i, c.ip(i))
+	}
+	deadline := time.Now().Add(time.Minute)
+	for _, i := range []int{4, 5} {
+		for repl[i].report().Phase != report.PhaseStandby || g.api.Completed(asgLaunchHook, instanceID(i)) != "CONTINUE" {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d is not a standby with its launch hook completed (phase %s, launch hook %q)\n%s",
+					i, repl[i].report().Phase, g.api.Completed(asgLaunchHook, instanceID(i)), repl[i].describe())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		_, at := g.api.CompletedAt(asgLaunchHook, instanceID(i))
+		tl.markAt(at, "node %d completed launch hook %s with CONTINUE as a standby: %s", i, asgLaunchHook, repl[i].report().Message)
+	}
+
+	g.notice(1, imdssim.ASGLifecycle)
+	g.notice(2, imdssim.ASGLifecycle)
+	tl.mark("nodes 1 and 2's IMDS: target lifecycle state Terminated")
+
+	// The first replacement to be added holds the other back.
+	members := func() map[int]bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		in := map[int]bool{}
+		if ml, err := r.cli.MemberList(ctx); err == nil {
+			for _, m := range ml.Members {
+				for i := 1; i <= 5; i++ {
+					if strings.Contains(strings.Join(m.PeerURLs, ","), "//"+c.ip(i)+":") {
+						in[i] = true
+					}
+				}
+			}
+		}
+		return in
+	}
+	first, slow := 0, 0
+	for deadline := time.Now().Add(time.Minute); first == 0; time.Sleep(50 * time.Millisecond) {
+		in := members()
+		switch {
+		case in[4] && in[5]:
+			t.Fatalf("nodes 4 and 5 both members before either was seen alone\n%s\n%s", repl[4].describe(), repl[5].describe())
+		case in[4]:
+			first, slow = 4, 5
+		case in[5]:
+			first, slow = 5, 4
+		case time.Now().After(deadline):
+			t.Fatalf("no replacement joined on the seat offers of nodes 1 and 2\n%s\n%s", repl[4].describe(), repl[5].describe())
+		}
+	}
+	repl[slow].freeze()
+	tl.mark("node %d added as a learner; node %d (the other replacement) frozen: slow to come", first, slow)
+	if members()[slow] {
+		repl[slow].thaw()
+		t.Fatalf("node %d joined before it was frozen: one membership change at a time was not kept", slow)
+	}
+
+	// Wait for the first old member to leave, then until the other has
+	// left too (the defect) or offers its seat again.
+	var gone, other int
+	for deadline := time.Now().Add(2 * time.Minute); gone == 0; time.Sleep(100 * time.Millisecond) {
+		for _, old := range []int{1, 2} {
+			if !r.n[old].proc.Running() {
+				gone, other = old, 3-old
+			}
+		}
+		if gone == 0 && time.Now().After(deadline) {
+			t.Fatalf("neither node 1 nor node 2 left after node %d's promotion\n%s\n%s", first, r.n[1].describe(), r.n[2].describe())
+		}
+	}
+	removedAt, _ := logTime(r.n[gone].proc.log, `step="removal committed"`)
+	tl.mark("node %d's agent exited (member removed at t+%.1fs)", gone, removedAt.Sub(tl.start).Seconds())
+	offering := func() (string, bool) {
+		rep, cur := r.n[other].current()
+		if !cur || !rep.UpdatedAt.After(removedAt) {
+			return "", false
+		}
+		for _, p := range rep.Problems {
+			if p.Code == "instance-leaving" && strings.Contains(p.Text, "seat offered") {
+				return p.Text, true
+			}
+		}
+		return "", false
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if !r.n[other].proc.Running() {
+			tl.mark("node %d's agent exited too, with node %d still frozen", other, slow)
+			break
+		}
+		if text, ok := offering(); ok {
+			tl.mark("node %d offers its seat again: %s", other, text)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d neither left nor offers its seat after node %d left\n%s", other, gone, r.n[other].describe())
+		}
+	}
+	repl[slow].thaw()
+	tl.mark("node %d thawed", slow)
+
+	r.cli.SetEndpoints(c.endpoints(3, 4, 5)...)
+	for _, i := range []int{first, slow} {
+		repl[i].waitReady(joinTimeout)
+		tl.mark("node %d ready: a promoted, caught-up voter", i)
+	}
+	for _, old := range []int{1, 2} {
+		n := r.n[old]
+		if code, err := n.proc.wait(2 * time.Minute); err != nil || code != exitConfig {
+			t.Fatalf("node %d's agent after Terminated: exit %d, %v (want %d: left)\n%s", old, code, err, exitConfig, n.describe())
+		}
+		if at, ok := logTime(n.proc.log, `step="removal committed"`); ok {
+			tl.markAt(at, "node %d's member removed (its agent's log)", old)
+		}
+		if at, ok := logTime(n.proc.log, "leave on an EC2 notice deferred"); ok {
+			tl.markAt(at, "node %d's leave deferred under the lock: offers its seat again (its agent's log)", old)
+		}
+		if got, at := g.api.CompletedAt(asgTerminateHook, instanceID(old)); got != "CONTINUE" {
+			t.Errorf("node %d's terminate hook completed with %q, want CONTINUE; calls %+v", old, got, g.api.Calls())
+		} else {
+			tl.markAt(at, "node %d completed terminate hook %s with CONTINUE (%d heartbeats before)", old, asgTerminateHook,
+				g.api.Count("RecordLifecycleActionHeartbeat", asgTerminateHook, instanceID(old)))
+		}
+		if got := g.api.Count("CompleteLifecycleAction", asgTerminateHook, instanceID(old)); got != 1 {
+			t.Errorf("node %d completed its terminate hook %d times, want once", old, got)
+		}
+	}
+	for _, i := range []int{4, 5} {
+		logb, _ := os.ReadFile(repl[i].proc.log)
+		if !strings.Contains(string(logb), "take its seat before it leaves") {
+			t.Errorf("node %d did not join on a seat offer:\n%s", i, repl[i].proc.tail(40))
+		}
+	}
+	r.finish(t, 3, 4, 5)
+}
