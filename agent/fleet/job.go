@@ -129,8 +129,14 @@ func (j *Job) Run(ctx context.Context) error {
 			if errors.As(err, &d) {
 				// Under the lock the make-before-break condition no longer
 				// held (another member terminated at the same time left
-				// first): not an error, a wait. Offer the seat again; the
-				// terminate hook is heartbeated each round meanwhile.
+				// first): not an error, a wait. Offer the seat again, for a
+				// whole new replacementWait (a window that ran out meanwhile
+				// would have the next round leave on the quorum rule alone,
+				// with no replacement); the terminate hook is heartbeated
+				// each round meanwhile.
+				j.mu.Lock()
+				j.terminatedSince = j.n.Now()
+				j.mu.Unlock()
 				plan.Leave, plan.OfferSeat = false, true
 				plan.Waiting = "leave deferred under the membership lock: " + d.Err.Error() + "; seat offered again, this member leaves once a replacement is a voter"
 				j.n.Logger().Info("leave on an EC2 notice deferred: offering the seat again (make-before-break)", "reason", d.Err)

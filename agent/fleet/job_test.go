@@ -254,23 +254,26 @@ func TestTerminateHook(t *testing.T) {
 // round's survey says "leave", but under the lock the other terminated
 // member is gone already (3 voters). The leave is deferred, not failed:
 // the member offers its seat again, status says why, the terminate hook
-// is heartbeated and not completed. Once a second replacement is
-// promoted, it leaves and completes the hook.
+// is heartbeated and not completed. The replacement window had run out
+// before: the deferral opens a new one, so the next round (3 voters, no
+// learner yet) still waits instead of leaving on the quorum rule. Once a
+// second replacement is promoted, it leaves and completes the hook.
 func TestTwoTerminatedAtOnceDefers(t *testing.T) {
 	t.Parallel()
 	sim := imdssim.Start(t, imdssim.Options{Mode: imdssim.ASGLifecycle, InstanceID: testInstance})
 	api := asgtest.Start(t, testGroup, []string{testInstance}, testLaunch, testTerminate)
 	four := []membership.ClusterMember{voter(1, true), voter(2, true), voter(3, true), voter(4, true)}
-	n := &fakeNode{members: four, self: 1, surveyOK: true, ready: true,
-		underLock: []membership.ClusterMember{voter(1, true), voter(3, true), voter(4, true)}}
+	three := []membership.ClusterMember{voter(1, true), voter(3, true), voter(4, true)}
+	n := &fakeNode{members: four, self: 1, surveyOK: true, ready: true, underLock: three}
 	j := NewJob(n, reader(t, sim.Endpoint), Settings{TerminateHook: testTerminate, HeartbeatEvery: time.Millisecond,
-		NewHooks: hooksTo(api.URL), DesiredSize: 3, ReplacementWait: time.Hour})
+		NewHooks: hooksTo(api.URL), DesiredSize: 3, ReplacementWait: time.Minute})
 	waitNotice(t, j.imd, NoticeTerminate)
-	if err := rounds(t, j, 2); err != nil {
-		t.Fatalf("rounds with the other member gone under the lock: %v, want the pass to go on", err)
+	j.terminatedSince = time.Now().Add(-2 * time.Minute) // the window ran out
+	if err := rounds(t, j, 1); err != nil {
+		t.Fatalf("round with the other member gone under the lock: %v, want the pass to go on", err)
 	}
-	if n.leaves != 0 || n.guards != 2 {
-		t.Fatalf("left %d times, %d guarded leave attempts; want no leave, 2 attempts refused by the guard", n.leaves, n.guards)
+	if n.leaves != 0 || n.guards != 1 {
+		t.Fatalf("left %d times, %d guarded leave attempts; want no leave, 1 attempt refused by the guard", n.leaves, n.guards)
 	}
 	p, ok := n.problem(problem.InstanceLeaving.Code)
 	if !ok || !strings.Contains(p.Text, "leave deferred") || !strings.Contains(p.Text, "would leave 2 voters, fewer than cluster.size 3") ||
@@ -281,6 +284,17 @@ func TestTwoTerminatedAtOnceDefers(t *testing.T) {
 		t.Errorf("a deferred leave is a wait, not a failure: %+v", p)
 	}
 	t.Logf("status: %s", p)
+
+	// The other member's removal is seen now: 3 voters, no learner yet.
+	n.mu.Lock()
+	n.members, n.underLock = three, nil
+	n.mu.Unlock()
+	if err := rounds(t, j, 2); err != nil || n.leaves != 0 {
+		t.Fatalf("3 voters after the deferral: %v, left %d times; want a wait for the next replacement (a new window)", err, n.leaves)
+	}
+	if p, ok := n.problem(problem.InstanceLeaving.Code); !ok || !strings.Contains(p.Text, "seat offered to a replacement") {
+		t.Errorf("problem %+v (found %v), want the seat offered", p, ok)
+	}
 	if got := api.Completed(testTerminate, testInstance); got != "" {
 		t.Fatalf("terminate hook completed with %s while the member is still a voter", got)
 	}
@@ -288,10 +302,9 @@ func TestTwoTerminatedAtOnceDefers(t *testing.T) {
 		t.Error("terminate hook not heartbeated while the member waits")
 	}
 
-	// Node 2 left; a second replacement (5) is promoted: 4 voters again.
+	// A second replacement (5) is promoted: 4 voters again.
 	n.mu.Lock()
 	n.members = []membership.ClusterMember{voter(1, true), voter(3, true), voter(4, true), voter(5, true)}
-	n.underLock = nil
 	n.mu.Unlock()
 	if err := rounds(t, j, 1); !errors.Is(err, errDeparted) || n.leaves != 1 {
 		t.Fatalf("second replacement promoted: %v, left %d times; want one leave", err, n.leaves)
