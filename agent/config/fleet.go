@@ -49,7 +49,8 @@ type AutoScaling struct {
 	// terminates offers its seat to a replacement (a standby joins as a
 	// learner and is promoted) before it leaves without one, as on a
 	// scale-in. A replacement learner still catching up is waited for
-	// past it. Zero: 2m.
+	// past it; a leave deferred because another member terminated at the
+	// same time left first starts it again. Zero: 2m.
 	ReplacementWait Duration `yaml:"replacementWait,omitempty"`
 }
 
