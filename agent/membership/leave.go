@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/cluster"
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 )
 
@@ -85,7 +86,7 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 	memberID := ""
 	if me != nil {
 		if err := LeaveCheck(me.ID, facts.Members); err != nil {
-			return fmt.Errorf("leave: refused: %w", err)
+			return fmt.Errorf("leave: %w", &refusal.Error{Reason: err})
 		}
 		id := me.ID
 		memberID = fmt.Sprintf("%x", id)
@@ -111,7 +112,7 @@ func (j *Job) Leave(ctx context.Context, progress func(string)) error {
 					j.n.Logger().Warn("take back the leave marker", "err", err)
 				}
 			}
-			return fmt.Errorf("leave: refused: %w", err)
+			return fmt.Errorf("leave: %w", &refusal.Error{Reason: err})
 		}
 		j.handOverLeadership(ctx, selfClient, id, facts.Members, progress)
 		if err := lock.Check(ctx); err != nil {
@@ -174,10 +175,10 @@ func (j *Job) leaveFacts(ctx context.Context, cli *clientv3.Client, self Member,
 		return nil, JoinFacts{}, fmt.Errorf("leave: %w", err)
 	}
 	if local.known && facts.ClusterID != local.cluster {
-		return nil, facts, fmt.Errorf("leave: refused: this node's member belongs to cluster %x (%s), but the cluster answering at %s is %x: "+
+		return nil, facts, fmt.Errorf("leave: %w", refusal.Errorf("this node's member belongs to cluster %x (%s), but the cluster answering at %s is %x: "+
 			"not removing a member or wiping data on another cluster's word (a recovered cluster, or another cluster at an address this node knew); "+
 			"nothing was changed: check %s and the cluster this node belongs to",
-			local.cluster, local.from, strings.Join(cli.Endpoints(), ","), facts.ClusterID, sidefile.EndpointsPath(j.dataDir()))
+			local.cluster, local.from, strings.Join(cli.Endpoints(), ","), facts.ClusterID, sidefile.EndpointsPath(j.dataDir())))
 	}
 	var me *ClusterMember
 	for i, m := range facts.Members {
@@ -207,7 +208,7 @@ func localCluster(dataDir string) (localID, error) {
 	if has {
 		id, err := datadir.ReadIdentity(dataDir)
 		if err != nil {
-			return localID{}, fmt.Errorf("leave: refused: cannot tell which cluster the data in %s belongs to, so it is not wiped: %w", dataDir, err)
+			return localID{}, fmt.Errorf("leave: %w", refusal.Errorf("cannot tell which cluster the data in %s belongs to, so it is not wiped: %w", dataDir, err))
 		}
 		return localID{cluster: id.ClusterID, known: true, from: fmt.Sprintf("member %x in %s", id.MemberID, dataDir)}, nil
 	}
