@@ -22,6 +22,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 )
 
 // Kinds of refusal: the "kind" of a FleetLock error body, what Zincati logs.
@@ -303,7 +305,7 @@ func ManualRelease(h Holder, members []Member, force bool) error {
 	if m.Healthy && m.CaughtUp && !m.Learner {
 		return nil
 	}
-	return fmt.Errorf("%s (member %s) still holds slot %d of group %q and is rebooting (its member is not a healthy, caught-up voter): "+
+	return refusal.Errorf("%s (member %s) still holds slot %d of group %q and is rebooting (its member is not a healthy, caught-up voter): "+
 		"freeing it now could let another node reboot while this one is down; wait for its steady-state, or use --force if the node is gone for good",
 		h.ID, h.Member, h.Slot, h.Group)
 }

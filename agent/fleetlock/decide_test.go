@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 )
 
 var t0 = time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)
@@ -161,7 +163,7 @@ func TestManualRelease(t *testing.T) {
 	h := holder("z1", "default", 1)
 	down := three()
 	down[0].Healthy = false
-	if err := ManualRelease(h, down, false); err == nil || !strings.Contains(err.Error(), "is rebooting") {
+	if err := ManualRelease(h, down, false); !refusal.Is(err) || !strings.Contains(err.Error(), "is rebooting") {
 		t.Errorf("holder down, not forced: %v, want a refusal saying it is rebooting", err)
 	}
 	if err := ManualRelease(h, down, true); err != nil {

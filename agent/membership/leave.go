@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/cluster"
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 )
 
@@ -168,11 +169,12 @@ func (j *Job) Leave(ctx context.Context, guard LeaveGuard, progress func(string)
 	return nil
 }
 
-// leaveAllowed is LeaveCheck's quorum rule, then guard's (a refusal by
-// guard is a *DeferredError).
+// leaveAllowed is LeaveCheck's quorum rule (a refusal: the command line
+// exits 3), then guard's (a *DeferredError: a wait, retried by the fleet
+// job).
 func leaveAllowed(id uint64, members []ClusterMember, guard LeaveGuard) error {
 	if err := LeaveCheck(id, members); err != nil {
-		return fmt.Errorf("leave: refused: %w", err)
+		return fmt.Errorf("leave: %w", &refusal.Error{Reason: err})
 	}
 	if guard != nil {
 		if err := guard(id, members); err != nil {
@@ -193,10 +195,10 @@ func (j *Job) leaveFacts(ctx context.Context, cli *clientv3.Client, self Member,
 		return nil, JoinFacts{}, fmt.Errorf("leave: %w", err)
 	}
 	if local.known && facts.ClusterID != local.cluster {
-		return nil, facts, fmt.Errorf("leave: refused: this node's member belongs to cluster %x (%s), but the cluster answering at %s is %x: "+
+		return nil, facts, fmt.Errorf("leave: %w", refusal.Errorf("this node's member belongs to cluster %x (%s), but the cluster answering at %s is %x: "+
 			"not removing a member or wiping data on another cluster's word (a recovered cluster, or another cluster at an address this node knew); "+
 			"nothing was changed: check %s and the cluster this node belongs to",
-			local.cluster, local.from, strings.Join(cli.Endpoints(), ","), facts.ClusterID, sidefile.EndpointsPath(j.dataDir()))
+			local.cluster, local.from, strings.Join(cli.Endpoints(), ","), facts.ClusterID, sidefile.EndpointsPath(j.dataDir())))
 	}
 	var me *ClusterMember
 	for i, m := range facts.Members {
@@ -226,7 +228,7 @@ func localCluster(dataDir string) (localID, error) {
 	if has {
 		id, err := datadir.ReadIdentity(dataDir)
 		if err != nil {
-			return localID{}, fmt.Errorf("leave: refused: cannot tell which cluster the data in %s belongs to, so it is not wiped: %w", dataDir, err)
+			return localID{}, fmt.Errorf("leave: %w", refusal.Errorf("cannot tell which cluster the data in %s belongs to, so it is not wiped: %w", dataDir, err))
 		}
 		return localID{cluster: id.ClusterID, known: true, from: fmt.Sprintf("member %x in %s", id.MemberID, dataDir)}, nil
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/cluster"
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
@@ -77,7 +78,7 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 	}
 	if o.From == FromMember {
 		if dataID.ClusterID == 0 {
-			return Request{}, fmt.Errorf("refused: %s holds no etcd member: there is nothing to recover from on this node; run recover --from-member on a node whose data survived, or recover --from-snapshot", dataDir)
+			return Request{}, refusal.Errorf("%s holds no etcd member: there is nothing to recover from on this node; run recover --from-member on a node whose data survived, or recover --from-snapshot", dataDir)
 		}
 		progress(fmt.Sprintf("this node holds member %x of cluster %x", dataID.MemberID, dataID.ClusterID))
 	}
@@ -87,7 +88,7 @@ func RequestRecovery(ctx context.Context, n Requester, o Options, say func(at ti
 		// agent (a resumed recovery too) restores exactly this one.
 		m, where, err := latestSnapshot(ctx, n, o.AllowPartial)
 		if err != nil {
-			return Request{}, fmt.Errorf("refused: %w", err)
+			return Request{}, &refusal.Error{Reason: err}
 		}
 		progress(fmt.Sprintf("latest is snapshot %s in %s: cluster %s, recovery generation %d, revision %d", m.Name, where, m.ClusterID, m.Generation, m.Revision))
 		o.Snapshot = m.Name
@@ -185,7 +186,9 @@ func follow(ctx context.Context, dataDir string, seen int, timeout time.Duration
 		switch req.State {
 		case Done:
 			return req, nil
-		case Refused, Failed:
+		case Refused:
+			return req, refusal.FromMessage(req.Error)
+		case Failed:
 			return req, errors.New(req.Error)
 		}
 		if time.Now().After(deadline) {

@@ -1,11 +1,13 @@
 package recovery
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
 
@@ -53,7 +55,7 @@ func Refusal(f QuorumFacts) error {
 		if f.DataClusterID != 0 && f.DataClusterID != f.ReadClusterID {
 			msg += fmt.Sprintf(". This node's data belongs to cluster %x: if that cluster was replaced by a recovery, the agent moves this data aside and joins cluster %x by itself", f.DataClusterID, f.ReadClusterID)
 		}
-		return fmt.Errorf("refused: %s", msg)
+		return &refusal.Error{Reason: errors.New(msg)}
 	}
 	return nil
 }
@@ -86,7 +88,7 @@ func Claim(f ClaimFacts) (discovery.Recovery, error) {
 	}
 	if prev != nil && prev.State == discovery.RecoveryStarted {
 		if !f.Request.Takeover {
-			return discovery.Recovery{}, fmt.Errorf("refused: %s is unfinished: if that recovery is abandoned (its node is gone), run recover again with --takeover", prev)
+			return discovery.Recovery{}, refusal.Errorf("%s is unfinished: if that recovery is abandoned (its node is gone), run recover again with --takeover", prev)
 		}
 	}
 	if err := barrier(f); err != nil {
@@ -126,13 +128,13 @@ func barrier(f ClaimFacts) error {
 		if prev != nil {
 			newest = "the registry's newest is " + prev.String()
 		}
-		return fmt.Errorf("refused: --replaces %d: %s. Name the newest generation, or leave --replaces out", named, newest)
+		return refusal.Errorf("--replaces %d: %s. Name the newest generation, or leave --replaces out", named, newest)
 	}
 	if prev == nil || prev.State != discovery.RecoveryDone || prev.ClusterID == "" || named == prev.Generation {
 		return nil
 	}
 	if len(prev.Endpoints) == 0 {
-		return fmt.Errorf("refused: %s built cluster %s, and its record names none of that cluster's endpoints (an older agent finished it), so this node cannot check that it lost its quorum too: a second recovery would replace it silently. Check that cluster %s is gone, then run recover again with --replaces %d",
+		return refusal.Errorf("%s built cluster %s, and its record names none of that cluster's endpoints (an older agent finished it), so this node cannot check that it lost its quorum too: a second recovery would replace it silently. Check that cluster %s is gone, then run recover again with --replaces %d",
 			prev, prev.ClusterID, prev.ClusterID, prev.Generation)
 	}
 	if !f.Checked {
@@ -145,7 +147,7 @@ func barrier(f ClaimFacts) error {
 		}
 	}
 	if len(missed) > 0 {
-		return fmt.Errorf("refused: %s built cluster %s, and the quorum check did not ask its members at %s: a second recovery would replace it silently. Check that cluster %s is gone, then run recover again with --replaces %d",
+		return refusal.Errorf("%s built cluster %s, and the quorum check did not ask its members at %s: a second recovery would replace it silently. Check that cluster %s is gone, then run recover again with --replaces %d",
 			prev, prev.ClusterID, strings.Join(missed, ", "), prev.ClusterID, prev.Generation)
 	}
 	return nil

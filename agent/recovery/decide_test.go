@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 	"github.com/etcd-agent/etcd-agent/discovery"
 )
 
@@ -31,8 +32,8 @@ func TestRefusal(t *testing.T) {
 			switch {
 			case tc.refuse == "" && err != nil:
 				t.Fatalf("refused: %v", err)
-			case tc.refuse != "" && (err == nil || !strings.Contains(err.Error(), tc.refuse) || !strings.HasPrefix(err.Error(), "refused")):
-				t.Fatalf("Refusal = %v, want a refusal containing %q", err, tc.refuse)
+			case tc.refuse != "" && (!refusal.Is(err) || !strings.Contains(err.Error(), tc.refuse) || !strings.HasPrefix(err.Error(), "refused: ")):
+				t.Fatalf("Refusal = %v, want a refusal (refusal.Error: the CLI exits 3) containing %q", err, tc.refuse)
 			}
 		})
 	}
@@ -79,8 +80,8 @@ func TestClaim(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec, err := Claim(tc.facts)
 			if tc.refuse != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.refuse) {
-					t.Fatalf("Claim = %+v, %v; want a refusal mentioning %q", rec, err, tc.refuse)
+				if !refusal.Is(err) || !strings.Contains(err.Error(), tc.refuse) {
+					t.Fatalf("Claim = %+v, %v; want a refusal (refusal.Error) mentioning %q", rec, err, tc.refuse)
 				}
 				return
 			}

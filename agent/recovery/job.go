@@ -6,13 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/etcd-agent/etcd-agent/agent/backup"
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
 	"github.com/etcd-agent/etcd-agent/agent/node"
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 	"github.com/etcd-agent/etcd-agent/agent/report"
 	"github.com/etcd-agent/etcd-agent/agent/sidefile"
 	"github.com/etcd-agent/etcd-agent/discovery"
@@ -150,7 +150,7 @@ func (j *Job) Recover(ctx context.Context, req Request) error {
 			return ctx.Err()
 		}
 		req.State, req.Error = Failed, err.Error()
-		if strings.HasPrefix(err.Error(), "refused") {
+		if refusal.Is(err) {
 			req.State = Refused
 		}
 		if req.State == Refused {
@@ -200,7 +200,7 @@ func (j *Job) rebuild(ctx context.Context, req *Request, r *recovering, progress
 	}
 	resumed := req.ClusterID != "" && hexID(dataID.ClusterID) == req.ClusterID
 	if req.From == FromMember && dataID.ClusterID == 0 && !resumed {
-		return fmt.Errorf("refused: %s holds no etcd member: there is nothing to recover from on this node; run recover --from-member on a node whose data survived, or recover --from-snapshot", dataDir)
+		return refusal.Errorf("%s holds no etcd member: there is nothing to recover from on this node; run recover --from-member on a node whose data survived, or recover --from-snapshot", dataDir)
 	}
 
 	src, err := n.Discovery()

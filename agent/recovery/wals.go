@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 )
 
 // A recovery from a member replays that member's whole WAL, so it keeps
@@ -53,7 +54,7 @@ func WALRefusal(f WALFacts) error {
 	}
 	for _, l := range f.Lost {
 		if !slices.Contains(names, l) {
-			return fmt.Errorf("refused: --lost %s: no other member %s in cluster %x as this node last saw it (its other members: %s)",
+			return refusal.Errorf("--lost %s: no other member %s in cluster %x as this node last saw it (its other members: %s)",
 				l, l, f.Local.ClusterID, strings.Join(names, ", "))
 		}
 	}
@@ -73,17 +74,17 @@ func WALRefusal(f WALFacts) error {
 		}
 	}
 	if newest != nil && !f.Force {
-		return fmt.Errorf("refused: member %s holds newer entries than this member (its WAL ends at index %d, term %d; this member's at index %d, term %d): a recovery from here would lose the writes only it holds. Run `etcd-agent recover --from-member` on %s, or pass --force to recover from this member and lose them",
+		return refusal.Errorf("member %s holds newer entries than this member (its WAL ends at index %d, term %d; this member's at index %d, term %d): a recovery from here would lose the writes only it holds. Run `etcd-agent recover --from-member` on %s, or pass --force to recover from this member and lose them",
 			newest.Name, newest.Tail.LastIndex, newest.Tail.LastTerm, f.Local.LastIndex, f.Local.LastTerm, newest.Name)
 	}
 	if len(moved) > 0 {
 		// Without a registry this is what tells a second recovery from
 		// the first: the members that reach a recovered cluster join it.
-		return fmt.Errorf("refused: %s now hold data of another cluster: the lost cluster %x was already recovered (or they left it), and a second recovery would split its members between two clusters. Run `etcd-agent status` there; if that cluster is gone too, recover from one of its members. Only for a node whose data you give up: --lost NAME",
+		return refusal.Errorf("%s now hold data of another cluster: the lost cluster %x was already recovered (or they left it), and a second recovery would split its members between two clusters. Run `etcd-agent status` there; if that cluster is gone too, recover from one of its members. Only for a node whose data you give up: --lost NAME",
 			strings.Join(moved, ", "), f.Local.ClusterID)
 	}
 	if len(silent) > 0 {
-		return fmt.Errorf("refused: the agents of %s did not answer: their WALs may hold acknowledged writes this member lacks. Start those agents (an agent answers whatever its etcd's state), or, for a node gone for good, run recover again with --lost NAME",
+		return refusal.Errorf("the agents of %s did not answer: their WALs may hold acknowledged writes this member lacks. Start those agents (an agent answers whatever its etcd's state), or, for a node gone for good, run recover again with --lost NAME",
 			strings.Join(silent, ", "))
 	}
 	return nil
@@ -92,7 +93,7 @@ func WALRefusal(f WALFacts) error {
 // refuseSuperseded refuses a recovery from data the registry records as
 // belonging to a replaced cluster.
 func refuseSuperseded(s *Superseded) error {
-	return fmt.Errorf("refused: %s: recovering from it would bring back a cluster already replaced; recover from a member of the newest cluster, or from a snapshot", s.Reason)
+	return refusal.Errorf("%s: recovering from it would bring back a cluster already replaced; recover from a member of the newest cluster, or from a snapshot", s.Reason)
 }
 
 // describeWALs is one progress line about every member's WAL.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/etcd-agent/etcd-agent/agent/datadir"
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 )
 
 func TestWALRefusal(t *testing.T) {
@@ -57,8 +58,8 @@ func TestWALRefusal(t *testing.T) {
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
-			case c.want != "" && err == nil:
-				t.Fatalf("went ahead, want a refusal with %q", c.want)
+			case c.want != "" && !refusal.Is(err):
+				t.Fatalf("WALRefusal = %v, want a refusal (refusal.Error) with %q", err, c.want)
 			case c.want != "" && !strings.Contains(err.Error(), c.want):
 				t.Fatalf("refusal %q, want it to contain %q", err, c.want)
 			}

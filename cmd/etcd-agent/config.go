@@ -62,7 +62,7 @@ type checkSummary struct {
 	EtcdFlags     int      `json:"etcd_flags"`
 	ExtraFlags    int      `json:"extra_flags"`
 	MetricsURL    string   `json:"metrics_url,omitempty"`
-	FleetLockURL  string   `json:"fleetlock_url,omitempty"`
+	FleetLockURL  string   `json:"fleet_lock_url,omitempty"`
 	FilesChecked  bool     `json:"files_checked"`
 	Warnings      []string `json:"warnings"`
 }

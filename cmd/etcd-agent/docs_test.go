@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -115,6 +116,14 @@ func syncDir(t *testing.T, got, dir string, owned func(string) bool) {
 	}
 }
 
+// refusalCase is how TestExitCodeTable runs a command where it must refuse
+// (exit 3, nothing changed): a real run against the live member.
+type refusalCase struct {
+	args          []string
+	what          string
+	before, after func()
+}
+
 // outputCase is how TestExitCodeTable runs a command with -o: a cheap but
 // real invocation, the exit code it must give, and whether a document
 // must come out.
@@ -132,7 +141,7 @@ type outputCase struct {
 // exitTableFixtures builds what the -o runs need: a node config whose agent
 // never ran, a CA and an application certificate, a snapshot in backup.dir,
 // a cluster spec.
-func exitTableFixtures(t *testing.T) map[string]outputCase {
+func exitTableFixtures(t *testing.T) (map[string]outputCase, map[string]refusalCase) {
 	dir := t.TempDir()
 	cfgPath := nodeConfig(t, dir)
 	backupDir := filepath.Join(dir, "backup")
@@ -170,27 +179,42 @@ func exitTableFixtures(t *testing.T) map[string]outputCase {
 	cfg := []string{"--config", cfgPath}
 	newCA := filepath.Join(dir, "ca2", "ca.crt")
 	const neverRan = "node config, agent never ran"
+	lv := liveFixtures(t, dir, newCA)
+	live := []string{"--config", lv.cfgPath}
+	const liveMember = "a live TLS member (agent never ran)"
+	refusals := map[string]refusalCase{
+		"recover": {args: append(slices.Clone(live), "--from-snapshot", lv.snapshot), what: "a quorum answers"},
+		"leave":   {args: live, what: "the last voter"},
+		"fleetlock release": {args: live, what: "the holder is a learner, not a healthy voter",
+			before: lv.takeLearnerSlot, after: lv.dropLearner},
+		"ca rotate check": {args: append(slices.Clone(live), "--endpoints", lv.endpoint, "--new-ca", newCA, "--step", "3"),
+			what: "step 3 before the certificates are the new CA's"},
+	}
 	return map[string]outputCase{
-		"version":         {doc: true, what: "-"},
-		"config check":    {args: append(cfg, "--files=false"), doc: true, what: "node config"},
-		"status":          {args: cfg, code: exitUnhealthy, doc: true, what: neverRan, volatile: []string{"checked_at"}},
-		"snapshot save":   {args: cfg, code: exitFailure, what: neverRan + " (no operator certificate)"},
-		"snapshot list":   {args: cfg, doc: true, what: "a snapshot in backup.dir"},
-		"snapshot verify": {args: cfg, code: exitFailure, what: "a snapshot whose data does not match its metadata"},
+		"version":      {doc: true, what: "-"},
+		"config check": {args: append(cfg, "--files=false"), doc: true, what: "node config"},
+		"status":       {args: cfg, code: exitUnhealthy, doc: true, what: neverRan, volatile: []string{"checked_at"}},
+		"snapshot save": {args: live, doc: true, what: liveMember,
+			volatile: []string{"name", "revision", "keys", "size", "sha256"}},
+		"snapshot list": {args: cfg, doc: true, what: "a snapshot in backup.dir"},
+		"snapshot verify": {args: append(slices.Clone(live), lv.snapshot), doc: true, what: "a snapshot of " + liveMember,
+			volatile: []string{"seconds"}},
 		"ca init": {args: []string{"--dir", filepath.Join(dir, "ca-new")}, doc: true, what: "a new directory",
 			before: func() { os.RemoveAll(filepath.Join(dir, "ca-new")) }},
 		"ca rotate bundle": {args: []string{"--old", filepath.Join(dir, "ca", "ca.crt"), "--new", newCA, "--out", filepath.Join(dir, "bundle.crt")},
 			doc: true, what: "two CAs from ca init"},
-		"ca rotate status": {args: append(cfg, "--new-ca", newCA), code: exitFailure, what: neverRan + " (no operator certificate)"},
-		"ca rotate check":  {args: append(cfg, "--new-ca", newCA, "--step", "2"), code: exitFailure, what: neverRan + " (no operator certificate)"},
+		"ca rotate status": {args: append(slices.Clone(live), "--endpoints", lv.endpoint, "--new-ca", newCA), doc: true, what: liveMember + ", its CA record"},
+		"ca rotate check":  {args: append(slices.Clone(live), "--endpoints", lv.endpoint, "--new-ca", newCA, "--step", "1"), doc: true, what: liveMember + ", its CA record"},
 		"cert issue": {args: []string{"--role", "client", "--cn", "app2", "--out", filepath.Join(dir, "app2"), "--ca-dir", filepath.Join(dir, "ca"), "--replace"},
 			doc: true, what: "a CA from ca init", volatile: []string{"not_after"}},
-		"cert check":        {args: cfg, doc: true, what: "a CA and a certificate issued for the test"},
-		"discovery new":     {args: []string{"--size", "3"}, code: exitConfig, what: "no --endpoints"},
-		"discovery show":    {args: []string{"TOKEN"}, code: exitConfig, what: "no --endpoints"},
-		"fleetlock release": {args: cfg, code: exitFailure, what: neverRan + " (no operator certificate)"},
-		"butane":            {args: []string{"--spec", filepath.Join(spec, "cluster.yaml"), "--out", filepath.Join(spec, "out")}, doc: true, what: "a test cluster spec"},
-	}
+		"cert check": {args: cfg, doc: true, what: "a CA and a certificate issued for the test"},
+		"discovery new": {args: append([]string{"--size", "3"}, lv.discovery...), doc: true, what: "v3 discovery on " + liveMember,
+			volatile: []string{"token"}},
+		"discovery show": {args: append([]string{lv.token}, lv.discovery...), doc: true, what: "a token with a registration, v3 discovery on " + liveMember},
+		"fleetlock release": {args: live, doc: true, what: "a slot held on " + liveMember,
+			before: lv.takeSlot},
+		"butane": {args: []string{"--spec", filepath.Join(spec, "cluster.yaml"), "--out", filepath.Join(spec, "out")}, doc: true, what: "a test cluster spec"},
+	}, refusals
 }
 
 // TestExitCodeTable runs every command in-process with --help, a bad flag,
@@ -198,10 +222,10 @@ func exitTableFixtures(t *testing.T) map[string]outputCase {
 // of each, and that the documents use one spelling (snake_case keys, etcd
 // IDs as etcdctl prints them); and keeps docs/cli/exit-codes.md in step.
 func TestExitCodeTable(t *testing.T) {
-	cases := exitTableFixtures(t)
+	cases, refusals := exitTableFixtures(t)
 	root := newRootCmd(env{})
-	var rows []string
-	seen := map[string]bool{}
+	var rows, keys []string
+	seen, seenRefusal := map[string]bool{}, map[string]bool{}
 	for _, path := range leaves(root) {
 		p := strings.Join(path, " ")
 		c, _, err := root.Find(path)
@@ -221,6 +245,9 @@ func TestExitCodeTable(t *testing.T) {
 			if !onStdout && (out != "" || !strings.Contains(errOut, "Run 'etcd-agent ")) {
 				t.Errorf("%s (%s): want the error and the help hint on stderr only, got stdout %q stderr %q", p, label, out, errOut)
 			}
+			if twice := namesCommandTwice(path, errOut); twice != "" {
+				t.Errorf("%s (%s): the error names the command twice: %q", p, label, twice)
+			}
 			cells = append(cells, fmt.Sprint(code))
 		}
 		check("help", append(slices.Clone(path), "--help"), exitOK, true)
@@ -230,6 +257,25 @@ func TestExitCodeTable(t *testing.T) {
 			extra = []string{"one", "two"} // takes one argument
 		}
 		check("bad argument", append(slices.Clone(path), extra...), exitUsage, false)
+		if rc, ok := refusals[p]; ok {
+			seenRefusal[p] = true
+			if rc.before != nil {
+				rc.before()
+			}
+			code, out, errOut := runCLI(t, nil, append(slices.Clone(path), rc.args...)...)
+			if rc.after != nil {
+				rc.after()
+			}
+			if code != exitUnhealthy || !strings.Contains(errOut, "etcd-agent "+p+": ") || !strings.Contains(errOut, "refused") {
+				t.Errorf("%s refused (%s): exit %d, want %d and the refusal on stderr\nstdout %s\nstderr %s", p, rc.what, code, exitUnhealthy, out, errOut)
+			}
+			if twice := namesCommandTwice(path, errOut); twice != "" {
+				t.Errorf("%s refused: the error names the command twice: %q", p, twice)
+			}
+			cells = append(cells, fmt.Sprintf("%d (%s)", code, rc.what))
+		} else {
+			cells = append(cells, "-")
+		}
 
 		if c.Flags().Lookup("output") == nil {
 			if _, ok := cases[p]; ok {
@@ -255,6 +301,9 @@ func TestExitCodeTable(t *testing.T) {
 			if code != oc.code {
 				t.Errorf("%s -o %s: exit %d, want %d\nstdout %s\nstderr %s", p, format, code, oc.code, out, errOut)
 			}
+			if twice := namesCommandTwice(path, errOut); twice != "" {
+				t.Errorf("%s -o %s: the error names the command twice: %q", p, format, twice)
+			}
 			cells = append(cells, fmt.Sprint(code))
 			if !oc.doc {
 				if out != "" || errOut == "" {
@@ -266,6 +315,9 @@ func TestExitCodeTable(t *testing.T) {
 			if err != nil {
 				t.Errorf("%s -o %s: %v\n%s", p, format, err, out)
 				continue
+			}
+			if format == formatJSON {
+				keys = append(keys, "| `"+p+"` | "+strings.Join(keyPaths("", d), ", ")+" |")
 			}
 			if m, ok := d.(map[string]any); ok {
 				for _, k := range oc.volatile {
@@ -283,6 +335,11 @@ func TestExitCodeTable(t *testing.T) {
 		cells = append(cells, oc.what)
 		rows = append(rows, "| "+strings.Join(cells, " | ")+" |")
 	}
+	for p := range refusals {
+		if !seenRefusal[p] {
+			t.Errorf("exitTableFixtures has a refusal for %q, not a command", p)
+		}
+	}
 	for p := range cases {
 		if !seen[p] {
 			t.Errorf("exitTableFixtures has a case for %q, not a command with -o", p)
@@ -297,10 +354,18 @@ func TestExitCodeTable(t *testing.T) {
 	b.WriteString("command in-process and checks that help goes to stdout and every error (with a\n")
 	b.WriteString("`Run 'etcd-agent ... --help'` hint for usage errors) to stderr, and that `-o json` and `-o yaml`\n")
 	b.WriteString("print the same document with snake_case keys and etcd IDs as etcdctl prints them. n/a: the\n")
-	b.WriteString("command prints progress or a script, not a result, and has no `-o`.\n\n")
-	b.WriteString("| command | `--help` | bad flag | bad argument | `-o json` | `-o yaml` | `-o` run against |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("command prints progress or a script, not a result, and has no `-o`. refused: the command run\n")
+	b.WriteString("where it must refuse (nothing changed; the message starts `refused:` or names the step); `-`:\n")
+	b.WriteString("it has no such case.\n\n")
+	b.WriteString("| command | `--help` | bad flag | bad argument | refused | `-o json` | `-o yaml` | `-o` run against |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	b.WriteString(strings.Join(rows, "\n") + "\n")
+	b.WriteString("\n## Keys of each document\n\n")
+	b.WriteString("The keys of each `-o json` document in the runs above (`-o yaml` has the same); a script may\n")
+	b.WriteString("rely on them. `a[].b`: key `b` of the objects in the list `a`; `a.b`: key `b` of the object `a`.\n")
+	b.WriteString("A key the run did not print (empty and left out) is not listed.\n\n")
+	b.WriteString("| command | keys |\n|---|---|\n")
+	b.WriteString(strings.Join(keys, "\n") + "\n")
 	file := filepath.Join(cliDocsDir, exitTable)
 	if *update {
 		if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
@@ -335,6 +400,48 @@ func decodeDoc(format, out string) (any, error) {
 		return nil, err
 	}
 	return plain, nil
+}
+
+// namesCommandTwice returns the line of stderr that names the command
+// again after report's "etcd-agent CMD: " (e.g. "etcd-agent fleetlock
+// release: fleetlock release: …"), or "".
+func namesCommandTwice(path []string, stderr string) string {
+	lead := "etcd-agent " + strings.Join(path, " ") + ": "
+	for line := range strings.SplitSeq(stderr, "\n") {
+		rest, ok := strings.CutPrefix(line, lead)
+		if !ok {
+			continue
+		}
+		for i := range path {
+			if strings.HasPrefix(rest, strings.Join(path[i:], " ")+": ") {
+				return line
+			}
+		}
+	}
+	return ""
+}
+
+// keyPaths lists the keys of d, nested ones as parent.key and the keys of
+// a list's objects as list[].key, each once, in order.
+func keyPaths(at string, d any) []string {
+	var out []string
+	switch v := d.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			p := strings.TrimPrefix(at+"."+k, ".")
+			out = append(out, "`"+p+"`")
+			out = append(out, keyPaths(p, v[k])...)
+		}
+	case []any:
+		for _, e := range v {
+			for _, k := range keyPaths(at+"[]", e) {
+				if !slices.Contains(out, k) {
+					out = append(out, k)
+				}
+			}
+		}
+	}
+	return out
 }
 
 var (

@@ -37,8 +37,8 @@ func envCommand(e env) *cobra.Command {
 				return fmt.Errorf("no endpoints: the agent report %s names none yet (the agent has not started etcd): pass --endpoints https://HOST:2379", cfg.Agent.StatusFile)
 			}
 		}
+		// No ETCDCTL_API: etcdctl 3.7 has only v3 and warns about it.
 		vars := [][2]string{
-			{"ETCDCTL_API", "3"},
 			{"ETCDCTL_ENDPOINTS", strings.Join(eps, ",")},
 			{"ETCDCTL_CACERT", filepath.Join(cfg.PKI.Dir, pki.CACertFile)},
 			{"ETCDCTL_CERT", filepath.Join(cfg.PKI.Dir, pki.OperatorCertFile)},

@@ -33,7 +33,7 @@ func fleetlockReleaseCommand(e env) *cobra.Command {
 		Use:   "release",
 		Short: "free a reboot slot by hand (refused while its holder reboots, unless --force)",
 		Long: "Free a reboot slot by hand (`etcd-agent status` shows who holds one, its group and since when).\n" +
-			"Refused while its holder is still rebooting (its member in the cluster but not a healthy, caught-up\n" +
+			"Refused (exit 3) while its holder is still rebooting (its member in the cluster but not a healthy, caught-up\n" +
 			"voter): freeing it then could let another node reboot while this one is down. --force frees it anyway,\n" +
 			"for a node that is gone for good (the agents also free such a slot by themselves once its member was\n" +
 			"removed or replaced, or has been down longer than cluster.deadMemberGrace).\n" +
@@ -71,7 +71,7 @@ func fleetlockReleaseCommand(e env) *cobra.Command {
 		defer cli.Close()
 		h, err := fleetlock.ReleaseByHand(c.Context(), cli, *id, *group, *force)
 		if err != nil {
-			return fmt.Errorf("fleetlock release: %w", err)
+			return err // report names the command
 		}
 		if *out != formatTable {
 			return printDoc(e.stdout, *out, releasedSlot{Slot: h.Slot, Group: h.Group, ID: h.ID, Member: h.Member, Since: h.Since.UTC()})

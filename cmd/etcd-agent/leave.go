@@ -14,9 +14,9 @@ func leaveCommand(e env) *cobra.Command {
 		Use:   "leave",
 		Short: "remove this node from the cluster and wipe its data",
 		Long: "Remove this node's member from the cluster (scale-down, decommission), then stop its etcd\n" +
-			"and wipe its data dir, only after the removal is committed. Refused when the remaining voters\n" +
-			"would lose quorum, or when this is the last voter. The node then stays out: the agent will not\n" +
-			"start etcd or join again until the leave marker (<data dir>.left) is deleted.\n" +
+			"and wipe its data dir, only after the removal is committed. Refused (exit 3, nothing changed)\n" +
+			"when the remaining voters would lose quorum, or when this is the last voter. The node then stays\n" +
+			"out: the agent will not start etcd or join again until the leave marker (<data dir>.left) is deleted.\n" +
 			"Safe to run again after an interruption: it finishes what is left.",
 		Args: noArgs,
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/etcd-agent/etcd-agent/agent"
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 )
 
 // Stamped at build time by the Makefile (-ldflags -X).
@@ -157,28 +158,47 @@ func report(e env, cmd *cobra.Command, err error) int {
 	if !errors.As(err, &run) {
 		err = usageError(err)
 	}
+	say := func(err error) { fmt.Fprintf(e.stderr, "%s: %s\n", path, message(path, err)) }
 	var cerr *config.Error
 	var xerr *exitError
 	var left *agent.LeftError
 	switch {
 	case errors.As(err, &left):
-		fmt.Fprintf(e.stderr, "%s: %v\n", path, err)
+		say(err)
 		return exitConfig
 	case errors.As(err, &cerr):
-		fmt.Fprintf(e.stderr, "%s: %v\n", path, err)
+		say(err)
 		return exitConfig
 	case errors.As(err, &xerr):
 		if xerr.err != nil && xerr.err.Error() != "" {
-			fmt.Fprintf(e.stderr, "%s: %v\n", path, xerr.err)
+			say(xerr.err)
 		}
 		if xerr.code == exitUsage {
 			fmt.Fprintf(e.stderr, "Run '%s --help' for usage.\n", path)
 		}
 		return xerr.code
+	case refusal.Is(err):
+		// Refused on purpose, nothing changed: "not allowed now".
+		say(err)
+		return exitUnhealthy
 	default:
-		fmt.Fprintf(e.stderr, "%s: %v\n", path, err)
+		say(err)
 		return exitFailure
 	}
+}
+
+// message is err's text without a leading name of the command: a package
+// names its operation for its other callers ("leave: …" in the agent's
+// log), and the line on stderr names the command already.
+func message(path string, err error) string {
+	msg := err.Error()
+	words := strings.Fields(path)
+	for i := 1; i < len(words); i++ {
+		if rest, ok := strings.CutPrefix(msg, strings.Join(words[i:], " ")+": "); ok {
+			return rest
+		}
+	}
+	return msg
 }
 
 // groupCommand is a command that only holds subcommands: run without one,

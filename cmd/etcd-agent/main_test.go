@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcd-agent/etcd-agent/agent/config"
+	"github.com/etcd-agent/etcd-agent/agent/refusal"
 )
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
@@ -181,5 +184,37 @@ func TestJSONLogs(t *testing.T) {
 	}
 	if err := json.Unmarshal(errb.Bytes(), &line); err != nil || line.Level != "INFO" || line.Msg != "ready" || line.Status != "healthy" {
 		t.Errorf("json log line %q: %+v, %v", errb.String(), line, err)
+	}
+}
+
+// TestReportRefusalAndFailure: a refusal (recover, leave, fleetlock release
+// refuse with refusal.Error) exits 3, any other error of a run 1; the line on
+// stderr names the command once, even when the error names it too (the
+// agent's leave errors start "leave: " for its own log).
+func TestReportRefusalAndFailure(t *testing.T) {
+	root := newRootCmd(env{})
+	for _, tc := range []struct {
+		path []string
+		err  error
+		code int
+		want string
+	}{
+		{[]string{"leave"}, fmt.Errorf("leave: %w", refusal.Errorf("this is the last voter")), exitUnhealthy, "etcd-agent leave: refused: this is the last voter\n"},
+		{[]string{"leave"}, errors.New("leave: survey the cluster: context deadline exceeded"), exitFailure, "etcd-agent leave: survey the cluster: context deadline exceeded\n"},
+		{[]string{"fleetlock", "release"}, refusal.Errorf("n2 is rebooting"), exitUnhealthy, "etcd-agent fleetlock release: refused: n2 is rebooting\n"},
+		{[]string{"fleetlock", "release"}, errors.New("fleetlock release: no reboot slot is held"), exitFailure, "etcd-agent fleetlock release: no reboot slot is held\n"},
+		{[]string{"fleetlock", "release"}, errors.New("release: x"), exitFailure, "etcd-agent fleetlock release: x\n"},
+		{[]string{"recover"}, fmt.Errorf("wrapped: %w", refusal.Errorf("the cluster still has a quorum")), exitUnhealthy, "etcd-agent recover: wrapped: refused: the cluster still has a quorum\n"},
+		{[]string{"recover"}, errors.New("recovery of x: y"), exitFailure, "etcd-agent recover: recovery of x: y\n"},
+	} {
+		cmd, _, err := root.Find(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var errb bytes.Buffer
+		code := report(env{stderr: &errb}, cmd, &runError{err: tc.err})
+		if code != tc.code || errb.String() != tc.want {
+			t.Errorf("%v %q: exit %d, stderr %q; want %d, %q", tc.path, tc.err, code, errb.String(), tc.code, tc.want)
+		}
 	}
 }

@@ -27,7 +27,8 @@ func recoverCommand(e env) *cobra.Command {
 			"member holds newer entries (it names the node to run it on), when a member's agent does not\n" +
 			"answer and is not declared gone with --lost NAME, or when this node holds no member data.\n" +
 			"latest is the newest snapshot by recovery generation and revision (not by clock) in backup.dir\n" +
-			"and S3; when a store does not answer it fails naming it, unless --allow-partial.",
+			"and S3; when a store does not answer it is refused naming it, unless --allow-partial.\n" +
+			"Every refusal exits 3 and changes nothing; a failure (a file, an unreachable registry) exits 1.",
 		Args:                  noArgs,
 		DisableFlagsInUseLine: true,
 	}
@@ -82,7 +83,7 @@ func recoverCommand(e env) *cobra.Command {
 		start := time.Now()
 		n, err := a.RecoveryRequester(c.Context())
 		if err != nil {
-			return fmt.Errorf("recover: %w", err)
+			return fmt.Errorf("read this node's identity: %w", err)
 		}
 		req, err := recovery.RequestRecovery(c.Context(), n, o, func(at time.Time, msg string) {
 			fmt.Fprintf(e.stdout, "%s  %s\n", at.Local().Format("15:04:05.000"), msg)

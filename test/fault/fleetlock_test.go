@@ -357,8 +357,8 @@ func TestGhostHolder(t *testing.T) {
 	}
 	logf("node 2: pre-reboot refused: %s (%s)", e.Kind, e.Value)
 	rel := c.spawn("fleetlock-release", nil, nil, "fleetlock", "release", "--config", n[2].configPath)
-	if code, err := rel.wait(time.Minute); err != nil || code == 0 || !strings.Contains(rel.tail(5), "is rebooting") {
-		t.Errorf("release by hand while the holder reboots: exit %d, %v, want a refusal saying it is rebooting:\n%s", code, err, rel.tail(5))
+	if code, err := rel.wait(time.Minute); err != nil || code != exitRefused || !strings.Contains(rel.tail(5), "is rebooting") {
+		t.Errorf("release by hand while the holder reboots: exit %d, %v, want exit 3, a refusal saying it is rebooting:\n%s", code, err, rel.tail(5))
 	}
 	logf("fleetlock release (no --force) refused: %s", strings.TrimSpace(rel.tail(1)))
 

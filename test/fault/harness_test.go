@@ -36,6 +36,9 @@ const (
 	// exitConfig is the exit code of a node that must not be restarted
 	// (config error, or it left the cluster).
 	exitConfig = 78
+	// exitRefused is the exit code of a command the agent refused on
+	// purpose, nothing changed (recover, leave, fleetlock release).
+	exitRefused = 3
 )
 
 // repoRoot is the module root, found from the test's working directory.

@@ -69,9 +69,9 @@ func TestRecoverFromMemberNewestWAL(t *testing.T) {
 	refused := c.spawn("recover-stale-node", c.env, nil, "recover", "--config", n[stale].configPath, "--from-member", "--lost", lost)
 	code, err := refused.wait(recoverTimeout)
 	out := refused.tail(40)
-	if err != nil || code == 0 || !strings.Contains(out, "member "+c.name(a)+" holds newer entries") ||
+	if err != nil || code != exitRefused || !strings.Contains(out, "member "+c.name(a)+" holds newer entries") ||
 		!strings.Contains(out, "recover --from-member` on "+c.name(a)) {
-		t.Fatalf("recover --from-member on the stale node %d: exit %d, %v, want a refusal naming node %d (%s):\n%s", stale, code, err, a, c.name(a), out)
+		t.Fatalf("recover --from-member on the stale node %d: exit %d, %v, want exit 3 and a refusal naming node %d (%s):\n%s", stale, code, err, a, c.name(a), out)
 	}
 	t.Logf("refused on the stale node:\n%s", out)
 

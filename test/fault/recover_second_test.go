@@ -51,9 +51,9 @@ func TestSecondRecoveryRefusedStatic(t *testing.T) {
 	code, err := second.wait(recoverTimeout)
 	out := second.tail(40)
 	n[1].thaw()
-	if err != nil || code == 0 || !strings.Contains(out, c.name(2)+" (cluster ") ||
+	if err != nil || code != exitRefused || !strings.Contains(out, c.name(2)+" (cluster ") ||
 		!strings.Contains(out, "now hold data of another cluster: the lost cluster") {
-		t.Fatalf("second recover --from-member on node 3: exit %d, %v; want a refusal naming node 2 (%s), which holds data of cluster %x:\n%s", code, err, c.name(2), newID, out)
+		t.Fatalf("second recover --from-member on node 3: exit %d, %v; want exit 3 and a refusal naming node 2 (%s), which holds data of cluster %x:\n%s", code, err, c.name(2), newID, out)
 	}
 	t.Logf("second recovery refused:\n%s", out)
 

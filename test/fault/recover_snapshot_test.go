@@ -88,8 +88,8 @@ func TestRecoverFromSnapshotS3(t *testing.T) {
 
 	// A fresh node has no member data to recover from.
 	noData := c.spawn("recover-nodata-node5", c.env, nil, "recover", "--config", fresh[1].configPath, "--from-member")
-	if code, err := noData.wait(time.Minute); err != nil || code == 0 || !strings.Contains(noData.tail(5), "holds no etcd member") {
-		t.Fatalf("recover --from-member on a node without data: exit %d, %v, want a refusal:\n%s", code, err, noData.tail(20))
+	if code, err := noData.wait(time.Minute); err != nil || code != exitRefused || !strings.Contains(noData.tail(5), "holds no etcd member") {
+		t.Fatalf("recover --from-member on a node without data: exit %d, %v, want exit 3 and a refusal:\n%s", code, err, noData.tail(20))
 	}
 
 	// S3 stops answering while node 4 holds an older snapshot in its own
@@ -103,8 +103,8 @@ func TestRecoverFromSnapshotS3(t *testing.T) {
 	srv.Stop()
 	down := c.spawn("recover-s3down-node4", c.env, nil, "recover", "--config", fresh[0].configPath, "--from-snapshot", "latest")
 	code, err := down.wait(recoverTimeout)
-	if err != nil || code == 0 || !strings.Contains(down.tail(20), "s3://"+bucket) {
-		t.Fatalf("recover --from-snapshot latest with S3 down and an older snapshot %s (revision %d) on the node: exit %d, %v; want a refusal naming s3://%s:\n%s",
+	if err != nil || code != exitRefused || !strings.Contains(down.tail(20), "s3://"+bucket) {
+		t.Fatalf("recover --from-snapshot latest with S3 down and an older snapshot %s (revision %d) on the node: exit %d, %v; want exit 3 and a refusal naming s3://%s:\n%s",
 			older.Name, older.Revision, code, err, bucket, down.tail(20))
 	}
 	t.Logf("recover --from-snapshot latest with S3 down: exit %d:\n%s", code, down.tail(5))

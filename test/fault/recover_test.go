@@ -73,8 +73,8 @@ func recoverFromMember(t *testing.T, c *cluster) {
 	// Nodes 1 and 2 still make a quorum: recover must refuse and change
 	// nothing.
 	refused := c.spawn("recover-refused-node1", nil, nil, "recover", "--config", n[1].configPath, "--from-member")
-	if code, err := refused.wait(2 * time.Minute); err != nil || code == 0 || !strings.Contains(refused.tail(5), "still has a quorum") {
-		t.Fatalf("recover while nodes 1 and 2 make a quorum: exit %d, %v, want a refusal naming the quorum:\n%s", code, err, refused.tail(20))
+	if code, err := refused.wait(2 * time.Minute); err != nil || code != exitRefused || !strings.Contains(refused.tail(5), "still has a quorum") {
+		t.Fatalf("recover while nodes 1 and 2 make a quorum: exit %d, %v, want exit 3 and a refusal naming the quorum:\n%s", code, err, refused.tail(20))
 	}
 	t.Logf("refused while a quorum answers:\n%s", refused.tail(3))
 	waitAcked(t, w, w.Acked()+10) // the cluster goes on
