@@ -62,6 +62,7 @@ bench: build etcd-binaries ## figures vs plain etcd (startup, load, status, idle
 	go run ./cmd/etcd-agent-bench -bin $(BIN)
 	go test -run '^$$' -bench 'Bootstrap3|ReplaceNode|DefragPass|NoSpaceRecovery' -benchtime 3x -timeout 30m ./agent/
 	go test -run '^$$' -bench 'Status' -benchtime 50x ./agent/status/
+	go test -run '^$$' -bench 'StopWithOpenStreams' -benchtime 3x ./agent/runtime/embedded/
 	go test -run '^$$' -bench 'Snapshot' -benchtime 3x -timeout 60m ./agent/backup/
 	go test -run '^$$' -bench 'RebootLeaderNode' -benchtime 5x -timeout 20m ./test/fault/
 	go test -run '^$$' -bench 'HookReplacement|InstanceRefresh' -benchtime 3x -timeout 40m ./test/fault/

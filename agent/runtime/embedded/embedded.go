@@ -58,6 +58,8 @@ type instance struct {
 	exit runtime.ExitInfo
 	// crash reports etcd's panics (see crashHook).
 	crash *crashHook
+	// streams ends the gRPC streams once etcd stopped (see streamEnder).
+	streams *streamEnder
 }
 
 // New returns an embedded runtime; nothing runs until Ensure.
@@ -123,8 +125,10 @@ func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Actio
 	}
 	crash := newCrashHook(r.log)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(r.log).WithOptions(zap.WithPanicHook(crash)))
+	streams := newStreamEnder()
 	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, crash.serverOptions()...)
-	inst, abandoned, err := start(ctx, cfg, hash, crash)
+	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, streams.serverOption())
+	inst, abandoned, err := start(ctx, cfg, hash, crash, streams)
 	if err != nil {
 		r.abandoned = abandoned
 		return "", err
@@ -137,7 +141,7 @@ func (r *Runtime) Ensure(ctx context.Context, spec etcdconf.Spec) (runtime.Actio
 // start runs embed.StartEtcd, bounded by ctx, and watches for the exit.
 // When ctx ends first, abandoned is closed once the start returned and what
 // it brought up is closed.
-func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook) (inst *instance, abandoned <-chan struct{}, err error) {
+func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook, streams *streamEnder) (inst *instance, abandoned <-chan struct{}, err error) {
 	type result struct {
 		e   *embed.Etcd
 		err error
@@ -160,6 +164,7 @@ func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook
 				// which a member without a quorum only leaves once its
 				// server stops (it never becomes ready).
 				r.e.Server.HardStop()
+				streams.end()
 				r.e.Close()
 			}
 		}()
@@ -168,7 +173,7 @@ func start(ctx context.Context, cfg *embed.Config, hash string, crash *crashHook
 	if res.err != nil {
 		return nil, nil, fmt.Errorf("start embedded etcd: %w", res.err)
 	}
-	inst = &instance{etcd: res.e, hash: hash, done: make(chan struct{}), crash: crash}
+	inst = &instance{etcd: res.e, hash: hash, done: make(chan struct{}), crash: crash, streams: streams}
 	go inst.watch()
 	return inst, nil, nil
 }
@@ -201,6 +206,9 @@ func (in *instance) watch() {
 		err = fmt.Errorf("etcd panicked: %s", msg)
 		in.etcd.Server.HardStop()
 	}
+	// The server has stopped (or Close stops it): its streams can only
+	// wait out Close's graceful timeout.
+	in.streams.end()
 	in.etcd.Close()
 	in.exit = runtime.ExitInfo{ExitCode: -1, Err: err, At: time.Now()}
 	close(in.done)

@@ -79,7 +79,7 @@ type Member struct {
 // NewMember prepares a single-node cluster member on ip with free ports, a
 // fresh data dir and certificates. When owner is not empty, the dirs are
 // given to that user (the rootless container runs as them).
-func NewMember(t *testing.T, name string, ip netip.Addr, owner string) Member {
+func NewMember(t testing.TB, name string, ip netip.Addr, owner string) Member {
 	t.Helper()
 	base := t.TempDir()
 	// Let another user reach the dirs below (t.TempDir's parents are 0700).
@@ -124,7 +124,7 @@ func NewMember(t *testing.T, name string, ip netip.Addr, owner string) Member {
 }
 
 // Chown gives the trees to user (recursively).
-func Chown(t *testing.T, owner string, paths ...string) {
+func Chown(t testing.TB, owner string, paths ...string) {
 	t.Helper()
 	u, err := user.Lookup(owner)
 	if err != nil {
@@ -146,7 +146,7 @@ func Chown(t *testing.T, owner string, paths ...string) {
 }
 
 // Client is a TLS etcd client for the member, with the agent's client cert.
-func (m Member) Client(t *testing.T) *clientv3.Client {
+func (m Member) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
 	tlsCfg, err := pki.ClientTLS(m.Spec.CertDir, pki.ClientCertFile, pki.ClientKeyFile)
 	if err != nil {
