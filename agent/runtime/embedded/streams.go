@@ -54,7 +54,9 @@ func (s *streamEnder) serverOption() grpc.ServerOption {
 			}
 		}()
 		err := next(srv, &endingStream{ServerStream: ss, ctx: ctx})
-		if s.ended() {
+		if err != nil && s.ended() {
+			// A stream that finished (a snapshot sent whole) keeps its
+			// success.
 			return rpctypes.ErrGRPCStopped
 		}
 		return err
