@@ -201,32 +201,37 @@ func PlanJoin(f JoinFacts) JoinStep {
 
 // LeaveCheck says whether the member with selfID may remove itself now.
 func LeaveCheck(selfID uint64, members []ClusterMember) error {
-	var self *ClusterMember
-	voters, healthyOthers := 0, 0
-	for i, m := range members {
-		if m.ID == selfID {
-			self = &members[i]
-		}
-		if m.IsLearner {
-			continue
-		}
-		voters++
-		if m.ID != selfID && m.Healthy {
-			healthyOthers++
-		}
-	}
+	self, others, down := othersThan(selfID, members)
 	switch {
 	case self == nil:
 		return fmt.Errorf("member %x is not in the cluster", selfID)
 	case self.IsLearner:
 		return nil
-	case voters == 1:
+	case others == 0:
 		return fmt.Errorf("%s is the last voter: removing it would destroy the cluster", self.label())
-	case healthyOthers < Quorum(voters-1):
+	case others-len(down) < Quorum(others):
 		return fmt.Errorf("removing %s would leave %d healthy of %d voters (no quorum): bring the others back first",
-			self.label(), healthyOthers, voters-1)
+			self.label(), others-len(down), others)
 	}
 	return nil
+}
+
+// othersThan finds the member selfID (nil: not in members) and counts the
+// other voters, naming those not healthy: what a removal of selfID leaves.
+func othersThan(selfID uint64, members []ClusterMember) (self *ClusterMember, voters int, down []string) {
+	for i, m := range members {
+		switch {
+		case m.ID == selfID:
+			self = &members[i]
+		case m.IsLearner:
+		default:
+			voters++
+			if !m.Healthy {
+				down = append(down, m.label())
+			}
+		}
+	}
+	return self, voters, down
 }
 
 // AbandonKind is what a learner that did not catch up in time does.
@@ -292,22 +297,7 @@ type LeaveGuard func(selfID uint64, members []ClusterMember) error
 // second sees the first gone and waits for another replacement.
 func KeepVoters(n int) LeaveGuard {
 	return func(selfID uint64, members []ClusterMember) error {
-		var self *ClusterMember
-		voters := 0
-		var down []string
-		for i, m := range members {
-			if m.ID == selfID {
-				self = &members[i]
-				continue
-			}
-			if m.IsLearner {
-				continue
-			}
-			voters++
-			if !m.Healthy {
-				down = append(down, m.label())
-			}
-		}
+		self, voters, down := othersThan(selfID, members)
 		switch {
 		case self == nil:
 			return fmt.Errorf("member %x is not in the cluster", selfID)
