@@ -188,13 +188,13 @@ func (j *Job) rebuild(ctx context.Context, req *Request, r *recovering, progress
 	if err != nil {
 		return err
 	}
-	if newID, _ := memberIdentity(newDir); req.ClusterID != "" && dataID.ClusterID == 0 && hexID(newID.ClusterID) == req.ClusterID {
-		// Died between moving the old data aside and moving the new in.
-		if err := os.RemoveAll(dataDir); err != nil {
+	if newID, _ := memberIdentity(newDir); req.ClusterID != "" && hexID(dataID.ClusterID) != req.ClusterID && hexID(newID.ClusterID) == req.ClusterID {
+		// Died after the new member's data was built and recorded (the
+		// registry names its cluster from then on, so the checks below
+		// would refuse this node's own recovery), before it was moved in:
+		// finish the move.
+		if err := j.moveIn(dataID, newDir, req.ClusterID, progress); err != nil {
 			return err
-		}
-		if err := os.Rename(newDir, dataDir); err != nil {
-			return fmt.Errorf("move the new member's data into %s: %w", dataDir, err)
 		}
 		dataID = newID
 	}
@@ -295,27 +295,39 @@ func (j *Job) rebuild(ctx context.Context, req *Request, r *recovering, progress
 	req.ClusterID, req.Replaced = r.rec.ClusterID, r.rec.Replaced
 	progress(fmt.Sprintf("new cluster %s, member %x", r.rec.ClusterID, newID.MemberID))
 
-	if dataID.ClusterID != 0 {
-		moved, err := datadir.MoveAside(dataDir, fmt.Sprintf("replaced by the recovery into cluster %s (generation %d)", r.rec.ClusterID, r.rec.Generation), n.Now())
+	if err := j.moveIn(dataID, newDir, fmt.Sprintf("%s (generation %d)", r.rec.ClusterID, r.rec.Generation), progress); err != nil {
+		return err
+	}
+	r.moved = true
+	progress("starting the new cluster's first member")
+	n.Recorder().AddDecision(report.ActionRecover, fmt.Sprintf("new cluster %s from %s (%s)", r.rec.ClusterID, req.Describe(), r.rec))
+	return nil
+}
+
+// moveIn puts the new member's data (newDir) in place of the data dir: the
+// old member's data (old: its identity) is kept, moved aside; the old
+// cluster's endpoints and the work dir go.
+func (j *Job) moveIn(old datadir.Identity, newDir, newCluster string, progress func(string)) error {
+	n := j.n
+	dataDir := n.Config().Node.DataDir
+	if old.ClusterID != 0 {
+		moved, err := datadir.MoveAside(dataDir, "replaced by the recovery into cluster "+newCluster, n.Now())
 		if err != nil {
 			return err
 		}
 		progress("old data dir kept at " + moved)
-		n.Recorder().AddDecision(report.ActionMoveAside, "replaced by the recovery into cluster "+r.rec.ClusterID+"; data kept at "+moved)
+		n.Recorder().AddDecision(report.ActionMoveAside, "replaced by the recovery into cluster "+newCluster+"; data kept at "+moved)
 	} else if err := os.RemoveAll(dataDir); err != nil { // no member in it
 		return err
 	}
 	if err := os.Rename(newDir, dataDir); err != nil {
 		return fmt.Errorf("move the new member's data into %s: %w", dataDir, err)
 	}
-	r.moved = true
 	// The old cluster's endpoints are of no use to the new one.
 	_ = sidefile.RemoveEndpoints(dataDir)
-	if err := os.RemoveAll(work); err != nil {
-		n.Logger().Warn("remove the recovery's work dir", "dir", work, "err", err)
+	if err := os.RemoveAll(WorkDir(dataDir)); err != nil {
+		n.Logger().Warn("remove the recovery's work dir", "dir", WorkDir(dataDir), "err", err)
 	}
-	progress("starting the new cluster's first member")
-	n.Recorder().AddDecision(report.ActionRecover, fmt.Sprintf("new cluster %s from %s (%s)", r.rec.ClusterID, req.Describe(), r.rec))
 	return nil
 }
 
